@@ -1,0 +1,232 @@
+//! The DynamoDB item codec: a [`Document`] as a DynamoDB item (through serde_dynamo), the
+//! item's key, and the DynamoDB Streams record that carries it. The AWS document store
+//! writes these items, the embedded store writes these records into its change log, and
+//! the stream decoder reads both — one codec, so the modes cannot drift.
+//!
+//! Item layout: partition key `id` (S); attributes `title`, `body`, `owner` (S),
+//! `collaborators` (M of S), `version` (N), `createdAt`, `updatedAt` (S, RFC 3339),
+//! `updatedBy` (S); and on the last image of a deleted document, `deleted` (BOOL true).
+
+use aws_lambda_events::dynamodb::{EventRecord, StreamRecord, StreamViewType};
+use chrono::{DateTime, Utc};
+use serde_dynamo::{AttributeValue, Item};
+
+use crate::domain::{Document, DocumentId};
+
+/// The attribute that marks the last image of a deleted document.
+pub const DELETED_ATTRIBUTE: &str = "deleted";
+/// The partition key attribute of the documents table.
+pub const KEY_ATTRIBUTE: &str = "id";
+/// `eventSource` of every record.
+pub const EVENT_SOURCE: &str = "aws:dynamodb";
+/// `eventVersion` of every record, as DynamoDB Streams writes it.
+pub const EVENT_VERSION: &str = "1.1";
+
+/// The stream record's `eventName`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventName {
+    Insert,
+    Modify,
+    Remove,
+}
+
+impl EventName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventName::Insert => "INSERT",
+            EventName::Modify => "MODIFY",
+            EventName::Remove => "REMOVE",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "INSERT" => Some(EventName::Insert),
+            "MODIFY" => Some(EventName::Modify),
+            "REMOVE" => Some(EventName::Remove),
+            _ => None,
+        }
+    }
+}
+
+/// A document image read back from an item.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DocumentImage {
+    pub document: Document,
+    /// Whether the item is the last image of a deleted document.
+    pub deleted: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error("the item is not a document: {0}")]
+    NotADocument(#[from] serde_dynamo::Error),
+}
+
+/// The item that stores `doc`.
+pub fn document_to_item(doc: &Document) -> Item {
+    serde_dynamo::to_item(doc).expect("a document always encodes as an item")
+}
+
+/// The item of the last image of a deleted document: `last` marked deleted.
+pub fn tombstone_to_item(last: &Document) -> Item {
+    let mut item = document_to_item(last);
+    item.insert(DELETED_ATTRIBUTE.to_owned(), AttributeValue::Bool(true));
+    item
+}
+
+/// Reads a document back from an item. Attributes it does not know are ignored, so
+/// items written by a newer version still decode.
+pub fn item_to_document(item: &Item) -> Result<DocumentImage, CodecError> {
+    let deleted = matches!(item.get(DELETED_ATTRIBUTE), Some(AttributeValue::Bool(true)));
+    let document = serde_dynamo::from_item(item.clone())?;
+    Ok(DocumentImage { document, deleted })
+}
+
+/// The key of a document's item.
+pub fn document_key(id: &DocumentId) -> Item {
+    let mut key = Item::from(std::collections::HashMap::<String, AttributeValue>::new());
+    key.insert(KEY_ATTRIBUTE.to_owned(), AttributeValue::S(id.to_string()));
+    key
+}
+
+/// Formats a sequence number so that string order is numeric order, as DynamoDB's are.
+pub fn format_sequence_number(seq: u64) -> String {
+    format!("{seq:021}")
+}
+
+/// A DynamoDB Streams record (NEW_AND_OLD_IMAGES), shaped exactly as Lambda receives it.
+pub struct RecordBuilder<'a> {
+    pub region: &'a str,
+    pub event_source_arn: &'a str,
+}
+
+impl RecordBuilder<'_> {
+    pub fn record(
+        &self,
+        name: EventName,
+        id: &DocumentId,
+        old: Option<Item>,
+        new: Option<Item>,
+        sequence_number: u64,
+        at: DateTime<Utc>,
+    ) -> EventRecord {
+        let keys = document_key(id);
+        let size = approximate_size(&keys) + old.as_ref().map_or(0, approximate_size)
+            + new.as_ref().map_or(0, approximate_size);
+        let mut change = StreamRecord::default();
+        change.approximate_creation_date_time = at;
+        change.keys = keys;
+        change.new_image = new.unwrap_or_default();
+        change.old_image = old.unwrap_or_default();
+        change.sequence_number = Some(format_sequence_number(sequence_number));
+        change.size_bytes = size as i64;
+        change.stream_view_type = Some(StreamViewType::NewAndOldImages);
+
+        let mut record = EventRecord::default();
+        record.aws_region = self.region.to_owned();
+        record.change = change;
+        record.event_id = uuid::Uuid::new_v4().simple().to_string();
+        record.event_name = name.as_str().to_owned();
+        record.event_source = Some(EVENT_SOURCE.to_owned());
+        record.event_version = Some(EVENT_VERSION.to_owned());
+        record.event_source_arn = Some(self.event_source_arn.to_owned());
+        record
+    }
+}
+
+/// A record as the JSON Lambda receives: images that the event does not have (the
+/// NewImage of a REMOVE, the OldImage of an INSERT) are absent, not empty.
+pub fn record_to_json(record: &EventRecord) -> serde_json::Value {
+    let mut json = serde_json::to_value(record).expect("a stream record always encodes");
+    if let Some(change) = json.get_mut("dynamodb").and_then(|c| c.as_object_mut()) {
+        for image in ["NewImage", "OldImage"] {
+            if change
+                .get(image)
+                .and_then(|v| v.as_object())
+                .is_some_and(|m| m.is_empty())
+            {
+                change.remove(image);
+            }
+        }
+    }
+    json
+}
+
+/// DynamoDB counts attribute names and values; the JSON length is a close, stable stand-in.
+fn approximate_size(item: &Item) -> usize {
+    serde_json::to_vec(item).map(|v| v.len()).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Body, Role, Title, UserId};
+
+    fn doc() -> Document {
+        let now = Utc::now();
+        let owner = UserId::parse("ann").unwrap();
+        Document {
+            id: DocumentId::generate(),
+            title: Title::parse("Plan").unwrap(),
+            body: Body::parse("hello").unwrap(),
+            owner: owner.clone(),
+            collaborators: [(UserId::parse("bob").unwrap(), Role::Viewer)]
+                .into_iter()
+                .collect(),
+            version: 3,
+            created_at: now,
+            updated_at: now,
+            updated_by: owner,
+        }
+    }
+
+    #[test]
+    fn documents_round_trip_through_items() {
+        let doc = doc();
+        let item = document_to_item(&doc);
+        assert!(matches!(item.get("version"), Some(AttributeValue::N(n)) if n == "3"));
+        assert!(matches!(item.get("collaborators"), Some(AttributeValue::M(_))));
+        let back = item_to_document(&item).unwrap();
+        assert_eq!(back.document, doc);
+        assert!(!back.deleted);
+        assert!(item_to_document(&tombstone_to_item(&doc)).unwrap().deleted);
+    }
+
+    #[test]
+    fn unknown_attributes_are_ignored_and_bad_ones_rejected() {
+        let doc = doc();
+        let mut item = document_to_item(&doc);
+        item.insert("futureField".into(), AttributeValue::S("x".into()));
+        assert_eq!(item_to_document(&item).unwrap().document, doc);
+        item.insert("title".into(), AttributeValue::S(String::new()));
+        assert!(item_to_document(&item).is_err());
+    }
+
+    #[test]
+    fn records_have_the_lambda_shape() {
+        let doc = doc();
+        let builder = RecordBuilder {
+            region: "local",
+            event_source_arn: "arn:aws:dynamodb:local:000000000000:table/documents/stream/x",
+        };
+        let record = builder.record(
+            EventName::Insert,
+            &doc.id,
+            None,
+            Some(document_to_item(&doc)),
+            42,
+            doc.created_at,
+        );
+        let json = record_to_json(&record);
+        assert!(json["dynamodb"].get("OldImage").is_none());
+        assert_eq!(json["eventName"], "INSERT");
+        assert_eq!(json["eventSource"], "aws:dynamodb");
+        assert_eq!(json["dynamodb"]["SequenceNumber"], "000000000000000000042");
+        assert_eq!(json["dynamodb"]["StreamViewType"], "NEW_AND_OLD_IMAGES");
+        assert_eq!(json["dynamodb"]["Keys"]["id"]["S"], doc.id.to_string());
+        assert_eq!(json["dynamodb"]["NewImage"]["title"]["S"], "Plan");
+        let back: EventRecord = serde_json::from_value(json).unwrap();
+        assert_eq!(back.change.sequence_number.as_deref(), Some("000000000000000000042"));
+    }
+}

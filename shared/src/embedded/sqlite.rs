@@ -1,0 +1,144 @@
+//! SQLite plumbing shared by the embedded adapters: opening a connection the durable way,
+//! running blocking SQLite work off the async runtime, and translating SQLite failures
+//! into domain errors.
+//!
+//! Every adapter keeps its tables in the same database file (`docfan.db` in the data
+//! directory) but opens its own connections, so one adapter's work does not queue behind
+//! another's. WAL mode lets readers run beside the single writer; `synchronous = FULL`
+//! makes a commit durable before it is acknowledged.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{Connection, ErrorCode, OpenFlags};
+
+use crate::Error;
+
+/// The database file's name in the data directory.
+pub const DATABASE_FILE: &str = "docfan.db";
+
+/// How long a connection waits for a lock before reporting the database busy.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Opens (creating if needed) the database at `path` with docfan's pragmas.
+pub fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+/// Translates a SQLite failure: contention, a full disk and I/O errors may pass
+/// (`Unavailable`); everything else is a bug or corruption (`Unknown`).
+pub fn map_sqlite_error(err: rusqlite::Error) -> Error {
+    if let rusqlite::Error::SqliteFailure(e, ref msg) = err {
+        let detail = msg.clone().unwrap_or_else(|| e.to_string());
+        match e.code {
+            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => {
+                return Error::Unavailable(format!("database busy: {detail}"));
+            }
+            ErrorCode::DiskFull => return Error::Unavailable(format!("disk full: {detail}")),
+            ErrorCode::ReadOnly => {
+                return Error::Unavailable(format!("database is read-only: {detail}"));
+            }
+            ErrorCode::SystemIoFailure | ErrorCode::CannotOpen => {
+                return Error::Unavailable(format!("database I/O error: {detail}"));
+            }
+            _ => {}
+        }
+    }
+    Error::Unknown(anyhow::Error::new(err).context("sqlite"))
+}
+
+/// One connection, used from async code through [`Db::call`].
+#[derive(Clone)]
+pub struct Db {
+    path: PathBuf,
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db").field("path", &self.path).finish()
+    }
+}
+
+impl Db {
+    /// Opens the database and runs `schema` (idempotent DDL: `CREATE … IF NOT EXISTS`).
+    pub fn open(path: &Path, schema: &str) -> crate::Result<Self> {
+        let conn = open_connection(path).map_err(map_sqlite_error)?;
+        conn.execute_batch(schema).map_err(map_sqlite_error)?;
+        Ok(Self {
+            path: path.to_owned(),
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` on the connection in a blocking thread.
+    pub async fn call<R, F>(&self, f: F) -> crate::Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Connection) -> crate::Result<R> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| Error::Unknown(anyhow::anyhow!("sqlite task failed: {e}")))?
+    }
+}
+
+/// A small pool of connections for reads and small writes outside the group-commit path.
+pub struct ConnectionPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl ConnectionPool {
+    pub fn new(path: &Path) -> Self {
+        Self {
+            path: path.to_owned(),
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Runs `f` on an idle connection (opening one if none is idle) in a blocking
+    /// thread.
+    pub async fn call<R, F>(self: &Arc<Self>, f: F) -> crate::Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> crate::Result<R> + Send + 'static,
+    {
+        let pool = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let conn = pool.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            let conn = match conn {
+                Some(conn) => conn,
+                None => open_connection(&pool.path).map_err(map_sqlite_error)?,
+            };
+            let result = f(&conn);
+            let mut idle = pool.idle.lock().unwrap_or_else(|p| p.into_inner());
+            if idle.len() < 8 {
+                idle.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(|e| Error::Unknown(anyhow::anyhow!("sqlite task failed: {e}")))?
+    }
+}

@@ -1,0 +1,50 @@
+//! The one error type of the domain and its ports. Adapters translate their backend's
+//! failures into these variants (each port method says which it may return); the HTTP
+//! layer maps them to problem details, the fan-out decides from them whether to retry.
+
+use crate::domain::ValidationError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The thing does not exist, or does not exist for the caller.
+    #[error("not found")]
+    NotFound,
+    /// A conditional write met another version than the one it expected.
+    #[error("version mismatch: the current version is {current}")]
+    VersionMismatch { current: u64 },
+    /// A write that needs `If-Match` came without it.
+    #[error("this write needs an If-Match header with the version it replaces")]
+    PreconditionRequired,
+    /// The caller may see the thing but not do this to it.
+    #[error("forbidden: {0}")]
+    Forbidden(&'static str),
+    /// An insert met an existing key.
+    #[error("already exists")]
+    AlreadyExists,
+    /// Input that does not parse into the domain.
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// Input over a size limit.
+    #[error("too large: {0}")]
+    TooLarge(String),
+    /// A backend failure that may succeed when retried (busy database, throttling,
+    /// timeouts, a sink that is down).
+    #[error("temporarily unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else: a bug or a backend failure that retrying will not fix.
+    #[error(transparent)]
+    Unknown(#[from] anyhow::Error),
+}
+
+impl Error {
+    /// Whether the same operation may succeed if tried again later.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::Unavailable(_))
+    }
+
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        Error::Invalid(ValidationError::new(field, message))
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,21 @@
+//! docfan's core, shared by every driver (the local server, the Lambda functions and the
+//! operator commands):
+//!
+//! - [`domain`]: documents, access rules, changes, audit entries, analyses;
+//! - [`ports`]: the traits the core needs from the outside world;
+//! - [`service`]: the document rules (access, versions, merge patch) over the ports;
+//! - [`codec`]: the DynamoDB item and stream-record codec both modes share;
+//! - [`auth`]: HS256 JWT tokens;
+//! - [`embedded`]: the one-machine adapters (SQLite, tantivy);
+//! - [`clock`] and [`error`]: time and the error type.
+
+pub mod auth;
+pub mod clock;
+pub mod codec;
+pub mod domain;
+pub mod embedded;
+pub mod error;
+pub mod ports;
+pub mod service;
+
+pub use error::{Error, Result};

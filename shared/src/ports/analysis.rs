@@ -1,0 +1,58 @@
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use super::WriteOutcome;
+use crate::Result;
+use crate::domain::{Analysis, DocumentId};
+
+/// A request to analyse one version of a document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalysisJob {
+    pub document_id: DocumentId,
+    pub version: u64,
+}
+
+/// A job taken from the queue, invisible to other takers until its visibility timeout.
+#[derive(Debug, Clone)]
+pub struct ReceivedJob {
+    pub job: AnalysisJob,
+    /// Identifies this receipt for `ack`, `retry_later` and `dead_letter`.
+    pub receipt: String,
+    /// How many times the job has been received, this time included.
+    pub attempts: u32,
+}
+
+/// The durable queue of analysis jobs, deduplicated by (document, version).
+#[async_trait]
+pub trait AnalysisQueue: Send + Sync + 'static {
+    /// Enqueues the job unless one for the same (document, version) was ever enqueued.
+    /// Errors: [`Error::Unavailable`](crate::Error::Unavailable).
+    async fn enqueue(&self, job: &AnalysisJob) -> Result<WriteOutcome>;
+
+    /// Takes up to `max` visible jobs, hiding them for `visibility`. Errors: `Unavailable`.
+    async fn receive(&self, max: usize, visibility: Duration) -> Result<Vec<ReceivedJob>>;
+
+    /// The job is done: remove it. Errors: `Unavailable`.
+    async fn ack(&self, receipt: &str) -> Result<()>;
+
+    /// Moves the job to the queue's dead-letter store with the reason. Errors: `Unavailable`.
+    async fn dead_letter(&self, receipt: &str, reason: &str) -> Result<()>;
+
+    /// Jobs waiting (visible or in flight), for metrics. Errors: `Unavailable`.
+    async fn depth(&self) -> Result<u64>;
+}
+
+/// Where analysis results live: outside the change stream, so storing one never causes
+/// another fan-out.
+#[async_trait]
+pub trait AnalysisStore: Send + Sync + 'static {
+    /// Stores the analysis unless one for this version or a newer one is there.
+    /// Errors: [`Error::Unavailable`](crate::Error::Unavailable).
+    async fn put(&self, analysis: &Analysis) -> Result<WriteOutcome>;
+
+    /// The latest analysis of the document. Errors: `Unavailable`.
+    async fn get(&self, document: &DocumentId) -> Result<Option<Analysis>>;
+}

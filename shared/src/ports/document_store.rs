@@ -1,0 +1,55 @@
+use async_trait::async_trait;
+
+use crate::Result;
+use crate::domain::{Document, DocumentId, UserId};
+
+/// A page of a member's documents, newest first.
+#[derive(Debug, Clone)]
+pub struct DocumentPage {
+    pub items: Vec<Document>,
+    /// Present when more documents follow: pass it back as `after`.
+    pub next: Option<DocumentId>,
+}
+
+/// Where documents live. Every successful mutation also emits exactly one change record
+/// (the embedded change log, or the DynamoDB table's stream) atomically with it; a
+/// rejected mutation emits nothing.
+#[async_trait]
+pub trait DocumentStore: Send + Sync + 'static {
+    /// Stores a new document (version 1) and emits an INSERT record with its NewImage.
+    ///
+    /// Errors: [`Error::AlreadyExists`](crate::Error::AlreadyExists) when the id is taken;
+    /// [`Error::Unavailable`](crate::Error::Unavailable) on a transient backend failure.
+    async fn create(&self, doc: &Document) -> Result<()>;
+
+    /// The document, read after every acknowledged write (strongly consistent).
+    ///
+    /// Errors: `Unavailable` on a transient backend failure. A missing document is `Ok(None)`.
+    async fn get(&self, id: &DocumentId) -> Result<Option<Document>>;
+
+    /// Replaces the document if its stored version is `doc.version - 1`, and emits a
+    /// MODIFY record with both images.
+    ///
+    /// Errors: [`Error::VersionMismatch`](crate::Error::VersionMismatch) with the stored
+    /// version when it is another; [`Error::NotFound`](crate::Error::NotFound) when the
+    /// document is gone; `Unavailable`.
+    async fn update(&self, doc: &Document) -> Result<()>;
+
+    /// Deletes the document if its stored version is `last.version - 1`, and emits a
+    /// REMOVE record whose OldImage is `last`: the document stamped with the deletion
+    /// (its own version, `updatedBy` the deleter, `updatedAt` the time), marked deleted.
+    ///
+    /// Errors: `VersionMismatch`, `NotFound`, `Unavailable`, as for `update`.
+    async fn delete(&self, last: &Document) -> Result<()>;
+
+    /// The documents `member` owns or collaborates on, newest (highest id) first,
+    /// starting after `after`. Costs in proportion to the page, not to all documents.
+    ///
+    /// Errors: `Unavailable`.
+    async fn list_for_member(
+        &self,
+        member: &UserId,
+        limit: usize,
+        after: Option<&DocumentId>,
+    ) -> Result<DocumentPage>;
+}

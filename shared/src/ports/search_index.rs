@@ -1,0 +1,88 @@
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::WriteOutcome;
+use crate::Result;
+use crate::domain::{Document, DocumentId, UserId};
+
+/// What the index holds of a document: its text and who may read it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchDocument {
+    pub id: DocumentId,
+    pub version: u64,
+    pub title: String,
+    pub body: String,
+    pub readers: Vec<UserId>,
+}
+
+impl From<&Document> for SearchDocument {
+    fn from(doc: &Document) -> Self {
+        Self {
+            id: doc.id,
+            version: doc.version,
+            title: doc.title.as_str().to_owned(),
+            body: doc.body.as_str().to_owned(),
+            readers: doc.readers().cloned().collect(),
+        }
+    }
+}
+
+/// A search on behalf of `reader`: only documents they may read are candidates.
+#[derive(Debug, Clone)]
+pub struct SearchQuery {
+    pub text: String,
+    pub reader: UserId,
+    pub limit: usize,
+    pub offset: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SearchHit {
+    #[schema(value_type = String, format = Uuid)]
+    pub id: DocumentId,
+    pub title: String,
+    /// An excerpt with the matched terms wrapped in `<mark>`…`</mark>`; the rest is
+    /// HTML-escaped.
+    pub snippet: String,
+    pub score: f32,
+    pub version: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct SearchPage {
+    pub hits: Vec<SearchHit>,
+    /// Whether more hits follow this page.
+    pub more: bool,
+}
+
+/// The full-text index. Writes are guarded by the document version: an older version
+/// never replaces a newer one, and a deletion leaves a tombstone at its version so a
+/// late older write cannot bring the document back.
+#[async_trait]
+pub trait SearchIndex: Send + Sync + 'static {
+    /// Indexes `doc` unless the index holds this version or a newer one (or a newer
+    /// tombstone), in which case it returns `AlreadyApplied`.
+    ///
+    /// Errors: [`Error::Unavailable`](crate::Error::Unavailable) when the index cannot be
+    /// written now.
+    async fn upsert(&self, doc: &SearchDocument) -> Result<WriteOutcome>;
+
+    /// Removes the document, leaving a tombstone at `version`, unless a newer version is
+    /// there. Errors: `Unavailable`.
+    async fn delete(&self, id: &DocumentId, version: u64) -> Result<WriteOutcome>;
+
+    /// Makes the writes so far durable and visible to searches (writes may be batched).
+    /// Errors: `Unavailable`.
+    async fn flush(&self) -> Result<()>;
+
+    /// The hits for a query, best first, only among documents the reader may read.
+    ///
+    /// Errors: [`Error::Invalid`](crate::Error::Invalid) for a query that does not parse;
+    /// `Unavailable`.
+    async fn search(&self, query: &SearchQuery) -> Result<SearchPage>;
+
+    /// Errors: `Unavailable` when the index cannot serve.
+    async fn health(&self) -> Result<()>;
+}

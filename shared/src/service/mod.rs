@@ -1,0 +1,6 @@
+//! The services: the rules of the product over the ports, free of any transport.
+
+mod documents;
+pub mod merge_patch;
+
+pub use documents::{DocumentService, NewDocument, Replacement};
