@@ -8,6 +8,9 @@
 //! `updatedBy` (S); and on the last image of a deleted document, `deleted` (BOOL true).
 
 use aws_lambda_events::dynamodb::{EventRecord, StreamRecord, StreamViewType};
+
+/// The DynamoDB Streams record type, as Lambda delivers it.
+pub use aws_lambda_events::dynamodb::EventRecord as StreamEventRecord;
 use chrono::{DateTime, Utc};
 use serde_dynamo::{AttributeValue, Item};
 
@@ -78,7 +81,10 @@ pub fn tombstone_to_item(last: &Document) -> Item {
 /// Reads a document back from an item. Attributes it does not know are ignored, so
 /// items written by a newer version still decode.
 pub fn item_to_document(item: &Item) -> Result<DocumentImage, CodecError> {
-    let deleted = matches!(item.get(DELETED_ATTRIBUTE), Some(AttributeValue::Bool(true)));
+    let deleted = matches!(
+        item.get(DELETED_ATTRIBUTE),
+        Some(AttributeValue::Bool(true))
+    );
     let document = serde_dynamo::from_item(item.clone())?;
     Ok(DocumentImage { document, deleted })
 }
@@ -112,7 +118,8 @@ impl RecordBuilder<'_> {
         at: DateTime<Utc>,
     ) -> EventRecord {
         let keys = document_key(id);
-        let size = approximate_size(&keys) + old.as_ref().map_or(0, approximate_size)
+        let size = approximate_size(&keys)
+            + old.as_ref().map_or(0, approximate_size)
             + new.as_ref().map_or(0, approximate_size);
         let mut change = StreamRecord::default();
         change.approximate_creation_date_time = at;
@@ -186,7 +193,10 @@ mod tests {
         let doc = doc();
         let item = document_to_item(&doc);
         assert!(matches!(item.get("version"), Some(AttributeValue::N(n)) if n == "3"));
-        assert!(matches!(item.get("collaborators"), Some(AttributeValue::M(_))));
+        assert!(matches!(
+            item.get("collaborators"),
+            Some(AttributeValue::M(_))
+        ));
         let back = item_to_document(&item).unwrap();
         assert_eq!(back.document, doc);
         assert!(!back.deleted);
@@ -227,6 +237,9 @@ mod tests {
         assert_eq!(json["dynamodb"]["Keys"]["id"]["S"], doc.id.to_string());
         assert_eq!(json["dynamodb"]["NewImage"]["title"]["S"], "Plan");
         let back: EventRecord = serde_json::from_value(json).unwrap();
-        assert_eq!(back.change.sequence_number.as_deref(), Some("000000000000000000042"));
+        assert_eq!(
+            back.change.sequence_number.as_deref(),
+            Some("000000000000000000042")
+        );
     }
 }

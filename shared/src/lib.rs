@@ -7,7 +7,7 @@
 //! - [`codec`]: the DynamoDB item and stream-record codec both modes share;
 //! - [`auth`]: HS256 JWT tokens;
 //! - [`embedded`]: the one-machine adapters (SQLite, tantivy);
-//! - [`clock`] and [`error`]: time and the error type.
+//! - [`clock`], [`error`] and [`telemetry`]: time, the error type, logging setup.
 
 pub mod auth;
 pub mod clock;
@@ -17,5 +17,6 @@ pub mod embedded;
 pub mod error;
 pub mod ports;
 pub mod service;
+pub mod telemetry;
 
 pub use error::{Error, Result};

@@ -1,0 +1,12 @@
+//! HTTP plumbing shared by the routes: problem details, the authenticated caller, JSON
+//! bodies, preconditions and pagination.
+
+pub mod auth;
+pub mod json;
+pub mod pagination;
+pub mod precondition;
+pub mod problem;
+
+pub use auth::Caller;
+pub use json::JsonBody;
+pub use problem::{ApiError, ApiResult, Problem};

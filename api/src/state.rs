@@ -1,0 +1,19 @@
+//! What the REST handlers share: the services and ports, built once by the driver.
+
+use std::sync::Arc;
+
+use shared::auth::TokenAuthority;
+use shared::clock::Clock;
+use shared::service::DocumentService;
+
+/// Writes Prometheus text-format lines for one part of the system.
+pub type MetricsSource = Arc<dyn Fn(&mut String) + Send + Sync>;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub documents: DocumentService,
+    pub tokens: Arc<TokenAuthority>,
+    pub clock: Arc<dyn Clock>,
+    /// Everything `/metrics` reports, beyond the HTTP counters.
+    pub metrics: Vec<MetricsSource>,
+}
