@@ -11,6 +11,8 @@ async fn main() -> std::process::ExitCode {
         None => serve::run(&cli.data_dir, &cli.serve).await,
         Some(Command::Serve(args)) => serve::run(&cli.data_dir, args).await,
         Some(Command::Token(args)) => token::run(&cli.data_dir, args),
+        Some(Command::Dlq(args)) => api::commands::dlq::run(&cli.data_dir, args).await,
+        Some(Command::Reindex) => api::commands::reindex::run(&cli.data_dir).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

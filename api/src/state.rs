@@ -16,4 +16,6 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// Everything `/metrics` reports, beyond the HTTP counters.
     pub metrics: Vec<MetricsSource>,
+    /// The fan-out's stores behind search, history and analysis (503 when absent).
+    pub read_models: Option<stream_handler::ReadModels>,
 }

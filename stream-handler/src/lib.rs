@@ -1,1 +1,29 @@
-//! placeholder
+//! docfan's change-stream fan-out: every committed change, decoded once, delivered to
+//! four independent sinks.
+//!
+//! - [`decode`]: a DynamoDB stream record (JSON) into a [`ChangeEvent`](shared::domain::ChangeEvent);
+//! - [`handler`]: [`handle`], the batch handler shared by the embedded poller and the
+//!   Lambda entry point, with its retries, partial batch response and dead letters;
+//! - [`sinks`]: search, notifications, audit and analysis, one folder each;
+//! - [`analysis`]: the analysis worker and the text analysis it runs;
+//! - [`poller`]: the embedded event source mapping over the SQLite change log;
+//! - [`redrive`]: handling dead letters again; [`reindex`]: rebuilding the search index;
+//! - [`read_models`]: the stores the REST API reads (search, history, analyses);
+//! - [`metrics`]: stream lag and per-sink counts and latencies for `/metrics`;
+//! - [`embedded`]: every embedded port and task, opened from the data directory.
+
+pub mod analysis;
+pub mod decode;
+pub mod embedded;
+pub mod handler;
+pub mod metrics;
+pub mod poller;
+pub mod read_models;
+pub mod redrive;
+pub mod reindex;
+pub mod sinks;
+
+pub use embedded::{EmbeddedFanout, FanoutConfig};
+pub use handler::{BatchReport, Fanout, HandlerConfig, RetryPolicy, handle};
+pub use poller::{Poller, PollerConfig};
+pub use read_models::ReadModels;

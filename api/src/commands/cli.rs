@@ -44,6 +44,10 @@ pub enum Command {
     Serve(ServeArgs),
     /// Print a token for a user, signed with the configured secret, and a sign-in link.
     Token(TokenArgs),
+    /// Dead letters: list them, or redrive them once the cause is fixed.
+    Dlq(super::dlq::DlqArgs),
+    /// Rebuild the search index from the documents (stop the server first).
+    Reindex,
 }
 
 #[derive(Debug, Clone, Args)]

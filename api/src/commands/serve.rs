@@ -10,9 +10,13 @@ use anyhow::Context;
 use axum::Router;
 use shared::auth::{self, TokenAuthority};
 use shared::clock::{Clock, SystemClock};
-use shared::embedded::{DATABASE_FILE, SqliteDocumentStore};
+use shared::embedded::{ChangeFeed, DATABASE_FILE, SqliteAuditLog, SqliteDocumentStore};
+use shared::ports::{DocumentStore, Notifier};
 use shared::service::DocumentService;
+use stream_handler::{EmbeddedFanout, FanoutConfig};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
+use websocket::LocalWebSocket;
 
 use super::cli::ServeArgs;
 use crate::state::AppState;
@@ -26,6 +30,19 @@ pub struct ServeConfig {
     pub data_dir: PathBuf,
     /// The JWT secret; `None` reads `DOCFAN_JWT_SECRET` or the data directory's secret.
     pub secret: Option<Vec<u8>>,
+    /// The stream poller, handler, sinks and analysis worker.
+    pub fanout: FanoutConfig,
+}
+
+impl ServeConfig {
+    /// The defaults for a data directory.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            secret: None,
+            fanout: FanoutConfig::default(),
+        }
+    }
 }
 
 /// The secret from `DOCFAN_JWT_SECRET`, or else the one in the data directory (created
@@ -46,10 +63,19 @@ pub fn load_secret(data_dir: &Path) -> anyhow::Result<Vec<u8>> {
     Ok(secret)
 }
 
-/// The running application's parts.
+/// The running application's parts: the router, and what runs beside it (the stream
+/// poller and analysis worker, the WebSocket connections).
 pub struct App {
     pub router: Router,
     pub clock: Arc<dyn Clock>,
+    embedded: Option<EmbeddedParts>,
+}
+
+/// What runs beside the router on one machine.
+struct EmbeddedParts {
+    fanout: EmbeddedFanout,
+    feed: ChangeFeed,
+    websocket: LocalWebSocket,
 }
 
 impl App {
@@ -69,36 +95,99 @@ impl App {
             SqliteDocumentStore::open(&db_path)
                 .map_err(|e| anyhow::anyhow!("opening {}: {e}", db_path.display()))?,
         );
-        let documents = DocumentService::new(store, Arc::clone(&clock));
+        let feed = store.change_feed();
+        let store: Arc<dyn DocumentStore> = store;
+
+        // The WebSocket side reads the audit trail for replays through its own
+        // connection; the fan-out writes it.
+        let replay_audit = Arc::new(
+            SqliteAuditLog::open(&db_path)
+                .map_err(|e| anyhow::anyhow!("opening the audit trail: {e}"))?,
+        );
+        let websocket = LocalWebSocket::embedded(
+            Arc::clone(&store),
+            replay_audit,
+            (*tokens).clone(),
+            Arc::clone(&clock),
+        );
+        let notifier: Arc<dyn Notifier> = Arc::new(websocket.notifier());
+        let fanout = EmbeddedFanout::open(
+            &config.data_dir,
+            Arc::clone(&store),
+            notifier,
+            Arc::clone(&clock),
+            config.fanout.clone(),
+        )
+        .map_err(|e| anyhow::anyhow!("opening the fan-out stores: {e}"))?;
+
+        let ws_metrics = websocket.clone();
         let state = AppState {
-            documents,
+            documents: DocumentService::new(store, Arc::clone(&clock)),
             tokens,
             clock: Arc::clone(&clock),
-            metrics: Vec::new(),
+            metrics: vec![
+                Arc::new(stream_handler::metrics::render),
+                Arc::new(move |out: &mut String| ws_metrics.render_metrics(out)),
+            ],
+            read_models: Some(fanout.read_models()),
         };
         Ok(Self {
-            router: crate::router(state),
+            router: crate::router(state).merge(websocket.router()),
             clock,
+            embedded: Some(EmbeddedParts {
+                fanout,
+                feed,
+                websocket,
+            }),
         })
     }
 
-    /// Serves until `shutdown` resolves.
+    /// An app that is only a router (the AWS adapters: the fan-out runs in Lambda).
+    pub fn from_router(router: Router, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            router,
+            clock,
+            embedded: None,
+        }
+    }
+
+    /// Serves until `shutdown` resolves, with the stream poller and the analysis worker
+    /// running beside the server. On shutdown: stop accepting requests, close the
+    /// WebSocket connections (1001), let in-flight requests finish, then let the poller
+    /// finish its batch and checkpoint.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        crate::server::serve(listener, self.router, shutdown).await?;
+        let Some(parts) = self.embedded else {
+            crate::server::serve(listener, self.router, shutdown).await?;
+            return Ok(());
+        };
+        let (stop_tx, mut stop_rx) = watch::channel(false);
+        let background = parts.fanout.start(parts.feed, async move {
+            let _ = stop_rx.wait_for(|stopped| *stopped).await;
+        });
+        let websocket = parts.websocket;
+        let served = crate::server::serve(listener, self.router, async move {
+            shutdown.await;
+            websocket.close_all();
+        })
+        .await;
+        let _ = stop_tx.send(true);
+        match background.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "the fan-out stopped with an error"),
+            Err(e) => tracing::error!(error = %e, "the fan-out task failed"),
+        }
+        served?;
         Ok(())
     }
 }
 
 /// `docfan serve`.
 pub async fn run(data_dir: &Path, args: &ServeArgs) -> anyhow::Result<()> {
-    let config = ServeConfig {
-        data_dir: data_dir.to_owned(),
-        secret: None,
-    };
+    let config = ServeConfig::new(data_dir);
     let app = App::build(&config).await?;
     let listener = TcpListener::bind(args.listen)
         .await

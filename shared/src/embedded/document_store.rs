@@ -107,7 +107,13 @@ impl DocumentStore for SqliteDocumentStore {
     async fn get(&self, id: &DocumentId) -> Result<Option<Document>> {
         let id = id.to_string();
         self.reads
-            .call(move |conn| read_document(conn, &id).map_err(map_sqlite_error)?.map(|(_, d)| d).map(Ok).transpose())
+            .call(move |conn| {
+                read_document(conn, &id)
+                    .map_err(map_sqlite_error)?
+                    .map(|(_, d)| d)
+                    .map(Ok)
+                    .transpose()
+            })
             .await
     }
 
@@ -172,7 +178,9 @@ fn read_document(conn: &Connection, id: &str) -> rusqlite::Result<Option<(u64, D
         .optional()?;
     Ok(row.and_then(|(version, json)| {
         // A row that does not decode is reported by the caller as corruption.
-        serde_json::from_str(&json).ok().map(|doc| (version as u64, doc))
+        serde_json::from_str(&json)
+            .ok()
+            .map(|doc| (version as u64, doc))
     }))
 }
 

@@ -1,10 +1,20 @@
 //! The embedded adapters: every port on one machine, in the data directory (SQLite for
 //! documents, the change log, audit, queue and dead letters; tantivy for search).
 
+pub mod analysis_queue;
+pub mod analysis_store;
+pub mod audit_log;
 pub mod change_log;
+pub mod dead_letter;
 pub mod document_store;
+pub mod search_index;
 pub mod sqlite;
 
+pub use analysis_queue::SqliteAnalysisQueue;
+pub use analysis_store::SqliteAnalysisStore;
+pub use audit_log::SqliteAuditLog;
 pub use change_log::{ChangeFeed, ChangeRecord};
+pub use dead_letter::SqliteDeadLetterQueue;
 pub use document_store::SqliteDocumentStore;
+pub use search_index::{IndexedVersion, SEARCH_INDEX_DIR, TantivySearchIndex};
 pub use sqlite::DATABASE_FILE;

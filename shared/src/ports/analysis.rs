@@ -19,7 +19,8 @@ pub struct AnalysisJob {
 #[derive(Debug, Clone)]
 pub struct ReceivedJob {
     pub job: AnalysisJob,
-    /// Identifies this receipt for `ack`, `retry_later` and `dead_letter`.
+    /// Identifies this receipt for `ack` and `dead_letter`; a job not acked reappears
+    /// when its visibility timeout ends.
     pub receipt: String,
     /// How many times the job has been received, this time included.
     pub attempts: u32,
@@ -31,6 +32,10 @@ pub trait AnalysisQueue: Send + Sync + 'static {
     /// Enqueues the job unless one for the same (document, version) was ever enqueued.
     /// Errors: [`Error::Unavailable`](crate::Error::Unavailable).
     async fn enqueue(&self, job: &AnalysisJob) -> Result<WriteOutcome>;
+
+    /// Enqueues the job again even though it was enqueued before: an operator's redrive
+    /// of a dead job. Errors: `Unavailable`.
+    async fn requeue(&self, job: &AnalysisJob) -> Result<()>;
 
     /// Takes up to `max` visible jobs, hiding them for `visibility`. Errors: `Unavailable`.
     async fn receive(&self, max: usize, visibility: Duration) -> Result<Vec<ReceivedJob>>;

@@ -1,0 +1,237 @@
+//! `docfan dlq list` and `docfan dlq redrive [--id ID]`: the operator's view of the
+//! dead-letter queue, and the way to handle its letters again once the cause is fixed.
+//!
+//! Redriving opens the fan-out's stores itself, search index included, which one
+//! process at a time may hold: stop `docfan serve` first. Notifications of redriven
+//! changes go to no one (clients catch up from the history on their next subscribe).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use shared::clock::SystemClock;
+use shared::embedded::{DATABASE_FILE, SqliteDeadLetterQueue, SqliteDocumentStore};
+use shared::ports::{DeadLetter, DeadLetterQueue, DeadLetterSource};
+use stream_handler::sinks::notifications::NoSubscribers;
+use stream_handler::{EmbeddedFanout, FanoutConfig};
+
+#[derive(Debug, Clone, Args)]
+pub struct DlqArgs {
+    #[command(subcommand)]
+    pub command: DlqCommand,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum DlqCommand {
+    /// List the dead letters, oldest first.
+    List {
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Print each letter as a JSON line, payload included.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Handle dead letters again; those that succeed leave the queue.
+    Redrive {
+        /// Only this letter.
+        #[arg(long)]
+        id: Option<String>,
+    },
+}
+
+/// `docfan dlq …`.
+pub async fn run(data_dir: &Path, args: &DlqArgs) -> anyhow::Result<()> {
+    match &args.command {
+        DlqCommand::List { limit, json } => list(data_dir, *limit, *json).await,
+        DlqCommand::Redrive { id } => redrive(data_dir, id.as_deref()).await,
+    }
+}
+
+fn database(data_dir: &Path) -> anyhow::Result<std::path::PathBuf> {
+    let db = data_dir.join(DATABASE_FILE);
+    anyhow::ensure!(
+        db.exists(),
+        "no docfan database in {} (set --data-dir)",
+        data_dir.display()
+    );
+    Ok(db)
+}
+
+/// One line about a letter: what it is about, and why it failed.
+pub fn describe(letter: &DeadLetter) -> String {
+    let p = &letter.payload;
+    let about = match letter.source {
+        DeadLetterSource::Stream => {
+            let image = p["dynamodb"]
+                .get("NewImage")
+                .or_else(|| p["dynamodb"].get("OldImage"));
+            format!(
+                "{} document {} version {} (sequence {})",
+                p["eventName"].as_str().unwrap_or("?"),
+                p["dynamodb"]["Keys"]["id"]["S"].as_str().unwrap_or("?"),
+                image
+                    .and_then(|i| i["version"]["N"].as_str())
+                    .unwrap_or("?"),
+                p["dynamodb"]["SequenceNumber"].as_str().unwrap_or("?"),
+            )
+        }
+        DeadLetterSource::Analysis => format!(
+            "analysis of document {} version {}",
+            p["documentId"].as_str().unwrap_or("?"),
+            p["version"]
+                .as_u64()
+                .map_or("?".to_owned(), |v| v.to_string()),
+        ),
+    };
+    format!(
+        "{}\t{}\t{}\tattempts {}\t{about}\t{}",
+        letter.id,
+        match letter.source {
+            DeadLetterSource::Stream => "stream",
+            DeadLetterSource::Analysis => "analysis",
+        },
+        letter.failed_at.to_rfc3339(),
+        letter.attempts,
+        letter.reason,
+    )
+}
+
+async fn list(data_dir: &Path, limit: usize, json: bool) -> anyhow::Result<()> {
+    let dlq = SqliteDeadLetterQueue::open(&database(data_dir)?)?;
+    let letters = dlq.list(limit).await?;
+    if json {
+        for letter in &letters {
+            println!("{}", serde_json::to_string(letter)?);
+        }
+        return Ok(());
+    }
+    let total = dlq.depth().await?;
+    if letters.is_empty() {
+        println!("the dead-letter queue is empty");
+        return Ok(());
+    }
+    println!("id\tsource\tfailed at\tattempts\tabout\treason");
+    for letter in &letters {
+        println!("{}", describe(letter));
+    }
+    if total > letters.len() as u64 {
+        println!("… and {} more (use --limit)", total - letters.len() as u64);
+    }
+    Ok(())
+}
+
+async fn redrive(data_dir: &Path, id: Option<&str>) -> anyhow::Result<()> {
+    let db = database(data_dir)?;
+    let store = Arc::new(SqliteDocumentStore::open(&db)?);
+    let fanout = EmbeddedFanout::open(
+        data_dir,
+        store,
+        Arc::new(NoSubscribers),
+        Arc::new(SystemClock),
+        FanoutConfig::default(),
+    )
+    .context("opening the fan-out's stores (is `docfan serve` running? stop it first)")?;
+    let outcomes = fanout.redrive(id).await.map_err(|e| match e {
+        shared::Error::NotFound => anyhow::anyhow!("no dead letter with id {}", id.unwrap_or("")),
+        e => e.into(),
+    })?;
+    let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
+    for outcome in &outcomes {
+        match &outcome.result {
+            Ok(()) => println!("{}\tredriven", outcome.id),
+            Err(reason) => println!("{}\tstill failing: {reason}", outcome.id),
+        }
+    }
+    println!(
+        "{} redriven, {failed} still failing",
+        outcomes.len() - failed
+    );
+    anyhow::ensure!(failed == 0, "{failed} dead letters still fail");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::domain::{Body, Title, UserId};
+    use shared::ports::AuditLog;
+    use shared::service::{DocumentService, NewDocument};
+
+    #[tokio::test]
+    async fn letters_are_listed_and_redriven() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join(DATABASE_FILE);
+        let record = {
+            let store = Arc::new(SqliteDocumentStore::open(&db).unwrap());
+            let docs = DocumentService::new(store.clone(), Arc::new(SystemClock));
+            docs.create(
+                &UserId::parse("ann").unwrap(),
+                NewDocument {
+                    title: Title::parse("Lost").unwrap(),
+                    body: Body::parse("found again").unwrap(),
+                    collaborators: Default::default(),
+                },
+            )
+            .await
+            .unwrap();
+            let rows = store.change_feed().read_after(0, 10).await.unwrap();
+            serde_json::from_str::<serde_json::Value>(&rows[0].record).unwrap()
+        };
+        let dlq = SqliteDeadLetterQueue::open(&db).unwrap();
+        let id = dlq
+            .put(&DeadLetter {
+                id: String::new(),
+                source: DeadLetterSource::Stream,
+                payload: record.clone(),
+                reason: "audit: disk on fire".into(),
+                attempts: 3,
+                failed_at: chrono::Utc::now(),
+            })
+            .await
+            .unwrap();
+        let line = describe(&dlq.list(1).await.unwrap()[0]);
+        assert!(line.starts_with(&format!("{id}\tstream\t")), "{line}");
+        assert!(line.contains("INSERT document"), "{line}");
+        assert!(line.contains("version 1"), "{line}");
+        assert!(line.ends_with("audit: disk on fire"), "{line}");
+        run(
+            dir.path(),
+            &DlqArgs {
+                command: DlqCommand::List {
+                    limit: 10,
+                    json: false,
+                },
+            },
+        )
+        .await
+        .unwrap();
+
+        let missing = run(
+            dir.path(),
+            &DlqArgs {
+                command: DlqCommand::Redrive {
+                    id: Some("999".into()),
+                },
+            },
+        )
+        .await;
+        assert!(missing.unwrap_err().to_string().contains("no dead letter"));
+        run(
+            dir.path(),
+            &DlqArgs {
+                command: DlqCommand::Redrive { id: Some(id) },
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(dlq.depth().await.unwrap(), 0);
+        let audit = shared::embedded::SqliteAuditLog::open(&db).unwrap();
+        let doc_id = shared::domain::DocumentId::parse(
+            record["dynamodb"]["Keys"]["id"]["S"].as_str().unwrap(),
+        )
+        .unwrap();
+        assert!(audit.get(&doc_id, 1).await.unwrap().is_some());
+    }
+}

@@ -1,0 +1,81 @@
+//! `docfan reindex`: rebuilds the search index from the documents, with a progress bar.
+//! The server holds the index while it runs: stop `docfan serve` first.
+
+use std::path::Path;
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use shared::embedded::{DATABASE_FILE, SEARCH_INDEX_DIR, TantivySearchIndex};
+
+/// `docfan reindex`.
+pub async fn run(data_dir: &Path) -> anyhow::Result<()> {
+    let db = data_dir.join(DATABASE_FILE);
+    anyhow::ensure!(
+        db.exists(),
+        "no docfan database in {} (set --data-dir)",
+        data_dir.display()
+    );
+    let index = TantivySearchIndex::open(&data_dir.join(SEARCH_INDEX_DIR))
+        .context("opening the search index (is `docfan serve` running? stop it first)")?;
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} indexing [{bar:40}] {pos}/{len} documents ({per_sec}, {eta} left)",
+        )
+        .expect("a valid template")
+        .progress_chars("=> "),
+    );
+    let indexed = stream_handler::reindex::reindex(&index, &db, |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    })
+    .await?;
+    bar.finish_and_clear();
+    println!("indexed {indexed} documents");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use shared::clock::SystemClock;
+    use shared::domain::{Body, Title, UserId};
+    use shared::embedded::SqliteDocumentStore;
+    use shared::ports::{SearchIndex, SearchQuery};
+    use shared::service::{DocumentService, NewDocument};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn the_index_is_rebuilt_from_the_documents() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteDocumentStore::open(&dir.path().join(DATABASE_FILE)).unwrap());
+        let docs = DocumentService::new(store, Arc::new(SystemClock));
+        let ann = UserId::parse("ann").unwrap();
+        for i in 0..3 {
+            docs.create(
+                &ann,
+                NewDocument {
+                    title: Title::parse(format!("Note {i}")).unwrap(),
+                    body: Body::parse("walrus").unwrap(),
+                    collaborators: Default::default(),
+                },
+            )
+            .await
+            .unwrap();
+        }
+        run(dir.path()).await.unwrap();
+        let index = TantivySearchIndex::open(&dir.path().join(SEARCH_INDEX_DIR)).unwrap();
+        let page = index
+            .search(&SearchQuery {
+                text: "walrus".into(),
+                reader: ann,
+                limit: 10,
+                offset: 0,
+            })
+            .await
+            .unwrap();
+        assert_eq!(page.hits.len(), 3);
+    }
+}

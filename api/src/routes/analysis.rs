@@ -1,0 +1,35 @@
+//! `GET /documents/{id}/analysis`: the latest text analysis of the document's body.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use shared::domain::Analysis;
+
+use super::documents::parse_id;
+use super::search::read_models;
+use crate::http::{ApiError, ApiResult, Caller, Problem};
+use crate::state::AppState;
+
+#[utoipa::path(
+    get, path = "/documents/{id}/analysis", tag = "analysis",
+    params(("id" = String, Path, description = "Document id")),
+    responses(
+        (status = 200, description = "The latest analysis", body = Analysis),
+        (status = 404, description = "No such document for the caller, or not analysed yet", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get(
+    State(state): State<AppState>,
+    Caller(user): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Analysis>> {
+    let id = parse_id(&id)?;
+    state.documents.get(&user, &id).await?;
+    let models = read_models(&state)?;
+    let analysis = models
+        .analyses
+        .get(&id)
+        .await?
+        .ok_or_else(|| ApiError::from(Problem::not_found()))?;
+    Ok(Json(analysis))
+}

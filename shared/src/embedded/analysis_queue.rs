@@ -1,0 +1,320 @@
+//! The embedded [`AnalysisQueue`]: a durable SQLite queue with SQS's delivery rules.
+//!
+//! - `analysis_job_keys` remembers every (document, version) ever enqueued, so a
+//!   redelivered change does not enqueue its job twice, even after the job is done;
+//! - `analysis_jobs` holds the waiting jobs; taking one hides it until its visibility
+//!   timeout (measured on the [`Clock`]) and gives it a fresh receipt, so a worker that
+//!   dies mid-job only delays it;
+//! - a dead job moves to the `dead_letters` table in the transaction that removes it.
+//!
+//! Enqueuing signals a [`Notify`] so an in-process worker wakes at once instead of
+//! polling.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{OptionalExtension, params};
+use tokio::sync::Notify;
+
+use super::audit_log::GroupCommit;
+use super::dead_letter;
+use super::sqlite::{Db, map_sqlite_error};
+use crate::Result;
+use crate::clock::Clock;
+use crate::domain::DocumentId;
+use crate::ports::{
+    AnalysisJob, AnalysisQueue, DeadLetter, DeadLetterSource, ReceivedJob, WriteOutcome,
+};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS analysis_job_keys (
+    document_id TEXT NOT NULL,
+    version     INTEGER NOT NULL,
+    PRIMARY KEY (document_id, version)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS analysis_jobs (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    document_id   TEXT NOT NULL,
+    version       INTEGER NOT NULL,
+    visible_at_ms INTEGER NOT NULL,
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    receipt       TEXT
+);
+CREATE INDEX IF NOT EXISTS analysis_jobs_by_visibility ON analysis_jobs (visible_at_ms, id);
+CREATE INDEX IF NOT EXISTS analysis_jobs_by_receipt ON analysis_jobs (receipt);
+";
+
+/// Analysis jobs in the SQLite database.
+#[derive(Clone)]
+pub struct SqliteAnalysisQueue {
+    db: Db,
+    writer: Arc<GroupCommit>,
+    clock: Arc<dyn Clock>,
+    enqueued: Arc<Notify>,
+}
+
+impl std::fmt::Debug for SqliteAnalysisQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteAnalysisQueue")
+            .field("db", &self.db)
+            .finish()
+    }
+}
+
+impl SqliteAnalysisQueue {
+    /// Opens the queue in the database file at `path`, creating its tables (and the
+    /// dead-letter table it moves dead jobs to).
+    pub fn open(path: &Path, clock: Arc<dyn Clock>) -> Result<Self> {
+        let schema = format!("{SCHEMA}{}", dead_letter::SCHEMA);
+        let db = Db::open(path, &schema)?;
+        Ok(Self {
+            db,
+            writer: Arc::new(GroupCommit::open(path, &schema, "analysis-queue")?),
+            clock,
+            enqueued: Arc::new(Notify::new()),
+        })
+    }
+
+    /// Notified whenever a job is enqueued, for a worker waiting for work.
+    pub fn enqueued(&self) -> Arc<Notify> {
+        Arc::clone(&self.enqueued)
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.clock.now().timestamp_millis()
+    }
+}
+
+fn insert_job(conn: &rusqlite::Connection, job: &AnalysisJob, now_ms: i64) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO analysis_jobs (document_id, version, visible_at_ms) VALUES (?1, ?2, ?3)",
+    )?
+    .execute(params![
+        job.document_id.to_string(),
+        job.version as i64,
+        now_ms
+    ])?;
+    Ok(())
+}
+
+#[async_trait]
+impl AnalysisQueue for SqliteAnalysisQueue {
+    async fn enqueue(&self, job: &AnalysisJob) -> Result<WriteOutcome> {
+        let job = job.clone();
+        let now = self.now_ms();
+        let outcome = self
+            .writer
+            .write(move |tx| {
+                let fresh = tx
+                    .prepare_cached(
+                        "INSERT INTO analysis_job_keys (document_id, version) VALUES (?1, ?2)
+                         ON CONFLICT DO NOTHING",
+                    )
+                    .and_then(|mut s| {
+                        s.execute(params![job.document_id.to_string(), job.version as i64])
+                    })
+                    .map_err(map_sqlite_error)?;
+                if fresh == 0 {
+                    return Ok(WriteOutcome::AlreadyApplied);
+                }
+                insert_job(tx, &job, now).map_err(map_sqlite_error)?;
+                Ok(WriteOutcome::Applied)
+            })
+            .await?;
+        if outcome == WriteOutcome::Applied {
+            self.enqueued.notify_one();
+        }
+        Ok(outcome)
+    }
+
+    async fn requeue(&self, job: &AnalysisJob) -> Result<()> {
+        let job = job.clone();
+        let now = self.now_ms();
+        self.writer
+            .write(move |conn| insert_job(conn, &job, now).map_err(map_sqlite_error))
+            .await?;
+        self.enqueued.notify_one();
+        Ok(())
+    }
+
+    async fn receive(&self, max: usize, visibility: Duration) -> Result<Vec<ReceivedJob>> {
+        let now = self.now_ms();
+        let hidden_until = now.saturating_add(visibility.as_millis().min(i64::MAX as u128) as i64);
+        self.writer
+            .write(move |tx| {
+                let visible: Vec<(i64, String, i64, u32)> = {
+                    let mut stmt = tx
+                        .prepare_cached(
+                            "SELECT id, document_id, version, attempts FROM analysis_jobs
+                             WHERE visible_at_ms <= ?1 ORDER BY visible_at_ms, id LIMIT ?2",
+                        )
+                        .map_err(map_sqlite_error)?;
+                    let rows = stmt
+                        .query_map(params![now, max as i64], |row| {
+                            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                        })
+                        .map_err(map_sqlite_error)?;
+                    rows.collect::<rusqlite::Result<_>>()
+                        .map_err(map_sqlite_error)?
+                };
+                let mut received = Vec::with_capacity(visible.len());
+                for (id, document_id, version, attempts) in visible {
+                    let receipt = format!("{id}:{}", uuid::Uuid::new_v4().simple());
+                    tx.prepare_cached(
+                        "UPDATE analysis_jobs SET visible_at_ms = ?2, attempts = ?3, receipt = ?4
+                         WHERE id = ?1",
+                    )
+                    .and_then(|mut s| s.execute(params![id, hidden_until, attempts + 1, receipt]))
+                    .map_err(map_sqlite_error)?;
+                    let Ok(document_id) = DocumentId::parse(&document_id) else {
+                        // Not a job this code could have written: drop the row, loudly.
+                        tracing::error!(
+                            id,
+                            document_id,
+                            "analysis job with an invalid document id"
+                        );
+                        tx.execute("DELETE FROM analysis_jobs WHERE id = ?1", [id])
+                            .map_err(map_sqlite_error)?;
+                        continue;
+                    };
+                    received.push(ReceivedJob {
+                        job: AnalysisJob {
+                            document_id,
+                            version: version as u64,
+                        },
+                        receipt,
+                        attempts: attempts + 1,
+                    });
+                }
+                Ok(received)
+            })
+            .await
+    }
+
+    async fn ack(&self, receipt: &str) -> Result<()> {
+        let receipt = receipt.to_owned();
+        self.writer
+            .write(move |conn| {
+                conn.prepare_cached("DELETE FROM analysis_jobs WHERE receipt = ?1")
+                    .and_then(|mut s| s.execute([receipt]))
+                    .map_err(map_sqlite_error)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn dead_letter(&self, receipt: &str, reason: &str) -> Result<()> {
+        let receipt = receipt.to_owned();
+        let reason = reason.to_owned();
+        let failed_at = self.clock.now();
+        self.writer
+            .write(move |tx| {
+                let job: Option<(i64, String, i64, u32)> = tx
+                    .prepare_cached(
+                        "SELECT id, document_id, version, attempts FROM analysis_jobs
+                         WHERE receipt = ?1",
+                    )
+                    .and_then(|mut s| {
+                        s.query_row([&receipt], |row| {
+                            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                        })
+                        .optional()
+                    })
+                    .map_err(map_sqlite_error)?;
+                // A stale receipt: someone else holds the job now.
+                let Some((id, document_id, version, attempts)) = job else {
+                    return Ok(());
+                };
+                let letter = DeadLetter {
+                    id: String::new(),
+                    source: DeadLetterSource::Analysis,
+                    payload: serde_json::json!({"documentId": document_id, "version": version}),
+                    reason,
+                    attempts,
+                    failed_at,
+                };
+                dead_letter::insert(tx, &letter).map_err(map_sqlite_error)?;
+                tx.execute("DELETE FROM analysis_jobs WHERE id = ?1", [id])
+                    .map_err(map_sqlite_error)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn depth(&self) -> Result<u64> {
+        self.db
+            .call(|conn| {
+                conn.query_row("SELECT COUNT(*) FROM analysis_jobs", [], |row| {
+                    row.get::<_, i64>(0)
+                })
+                .map(|n| n as u64)
+                .map_err(map_sqlite_error)
+            })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::embedded::SqliteDeadLetterQueue;
+    use crate::ports::DeadLetterQueue;
+    use chrono::{TimeDelta, Utc};
+
+    #[tokio::test]
+    async fn jobs_are_deduplicated_hidden_while_taken_and_dead_lettered() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let clock = Arc::new(ManualClock::new(Utc::now()));
+        let queue = SqliteAnalysisQueue::open(&path, clock.clone()).unwrap();
+        let job = AnalysisJob {
+            document_id: DocumentId::generate(),
+            version: 2,
+        };
+        assert_eq!(queue.enqueue(&job).await.unwrap(), WriteOutcome::Applied);
+        assert_eq!(
+            queue.enqueue(&job).await.unwrap(),
+            WriteOutcome::AlreadyApplied
+        );
+        assert_eq!(queue.depth().await.unwrap(), 1);
+
+        let visibility = Duration::from_secs(30);
+        let first = queue.receive(10, visibility).await.unwrap();
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].job, job);
+        assert_eq!(first[0].attempts, 1);
+        assert!(queue.receive(10, visibility).await.unwrap().is_empty());
+
+        clock.advance(TimeDelta::seconds(31));
+        let second = queue.receive(10, visibility).await.unwrap();
+        assert_eq!(second[0].attempts, 2);
+        // The first receipt is stale now: acking with it changes nothing.
+        queue.ack(&first[0].receipt).await.unwrap();
+        assert_eq!(queue.depth().await.unwrap(), 1);
+
+        queue.dead_letter(&second[0].receipt, "boom").await.unwrap();
+        assert_eq!(queue.depth().await.unwrap(), 0);
+        let dlq = SqliteDeadLetterQueue::open(&path).unwrap();
+        let letters = dlq.list(10).await.unwrap();
+        assert_eq!(letters.len(), 1);
+        assert_eq!(letters[0].source, DeadLetterSource::Analysis);
+        assert_eq!(letters[0].reason, "boom");
+        assert_eq!(letters[0].attempts, 2);
+        let back: AnalysisJob = serde_json::from_value(letters[0].payload.clone()).unwrap();
+        assert_eq!(back, job);
+
+        // Still deduplicated after it left the queue; a redrive brings it back.
+        assert_eq!(
+            queue.enqueue(&job).await.unwrap(),
+            WriteOutcome::AlreadyApplied
+        );
+        queue.requeue(&job).await.unwrap();
+        let third = queue.receive(10, visibility).await.unwrap();
+        assert_eq!(third[0].job, job);
+        queue.ack(&third[0].receipt).await.unwrap();
+        assert_eq!(queue.depth().await.unwrap(), 0);
+    }
+}

@@ -1,0 +1,295 @@
+//! The embedded [`AuditLog`]: one SQLite row per (document, version), inserted once and
+//! never updated, so a redelivered change finds its entry already there.
+//!
+//! Appends go through a [`GroupCommit`] writer: the stream handler appends for many
+//! documents at once, and each durable commit (an fsync) then carries all of them.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::{mpsc, oneshot};
+
+use super::sqlite::{Db, map_sqlite_error, open_connection};
+use crate::domain::{AuditEntry, DocumentId};
+use crate::ports::{AuditLog, WriteOutcome};
+use crate::{Error, Result};
+
+/// The most writes one group commits.
+const MAX_GROUP: usize = 256;
+
+/// A write queued for the group writer.
+trait GroupOp: Send {
+    /// Runs the write inside the group's transaction (in its own savepoint); returns
+    /// what to do once the group is committed or rolled back.
+    fn run(self: Box<Self>, conn: &Connection) -> Completion;
+    /// The group could not start: answer without running.
+    fn abort(self: Box<Self>, err: &Error);
+}
+
+/// Answers a write's caller with the group's fate (`None`: committed).
+type Completion = Box<dyn FnOnce(Option<&Error>) + Send>;
+
+struct Op<F, R> {
+    write: F,
+    reply: oneshot::Sender<Result<R>>,
+}
+
+impl<F, R> GroupOp for Op<F, R>
+where
+    F: FnOnce(&Connection) -> Result<R> + Send + 'static,
+    R: Send + 'static,
+{
+    fn run(self: Box<Self>, conn: &Connection) -> Completion {
+        let Op { write, reply } = *self;
+        let result = conn
+            .execute_batch("SAVEPOINT op")
+            .map_err(map_sqlite_error)
+            .and_then(|()| {
+                let result = write(conn);
+                let end = if result.is_ok() {
+                    "RELEASE op"
+                } else {
+                    "ROLLBACK TO op; RELEASE op"
+                };
+                conn.execute_batch(end).map_err(map_sqlite_error)?;
+                result
+            });
+        Box::new(move |group_failure: Option<&Error>| {
+            let answer = match (result, group_failure) {
+                (Ok(value), None) => Ok(value),
+                (Ok(_), Some(e)) => Err(retriable(e)),
+                (Err(e), _) => Err(e),
+            };
+            let _ = reply.send(answer);
+        })
+    }
+
+    fn abort(self: Box<Self>, err: &Error) {
+        let _ = self.reply.send(Err(retriable(err)));
+    }
+}
+
+fn retriable(err: &Error) -> Error {
+    Error::Unavailable(format!("group commit failed: {err}"))
+}
+
+/// One writer thread with its own connection that commits the writes queued while the
+/// previous commit was in flight as one transaction, each write in its own savepoint (so
+/// one failing write does not undo its neighbours). A caller is answered only once the
+/// transaction holding its write is durable. Shared by the embedded audit trail and
+/// analysis queue.
+#[derive(Clone)]
+pub(crate) struct GroupCommit {
+    queue: mpsc::Sender<Box<dyn GroupOp>>,
+}
+
+impl std::fmt::Debug for GroupCommit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GroupCommit")
+    }
+}
+
+impl GroupCommit {
+    /// Starts the writer on the database at `path` after running `schema`.
+    pub(crate) fn open(path: &Path, schema: &str, name: &str) -> Result<Self> {
+        let conn = open_connection(path).map_err(map_sqlite_error)?;
+        conn.execute_batch(schema).map_err(map_sqlite_error)?;
+        let (queue, rx) = mpsc::channel(MAX_GROUP * 4);
+        std::thread::Builder::new()
+            .name(format!("docfan-{name}-writer"))
+            .spawn(move || run_group_writer(conn, rx))
+            .map_err(|e| Error::Unknown(e.into()))?;
+        Ok(Self { queue })
+    }
+
+    /// Runs `write` in the next group; returns its result once the group is durable.
+    pub(crate) async fn write<R, F>(&self, write: F) -> Result<R>
+    where
+        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
+        R: Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Box::new(Op { write, reply }))
+            .await
+            .map_err(|_| Error::Unavailable("the writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| Error::Unavailable("the writer has stopped".into()))?
+    }
+}
+
+fn run_group_writer(conn: Connection, mut rx: mpsc::Receiver<Box<dyn GroupOp>>) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(op) => group.push(op),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            let err = map_sqlite_error(e);
+            for op in group {
+                op.abort(&err);
+            }
+            continue;
+        }
+        let completions: Vec<Completion> = group.into_iter().map(|op| op.run(&conn)).collect();
+        let failure = conn.execute_batch("COMMIT").err().map(|e| {
+            let _ = conn.execute_batch("ROLLBACK");
+            map_sqlite_error(e)
+        });
+        for complete in completions {
+            complete(failure.as_ref());
+        }
+    }
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS audit_log (
+    document_id TEXT NOT NULL,
+    version     INTEGER NOT NULL,
+    entry       TEXT NOT NULL,
+    PRIMARY KEY (document_id, version)
+) WITHOUT ROWID;
+";
+
+/// The audit trail in the SQLite database.
+#[derive(Debug, Clone)]
+pub struct SqliteAuditLog {
+    db: Db,
+    writer: Arc<GroupCommit>,
+}
+
+impl SqliteAuditLog {
+    /// Opens the trail in the database file at `path`, creating its table.
+    pub fn open(path: &Path) -> Result<Self> {
+        Ok(Self {
+            db: Db::open(path, SCHEMA)?,
+            writer: Arc::new(GroupCommit::open(path, SCHEMA, "audit")?),
+        })
+    }
+}
+
+fn decode(json: &str) -> Result<AuditEntry> {
+    serde_json::from_str(json)
+        .map_err(|e| Error::Unknown(anyhow::anyhow!("stored audit entry does not decode: {e}")))
+}
+
+#[async_trait]
+impl AuditLog for SqliteAuditLog {
+    async fn append(&self, entry: &AuditEntry) -> Result<WriteOutcome> {
+        let id = entry.document_id.to_string();
+        let version = entry.version as i64;
+        let json = serde_json::to_string(entry).map_err(|e| Error::Unknown(e.into()))?;
+        self.writer
+            .write(move |conn| {
+                let inserted = conn
+                    .prepare_cached(
+                        "INSERT INTO audit_log (document_id, version, entry) VALUES (?1, ?2, ?3)
+                         ON CONFLICT DO NOTHING",
+                    )
+                    .and_then(|mut s| s.execute(params![id, version, json]))
+                    .map_err(map_sqlite_error)?;
+                Ok(if inserted == 0 {
+                    WriteOutcome::AlreadyApplied
+                } else {
+                    WriteOutcome::Applied
+                })
+            })
+            .await
+    }
+
+    async fn list(
+        &self,
+        document: &DocumentId,
+        after_version: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>> {
+        let id = document.to_string();
+        let after = after_version.map_or(-1, |v| v as i64);
+        self.db
+            .call(move |conn| {
+                let mut stmt = conn
+                    .prepare_cached(
+                        "SELECT entry FROM audit_log WHERE document_id = ?1 AND version > ?2
+                         ORDER BY version LIMIT ?3",
+                    )
+                    .map_err(map_sqlite_error)?;
+                let rows = stmt
+                    .query_map(params![id, after, limit as i64], |row| {
+                        row.get::<_, String>(0)
+                    })
+                    .map_err(map_sqlite_error)?;
+                rows.map(|row| decode(&row.map_err(map_sqlite_error)?))
+                    .collect()
+            })
+            .await
+    }
+
+    async fn get(&self, document: &DocumentId, version: u64) -> Result<Option<AuditEntry>> {
+        let id = document.to_string();
+        self.db
+            .call(move |conn| {
+                let json: Option<String> = conn
+                    .prepare_cached(
+                        "SELECT entry FROM audit_log WHERE document_id = ?1 AND version = ?2",
+                    )
+                    .and_then(|mut s| {
+                        s.query_row(params![id, version as i64], |row| row.get(0))
+                            .optional()
+                    })
+                    .map_err(map_sqlite_error)?;
+                json.as_deref().map(decode).transpose()
+            })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{AuditDetail, ChangeKind, UserId};
+    use chrono::Utc;
+
+    fn entry(doc: DocumentId, version: u64, event: &str) -> AuditEntry {
+        AuditEntry {
+            event_id: event.into(),
+            document_id: doc,
+            version,
+            action: ChangeKind::Updated,
+            actor: UserId::parse("ann").unwrap(),
+            at: Utc::now(),
+            changed_fields: vec![],
+            detail: AuditDetail::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn entries_are_written_once_per_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = SqliteAuditLog::open(&dir.path().join("db")).unwrap();
+        let doc = DocumentId::generate();
+        assert_eq!(
+            log.append(&entry(doc, 2, "a")).await.unwrap(),
+            WriteOutcome::Applied
+        );
+        assert_eq!(
+            log.append(&entry(doc, 1, "b")).await.unwrap(),
+            WriteOutcome::Applied
+        );
+        assert_eq!(
+            log.append(&entry(doc, 2, "c")).await.unwrap(),
+            WriteOutcome::AlreadyApplied
+        );
+        let all = log.list(&doc, None, 10).await.unwrap();
+        assert_eq!(all.iter().map(|e| e.version).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(all[1].event_id, "a");
+        assert_eq!(log.list(&doc, Some(1), 10).await.unwrap().len(), 1);
+        assert_eq!(log.get(&doc, 1).await.unwrap().unwrap().event_id, "b");
+        assert!(log.get(&doc, 3).await.unwrap().is_none());
+    }
+}

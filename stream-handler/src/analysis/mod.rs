@@ -1,0 +1,220 @@
+//! The analysis worker: takes jobs from the [`AnalysisQueue`], analyses the document
+//! version they name, stores the result in the [`AnalysisStore`] (outside the change
+//! stream, so a result never causes another fan-out) and announces it through the
+//! [`Notifier`].
+//!
+//! A job whose version is no longer the document's current one (a newer version or a
+//! deletion came since) is acknowledged without work: the newer version has its own
+//! job. A job that fails is left to reappear after its visibility timeout, and moves to
+//! the dead-letter store once it has been received `max_attempts` times.
+
+pub mod text;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use shared::clock::Clock;
+use shared::ports::{AnalysisQueue, AnalysisStore, DocumentStore, Notifier, ReceivedJob};
+use shared::{Error, Result};
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+use crate::metrics;
+
+/// How the worker behaves (the embedded twin of the SQS queue and its redrive policy).
+#[derive(Debug, Clone)]
+pub struct AnalysisWorkerConfig {
+    /// Jobs taken per receive.
+    pub batch_size: usize,
+    /// How long a taken job stays hidden from other takers.
+    pub visibility_timeout: Duration,
+    /// Receives after which a failing job is dead-lettered.
+    pub max_attempts: u32,
+    /// How often an idle worker looks for jobs whose visibility timeout ended (new jobs
+    /// wake it at once).
+    pub idle_poll: Duration,
+}
+
+impl Default for AnalysisWorkerConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 10,
+            visibility_timeout: Duration::from_secs(30),
+            max_attempts: 5,
+            idle_poll: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What the worker did with one job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobOutcome {
+    Completed,
+    /// The version was not current any more.
+    Superseded,
+    /// Failed; it will come back after its visibility timeout.
+    Failed(String),
+    DeadLettered(String),
+}
+
+#[derive(Clone)]
+pub struct AnalysisWorker {
+    queue: Arc<dyn AnalysisQueue>,
+    store: Arc<dyn AnalysisStore>,
+    documents: Arc<dyn DocumentStore>,
+    notifier: Arc<dyn Notifier>,
+    clock: Arc<dyn Clock>,
+    config: AnalysisWorkerConfig,
+    wake: Option<Arc<Notify>>,
+}
+
+impl AnalysisWorker {
+    pub fn new(
+        queue: Arc<dyn AnalysisQueue>,
+        store: Arc<dyn AnalysisStore>,
+        documents: Arc<dyn DocumentStore>,
+        notifier: Arc<dyn Notifier>,
+        clock: Arc<dyn Clock>,
+        config: AnalysisWorkerConfig,
+    ) -> Self {
+        Self {
+            queue,
+            store,
+            documents,
+            notifier,
+            clock,
+            config,
+            wake: None,
+        }
+    }
+
+    /// Wakes the idle worker when notified (the queue's enqueue signal).
+    pub fn with_wake(mut self, wake: Arc<Notify>) -> Self {
+        self.wake = Some(wake);
+        self
+    }
+
+    /// Takes one batch of visible jobs and works through it; returns what became of
+    /// each.
+    pub async fn run_once(&self) -> Result<Vec<JobOutcome>> {
+        let jobs = self
+            .queue
+            .receive(self.config.batch_size, self.config.visibility_timeout)
+            .await?;
+        let mut outcomes = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            outcomes.push(self.work(job).await);
+        }
+        Ok(outcomes)
+    }
+
+    async fn work(&self, received: ReceivedJob) -> JobOutcome {
+        let span = tracing::info_span!(
+            "analysis",
+            document_id = %received.job.document_id,
+            version = received.job.version,
+            attempt = received.attempts,
+        );
+        let outcome = match self.analyse(&received).instrument(span).await {
+            Ok(outcome) => outcome,
+            Err(e) if received.attempts >= self.config.max_attempts => {
+                let reason = format!("after {} attempts: {e}", received.attempts);
+                match self.queue.dead_letter(&received.receipt, &reason).await {
+                    Ok(()) => {
+                        tracing::error!(%reason, "analysis job dead-lettered");
+                        JobOutcome::DeadLettered(reason)
+                    }
+                    Err(dlq) => {
+                        JobOutcome::Failed(format!("{reason}; dead-lettering failed: {dlq}"))
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "analysis failed; the job will come back");
+                JobOutcome::Failed(e.to_string())
+            }
+        };
+        metrics::record_analysis(match outcome {
+            JobOutcome::Completed => "completed",
+            JobOutcome::Superseded => "superseded",
+            JobOutcome::Failed(_) => "failed",
+            JobOutcome::DeadLettered(_) => "dead_lettered",
+        });
+        outcome
+    }
+
+    async fn analyse(&self, received: &ReceivedJob) -> Result<JobOutcome> {
+        let job = &received.job;
+        let current = self.documents.get(&job.document_id).await?;
+        let doc = match current {
+            None => {
+                self.queue.ack(&received.receipt).await?;
+                return Ok(JobOutcome::Superseded);
+            }
+            Some(doc) if doc.version > job.version => {
+                self.queue.ack(&received.receipt).await?;
+                return Ok(JobOutcome::Superseded);
+            }
+            Some(doc) if doc.version < job.version => {
+                return Err(Error::Unavailable(format!(
+                    "the store has version {} of a document whose version {} was changed",
+                    doc.version, job.version
+                )));
+            }
+            Some(doc) => doc,
+        };
+        let analysed_doc = doc.clone();
+        let at = self.clock.now();
+        // Language detection and tokenizing are CPU work: keep them off the reactor.
+        let analysis = tokio::task::spawn_blocking(move || text::analyze(&analysed_doc, at))
+            .await
+            .map_err(|e| Error::Unknown(anyhow::anyhow!("analysis task failed: {e}")))?;
+        self.store.put(&analysis).await?;
+        self.notifier.publish_analysis(&doc, &analysis).await?;
+        self.queue.ack(&received.receipt).await?;
+        Ok(JobOutcome::Completed)
+    }
+
+    /// Runs the worker until `shutdown` completes.
+    pub fn spawn(self, shutdown: impl Future<Output = ()> + Send + 'static) -> JoinHandle<()> {
+        let (stop_tx, mut stop) = watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        tokio::spawn(async move {
+            loop {
+                if *stop.borrow() {
+                    break;
+                }
+                let worked = tokio::select! {
+                    _ = stop.changed() => break,
+                    result = self.run_once() => match result {
+                        Ok(outcomes) => !outcomes.is_empty(),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "analysis queue unavailable");
+                            false
+                        }
+                    },
+                };
+                if worked {
+                    continue;
+                }
+                let wake = self.wake.clone();
+                tokio::select! {
+                    _ = stop.changed() => break,
+                    _ = async move {
+                        match wake {
+                            Some(n) => n.notified().await,
+                            None => std::future::pending().await,
+                        }
+                    } => {}
+                    _ = tokio::time::sleep(self.config.idle_poll) => {}
+                }
+            }
+            tracing::info!("analysis worker stopped");
+        })
+    }
+}

@@ -1,0 +1,173 @@
+//! Decoding a DynamoDB stream record (as JSON) into a [`ChangeEvent`], once.
+//!
+//! Records are read from `serde_json::Value` rather than through
+//! `aws_lambda_events::dynamodb::EventRecord`, whose 1.2 decoder misreads a fractional
+//! `ApproximateCreationDateTime`: the field is taken here as seconds (an f64) directly.
+//!
+//! What a record means:
+//! - INSERT: a creation, from `NewImage`;
+//! - MODIFY: an update, from `OldImage` and `NewImage`; a `NewImage` marked `deleted` is
+//!   the first step of a deletion in the AWS store and means nothing on its own;
+//! - REMOVE with an `OldImage` marked `deleted`: a user's deletion, already stamped with
+//!   its version, actor and time;
+//! - REMOVE of an unmarked image (a TTL expiry or an operator's delete): a deletion one
+//!   version after the image, by `dynamodb.amazonaws.com` for TTL and `unknown`
+//!   otherwise, at the record's creation time.
+
+use chrono::{DateTime, Utc};
+use serde_dynamo::Item;
+use serde_json::Value;
+use shared::codec::{self, EventName};
+use shared::domain::{ChangeEvent, DocumentId, UserId};
+
+/// The principal of DynamoDB's own (TTL) deletions.
+pub const TTL_PRINCIPAL: &str = "dynamodb.amazonaws.com";
+/// The actor of a deletion nobody is known to have made.
+pub const UNKNOWN_ACTOR: &str = "unknown";
+
+/// What a record means for the fan-out.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decoded {
+    /// A change for the sinks.
+    Change(Box<ChangeEvent>),
+    /// A record with nothing to fan out (the MODIFY that marks a document deleted).
+    Skip,
+}
+
+/// Why a record cannot be decoded. Such a record can never succeed: it is dead-lettered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("undecodable stream record: {0}")]
+pub struct DecodeError(pub String);
+
+fn fail(message: impl Into<String>) -> DecodeError {
+    DecodeError(message.into())
+}
+
+/// The parts of a record every consumer needs even when the rest does not decode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordMeta {
+    /// `dynamodb.SequenceNumber`, when present.
+    pub sequence_number: Option<String>,
+    /// `eventID`.
+    pub event_id: String,
+    /// The document the record is about (from `Keys`), when it parses.
+    pub document_id: Option<DocumentId>,
+}
+
+impl RecordMeta {
+    pub fn of(record: &Value) -> Self {
+        let change = &record["dynamodb"];
+        Self {
+            sequence_number: change["SequenceNumber"].as_str().map(str::to_owned),
+            event_id: record["eventID"].as_str().unwrap_or_default().to_owned(),
+            document_id: change["Keys"][codec::KEY_ATTRIBUTE]["S"]
+                .as_str()
+                .and_then(|id| DocumentId::parse(id).ok()),
+        }
+    }
+}
+
+fn image(change: &Value, name: &str) -> Result<Option<codec::DocumentImage>, DecodeError> {
+    let Some(raw) = change.get(name).filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
+    let item: Item = serde_json::from_value(raw.clone())
+        .map_err(|e| fail(format!("{name} is not a DynamoDB item: {e}")))?;
+    if item.is_empty() {
+        return Ok(None);
+    }
+    codec::item_to_document(&item)
+        .map(Some)
+        .map_err(|e| fail(format!("{name}: {e}")))
+}
+
+/// `ApproximateCreationDateTime`, in seconds since the epoch (possibly fractional).
+pub fn approximate_creation(change: &Value) -> Option<DateTime<Utc>> {
+    let seconds = change["ApproximateCreationDateTime"].as_f64()?;
+    if !seconds.is_finite() || seconds < 0.0 {
+        return None;
+    }
+    let millis = (seconds * 1000.0).round() as i64;
+    DateTime::from_timestamp_millis(millis)
+}
+
+/// Decodes one record.
+pub fn decode(record: &Value) -> Result<Decoded, DecodeError> {
+    let meta = RecordMeta::of(record);
+    let sequence_number = meta
+        .sequence_number
+        .clone()
+        .ok_or_else(|| fail("no dynamodb.SequenceNumber"))?;
+    let name = record["eventName"]
+        .as_str()
+        .ok_or_else(|| fail("no eventName"))?;
+    let name = EventName::parse(name).ok_or_else(|| fail(format!("unknown eventName {name:?}")))?;
+    let change = record
+        .get("dynamodb")
+        .filter(|c| c.is_object())
+        .ok_or_else(|| fail("no dynamodb object"))?;
+    let key = meta
+        .document_id
+        .ok_or_else(|| fail("Keys.id is not a document id"))?;
+    let new = image(change, "NewImage")?;
+    let old = image(change, "OldImage")?;
+    for img in [&new, &old].into_iter().flatten() {
+        if img.document.id != key {
+            return Err(fail(format!(
+                "image of document {} under key {key}",
+                img.document.id
+            )));
+        }
+    }
+
+    let decoded = match name {
+        EventName::Insert => {
+            let new = new.ok_or_else(|| fail("INSERT without NewImage"))?;
+            ChangeEvent::written(None, new.document, sequence_number)
+        }
+        EventName::Modify => {
+            let new = new.ok_or_else(|| fail("MODIFY without NewImage"))?;
+            if new.deleted {
+                return Ok(Decoded::Skip);
+            }
+            let old = old.ok_or_else(|| fail("MODIFY without OldImage"))?;
+            if new.document.version <= old.document.version {
+                return Err(fail(format!(
+                    "MODIFY from version {} to {}",
+                    old.document.version, new.document.version
+                )));
+            }
+            ChangeEvent::written(Some(old.document), new.document, sequence_number)
+        }
+        EventName::Remove => {
+            let old = old.ok_or_else(|| fail("REMOVE without OldImage"))?;
+            if old.deleted {
+                let last = old.document;
+                let (version, actor, at) = (last.version, last.updated_by.clone(), last.updated_at);
+                ChangeEvent::deleted(last, version, actor, at, sequence_number)
+            } else {
+                let by_ttl = record["userIdentity"]["type"].as_str() == Some("Service")
+                    && record["userIdentity"]["principalId"].as_str() == Some(TTL_PRINCIPAL);
+                let actor = UserId::parse(if by_ttl { TTL_PRINCIPAL } else { UNKNOWN_ACTOR })
+                    .expect("a valid user id");
+                let at = approximate_creation(change)
+                    .ok_or_else(|| fail("REMOVE without ApproximateCreationDateTime"))?;
+                let version = old.document.version + 1;
+                ChangeEvent::deleted(old.document, version, actor, at, sequence_number)
+            }
+        }
+    };
+    Ok(Decoded::Change(Box::new(decoded)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fractional_creation_times_are_seconds() {
+        let change = serde_json::json!({"ApproximateCreationDateTime": 1_700_000_000.25});
+        let at = approximate_creation(&change).unwrap();
+        assert_eq!(at.timestamp_millis(), 1_700_000_000_250);
+    }
+}

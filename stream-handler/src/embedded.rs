@@ -1,0 +1,173 @@
+//! The fan-out on one machine: every port it needs, opened from the data directory,
+//! and the two background tasks (the stream poller and the analysis worker).
+//!
+//! ```text
+//! let fanout = EmbeddedFanout::open(&data_dir, documents, notifier, clock, FanoutConfig::default())?;
+//! let tasks = fanout.start(store.change_feed(), shutdown);
+//! ```
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+
+use shared::Result;
+use shared::clock::Clock;
+use shared::embedded::{
+    ChangeFeed, DATABASE_FILE, SEARCH_INDEX_DIR, SqliteAnalysisQueue, SqliteAnalysisStore,
+    SqliteAuditLog, SqliteDeadLetterQueue, TantivySearchIndex,
+};
+use shared::ports::{DocumentStore, Notifier};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::analysis::{AnalysisWorker, AnalysisWorkerConfig};
+use crate::handler::{Fanout, HandlerConfig};
+use crate::poller::{Poller, PollerConfig};
+use crate::read_models::ReadModels;
+use crate::redrive::{self, RedriveOutcome};
+use crate::sinks::Sink;
+use crate::sinks::analysis::{AnalysisSink, AnalysisSinkConfig};
+use crate::sinks::audit::{AuditSink, AuditSinkConfig};
+use crate::sinks::notifications::{NotificationSink, NotificationSinkConfig};
+use crate::sinks::search::{SearchSink, SearchSinkConfig};
+
+/// Every knob of the embedded fan-out.
+#[derive(Debug, Clone, Default)]
+pub struct FanoutConfig {
+    pub handler: HandlerConfig,
+    pub poller: PollerConfig,
+    pub worker: AnalysisWorkerConfig,
+    pub search: SearchSinkConfig,
+    pub audit: AuditSinkConfig,
+    pub notifications: NotificationSinkConfig,
+    pub analysis: AnalysisSinkConfig,
+}
+
+/// The embedded fan-out's ports and handler.
+#[derive(Clone)]
+pub struct EmbeddedFanout {
+    pub fanout: Arc<Fanout>,
+    pub search: Arc<TantivySearchIndex>,
+    pub audit: Arc<SqliteAuditLog>,
+    pub analysis_queue: Arc<SqliteAnalysisQueue>,
+    pub analyses: Arc<SqliteAnalysisStore>,
+    pub dead_letters: Arc<SqliteDeadLetterQueue>,
+    documents: Arc<dyn DocumentStore>,
+    notifier: Arc<dyn Notifier>,
+    clock: Arc<dyn Clock>,
+    config: FanoutConfig,
+}
+
+impl EmbeddedFanout {
+    /// Opens the fan-out's stores in `data_dir` (the SQLite database the documents live
+    /// in, and the search index folder beside it).
+    pub fn open(
+        data_dir: &Path,
+        documents: Arc<dyn DocumentStore>,
+        notifier: Arc<dyn Notifier>,
+        clock: Arc<dyn Clock>,
+        config: FanoutConfig,
+    ) -> Result<Self> {
+        let db = data_dir.join(DATABASE_FILE);
+        let search = Arc::new(TantivySearchIndex::open(&data_dir.join(SEARCH_INDEX_DIR))?);
+        let audit = Arc::new(SqliteAuditLog::open(&db)?);
+        let analysis_queue = Arc::new(SqliteAnalysisQueue::open(&db, Arc::clone(&clock))?);
+        let analyses = Arc::new(SqliteAnalysisStore::open(&db)?);
+        let dead_letters = Arc::new(SqliteDeadLetterQueue::open(&db)?);
+        let sinks: Vec<Arc<dyn Sink>> = vec![
+            Arc::new(SearchSink::new(search.clone(), config.search.clone())),
+            Arc::new(NotificationSink::new(
+                Arc::clone(&notifier),
+                config.notifications.clone(),
+            )),
+            Arc::new(AuditSink::new(audit.clone(), config.audit.clone())),
+            Arc::new(AnalysisSink::new(
+                analysis_queue.clone(),
+                config.analysis.clone(),
+            )),
+        ];
+        let fanout = Arc::new(Fanout::new(
+            sinks,
+            dead_letters.clone(),
+            Arc::clone(&clock),
+            config.handler.clone(),
+        ));
+        Ok(Self {
+            fanout,
+            search,
+            audit,
+            analysis_queue,
+            analyses,
+            dead_letters,
+            documents,
+            notifier,
+            clock,
+            config,
+        })
+    }
+
+    /// The analysis worker over these stores, woken by the queue on every enqueue.
+    pub fn analysis_worker(&self) -> AnalysisWorker {
+        AnalysisWorker::new(
+            self.analysis_queue.clone(),
+            self.analyses.clone(),
+            Arc::clone(&self.documents),
+            Arc::clone(&self.notifier),
+            Arc::clone(&self.clock),
+            self.config.worker.clone(),
+        )
+        .with_wake(self.analysis_queue.enqueued())
+    }
+
+    /// Starts the stream poller on `feed` and the analysis worker; both stop when
+    /// `shutdown` completes, and the returned task ends when they have.
+    pub fn start(
+        &self,
+        feed: ChangeFeed,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> JoinHandle<Result<()>> {
+        let (stop_tx, stop) = watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let stopped = |mut stop: watch::Receiver<bool>| async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        let poller = Poller::spawn(
+            self.config.poller.clone(),
+            feed,
+            Arc::clone(&self.fanout),
+            Arc::clone(&self.clock),
+            stopped(stop.clone()),
+        );
+        let worker = self.analysis_worker().spawn(stopped(stop));
+        tokio::spawn(async move {
+            let polled = poller
+                .await
+                .map_err(|e| shared::Error::Unknown(anyhow::anyhow!("poller task: {e}")))?;
+            let _ = worker.await;
+            polled
+        })
+    }
+
+    /// The stores the REST API reads.
+    pub fn read_models(&self) -> ReadModels {
+        ReadModels {
+            search: self.search.clone(),
+            audit: self.audit.clone(),
+            analyses: self.analyses.clone(),
+        }
+    }
+
+    /// Redrives the dead letters (all, or the one with id `only`).
+    pub async fn redrive(&self, only: Option<&str>) -> Result<Vec<RedriveOutcome>> {
+        redrive::redrive(
+            &self.fanout,
+            self.analysis_queue.as_ref(),
+            self.dead_letters.as_ref(),
+            only,
+        )
+        .await
+    }
+}

@@ -1,0 +1,449 @@
+//! The stream handler: a batch of DynamoDB stream records in, the partial batch
+//! response out. The embedded poller calls it for each batch it reads from the change
+//! log; the Lambda entry point will call it with the event the mapping delivers.
+//!
+//! For each record, in order per document:
+//! 1. decode it once into a [`ChangeEvent`] (an undecodable record goes to the
+//!    dead-letter queue whole, with the reason, and counts as handled);
+//! 2. deliver it to every sink concurrently, each in its own span; a transient failure
+//!    is retried in-process with bounded exponential backoff (on tokio's clock);
+//! 3. a sink still failing transiently after that makes the record a batch item
+//!    failure, and so every later record of the same document in the batch (the
+//!    mapping retries from the lowest failed sequence number, so nothing overtakes);
+//! 4. a permanent failure sends the record to the dead-letter queue and the stream
+//!    moves on.
+//!
+//! Records of different documents are processed concurrently. The sinks are flushed
+//! once at the end of the batch; a failed flush reports the whole batch for a retry.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use futures_util::StreamExt;
+use futures_util::future::join_all;
+use serde_json::Value;
+use shared::clock::Clock;
+use shared::domain::{ChangeEvent, DocumentId};
+use shared::ports::{DeadLetter, DeadLetterQueue, DeadLetterSource};
+use tracing::Instrument;
+
+use crate::decode::{Decoded, RecordMeta, decode};
+use crate::metrics::{self, DeliveryOutcome};
+use crate::sinks::Sink;
+
+/// Bounded exponential backoff for transient sink failures.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Attempts per sink and record, the first included.
+    pub max_attempts: u32,
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 4,
+            initial_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_secs(2),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The pause after failed attempt number `attempt` (1-based).
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let factor = 2u32.saturating_pow(attempt.saturating_sub(1));
+        self.initial_backoff
+            .saturating_mul(factor)
+            .min(self.max_backoff)
+    }
+}
+
+/// How the handler behaves.
+#[derive(Debug, Clone)]
+pub struct HandlerConfig {
+    pub retry: RetryPolicy,
+    /// How many documents of one batch are processed at once.
+    pub document_concurrency: usize,
+}
+
+impl Default for HandlerConfig {
+    fn default() -> Self {
+        Self {
+            retry: RetryPolicy::default(),
+            document_concurrency: 16,
+        }
+    }
+}
+
+/// The handler with its sinks and dead-letter queue, built once per process.
+pub struct Fanout {
+    sinks: Vec<Arc<dyn Sink>>,
+    dlq: Arc<dyn DeadLetterQueue>,
+    clock: Arc<dyn Clock>,
+    config: HandlerConfig,
+}
+
+/// What became of a batch: the response, and why each reported record failed.
+#[derive(Debug, Clone, Default)]
+pub struct BatchReport {
+    pub response: DynamoDbEventResponse,
+    /// The reason of each failure, by sequence number (`None`: a record without one).
+    pub reasons: BTreeMap<Option<String>, String>,
+}
+
+impl BatchReport {
+    pub fn failed(&self) -> bool {
+        !self.response.batch_item_failures.is_empty()
+    }
+
+    /// Whether the whole batch must be retried: a failure without a sequence number
+    /// cannot say where to resume.
+    pub fn whole_batch_failed(&self) -> bool {
+        self.response
+            .batch_item_failures
+            .iter()
+            .any(|f| f.item_identifier.as_deref().is_none_or(str::is_empty))
+    }
+
+    /// The lowest failed sequence number.
+    pub fn lowest_failure(&self) -> Option<&str> {
+        self.response
+            .batch_item_failures
+            .iter()
+            .filter_map(|f| f.item_identifier.as_deref())
+            .min()
+    }
+}
+
+#[derive(Debug)]
+enum Outcome {
+    Done,
+    Skipped,
+    /// Failed transiently: report it.
+    Retry(String),
+    /// Can never succeed: dead-letter it.
+    Dead {
+        reason: String,
+        attempts: u32,
+    },
+}
+
+enum SinkFailure {
+    Transient(String),
+    Permanent { reason: String, attempts: u32 },
+}
+
+/// Runs the handler on a batch: the function the Lambda entry point and the poller
+/// share.
+pub async fn handle(records: &[Value], fanout: &Fanout) -> DynamoDbEventResponse {
+    fanout.handle(records).await
+}
+
+impl Fanout {
+    pub fn new(
+        sinks: Vec<Arc<dyn Sink>>,
+        dlq: Arc<dyn DeadLetterQueue>,
+        clock: Arc<dyn Clock>,
+        config: HandlerConfig,
+    ) -> Self {
+        Self {
+            sinks,
+            dlq,
+            clock,
+            config,
+        }
+    }
+
+    pub fn sinks(&self) -> &[Arc<dyn Sink>] {
+        &self.sinks
+    }
+
+    pub fn dead_letters(&self) -> &Arc<dyn DeadLetterQueue> {
+        &self.dlq
+    }
+
+    /// Each sink's health, by name.
+    pub async fn health(&self) -> Vec<(&'static str, shared::Result<()>)> {
+        join_all(
+            self.sinks
+                .iter()
+                .map(|s| async move { (s.name(), s.health().await) }),
+        )
+        .await
+    }
+
+    /// Handles a Lambda event (`{"Records": [...]}`).
+    pub async fn handle_event(&self, event: &Value) -> DynamoDbEventResponse {
+        let records = event["Records"].as_array().map_or(&[][..], Vec::as_slice);
+        self.handle(records).await
+    }
+
+    /// Handles a batch of records, as JSON.
+    pub async fn handle(&self, records: &[Value]) -> DynamoDbEventResponse {
+        self.handle_detailed(records).await.response
+    }
+
+    /// Handles a batch and says why each reported record failed.
+    pub async fn handle_detailed(&self, records: &[Value]) -> BatchReport {
+        // Decode once; group the changes by document, keeping their order.
+        let mut groups: Vec<(DocumentId, Vec<usize>)> = Vec::new();
+        let mut group_of: std::collections::HashMap<DocumentId, usize> = Default::default();
+        let mut decoded: Vec<Option<Box<ChangeEvent>>> = Vec::with_capacity(records.len());
+        let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(records.len());
+        let metas: Vec<RecordMeta> = records.iter().map(RecordMeta::of).collect();
+        for (i, record) in records.iter().enumerate() {
+            match decode(record) {
+                Ok(Decoded::Change(change)) => {
+                    let g = *group_of.entry(change.document_id).or_insert_with(|| {
+                        groups.push((change.document_id, Vec::new()));
+                        groups.len() - 1
+                    });
+                    groups[g].1.push(i);
+                    decoded.push(Some(change));
+                    outcomes.push(None);
+                }
+                Ok(Decoded::Skip) => {
+                    decoded.push(None);
+                    outcomes.push(Some(Outcome::Skipped));
+                }
+                Err(e) => {
+                    tracing::error!(
+                        sequence_number = metas[i].sequence_number.as_deref().unwrap_or(""),
+                        error = %e,
+                        "undecodable stream record"
+                    );
+                    decoded.push(None);
+                    outcomes.push(Some(Outcome::Dead {
+                        reason: e.to_string(),
+                        attempts: 1,
+                    }));
+                }
+            }
+        }
+
+        let results: Vec<Vec<(usize, Outcome)>> = futures_util::stream::iter(groups)
+            .map(|(_, indices)| {
+                let decoded = &decoded;
+                let metas = &metas;
+                async move {
+                    let mut results = Vec::with_capacity(indices.len());
+                    let mut blocked: Option<String> = None;
+                    for i in indices {
+                        if let Some(seq) = &blocked {
+                            results.push((
+                                i,
+                                Outcome::Retry(format!(
+                                    "an earlier record ({seq}) of the document failed"
+                                )),
+                            ));
+                            continue;
+                        }
+                        let change = decoded[i].as_deref().expect("grouped records decode");
+                        let outcome = self.process(change, &metas[i]).await;
+                        if matches!(outcome, Outcome::Retry(_)) {
+                            blocked = Some(change.sequence_number.clone());
+                        }
+                        results.push((i, outcome));
+                    }
+                    results
+                }
+            })
+            .buffer_unordered(self.config.document_concurrency.max(1))
+            .collect()
+            .await;
+        for (i, outcome) in results.into_iter().flatten() {
+            outcomes[i] = Some(outcome);
+        }
+
+        let flush_failure = self.flush().await.err();
+
+        let mut report = BatchReport::default();
+        let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
+        for (i, outcome) in outcomes.into_iter().enumerate() {
+            let meta = &metas[i];
+            let mut outcome = outcome.expect("every record has an outcome");
+            if let Outcome::Dead { reason, attempts } = &outcome {
+                outcome = match self.dead_letter(&records[i], meta, reason, *attempts).await {
+                    Ok(()) => {
+                        *counts.entry("dead_lettered").or_default() += 1;
+                        continue;
+                    }
+                    Err(e) => {
+                        Outcome::Retry(format!("{reason}; and the dead-letter queue failed: {e}"))
+                    }
+                };
+            }
+            if let (Outcome::Done, Some(flush)) = (&outcome, &flush_failure) {
+                outcome = Outcome::Retry(flush.clone());
+            }
+            match outcome {
+                Outcome::Done => *counts.entry("processed").or_default() += 1,
+                Outcome::Skipped => *counts.entry("skipped").or_default() += 1,
+                Outcome::Retry(reason) => {
+                    *counts.entry("failed").or_default() += 1;
+                    let mut failure = DynamoDbBatchItemFailure::default();
+                    failure.item_identifier = meta.sequence_number.clone();
+                    report.response.batch_item_failures.push(failure);
+                    report.reasons.insert(meta.sequence_number.clone(), reason);
+                }
+                Outcome::Dead { .. } => unreachable!("dead letters are handled above"),
+            }
+        }
+        for (outcome, n) in counts {
+            metrics::record_records(outcome, n);
+        }
+        report
+    }
+
+    /// Processes one record on its own, without dead-lettering it: an operator's
+    /// redrive. `Err` carries why it still fails.
+    pub async fn redrive(&self, record: &Value) -> Result<(), String> {
+        let meta = RecordMeta::of(record);
+        let change = match decode(record).map_err(|e| e.to_string())? {
+            Decoded::Skip => return Ok(()),
+            Decoded::Change(change) => change,
+        };
+        match self.process(&change, &meta).await {
+            Outcome::Done | Outcome::Skipped => {}
+            Outcome::Retry(reason) | Outcome::Dead { reason, .. } => return Err(reason),
+        }
+        self.flush().await
+    }
+
+    async fn flush(&self) -> Result<(), String> {
+        let flushed = join_all(self.sinks.iter().map(|sink| async move {
+            let started = tokio::time::Instant::now();
+            let flushed = sink.flush().await;
+            metrics::record_flush(sink.name(), started.elapsed(), flushed.is_ok());
+            flushed.map_err(|e| format!("{}: flush failed: {e}", sink.name()))
+        }))
+        .await;
+        let failures: Vec<String> = flushed.into_iter().filter_map(Result::err).collect();
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            tracing::warn!(failures = ?failures, "sink flush failed; the batch will be retried");
+            Err(failures.join("; "))
+        }
+    }
+
+    async fn process(&self, change: &ChangeEvent, meta: &RecordMeta) -> Outcome {
+        let span = tracing::info_span!(
+            "record",
+            document_id = %change.document_id,
+            version = change.version,
+            sequence_number = %change.sequence_number,
+            kind = change.kind.as_str(),
+        );
+        async {
+            let results = join_all(self.sinks.iter().map(|sink| {
+                let span = tracing::info_span!("sink", sink = sink.name());
+                self.deliver(sink.as_ref(), change, meta).instrument(span)
+            }))
+            .await;
+            let mut permanent = None;
+            for result in results {
+                match result {
+                    Ok(()) => {}
+                    Err(SinkFailure::Transient(reason)) => return Outcome::Retry(reason),
+                    Err(SinkFailure::Permanent { reason, attempts }) => {
+                        permanent.get_or_insert((reason, attempts));
+                    }
+                }
+            }
+            match permanent {
+                Some((reason, attempts)) => Outcome::Dead { reason, attempts },
+                None => Outcome::Done,
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn deliver(
+        &self,
+        sink: &dyn Sink,
+        change: &ChangeEvent,
+        meta: &RecordMeta,
+    ) -> Result<(), SinkFailure> {
+        let policy = &self.config.retry;
+        let mut attempt = 1;
+        loop {
+            let started = tokio::time::Instant::now();
+            let result = sink.deliver(change, meta).await;
+            let elapsed = started.elapsed();
+            match result {
+                Ok(()) => {
+                    metrics::record_delivery(sink.name(), elapsed, DeliveryOutcome::Ok);
+                    return Ok(());
+                }
+                Err(e) if sink.is_retriable(&e) && attempt < policy.max_attempts => {
+                    metrics::record_delivery(sink.name(), elapsed, DeliveryOutcome::Retried);
+                    let pause = policy.backoff(attempt);
+                    tracing::warn!(error = %e, attempt, ?pause, "sink failed transiently; retrying");
+                    tokio::time::sleep(pause).await;
+                    attempt += 1;
+                }
+                Err(e) if sink.is_retriable(&e) => {
+                    metrics::record_delivery(sink.name(), elapsed, DeliveryOutcome::Failed);
+                    tracing::warn!(error = %e, attempt, "sink still failing; reporting the record");
+                    return Err(SinkFailure::Transient(format!(
+                        "{}: {e} (after {attempt} attempts)",
+                        sink.name()
+                    )));
+                }
+                Err(e) => {
+                    metrics::record_delivery(sink.name(), elapsed, DeliveryOutcome::Failed);
+                    tracing::error!(error = %e, "sink failed permanently; dead-lettering the record");
+                    return Err(SinkFailure::Permanent {
+                        reason: format!("{}: {e}", sink.name()),
+                        attempts: attempt,
+                    });
+                }
+            }
+        }
+    }
+
+    async fn dead_letter(
+        &self,
+        record: &Value,
+        meta: &RecordMeta,
+        reason: &str,
+        attempts: u32,
+    ) -> shared::Result<()> {
+        let letter = DeadLetter {
+            id: String::new(),
+            source: DeadLetterSource::Stream,
+            payload: record.clone(),
+            reason: reason.to_owned(),
+            attempts,
+            failed_at: self.clock.now(),
+        };
+        let id = self.dlq.put(&letter).await?;
+        tracing::error!(
+            dead_letter = %id,
+            sequence_number = meta.sequence_number.as_deref().unwrap_or(""),
+            reason,
+            "stream record dead-lettered"
+        );
+        Ok(())
+    }
+
+    /// Dead-letters a record on behalf of the caller (the poller, when a record runs out
+    /// of retries or age).
+    pub async fn dead_letter_record(
+        &self,
+        record: &Value,
+        reason: &str,
+        attempts: u32,
+    ) -> shared::Result<()> {
+        let meta = RecordMeta::of(record);
+        self.dead_letter(record, &meta, reason, attempts).await?;
+        metrics::record_records("dead_lettered", 1);
+        Ok(())
+    }
+}

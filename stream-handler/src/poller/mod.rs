@@ -1,0 +1,520 @@
+//! The embedded event source mapping: reads the change log and feeds the stream
+//! handler the way Lambda's DynamoDB event source mapping feeds the Lambda.
+//!
+//! - Records are split into `parallelization_factor` partitions by a stable hash of the
+//!   document id; each partition is one task that handles its batches in order, so the
+//!   changes of one document are handled in order while documents spread out.
+//! - A partition reads up to `batch_size` of its records, waiting up to
+//!   `maximum_batching_window` for a batch to fill; it sleeps on the change feed's
+//!   commit signal when caught up (no polling delay).
+//! - After a batch, the partition's checkpoint (the sequence number up to which all of
+//!   its records are handled) is saved in SQLite, so a restart resumes there.
+//! - A failed batch resumes from the lowest reported failure, after a backoff; with
+//!   `bisect_batch_on_error`, a batch that failed as a whole is split in two (this does
+//!   not count as a retry). A record that fails more than `maximum_retry_attempts`
+//!   times, or grows older than `maximum_record_age`, goes to the dead-letter queue and
+//!   the partition moves on.
+//! - Records every partition has handled are trimmed from the log once older than
+//!   `retention`.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use shared::Result;
+use shared::clock::Clock;
+use shared::embedded::{ChangeFeed, ChangeRecord};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+use crate::handler::{BatchReport, Fanout, RetryPolicy};
+use crate::metrics;
+
+/// The knobs of the event source mapping.
+#[derive(Debug, Clone)]
+pub struct PollerConfig {
+    /// Records per handler call (1..=10000).
+    pub batch_size: usize,
+    /// How long to wait for a batch to fill before handling a smaller one.
+    pub maximum_batching_window: Duration,
+    /// Partitions handled concurrently (1..=10), each in document order.
+    pub parallelization_factor: u32,
+    /// Split a batch that failed as a whole and retry the halves.
+    pub bisect_batch_on_error: bool,
+    /// Retries of a failing record before it is dead-lettered; `None`: until it expires.
+    pub maximum_retry_attempts: Option<u32>,
+    /// Age after which an unprocessed record is dead-lettered; `None`: never.
+    pub maximum_record_age: Option<Duration>,
+    /// Pause between retries of a failed batch.
+    pub retry_backoff: RetryPolicy,
+    /// How long handled records stay in the change log (DynamoDB Streams keeps 24
+    /// hours); `None` keeps them for ever.
+    pub retention: Option<Duration>,
+}
+
+impl Default for PollerConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 100,
+            maximum_batching_window: Duration::ZERO,
+            parallelization_factor: 2,
+            bisect_batch_on_error: true,
+            maximum_retry_attempts: Some(10),
+            maximum_record_age: Some(Duration::from_secs(24 * 3600)),
+            retry_backoff: RetryPolicy {
+                max_attempts: u32::MAX,
+                initial_backoff: Duration::from_millis(200),
+                max_backoff: Duration::from_secs(30),
+            },
+            retention: Some(Duration::from_secs(24 * 3600)),
+        }
+    }
+}
+
+/// The partition of a document: FNV-1a of its id, modulo the factor. Stable across
+/// processes and builds, so checkpoints keep their meaning after a restart.
+pub fn partition_of(document_id: &str, factor: u32) -> u32 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in document_id.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    (hash % u64::from(factor.max(1))) as u32
+}
+
+/// The embedded event source mapping.
+pub struct Poller;
+
+impl Poller {
+    /// Starts the poller; it runs until `shutdown` completes, then finishes the batch
+    /// in hand (without starting retries) and returns.
+    pub fn spawn(
+        config: PollerConfig,
+        feed: ChangeFeed,
+        fanout: Arc<Fanout>,
+        clock: Arc<dyn Clock>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> JoinHandle<Result<()>> {
+        Self::spawn_observed(config, feed, fanout, clock, shutdown).0
+    }
+
+    /// [`Poller::spawn`], also returning each partition's checkpoint as it advances:
+    /// every record at or below [`handled_through`] of it is handled by every sink.
+    pub fn spawn_observed(
+        config: PollerConfig,
+        feed: ChangeFeed,
+        fanout: Arc<Fanout>,
+        clock: Arc<dyn Clock>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> (JoinHandle<Result<()>>, watch::Receiver<BTreeMap<u32, u64>>) {
+        let (progress_tx, progress) = watch::channel(BTreeMap::new());
+        let progress_tx = Arc::new(progress_tx);
+        let (stop_tx, stop) = watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let handle = tokio::spawn(async move {
+            let factor = config.parallelization_factor.clamp(1, 10);
+            let checkpoints = align_checkpoints(&feed, factor).await?;
+            progress_tx.send_replace(checkpoints.clone());
+            let mut tasks = Vec::new();
+            for (partition, checkpoint) in checkpoints {
+                let partition = Partition {
+                    id: partition,
+                    factor,
+                    config: config.clone(),
+                    feed: feed.clone(),
+                    fanout: Arc::clone(&fanout),
+                    clock: Arc::clone(&clock),
+                    stop: stop.clone(),
+                    progress: Arc::clone(&progress_tx),
+                };
+                let span = tracing::info_span!("stream_partition", partition = partition.id);
+                tasks.push(tokio::spawn(partition.run(checkpoint).instrument(span)));
+            }
+            if let Some(retention) = config.retention {
+                tokio::spawn(trim_handled(
+                    feed.clone(),
+                    progress_tx.subscribe(),
+                    Arc::clone(&clock),
+                    retention,
+                    stop.clone(),
+                ));
+            }
+            let mut result = Ok(());
+            for task in tasks {
+                match task.await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => result = Err(e),
+                    Err(e) => {
+                        result = Err(shared::Error::Unknown(anyhow::anyhow!(
+                            "stream partition task failed: {e}"
+                        )))
+                    }
+                }
+            }
+            tracing::info!("stream poller stopped");
+            result
+        });
+        (handle, progress)
+    }
+}
+
+/// How often handled records past the retention are trimmed from the change log.
+const TRIM_EVERY: Duration = Duration::from_secs(60);
+
+/// Trims records that every partition has handled and that are older than the
+/// retention, until stopped.
+async fn trim_handled(
+    feed: ChangeFeed,
+    progress: watch::Receiver<BTreeMap<u32, u64>>,
+    clock: Arc<dyn Clock>,
+    retention: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            _ = tokio::time::sleep(TRIM_EVERY) => {}
+        }
+        let checkpoints = progress.borrow().clone();
+        match trim_once(&feed, &checkpoints, clock.as_ref(), retention).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(trimmed = n, "trimmed the change log"),
+            Err(e) => tracing::warn!(error = %e, "trimming the change log failed"),
+        }
+    }
+}
+
+/// Deletes the records every partition has handled (per `checkpoints`) that were
+/// committed more than `retention` ago; returns how many went.
+pub async fn trim_once(
+    feed: &ChangeFeed,
+    checkpoints: &BTreeMap<u32, u64>,
+    clock: &dyn Clock,
+    retention: Duration,
+) -> Result<u64> {
+    let Ok(retention) = chrono::TimeDelta::from_std(retention) else {
+        return Ok(0);
+    };
+    feed.trim(handled_through(checkpoints), clock.now() - retention)
+        .await
+}
+
+/// The checkpoints for `factor` partitions. When the factor changed since they were
+/// saved, every partition restarts from the lowest saved one: records are handled again
+/// (the sinks are idempotent) rather than skipped.
+async fn align_checkpoints(feed: &ChangeFeed, factor: u32) -> Result<BTreeMap<u32, u64>> {
+    let saved = feed.checkpoints().await?;
+    if saved.len() == factor as usize && saved.keys().copied().eq(0..factor) {
+        return Ok(saved);
+    }
+    let start = saved.values().copied().min().unwrap_or(0);
+    let aligned: BTreeMap<u32, u64> = (0..factor).map(|p| (p, start)).collect();
+    feed.reset_checkpoints(aligned.clone()).await?;
+    Ok(aligned)
+}
+
+struct Partition {
+    id: u32,
+    factor: u32,
+    config: PollerConfig,
+    feed: ChangeFeed,
+    fanout: Arc<Fanout>,
+    clock: Arc<dyn Clock>,
+    stop: watch::Receiver<bool>,
+    progress: Arc<watch::Sender<BTreeMap<u32, u64>>>,
+}
+
+/// The sequence number through which every partition has handled its records.
+pub fn handled_through(checkpoints: &BTreeMap<u32, u64>) -> u64 {
+    checkpoints.values().copied().min().unwrap_or(0)
+}
+
+impl Partition {
+    async fn save(&self, checkpoint: u64) -> Result<()> {
+        self.feed.save_checkpoint(self.id, checkpoint).await?;
+        self.progress.send_modify(|p| {
+            p.insert(self.id, checkpoint);
+        });
+        Ok(())
+    }
+
+    fn stopped(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    /// Sleeps for `pause` unless stopped first; returns whether it was stopped.
+    async fn pause(&self, pause: Duration) -> bool {
+        let mut stop = self.stop.clone();
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => true,
+            _ = tokio::time::sleep(pause) => self.stopped(),
+        }
+    }
+
+    async fn run(self, mut checkpoint: u64) -> Result<()> {
+        let mut wake = self.feed.wake();
+        let mut errors = 0;
+        while !self.stopped() {
+            match self.step(&mut checkpoint, &mut wake).await {
+                Ok(Step::Continue) => errors = 0,
+                Ok(Step::Stop) => break,
+                Err(e) => {
+                    // The change log or the dead-letter queue failed us: try again from
+                    // the last checkpoint (the sinks take redelivery in their stride).
+                    errors += 1;
+                    let pause = self.config.retry_backoff.backoff(errors);
+                    tracing::warn!(partition = self.id, error = %e, ?pause, "stream partition failed; retrying");
+                    if self.pause(pause).await {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads and handles one batch, or waits for one.
+    async fn step(&self, checkpoint: &mut u64, wake: &mut watch::Receiver<u64>) -> Result<Step> {
+        let (mut records, mut scanned_to) = self.collect(*checkpoint).await?;
+        if records.is_empty() {
+            metrics::set_oldest_unprocessed(self.id, None);
+            if scanned_to > *checkpoint {
+                *checkpoint = scanned_to;
+                self.save(*checkpoint).await?;
+                return Ok(Step::Continue);
+            }
+            let cursor = *checkpoint;
+            let mut stop = self.stop.clone();
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return Ok(Step::Stop),
+                woke = wake.wait_for(|latest| *latest > cursor) => {
+                    if woke.is_err() {
+                        // The store is gone: nothing more will be committed.
+                        return Ok(Step::Stop);
+                    }
+                }
+            }
+            return Ok(Step::Continue);
+        }
+        metrics::set_oldest_unprocessed(self.id, Some(records[0].committed_at));
+        let window = self.config.maximum_batching_window;
+        if records.len() < self.config.batch_size && !window.is_zero() {
+            let waited = (self.clock.now() - records[0].committed_at)
+                .to_std()
+                .unwrap_or_default();
+            if waited < window {
+                if self.pause(window - waited).await {
+                    return Ok(Step::Stop);
+                }
+                (records, scanned_to) = self.collect(*checkpoint).await?;
+            }
+        }
+        let handled_to = self.handle(records, *checkpoint).await?;
+        *checkpoint = match handled_to {
+            Handled::All => scanned_to,
+            Handled::UpTo(seq) => seq,
+        };
+        self.save(*checkpoint).await?;
+        Ok(Step::Continue)
+    }
+
+    /// Up to `batch_size` records of this partition after `after`, and the sequence
+    /// number up to which the log was scanned for them.
+    async fn collect(&self, after: u64) -> Result<(Vec<ChangeRecord>, u64)> {
+        let want = self.config.batch_size.max(1);
+        let scan = (want * self.factor as usize).clamp(want, 5_000);
+        let mut own = Vec::new();
+        let mut scanned = after;
+        loop {
+            let rows = self.feed.read_after(scanned, scan).await?;
+            let full_page = rows.len() == scan;
+            for row in rows {
+                scanned = row.seq;
+                if partition_of(&row.document_id, self.factor) == self.id {
+                    own.push(row);
+                    if own.len() == want {
+                        return Ok((own, scanned));
+                    }
+                }
+            }
+            if !full_page {
+                return Ok((own, scanned));
+            }
+        }
+    }
+
+    /// Handles a batch until every record is handled or dead-lettered; stops early
+    /// (without losing anything: the checkpoint says where) when shut down.
+    async fn handle(&self, records: Vec<ChangeRecord>, checkpoint: u64) -> Result<Handled> {
+        let mut pending: VecDeque<(ChangeRecord, Value)> = records
+            .into_iter()
+            .map(|r| {
+                let json = serde_json::from_str(&r.record)
+                    .unwrap_or_else(|_| Value::String(r.record.clone()));
+                (r, json)
+            })
+            .collect();
+        let mut done_to = checkpoint;
+        let mut failures = 0u32;
+        let mut limit = pending.len();
+        let mut last_reason = String::new();
+        while !pending.is_empty() {
+            // Records too old to be worth retrying go to the dead-letter queue.
+            if let Some(max_age) = self.config.maximum_record_age {
+                let now = self.clock.now();
+                while let Some((record, json)) = pending.front() {
+                    let age = (now - record.committed_at).to_std().unwrap_or_default();
+                    if age <= max_age {
+                        break;
+                    }
+                    let reason = if last_reason.is_empty() {
+                        format!("record older than the maximum age ({max_age:?})")
+                    } else {
+                        format!(
+                            "record older than the maximum age ({max_age:?}); last failure: {last_reason}"
+                        )
+                    };
+                    self.fanout
+                        .dead_letter_record(json, &reason, failures)
+                        .await?;
+                    done_to = record.seq;
+                    pending.pop_front();
+                    limit = limit.saturating_sub(1).max(1);
+                }
+                if pending.is_empty() {
+                    break;
+                }
+            }
+            let limit_now = limit.clamp(1, pending.len());
+            let batch: Vec<Value> = pending
+                .iter()
+                .take(limit_now)
+                .map(|(_, j)| j.clone())
+                .collect();
+            let fanout = Arc::clone(&self.fanout);
+            let report =
+                match tokio::spawn(async move { fanout.handle_detailed(&batch).await }).await {
+                    Ok(report) => report,
+                    Err(e) => whole_batch_failure(format!("the handler failed: {e}")),
+                };
+            if !report.failed() {
+                for _ in 0..limit_now {
+                    if let Some((record, _)) = pending.pop_front() {
+                        done_to = record.seq;
+                    }
+                }
+                failures = 0;
+                limit = pending.len();
+                last_reason.clear();
+                continue;
+            }
+
+            let first_failed = if report.whole_batch_failed() {
+                0
+            } else {
+                let lowest = report.lowest_failure().and_then(|s| s.parse::<u64>().ok());
+                pending
+                    .iter()
+                    .take(limit_now)
+                    .position(|(r, _)| Some(r.seq) == lowest)
+                    .unwrap_or(0)
+            };
+            for _ in 0..first_failed {
+                if let Some((record, _)) = pending.pop_front() {
+                    done_to = record.seq;
+                }
+            }
+            let remaining = limit_now - first_failed;
+            last_reason = report
+                .reasons
+                .values()
+                .next()
+                .cloned()
+                .unwrap_or_else(|| "failed".to_owned());
+            if first_failed > 0 {
+                // Progress: the records before the failure are done. Retry the rest
+                // without counting this against the failed record yet.
+                self.save(done_to).await?;
+            }
+            if report.whole_batch_failed() && self.config.bisect_batch_on_error && remaining > 1 {
+                limit = remaining.div_ceil(2);
+                tracing::warn!(partition = self.id, limit, reason = %last_reason, "batch failed; bisecting");
+                continue;
+            }
+            failures += 1;
+            limit = remaining.max(1);
+            if self
+                .config
+                .maximum_retry_attempts
+                .is_some_and(|max| failures > max)
+            {
+                let (record, json) = pending.pop_front().expect("a failed record is pending");
+                let reason = format!("retries exhausted after {failures} attempts: {last_reason}");
+                self.fanout
+                    .dead_letter_record(&json, &reason, failures)
+                    .await?;
+                done_to = record.seq;
+                failures = 0;
+                limit = pending.len();
+                last_reason.clear();
+                continue;
+            }
+            let pause = self.config.retry_backoff.backoff(failures);
+            tracing::warn!(
+                partition = self.id,
+                failures,
+                ?pause,
+                reason = %last_reason,
+                "batch failed; retrying from the lowest failed record"
+            );
+            if self.pause(pause).await {
+                return Ok(Handled::UpTo(done_to));
+            }
+        }
+        Ok(Handled::All)
+    }
+}
+
+enum Step {
+    Continue,
+    Stop,
+}
+
+enum Handled {
+    /// Everything collected is handled.
+    All,
+    /// Handled up to this sequence number (stopped early).
+    UpTo(u64),
+}
+
+fn whole_batch_failure(reason: String) -> BatchReport {
+    let mut report = BatchReport::default();
+    report.response.batch_item_failures.push(Default::default());
+    report.reasons.insert(None, reason);
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_are_stable_and_spread() {
+        let ids: Vec<String> = (0..200).map(|i| format!("doc-{i}")).collect();
+        let mut counts = [0; 4];
+        for id in &ids {
+            let p = partition_of(id, 4);
+            assert_eq!(p, partition_of(id, 4));
+            counts[p as usize] += 1;
+        }
+        assert!(counts.iter().all(|&n| n > 20), "{counts:?}");
+        assert_eq!(partition_of("anything", 1), 0);
+        assert_eq!(partition_of("anything", 0), 0);
+    }
+}

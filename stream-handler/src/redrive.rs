@@ -1,0 +1,62 @@
+//! Redriving dead letters: the operator's way back once the cause is fixed.
+//!
+//! A stream record is handled again on its own (every sink is idempotent and
+//! version-guarded, so a record older than what the sinks hold changes nothing there);
+//! an analysis job is put back on its queue. A letter leaves the queue only when its
+//! redrive succeeded.
+
+use serde_json::Value;
+use shared::ports::{AnalysisJob, AnalysisQueue, DeadLetter, DeadLetterQueue, DeadLetterSource};
+use shared::{Error, Result};
+
+use crate::handler::Fanout;
+
+/// The most letters one redrive goes through.
+pub const MAX_REDRIVE: usize = 10_000;
+
+/// What became of one letter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedriveOutcome {
+    pub id: String,
+    /// `Err` with the reason it still fails (the letter stays).
+    pub result: Result<(), String>,
+}
+
+/// Redrives every letter, or only the one with id `only` (`NotFound` if there is none).
+pub async fn redrive(
+    fanout: &Fanout,
+    queue: &dyn AnalysisQueue,
+    dlq: &dyn DeadLetterQueue,
+    only: Option<&str>,
+) -> Result<Vec<RedriveOutcome>> {
+    let letters: Vec<DeadLetter> = dlq
+        .list(MAX_REDRIVE)
+        .await?
+        .into_iter()
+        .filter(|l| only.is_none_or(|id| l.id == id))
+        .collect();
+    if only.is_some() && letters.is_empty() {
+        return Err(Error::NotFound);
+    }
+    let mut outcomes = Vec::with_capacity(letters.len());
+    for letter in letters {
+        let result = match letter.source {
+            DeadLetterSource::Stream => fanout.redrive(&letter.payload).await,
+            DeadLetterSource::Analysis => requeue(queue, &letter.payload).await,
+        };
+        if result.is_ok() {
+            dlq.remove(&letter.id).await?;
+        }
+        outcomes.push(RedriveOutcome {
+            id: letter.id,
+            result,
+        });
+    }
+    Ok(outcomes)
+}
+
+async fn requeue(queue: &dyn AnalysisQueue, payload: &Value) -> Result<(), String> {
+    let job: AnalysisJob =
+        serde_json::from_value(payload.clone()).map_err(|e| format!("not an analysis job: {e}"))?;
+    queue.requeue(&job).await.map_err(|e| e.to_string())
+}

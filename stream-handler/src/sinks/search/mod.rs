@@ -1,0 +1,89 @@
+//! The search sink: keeps the full-text index in step with the documents.
+//!
+//! A creation or update upserts the new state with its readers; a deletion leaves a
+//! tombstone at the deletion's version. The index guards both by version, so a
+//! redelivered or late record never replaces a newer state. Writes are committed once
+//! per batch, in [`Sink::flush`], not once per record.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use shared::domain::ChangeEvent;
+use shared::ports::{SearchDocument, SearchIndex, SearchPage, SearchQuery};
+use shared::{Error, Result};
+
+use super::Sink;
+use crate::decode::RecordMeta;
+
+/// How the search sink behaves.
+#[derive(Debug, Clone, Default)]
+pub struct SearchSinkConfig {
+    /// Skip the commit at the end of each batch (the caller flushes on its own).
+    pub defer_flush: bool,
+}
+
+pub struct SearchSink {
+    index: Arc<dyn SearchIndex>,
+    config: SearchSinkConfig,
+}
+
+impl SearchSink {
+    pub fn new(index: Arc<dyn SearchIndex>, config: SearchSinkConfig) -> Self {
+        Self { index, config }
+    }
+}
+
+#[async_trait]
+impl Sink for SearchSink {
+    fn name(&self) -> &'static str {
+        "search"
+    }
+
+    async fn deliver(&self, change: &ChangeEvent, _record: &RecordMeta) -> Result<()> {
+        match &change.new {
+            Some(doc) => self.index.upsert(&SearchDocument::from(doc)).await?,
+            None => {
+                self.index
+                    .delete(&change.document_id, change.version)
+                    .await?
+            }
+        };
+        Ok(())
+    }
+
+    async fn flush(&self) -> Result<()> {
+        if self.config.defer_flush {
+            return Ok(());
+        }
+        self.index.flush().await
+    }
+
+    fn is_retriable(&self, err: &Error) -> bool {
+        err.is_transient()
+    }
+
+    async fn health(&self) -> Result<()> {
+        self.index.health().await
+    }
+}
+
+/// A search on behalf of `query.reader` that also checks each hit against the
+/// document's current access in the store, so a user who just lost access does not see
+/// the document even before the index has caught up with that change.
+pub async fn search_readable(
+    index: &dyn SearchIndex,
+    documents: &dyn shared::ports::DocumentStore,
+    query: &SearchQuery,
+) -> Result<SearchPage> {
+    let mut page = index.search(query).await?;
+    let mut readable = Vec::with_capacity(page.hits.len());
+    for hit in page.hits {
+        if let Some(doc) = documents.get(&hit.id).await?
+            && doc.access_for(&query.reader).is_some()
+        {
+            readable.push(hit);
+        }
+    }
+    page.hits = readable;
+    Ok(page)
+}

@@ -1,0 +1,695 @@
+//! The whole embedded fan-out: documents written through the document service into a
+//! real SQLite change log, fanned out to the real sinks (tantivy, SQLite audit, queue,
+//! dead letters) by the handler or the poller.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use shared::Error;
+use shared::clock::{ManualClock, SystemClock};
+use shared::domain::{Body, Collaborators, Document, DocumentId, Role, Title, UserId};
+use shared::embedded::SqliteDocumentStore;
+use shared::ports::{
+    AnalysisQueue, AnalysisStore, AuditLog, DeadLetterQueue, DeadLetterSource, DocumentStore,
+    SearchIndex, SearchQuery,
+};
+use shared::service::{DocumentService, NewDocument, Replacement};
+use stream_handler::analysis::{AnalysisWorker, AnalysisWorkerConfig, JobOutcome};
+use stream_handler::handler::{Fanout, RetryPolicy};
+use stream_handler::poller::{Poller, PollerConfig, handled_through};
+use stream_handler::sinks::Sink;
+use stream_handler::sinks::analysis::AnalysisSink;
+use stream_handler::sinks::audit::AuditSink;
+use stream_handler::sinks::notifications::NotificationSink;
+use stream_handler::sinks::search::{SearchSink, search_readable};
+use stream_handler::{EmbeddedFanout, FanoutConfig};
+use tokio::sync::oneshot;
+
+use crate::common::{RecordingNotifier, ScriptedAuditLog, quick_retries};
+
+fn user(name: &str) -> UserId {
+    UserId::parse(name).unwrap()
+}
+
+struct Env {
+    _dir: tempfile::TempDir,
+    store: Arc<SqliteDocumentStore>,
+    docs: DocumentService,
+    notifier: Arc<RecordingNotifier>,
+    embedded: EmbeddedFanout,
+}
+
+fn env() -> Env {
+    env_with(FanoutConfig {
+        handler: quick_retries(),
+        ..FanoutConfig::default()
+    })
+}
+
+fn env_with(config: FanoutConfig) -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(
+        SqliteDocumentStore::open(&dir.path().join(shared::embedded::DATABASE_FILE)).unwrap(),
+    );
+    let notifier = RecordingNotifier::new();
+    let embedded = EmbeddedFanout::open(
+        dir.path(),
+        store.clone(),
+        notifier.clone(),
+        Arc::new(SystemClock),
+        config,
+    )
+    .unwrap();
+    Env {
+        docs: DocumentService::new(store.clone(), Arc::new(SystemClock)),
+        _dir: dir,
+        store,
+        notifier,
+        embedded,
+    }
+}
+
+impl Env {
+    /// A fan-out over the embedded ports, with `audit` in front of the audit trail.
+    fn fanout_with_audit(&self, audit: Arc<dyn AuditLog>) -> Arc<Fanout> {
+        let e = &self.embedded;
+        let sinks: Vec<Arc<dyn Sink>> = vec![
+            Arc::new(SearchSink::new(e.search.clone(), Default::default())),
+            Arc::new(NotificationSink::new(
+                self.notifier.clone(),
+                Default::default(),
+            )),
+            Arc::new(AuditSink::new(audit, Default::default())),
+            Arc::new(AnalysisSink::new(
+                e.analysis_queue.clone(),
+                Default::default(),
+            )),
+        ];
+        Arc::new(Fanout::new(
+            sinks,
+            e.dead_letters.clone(),
+            Arc::new(SystemClock),
+            quick_retries(),
+        ))
+    }
+
+    async fn create(
+        &self,
+        owner: &str,
+        title: &str,
+        body: &str,
+        collaborators: &[(&str, Role)],
+    ) -> Document {
+        let collaborators: Collaborators =
+            collaborators.iter().map(|(u, r)| (user(u), *r)).collect();
+        self.docs
+            .create(
+                &user(owner),
+                NewDocument {
+                    title: Title::parse(title).unwrap(),
+                    body: Body::parse(body).unwrap(),
+                    collaborators,
+                },
+            )
+            .await
+            .unwrap()
+    }
+
+    async fn edit(&self, actor: &str, doc: &Document, body: &str) -> Document {
+        self.docs
+            .replace(
+                &user(actor),
+                &doc.id,
+                Some(doc.version),
+                Replacement {
+                    title: doc.title.clone(),
+                    body: Body::parse(body).unwrap(),
+                },
+            )
+            .await
+            .unwrap()
+    }
+
+    /// Every record of the change log, as the handler receives them.
+    async fn log(&self) -> Vec<Value> {
+        self.store
+            .change_feed()
+            .read_after(0, 100_000)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| serde_json::from_str(&r.record).unwrap())
+            .collect()
+    }
+
+    async fn latest_seq(&self) -> u64 {
+        self.store.change_feed().latest_seq().await.unwrap()
+    }
+
+    async fn audit_versions(&self, doc: &DocumentId) -> Vec<u64> {
+        self.embedded
+            .audit
+            .list(doc, None, 1000)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.version)
+            .collect()
+    }
+
+    async fn search(&self, text: &str, reader: &str) -> Vec<(DocumentId, u64)> {
+        self.embedded
+            .search
+            .search(&query(text, reader))
+            .await
+            .unwrap()
+            .hits
+            .iter()
+            .map(|h| (h.id, h.version))
+            .collect()
+    }
+}
+
+fn query(text: &str, reader: &str) -> SearchQuery {
+    SearchQuery {
+        text: text.into(),
+        reader: user(reader),
+        limit: 100,
+        offset: 0,
+    }
+}
+
+/// A running poller and the way to stop it.
+struct Running {
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<shared::Result<()>>,
+    progress: tokio::sync::watch::Receiver<BTreeMap<u32, u64>>,
+}
+
+impl Running {
+    fn start(env: &Env, fanout: Arc<Fanout>, config: PollerConfig) -> Self {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let (task, progress) = Poller::spawn_observed(
+            config,
+            env.store.change_feed(),
+            fanout,
+            Arc::new(SystemClock),
+            async move {
+                let _ = stopped.await;
+            },
+        );
+        Self {
+            stop: Some(stop),
+            task,
+            progress,
+        }
+    }
+
+    /// Waits until every partition has handled everything up to `seq`.
+    async fn wait_through(&mut self, seq: u64) {
+        tokio::time::timeout(
+            Duration::from_secs(60),
+            self.progress
+                .wait_for(|p| !p.is_empty() && handled_through(p) >= seq),
+        )
+        .await
+        .expect("the poller caught up in time")
+        .expect("the poller is running");
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+fn fast_poller(factor: u32, batch_size: usize) -> PollerConfig {
+    PollerConfig {
+        batch_size,
+        parallelization_factor: factor,
+        maximum_retry_attempts: None,
+        retry_backoff: RetryPolicy {
+            max_attempts: u32::MAX,
+            initial_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(5),
+        },
+        ..PollerConfig::default()
+    }
+}
+
+/// What a client sees of each version, deduplicated the way clients do it: drop a
+/// version not above the last one seen.
+fn as_client_sees(changes: &[(DocumentId, u64)], doc: DocumentId) -> Vec<u64> {
+    let mut seen = Vec::new();
+    for (d, v) in changes {
+        if *d == doc && seen.last().is_none_or(|last| v > last) {
+            seen.push(*v);
+        }
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_document_is_handled_in_order_across_four_partitions() {
+    let env = env();
+    let mut running = Running::start(&env, env.embedded.fanout.clone(), fast_poller(4, 7));
+    let mut docs = Vec::new();
+    for i in 0..12 {
+        docs.push(env.create("ann", &format!("Doc {i}"), "v1", &[]).await);
+    }
+    for round in 2..=6 {
+        for doc in docs.iter_mut() {
+            *doc = env.edit("ann", doc, &format!("body v{round}")).await;
+        }
+    }
+    running.wait_through(env.latest_seq().await).await;
+    let partitions = running.progress.borrow().len();
+    running.stop().await;
+
+    assert_eq!(partitions, 4);
+    let changes = env.notifier.changes();
+    for doc in &docs {
+        let versions: Vec<u64> = changes
+            .iter()
+            .filter(|(d, _)| *d == doc.id)
+            .map(|(_, v)| *v)
+            .collect();
+        assert_eq!(
+            versions,
+            [1, 2, 3, 4, 5, 6],
+            "notification order of {}",
+            doc.id
+        );
+        assert_eq!(env.audit_versions(&doc.id).await, [1, 2, 3, 4, 5, 6]);
+        let indexed = env.embedded.search.indexed_version(&doc.id).await.unwrap();
+        assert_eq!(indexed.map(|i| i.version), Some(6));
+    }
+    // The checkpoints are saved: a restart resumes after everything.
+    let saved = env.store.change_feed().checkpoints().await.unwrap();
+    assert_eq!(saved.len(), 4);
+    let latest = env.latest_seq().await;
+    assert!(saved.values().all(|&s| s == latest));
+}
+
+/// Everything the sinks hold, to compare before and after a redelivery.
+async fn snapshot(env: &Env, docs: &[DocumentId]) -> Value {
+    let mut out = serde_json::Map::new();
+    for doc in docs {
+        let audit = env.embedded.audit.list(doc, None, 1000).await.unwrap();
+        let indexed = env.embedded.search.indexed_version(doc).await.unwrap();
+        out.insert(
+            doc.to_string(),
+            json!({
+                "audit": audit,
+                "indexed": indexed.map(|i| (i.version, i.deleted)),
+            }),
+        );
+    }
+    for reader in ["ann", "bob", "cat"] {
+        out.insert(
+            format!("search:{reader}"),
+            json!(env.search("plan OR notes OR draft", reader).await),
+        );
+    }
+    out.insert(
+        "queue".into(),
+        json!(env.embedded.analysis_queue.depth().await.unwrap()),
+    );
+    out.insert(
+        "dead letters".into(),
+        json!(env.embedded.dead_letters.depth().await.unwrap()),
+    );
+    Value::Object(out)
+}
+
+#[tokio::test]
+async fn a_batch_delivered_twice_changes_nothing() {
+    let env = env();
+    let a = env
+        .create("ann", "Plan", "first draft", &[("bob", Role::Editor)])
+        .await;
+    let a2 = env.edit("bob", &a, "second draft").await;
+    let b = env
+        .create("bob", "Notes", "plan notes", &[("cat", Role::Viewer)])
+        .await;
+    let c = env.create("cat", "Scratch", "draft to delete", &[]).await;
+    env.docs.delete(&user("cat"), &c.id, None).await.unwrap();
+    env.docs
+        .patch(
+            &user("ann"),
+            &a.id,
+            Some(a2.version),
+            &json!({"collaborators": {"cat": "viewer"}}),
+        )
+        .await
+        .unwrap();
+
+    let batch = env.log().await;
+    assert_eq!(batch.len(), 6);
+    let first = env.embedded.fanout.handle(&batch).await;
+    assert!(first.batch_item_failures.is_empty());
+    let docs = [a.id, b.id, c.id];
+    let before = snapshot(&env, &docs).await;
+    assert_eq!(
+        before[a.id.to_string()]["audit"].as_array().unwrap().len(),
+        3
+    );
+    assert_eq!(before[c.id.to_string()]["indexed"], json!([2, true]));
+    assert_eq!(
+        before["queue"],
+        json!(4),
+        "creations and the body edit, not the sharing"
+    );
+
+    let again = env.embedded.fanout.handle(&batch).await;
+    assert!(again.batch_item_failures.is_empty());
+    assert_eq!(snapshot(&env, &docs).await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_failing_for_a_while_loses_nothing_and_nothing_overtakes() {
+    let env = env();
+    // The audit trail is down for appends 2 to 12: longer than the handler's
+    // in-process retries, so the poller has to retry batches too.
+    let audit = ScriptedAuditLog::new(
+        env.embedded.audit.clone(),
+        Box::new(|_, n| {
+            (2..=12)
+                .contains(&n)
+                .then(|| Error::Unavailable("audit down".into()))
+        }),
+    );
+    let fanout = env.fanout_with_audit(audit.clone());
+    let mut running = Running::start(&env, fanout, fast_poller(2, 4));
+    let mut docs = Vec::new();
+    for i in 0..3 {
+        docs.push(env.create("ann", &format!("Doc {i}"), "v1", &[]).await);
+    }
+    for round in 2..=5 {
+        for doc in docs.iter_mut() {
+            *doc = env.edit("ann", doc, &format!("v{round}")).await;
+        }
+    }
+    running.wait_through(env.latest_seq().await).await;
+    running.stop().await;
+
+    assert!(
+        audit.appends.load(Ordering::SeqCst) > 12,
+        "the failures happened"
+    );
+    let accepted = audit.accepted.lock().unwrap().clone();
+    let changes = env.notifier.changes();
+    for doc in &docs {
+        assert_eq!(env.audit_versions(&doc.id).await, [1, 2, 3, 4, 5]);
+        let order: Vec<u64> = accepted
+            .iter()
+            .filter(|(d, _)| *d == doc.id)
+            .map(|(_, v)| *v)
+            .collect();
+        assert_eq!(
+            order,
+            [1, 2, 3, 4, 5],
+            "audit entries landed in version order"
+        );
+        assert_eq!(as_client_sees(&changes, doc.id), [1, 2, 3, 4, 5]);
+    }
+    assert_eq!(env.embedded.dead_letters.depth().await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_record_is_dead_lettered_the_rest_goes_on_and_redrive_fixes_it() {
+    let env = env();
+    let poisoned = Arc::new(AtomicBool::new(true));
+    let poison_doc = Arc::new(std::sync::Mutex::new(None::<DocumentId>));
+    let audit = {
+        let poisoned = poisoned.clone();
+        let poison_doc = poison_doc.clone();
+        ScriptedAuditLog::new(
+            env.embedded.audit.clone(),
+            Box::new(move |entry, _| {
+                let target = *poison_doc.lock().unwrap();
+                (poisoned.load(Ordering::SeqCst)
+                    && Some(entry.document_id) == target
+                    && entry.version == 2)
+                    .then(|| Error::Unknown(anyhow::anyhow!("entry rejected")))
+            }),
+        )
+    };
+    let fanout = env.fanout_with_audit(audit);
+    let x = env.create("ann", "X", "x1", &[]).await;
+    *poison_doc.lock().unwrap() = Some(x.id);
+    let mut running = Running::start(&env, fanout.clone(), fast_poller(2, 10));
+    let x2 = env.edit("ann", &x, "x2").await;
+    env.edit("ann", &x2, "x3").await;
+    let y = env.create("bob", "Y", "y1", &[]).await;
+    running.wait_through(env.latest_seq().await).await;
+    running.stop().await;
+
+    assert_eq!(env.audit_versions(&x.id).await, [1, 3]);
+    assert_eq!(env.audit_versions(&y.id).await, [1]);
+    let letters = env.embedded.dead_letters.list(10).await.unwrap();
+    assert_eq!(letters.len(), 1);
+    let letter = &letters[0];
+    assert_eq!(letter.source, DeadLetterSource::Stream);
+    assert!(
+        letter.reason.contains("audit: entry rejected"),
+        "{}",
+        letter.reason
+    );
+    let record_of_x2 = env
+        .log()
+        .await
+        .into_iter()
+        .find(|r| r["dynamodb"]["NewImage"]["version"]["N"] == "2")
+        .unwrap();
+    assert_eq!(letter.payload, record_of_x2, "the whole record is kept");
+
+    // Still broken: the redrive fails and the letter stays.
+    let outcomes = stream_handler::redrive::redrive(
+        &fanout,
+        env.embedded.analysis_queue.as_ref(),
+        env.embedded.dead_letters.as_ref(),
+        None,
+    )
+    .await
+    .unwrap();
+    assert!(outcomes[0].result.is_err());
+    assert_eq!(env.embedded.dead_letters.depth().await.unwrap(), 1);
+
+    poisoned.store(false, Ordering::SeqCst);
+    let outcomes = stream_handler::redrive::redrive(
+        &fanout,
+        env.embedded.analysis_queue.as_ref(),
+        env.embedded.dead_letters.as_ref(),
+        Some(&letter.id),
+    )
+    .await
+    .unwrap();
+    assert_eq!(outcomes.len(), 1);
+    assert_eq!(outcomes[0].result, Ok(()));
+    assert_eq!(env.audit_versions(&x.id).await, [1, 2, 3]);
+    assert_eq!(env.embedded.dead_letters.depth().await.unwrap(), 0);
+    // The late record did not bring back an older state in the index.
+    let indexed = env.embedded.search.indexed_version(&x.id).await.unwrap();
+    assert_eq!(indexed.map(|i| i.version), Some(3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_analysis_result_produces_no_change_record() {
+    let env = env();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let tasks = env.embedded.start(env.store.change_feed(), async move {
+        let _ = stopped.await;
+    });
+    let body = "The fan-out delivers every change to the search index, the audit trail \
+                and the analysis queue. The analysis worker reads the document, counts \
+                its words and finds the language of the document.";
+    let doc = env.create("ann", "Fan-out notes", body, &[]).await;
+    env.notifier.wait_for_analyses(1).await;
+    assert_eq!(env.latest_seq().await, 1);
+
+    let analysis = env.embedded.analyses.get(&doc.id).await.unwrap().unwrap();
+    assert_eq!(analysis.version, 1);
+    assert_eq!(analysis.word_count, 33);
+    assert_eq!(analysis.reading_time_seconds, 10);
+    assert_eq!(analysis.language, "eng");
+    assert!(analysis.top_terms.iter().any(|t| t.term == "analysis"));
+    assert!(!analysis.top_terms.iter().any(|t| t.term == "the"));
+
+    let doc2 = env.edit("ann", &doc, "Short now.").await;
+    env.notifier.wait_for_analyses(2).await;
+    let _ = stop.send(());
+    tasks.await.unwrap().unwrap();
+    assert_eq!(
+        env.latest_seq().await,
+        2,
+        "two edits, two records: results add none"
+    );
+    let analysis = env.embedded.analyses.get(&doc.id).await.unwrap().unwrap();
+    assert_eq!(analysis.version, doc2.version);
+    assert_eq!(analysis.word_count, 2);
+}
+
+#[tokio::test]
+async fn the_worker_skips_superseded_versions_and_dead_letters_after_max_attempts() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join(shared::embedded::DATABASE_FILE);
+    let store = Arc::new(SqliteDocumentStore::open(&db).unwrap());
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+    let queue = Arc::new(shared::embedded::SqliteAnalysisQueue::open(&db, clock.clone()).unwrap());
+    let analyses = Arc::new(shared::embedded::SqliteAnalysisStore::open(&db).unwrap());
+    let notifier = RecordingNotifier::new();
+    let docs = DocumentService::new(store.clone(), clock.clone());
+    let doc = docs
+        .create(
+            &user("ann"),
+            NewDocument {
+                title: Title::parse("T").unwrap(),
+                body: Body::parse("one").unwrap(),
+                collaborators: Default::default(),
+            },
+        )
+        .await
+        .unwrap();
+    let config = AnalysisWorkerConfig {
+        max_attempts: 2,
+        ..AnalysisWorkerConfig::default()
+    };
+
+    // A job for a version that is no longer current is done without work.
+    let doc2 = docs
+        .replace(
+            &user("ann"),
+            &doc.id,
+            Some(1),
+            Replacement {
+                title: doc.title.clone(),
+                body: Body::parse("two words").unwrap(),
+            },
+        )
+        .await
+        .unwrap();
+    let worker = AnalysisWorker::new(
+        queue.clone(),
+        analyses.clone(),
+        store.clone(),
+        notifier.clone(),
+        clock.clone(),
+        config.clone(),
+    );
+    let job = |version| shared::ports::AnalysisJob {
+        document_id: doc.id,
+        version,
+    };
+    queue.enqueue(&job(1)).await.unwrap();
+    assert_eq!(worker.run_once().await.unwrap(), [JobOutcome::Superseded]);
+    assert!(analyses.get(&doc.id).await.unwrap().is_none());
+
+    // A job whose result cannot be stored comes back after its visibility timeout,
+    // then goes to the dead-letter table.
+    struct Refusing;
+    #[async_trait::async_trait]
+    impl AnalysisStore for Refusing {
+        async fn put(
+            &self,
+            _: &shared::domain::Analysis,
+        ) -> shared::Result<shared::ports::WriteOutcome> {
+            Err(Error::Unavailable("full".into()))
+        }
+        async fn get(&self, _: &DocumentId) -> shared::Result<Option<shared::domain::Analysis>> {
+            Ok(None)
+        }
+    }
+    let refusing = AnalysisWorker::new(
+        queue.clone(),
+        Arc::new(Refusing),
+        store.clone(),
+        notifier.clone(),
+        clock.clone(),
+        config.clone(),
+    );
+    queue.enqueue(&job(doc2.version)).await.unwrap();
+    assert!(matches!(
+        refusing.run_once().await.unwrap()[..],
+        [JobOutcome::Failed(_)]
+    ));
+    assert!(
+        refusing.run_once().await.unwrap().is_empty(),
+        "hidden while in flight"
+    );
+    clock.advance(chrono::TimeDelta::seconds(31));
+    assert!(matches!(
+        refusing.run_once().await.unwrap()[..],
+        [JobOutcome::DeadLettered(_)]
+    ));
+    let dlq = shared::embedded::SqliteDeadLetterQueue::open(&db).unwrap();
+    let letters = dlq.list(10).await.unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].source, DeadLetterSource::Analysis);
+
+    // Redriven, the job is analysed by a healthy worker.
+    queue
+        .requeue(&serde_json::from_value(letters[0].payload.clone()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(worker.run_once().await.unwrap(), [JobOutcome::Completed]);
+    let analysis = analyses.get(&doc.id).await.unwrap().unwrap();
+    assert_eq!((analysis.version, analysis.word_count), (2, 2));
+    assert_eq!(notifier.analyses.lock().unwrap().clone(), [(doc.id, 2)]);
+}
+
+#[tokio::test]
+async fn search_never_shows_a_document_to_someone_who_cannot_read_it() {
+    let env = env();
+    let doc = env
+        .create(
+            "ann",
+            "Secret plan",
+            "the zebra migration",
+            &[("bob", Role::Viewer)],
+        )
+        .await;
+    let handled = env.embedded.fanout.handle(&env.log().await).await;
+    assert!(handled.batch_item_failures.is_empty());
+    assert_eq!(env.search("zebra", "ann").await, [(doc.id, 1)]);
+    assert_eq!(env.search("zebra", "bob").await, [(doc.id, 1)]);
+    assert!(env.search("zebra", "cat").await.is_empty());
+    assert!(env.search("reader:bob", "cat").await.is_empty());
+
+    // Bob loses access. Before the change reaches the index, the index alone would
+    // still list him, but the search checks the document's current access.
+    env.docs
+        .patch(
+            &user("ann"),
+            &doc.id,
+            Some(1),
+            &json!({"collaborators": {"bob": null}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(env.search("zebra", "bob").await, [(doc.id, 1)]);
+    let readable = search_readable(
+        env.embedded.search.as_ref(),
+        env.store.as_ref() as &dyn DocumentStore,
+        &query("zebra", "bob"),
+    )
+    .await
+    .unwrap();
+    assert!(readable.hits.is_empty());
+
+    // Once fanned out, the index itself forgets him.
+    let log = env.log().await;
+    assert!(
+        env.embedded
+            .fanout
+            .handle(&log[1..])
+            .await
+            .batch_item_failures
+            .is_empty()
+    );
+    assert!(env.search("zebra", "bob").await.is_empty());
+    assert_eq!(env.search("zebra", "ann").await, [(doc.id, 2)]);
+}
