@@ -3,6 +3,8 @@
 //! REST API.
 
 pub mod child;
+pub mod machine;
+pub mod port_suites;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -48,10 +50,8 @@ impl TestApp {
 
     /// Starts the app on port 0 over an existing data directory (to test restarts).
     pub async fn spawn_in(data_dir: Arc<tempfile::TempDir>) -> Self {
-        let config = ServeConfig {
-            data_dir: data_dir.path().to_owned(),
-            secret: Some(TEST_SECRET.to_vec()),
-        };
+        let mut config = ServeConfig::new(data_dir.path());
+        config.secret = Some(TEST_SECRET.to_vec());
         let app = App::build(&config).await.expect("app builds");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");

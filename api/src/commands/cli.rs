@@ -55,6 +55,71 @@ pub struct ServeArgs {
     /// The address to listen on.
     #[arg(long, env = "DOCFAN_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+
+    #[command(flatten)]
+    pub stream: StreamArgs,
+
+    /// Close WebSocket connections that send nothing for this long (seconds), like API
+    /// Gateway's idle timeout.
+    #[arg(long, env = "DOCFAN_WS_IDLE_TIMEOUT_SECS", default_value_t = 600,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub ws_idle_timeout_secs: u64,
+}
+
+/// The knobs of the embedded event source mapping, named and bounded like the Lambda
+/// event source mapping's.
+#[derive(Debug, Clone, Args)]
+pub struct StreamArgs {
+    /// Records per handler call (BatchSize).
+    #[arg(long, env = "DOCFAN_STREAM_BATCH_SIZE", default_value_t = 100,
+          value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub stream_batch_size: u64,
+
+    /// How long to wait for a batch to fill, in milliseconds (MaximumBatchingWindowInSeconds).
+    #[arg(long, env = "DOCFAN_STREAM_BATCHING_WINDOW_MS", default_value_t = 0,
+          value_parser = clap::value_parser!(u64).range(0..=300_000))]
+    pub stream_batching_window_ms: u64,
+
+    /// Partitions handled concurrently, each in document order (ParallelizationFactor).
+    #[arg(long, env = "DOCFAN_STREAM_PARALLELIZATION", default_value_t = 2,
+          value_parser = clap::value_parser!(u32).range(1..=10))]
+    pub stream_parallelization: u32,
+
+    /// Retries of a failing record before it is dead-lettered; -1 retries until the
+    /// record is too old (MaximumRetryAttempts).
+    #[arg(long, env = "DOCFAN_STREAM_MAX_RETRIES", default_value_t = 10,
+          value_parser = clap::value_parser!(i64).range(-1..=10_000), allow_negative_numbers = true)]
+    pub stream_max_retries: i64,
+
+    /// Age in seconds after which an unprocessed record is dead-lettered; -1 never
+    /// (MaximumRecordAgeInSeconds).
+    #[arg(long, env = "DOCFAN_STREAM_MAX_RECORD_AGE_SECS", default_value_t = 86_400,
+          value_parser = clap::value_parser!(i64).range(-1..=604_800), allow_negative_numbers = true)]
+    pub stream_max_record_age_secs: i64,
+
+    /// Split a batch that failed as a whole and retry the halves (BisectBatchOnFunctionError).
+    #[arg(long, env = "DOCFAN_STREAM_BISECT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub stream_bisect: bool,
+}
+
+impl StreamArgs {
+    /// The poller configuration these flags describe.
+    pub fn poller(&self) -> stream_handler::PollerConfig {
+        let defaults = stream_handler::PollerConfig::default();
+        stream_handler::PollerConfig {
+            batch_size: self.stream_batch_size as usize,
+            maximum_batching_window: std::time::Duration::from_millis(
+                self.stream_batching_window_ms,
+            ),
+            parallelization_factor: self.stream_parallelization,
+            bisect_batch_on_error: self.stream_bisect,
+            maximum_retry_attempts: u32::try_from(self.stream_max_retries).ok(),
+            maximum_record_age: u64::try_from(self.stream_max_record_age_secs)
+                .ok()
+                .map(std::time::Duration::from_secs),
+            ..defaults
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]

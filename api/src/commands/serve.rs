@@ -16,7 +16,7 @@ use shared::service::DocumentService;
 use stream_handler::{EmbeddedFanout, FanoutConfig};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use websocket::LocalWebSocket;
+use websocket::{InProcessRegistry, LocalConfig, LocalPorts, LocalWebSocket, ServiceConfig};
 
 use super::cli::ServeArgs;
 use crate::state::AppState;
@@ -32,6 +32,8 @@ pub struct ServeConfig {
     pub secret: Option<Vec<u8>>,
     /// The stream poller, handler, sinks and analysis worker.
     pub fanout: FanoutConfig,
+    /// The local WebSocket endpoint.
+    pub websocket: LocalConfig,
 }
 
 impl ServeConfig {
@@ -41,6 +43,7 @@ impl ServeConfig {
             data_dir: data_dir.into(),
             secret: None,
             fanout: FanoutConfig::default(),
+            websocket: LocalConfig::default(),
         }
     }
 }
@@ -104,11 +107,16 @@ impl App {
             SqliteAuditLog::open(&db_path)
                 .map_err(|e| anyhow::anyhow!("opening the audit trail: {e}"))?,
         );
-        let websocket = LocalWebSocket::embedded(
-            Arc::clone(&store),
-            replay_audit,
-            (*tokens).clone(),
-            Arc::clone(&clock),
+        let websocket = LocalWebSocket::new(
+            LocalPorts {
+                registry: Arc::new(InProcessRegistry::new()),
+                documents: Arc::clone(&store),
+                audit: replay_audit,
+                tokens: (*tokens).clone(),
+                clock: Arc::clone(&clock),
+            },
+            ServiceConfig::default(),
+            config.websocket.clone(),
         );
         let notifier: Arc<dyn Notifier> = Arc::new(websocket.notifier());
         let fanout = EmbeddedFanout::open(
@@ -187,7 +195,9 @@ impl App {
 
 /// `docfan serve`.
 pub async fn run(data_dir: &Path, args: &ServeArgs) -> anyhow::Result<()> {
-    let config = ServeConfig::new(data_dir);
+    let mut config = ServeConfig::new(data_dir);
+    config.fanout.poller = args.stream.poller();
+    config.websocket.idle_timeout = std::time::Duration::from_secs(args.ws_idle_timeout_secs);
     let app = App::build(&config).await?;
     let listener = TcpListener::bind(args.listen)
         .await

@@ -98,6 +98,7 @@ async fn sigkill_during_concurrent_writes_loses_no_acknowledged_write() {
     let client = reqwest::Client::new();
     let acked = acked.lock().unwrap().clone();
     let mut latest: HashMap<String, u64> = HashMap::new();
+    let mut final_versions: HashMap<String, (String, u64)> = HashMap::new();
     for (id, version) in &acked {
         let v = latest.entry(id.clone()).or_default();
         *v = (*v).max(*version);
@@ -119,6 +120,29 @@ async fn sigkill_during_concurrent_writes_loses_no_acknowledged_write() {
             stored == *version || stored == *version + 1,
             "{id}: acked {version}, stored {stored}"
         );
+        final_versions.insert(id.clone(), (owner, stored));
+    }
+
+    // The restarted server resumes the fan-out from its checkpoints: the audit trail
+    // converges to every version of every document, each exactly once, in order.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    for (id, (owner, stored)) in &final_versions {
+        loop {
+            let versions = history_versions(&client, &server.base, id, owner).await;
+            if versions.len() as u64 == *stored {
+                let expected: Vec<u64> = (1..=*stored).collect();
+                assert_eq!(
+                    versions, expected,
+                    "{id}: the audit trail has gaps or repeats"
+                );
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{id}: the audit trail did not converge: {versions:?} of {stored}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
     drop(server);
 
@@ -141,6 +165,34 @@ async fn sigkill_during_concurrent_writes_loses_no_acknowledged_write() {
         "a version recorded twice"
     );
     assert!(acked.len() >= 180);
+}
+
+/// Every version in a document's audit trail, oldest first, following the cursor.
+async fn history_versions(client: &reqwest::Client, base: &str, id: &str, user: &str) -> Vec<u64> {
+    let mut versions = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut url = format!("{base}/documents/{id}/history?limit=100");
+        if let Some(c) = &cursor {
+            url.push_str(&format!("&cursor={c}"));
+        }
+        let page: Value = client
+            .get(url)
+            .bearer_auth(token_for(user))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        for item in page["items"].as_array().expect("a history page") {
+            versions.push(item["version"].as_u64().unwrap());
+        }
+        match page.get("nextCursor").and_then(Value::as_str) {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => return versions,
+        }
+    }
 }
 
 /// The owner of a document, found by asking as each writer (writers own their documents).
