@@ -51,10 +51,10 @@ impl ServeConfig {
 /// The secret from `DOCFAN_JWT_SECRET`, or else the one in the data directory (created
 /// on first use). There is no built-in secret.
 pub fn load_secret(data_dir: &Path) -> anyhow::Result<Vec<u8>> {
-    if let Ok(secret) = std::env::var(SECRET_ENV) {
-        if !secret.is_empty() {
-            return Ok(secret.into_bytes());
-        }
+    if let Ok(secret) = std::env::var(SECRET_ENV)
+        && !secret.is_empty()
+    {
+        return Ok(secret.into_bytes());
     }
     let (secret, created) = auth::load_or_create_secret(data_dir)?;
     if created {

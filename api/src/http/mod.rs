@@ -6,7 +6,9 @@ pub mod json;
 pub mod pagination;
 pub mod precondition;
 pub mod problem;
+pub mod query;
 
 pub use auth::Caller;
 pub use json::JsonBody;
 pub use problem::{ApiError, ApiResult, Problem};
+pub use query::QueryParams;

@@ -15,6 +15,7 @@ pub const MAX_LIMIT: usize = 100;
 #[into_params(parameter_in = Query)]
 pub struct PageParams {
     /// 1 to 100; 20 when absent.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
     /// The `nextCursor` of the previous page.
     pub cursor: Option<String>,

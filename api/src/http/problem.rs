@@ -115,9 +115,7 @@ impl IntoResponse for Problem {
             .get("currentVersion")
             .and_then(Value::as_u64)
         {
-            if let Ok(etag) = HeaderValue::from_str(&format!("\"{current}\"")) {
-                headers.insert(header::ETAG, etag);
-            }
+            headers.insert(header::ETAG, crate::http::precondition::etag(current));
         }
         response
     }

@@ -1,7 +1,7 @@
 //! `/documents`: create, read, list, replace, patch, delete.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -10,6 +10,7 @@ use shared::service::{NewDocument, Replacement};
 use std::collections::BTreeMap;
 use utoipa::ToSchema;
 
+use crate::http::QueryParams;
 use crate::http::pagination::{PageParams, encode_cursor};
 use crate::http::precondition::{etag, if_match};
 use crate::http::{ApiError, ApiResult, Caller, JsonBody, Problem};
@@ -20,14 +21,21 @@ use crate::state::AppState;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateDocument {
-    /// 1 to 200 characters.
+    /// 1 to 200 characters, not blank, no control characters (the pattern, in
+    /// ECMA-262 syntax).
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub title: String,
     /// Up to 131072 bytes of UTF-8; empty when absent.
     #[serde(default)]
+    #[schema(max_length = 131072)]
     pub body: String,
-    /// User id → `editor` or `viewer`.
+    /// User id → `editor` or `viewer`; at most 100; not the owner.
     #[serde(default)]
-    #[schema(value_type = BTreeMap<String, Role>)]
+    #[schema(schema_with = collaborators_schema)]
     pub collaborators: BTreeMap<String, Role>,
 }
 
@@ -35,8 +43,31 @@ pub struct CreateDocument {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReplaceDocument {
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub title: String,
+    #[schema(max_length = 131072)]
     pub body: String,
+}
+
+/// Collaborators as a JSON Schema: user ids as keys, roles as values, at most 100.
+fn collaborators_schema() -> utoipa::openapi::Object {
+    use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property_names(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some("^[A-Za-z0-9._@:+-]{1,128}$")),
+        ))
+        .additional_properties(Some(AdditionalProperties::RefOr(
+            utoipa::openapi::Ref::from_schema_name("Role").into(),
+        )))
+        .max_properties(Some(shared::domain::MAX_COLLABORATORS))
+        .build()
 }
 
 /// A page of documents.
@@ -144,7 +175,7 @@ pub async fn get(
 pub async fn list(
     State(state): State<AppState>,
     Caller(user): Caller,
-    Query(params): Query<PageParams>,
+    QueryParams(params): QueryParams<PageParams>,
 ) -> ApiResult<Json<DocumentList>> {
     let limit = params.limit()?;
     let after = match params.cursor()? {

@@ -2,7 +2,7 @@
 //! document's audit trail, for its owner and collaborators.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use shared::domain::{AuditEntry, ChangeKind, Field};
@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 
 use super::documents::parse_id;
 use super::search::read_models;
+use crate::http::QueryParams;
 use crate::http::pagination::{PageParams, encode_cursor};
 use crate::http::{ApiError, ApiResult, Caller, Problem};
 use crate::state::AppState;
@@ -63,7 +64,7 @@ pub async fn list(
     State(state): State<AppState>,
     Caller(user): Caller,
     Path(id): Path<String>,
-    Query(params): Query<PageParams>,
+    QueryParams(params): QueryParams<PageParams>,
 ) -> ApiResult<Json<History>> {
     let id = parse_id(&id)?;
     let limit = params.limit()?;

@@ -1,7 +1,11 @@
 //! The REST routes and the OpenAPI document generated from them.
 
+pub mod analysis;
 pub mod documents;
+pub mod history;
+pub mod search;
 pub mod system;
+pub mod web;
 
 use axum::Router;
 use axum::routing::get;
@@ -17,9 +21,10 @@ use crate::state::AppState;
         documents::create, documents::get, documents::list, documents::replace,
         documents::patch, documents::delete,
         system::healthz, system::openapi, system::metrics,
+        search::search, history::list, history::get, analysis::get,
     ),
     components(schemas(crate::http::Problem)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &CommonResponses),
 )]
 pub struct ApiDoc;
 
@@ -40,6 +45,82 @@ impl Modify for BearerAuth {
     }
 }
 
+/// Adds the problem responses every operation can give, so the document lists every
+/// status the API answers with: 401 where a token is needed; 400, 413 and 415 where a
+/// body is read; 400 where query parameters or `If-Match` are parsed; 503 everywhere.
+/// Also gives `If-Match` its exact syntax.
+struct CommonResponses;
+
+impl Modify for CommonResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+
+        let problem = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/problem+json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("Problem")))
+                        .build(),
+                )
+                .build()
+        };
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let mut add = |status: &str, description: &str| {
+                    operation
+                        .responses
+                        .responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| problem(description).into());
+                };
+                let authenticated = operation.security.as_ref().is_some_and(|s| !s.is_empty());
+                let has_body = operation.request_body.is_some();
+                let parameters = operation.parameters.clone().unwrap_or_default();
+                let parses_input = has_body
+                    || parameters.iter().any(|p| {
+                        matches!(
+                            p.parameter_in,
+                            utoipa::openapi::path::ParameterIn::Query
+                                | utoipa::openapi::path::ParameterIn::Header
+                        )
+                    });
+                if authenticated {
+                    add("401", "Missing, malformed, wrongly signed or expired token");
+                }
+                if parses_input {
+                    add("400", "Malformed or invalid input");
+                }
+                if has_body {
+                    add("413", "Request or document body too large");
+                    add("415", "Content-Type is not JSON");
+                }
+                add("503", "Temporarily unavailable; retry");
+                if let Some(parameters) = operation.parameters.as_mut() {
+                    for parameter in parameters.iter_mut().filter(|p| p.name == "If-Match") {
+                        parameter.schema = Some(
+                            ObjectBuilder::new()
+                                .schema_type(Type::String)
+                                .pattern(Some("^(\"[0-9]{1,19}\"|[0-9]{1,19})$"))
+                                .build()
+                                .into(),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The routes, before the layers that `crate::router` adds.
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -51,7 +132,12 @@ pub fn routes() -> Router<AppState> {
                 .patch(documents::patch)
                 .delete(documents::delete),
         )
+        .route("/search", get(search::search))
+        .route("/documents/{id}/history", get(history::list))
+        .route("/documents/{id}/history/{version}", get(history::get))
+        .route("/documents/{id}/analysis", get(analysis::get))
         .route("/healthz", get(system::healthz))
         .route("/openapi.json", get(system::openapi))
         .route("/metrics", get(system::metrics))
+        .merge(web::routes())
 }

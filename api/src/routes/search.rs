@@ -2,7 +2,7 @@
 //! may read.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use shared::ports::{SearchHit, SearchQuery};
@@ -10,6 +10,7 @@ use stream_handler::ReadModels;
 use stream_handler::sinks::search::search_readable;
 use utoipa::{IntoParams, ToSchema};
 
+use crate::http::QueryParams;
 use crate::http::pagination::{PageParams, encode_cursor};
 use crate::http::{ApiError, ApiResult, Caller, Problem};
 use crate::state::AppState;
@@ -24,6 +25,7 @@ pub struct SearchParams {
     /// The query: words (all must match), `"phrases"`, `title:word`, `OR`, `-word`.
     pub q: Option<String>,
     /// 1 to 100; 20 when absent.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
     /// The `nextCursor` of the previous page.
     pub cursor: Option<String>,
@@ -65,7 +67,7 @@ pub(crate) fn read_models(state: &AppState) -> Result<&ReadModels, ApiError> {
 pub async fn search(
     State(state): State<AppState>,
     Caller(user): Caller,
-    Query(params): Query<SearchParams>,
+    QueryParams(params): QueryParams<SearchParams>,
 ) -> ApiResult<Json<SearchResults>> {
     let page = PageParams {
         limit: params.limit,

@@ -1,0 +1,515 @@
+// The web editor in headless Chromium: two people editing one document live, a viewer,
+// a 412 conflict and its resolution, search, history, analysis, phone width, and a
+// console free of errors. The steps share one server and run in order.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { Browser, BASE, ALICE_LINK, ALICE_SHORT_TOKEN, TOKENS, rest, shot, eventually, signIn } from './browser.js';
+
+const browser = new Browser();
+/** @type {import('playwright-core').Page} */
+let alice;
+/** @type {import('playwright-core').Page} */
+let bob;
+let docId;
+let hostileId;
+const TITLE = 'Launch plan';
+
+before(async () => {
+  await browser.launch();
+  alice = await browser.page('alice');
+  bob = await browser.page('bob');
+});
+
+after(async () => {
+  await browser.close();
+});
+
+const body = (page) => page.locator('#body-input');
+const status = (page) => page.locator('#editor-status');
+
+async function save(page) {
+  await page.keyboard.press('Control+s');
+}
+
+async function waitForSaved(page) {
+  await status(page).filter({ hasText: /Saved version \d+/ }).waitFor();
+}
+
+async function serverDoc() {
+  const answer = await rest('alice', 'GET', `/documents/${docId}`);
+  assert.equal(answer.status, 200);
+  return answer.body;
+}
+
+test('the page is served with a strict content security policy', async () => {
+  const response = await fetch(`${BASE}/`);
+  assert.equal(response.status, 200);
+  assert.match(response.headers.get('content-type'), /^text\/html/);
+  const csp = response.headers.get('content-security-policy');
+  assert.match(csp, /default-src 'self'/);
+  assert.match(csp, /connect-src 'self' ws: wss:/);
+  assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval/);
+  const script = await fetch(`${BASE}/assets/app.js`);
+  assert.match(script.headers.get('content-type'), /^text\/javascript/);
+});
+
+test('alice signs in from the link `docfan token` prints; the token leaves the URL', async () => {
+  assert.ok(ALICE_LINK?.startsWith(BASE), `unexpected link ${ALICE_LINK}`);
+  await alice.goto(ALICE_LINK);
+  await alice.locator('#who-name', { hasText: 'alice' }).waitFor();
+  assert.ok(!alice.url().includes('token'), `token still in ${alice.url()}`);
+  const stored = await alice.evaluate(() => sessionStorage.getItem('docfan.token'));
+  assert.ok(stored?.split('.').length === 3);
+  await alice.reload();
+  await alice.locator('#who-name', { hasText: 'alice' }).waitFor();
+});
+
+test('alice creates a document, writes in it and shares it', async () => {
+  for (const title of ['Meeting notes', 'Reading list', 'Budget 2027']) {
+    const created = await rest('alice', 'POST', '/documents', { body: { title, body: `${title}: first draft.` } });
+    assert.equal(created.status, 201);
+  }
+  await alice.reload();
+  await alice.locator('#doc-list .doc-title', { hasText: 'Budget 2027' }).waitFor();
+
+  await alice.click('#new-doc');
+  await alice.fill('#new-title', TITLE);
+  await alice.keyboard.press('Enter');
+  await alice.locator('#editor:not([hidden])').waitFor();
+  docId = new URLSearchParams(new URL(alice.url()).hash.slice(1)).get('doc');
+  assert.ok(docId, 'the open document is in the fragment');
+
+  await body(alice).fill('Goals\nShip the editor.\nInvite the team.\n\nRisks\nNone yet.\n\nNotes\nThe zeppelin demo is on Friday.');
+  await alice.locator('#dirty:not([hidden])').waitFor();
+  await save(alice);
+  await waitForSaved(alice);
+  assert.ok(await alice.locator('#dirty').isHidden(), 'saved, so no longer dirty');
+
+  await alice.click('#share');
+  await alice.fill('#share-user', 'bob');
+  await alice.selectOption('#share-role', 'editor');
+  await alice.click('#share-add');
+  await alice.fill('#share-user', 'carol');
+  await alice.selectOption('#share-role', 'viewer');
+  await alice.click('#share-add');
+  await shot(alice, 'share');
+  await alice.click('#share-form button[type=submit]');
+  await status(alice).filter({ hasText: 'Sharing saved' }).waitFor();
+  const doc = await serverDoc();
+  assert.deepEqual(doc.collaborators, { bob: 'editor', carol: 'viewer' });
+  assert.equal(doc.version, 3);
+});
+
+test('bob sees the shared document in his list', async () => {
+  await signIn(bob, 'bob');
+  const item = bob.locator(`#doc-list button[data-id="${docId}"]`);
+  await item.waitFor();
+  assert.match(await item.textContent(), /editor · alice/);
+  await shot(bob, 'document-list');
+  await item.click();
+  await bob.locator('#title-input').waitFor();
+  assert.equal(await bob.inputValue('#title-input'), TITLE);
+  assert.ok(await bob.locator('#share').isHidden(), 'only the owner shares');
+  assert.ok(await bob.locator('#delete').isHidden(), 'only the owner deletes');
+});
+
+test('the live connection is up on both pages', async () => {
+  for (const page of [alice, bob]) {
+    await page.locator('#connection[data-state="live"]').waitFor();
+  }
+});
+
+test('alice and bob each see the other\'s edit live, with who made it', async () => {
+  await body(alice).fill((await body(alice).inputValue()).replace('Ship the editor.', 'Ship the editor by Friday.'));
+  await save(alice);
+  await waitForSaved(alice);
+  await eventually(async () => (await body(bob).inputValue()).includes('by Friday'), { what: "alice's edit on bob's page" });
+  await status(bob).filter({ hasText: 'alice saved version 4' }).waitFor();
+
+  await bob.locator('#body-input').click();
+  await bob.keyboard.press('Control+End');
+  await bob.keyboard.type('\nBob reviews the rollout plan.');
+  await save(bob);
+  await waitForSaved(bob);
+  await eventually(async () => (await body(alice).inputValue()).includes('rollout plan'), { what: "bob's edit on alice's page" });
+  await status(alice).filter({ hasText: 'bob saved version 5' }).waitFor();
+  await shot(alice, 'editor-live');
+});
+
+test('an edit by someone else does not overwrite unsaved text', async () => {
+  await body(alice).fill((await body(alice).inputValue()).replace('Goals', 'Goals (draft)'));
+  const current = await serverDoc();
+  const answer = await rest('bob', 'PUT', `/documents/${docId}`, {
+    body: { title: TITLE, body: current.body.replace('None yet.', 'The deadline is tight.') },
+    ifMatch: current.version,
+  });
+  assert.equal(answer.status, 200);
+  const banner = alice.locator('#doc-banner', { hasText: `bob saved version ${current.version + 1} while you were editing` });
+  await banner.waitFor();
+  assert.match(await body(alice).inputValue(), /Goals \(draft\)/, 'local text kept');
+  await banner.getByRole('button', { name: 'Keep editing' }).click();
+  await banner.waitFor({ state: 'hidden' });
+});
+
+test('a save that meets 412 shows both versions and merges them', async () => {
+  // Whatever the live connection did, alice still edits from an older version.
+  const current = await serverDoc();
+  if (!(await body(alice).inputValue()).includes('Goals (draft)')) {
+    await body(alice).fill(current.body.replace('Goals', 'Goals (draft)'));
+  }
+  const bobEdit = await rest('bob', 'PUT', `/documents/${docId}`, {
+    body: { title: TITLE, body: current.body.replace('Invite the team.', 'Invite the whole team.') },
+    ifMatch: current.version,
+  });
+  assert.equal(bobEdit.status, 200);
+
+  await save(alice);
+  const dialog = alice.locator('#conflict-dialog');
+  await dialog.waitFor({ state: 'visible' });
+  await alice.locator('#conflict-theirs-heading', { hasText: `version ${current.version + 1}, saved by bob` }).waitFor();
+  assert.match(await alice.locator('#conflict-mine-body').textContent(), /Goals \(draft\)/);
+  assert.match(await alice.locator('#conflict-theirs-body').textContent(), /whole team/);
+  await shot(alice, 'conflict');
+
+  await alice.click('#conflict-merge-start');
+  const merged = await alice.inputValue('#merge-body');
+  assert.match(merged, /Goals \(draft\)/, 'my change is in the merge');
+  assert.match(merged, /whole team/, 'their change is in the merge');
+  assert.doesNotMatch(merged, /<<<<<<<|>>>>>>>/, 'changes to different lines merge cleanly');
+  await alice.locator('#merge-body').fill(`${merged}\nMerged by alice.`);
+  await shot(alice, 'conflict-merge');
+  await alice.click('#conflict-merge-save');
+  await dialog.waitFor({ state: 'hidden' });
+  await waitForSaved(alice);
+  const saved = await serverDoc();
+  assert.equal(saved.version, current.version + 2);
+  assert.match(saved.body, /Goals \(draft\)/);
+  assert.match(saved.body, /whole team/);
+  assert.match(saved.body, /Merged by alice\./);
+});
+
+test('a 412 can also be settled by keeping mine; Escape closes the dialog', async () => {
+  const current = await serverDoc();
+  await body(alice).fill(`${current.body}\nAlice's closing line.`);
+  const bobEdit = await rest('bob', 'PUT', `/documents/${docId}`, {
+    body: { title: 'Launch plan v2', body: current.body },
+    ifMatch: current.version,
+  });
+  assert.equal(bobEdit.status, 200);
+  await save(alice);
+  const dialog = alice.locator('#conflict-dialog');
+  await dialog.waitFor({ state: 'visible' });
+  await alice.keyboard.press('Escape');
+  await dialog.waitFor({ state: 'hidden' });
+  assert.match(await body(alice).inputValue(), /closing line/, 'Escape keeps editing');
+  await alice.locator('#doc-banner').getByRole('button', { name: 'Compare again' }).click();
+  await dialog.waitFor({ state: 'visible' });
+  await alice.click('#conflict-keep-mine');
+  await dialog.waitFor({ state: 'hidden' });
+  await waitForSaved(alice);
+  const saved = await serverDoc();
+  assert.match(saved.body, /closing line/);
+  assert.equal(saved.title, TITLE, 'keeping mine keeps my title too');
+});
+
+test('a viewer cannot edit', async () => {
+  const carol = await browser.page('carol');
+  await signIn(carol, 'carol');
+  await carol.locator(`#doc-list button[data-id="${docId}"]`).click();
+  await carol.locator('#readonly-badge:not([hidden])').waitFor();
+  assert.equal(await carol.locator('#body-input').getAttribute('readonly'), '');
+  assert.equal(await carol.locator('#title-input').getAttribute('readonly'), '');
+  assert.ok(await carol.locator('#save').isHidden());
+  assert.ok(await carol.locator('#share').isHidden());
+  const before = await body(carol).inputValue();
+  await body(carol).click();
+  await carol.keyboard.type('vandalism');
+  await carol.keyboard.press('Control+s');
+  assert.equal(await body(carol).inputValue(), before);
+  assert.equal((await serverDoc()).body, before);
+  await shot(carol, 'viewer');
+  await carol.context().close();
+});
+
+test('the analysis panel shows the latest analysis and follows new ones', async () => {
+  const words = alice.locator('#analysis-words');
+  await words.waitFor({ timeout: 15_000 });
+  const before = Number((await words.textContent()).replace(/\D/g, ''));
+  assert.ok(before > 0);
+  await body(alice).fill(`${await body(alice).inputValue()}\n\nNext steps\nWrite the release notes, record a demo, and collect feedback from the first teams.`);
+  await save(alice);
+  await waitForSaved(alice);
+  const version = (await serverDoc()).version;
+  // Refreshed by analysis.completed, without reloading.
+  await alice.locator('#analysis-body', { hasText: `Analysed version ${version}` }).waitFor({ timeout: 15_000 });
+  assert.ok(Number((await words.textContent()).replace(/\D/g, '')) > before, 'more words after adding a paragraph');
+  // The history panel follows too.
+  await alice.locator(`#history-list .history-item[data-version="${version}"]`).waitFor();
+  await alice.mouse.move(1, 1);
+  await alice.evaluate(() => {
+    document.activeElement?.blur();
+    window.scrollTo(0, 0);
+    document.getElementById('history-list').scrollTop = 0;
+  });
+  await shot(alice, 'editor');
+});
+
+test('text from documents and snippets is never run as markup', async () => {
+  const hostile = '<img src=x onerror="window.__pwned=1"> & <b>bold</b>';
+  const created = await rest('alice', 'POST', '/documents', {
+    body: { title: `Quarantine ${hostile}`, body: `quarantine ${hostile} <script>window.__pwned=2</script>` },
+  });
+  assert.equal(created.status, 201);
+  hostileId = created.body.id;
+  await alice.reload();
+  await alice.locator(`#doc-list button[data-id="${hostileId}"]`).click();
+  await eventually(async () => (await alice.inputValue('#title-input')).startsWith('Quarantine <img'), { what: 'the hostile document' });
+  assert.match(await alice.inputValue('#body-input'), /<script>/);
+  assert.equal(await alice.locator('#doc-list img, #doc-list b, #editor img, #editor-pane script').count(), 0);
+  assert.equal(await alice.evaluate(() => window.__pwned), undefined);
+  // Snippets are rebuilt from text and <mark> only; anything else is shown as text.
+  const rebuilt = await alice.evaluate(async () => {
+    const { snippetNodes } = await import('/assets/panels.js');
+    const box = document.createElement('div');
+    box.append(...snippetNodes('a <mark>b</mark> <img src=x onerror="window.__pwned=3"> &amp; c'));
+    const good = document.createElement('div');
+    good.append(...snippetNodes('x &lt;y&gt; <mark>z</mark> &amp; &quot;q&quot;'));
+    return { bad: box.innerHTML, good: good.innerHTML };
+  });
+  assert.doesNotMatch(rebuilt.bad, /<img|<mark>/);
+  assert.equal(rebuilt.good, 'x &lt;y&gt; <mark>z</mark> &amp; "q"');
+  await alice.goto(`${BASE}/#doc=${docId}`);
+  const { title } = await serverDoc();
+  await eventually(async () => (await alice.inputValue('#title-input')) === title, { what: 'the launch plan again' });
+});
+
+test('search finds the document, with the match highlighted', async () => {
+  const input = alice.locator('#search-input');
+  const search = async (q, result) => {
+    await input.fill(q);
+    await eventually(async () => {
+      await input.press('Enter');
+      return (await result.count()) > 0;
+    }, { what: `a search result for ${q}`, every: 500 });
+  };
+  await search('zeppelin', alice.locator('#search-list .result', { hasText: TITLE }));
+  assert.equal((await alice.locator('#search-list mark').first().textContent()).toLowerCase(), 'zeppelin');
+  await shot(alice, 'search');
+  // Markup in a title or body comes back as text.
+  await search('quarantine', alice.locator('#search-list .result', { hasText: 'Quarantine <img' }));
+  assert.equal(await alice.locator('#search-list img, #search-list b, #search-list script').count(), 0);
+  assert.equal(await alice.evaluate(() => window.__pwned), undefined);
+  await input.press('Escape');
+  assert.ok(await alice.locator('#search-results').isHidden(), 'Escape clears the search');
+});
+
+test('history shows who changed what, and a version\'s diff', async () => {
+  await alice.click('#history-refresh');
+  const items = alice.locator('#history-list .history-item');
+  const current = await serverDoc();
+  await eventually(async () => (await items.count()) >= current.version, { what: `${current.version} history entries` });
+  const text = await alice.locator('#history-list').textContent();
+  assert.match(text, /alice created the document/);
+  assert.match(text, /bob changed body/);
+  assert.match(text, /alice changed collaborators/);
+  await alice.locator('#history-list .history-item[data-version="2"]').click();
+  const dialog = alice.locator('#version-dialog');
+  await dialog.locator('.diff .add', { hasText: 'zeppelin' }).waitFor();
+  await shot(alice, 'history');
+  await alice.keyboard.press('Escape');
+  await dialog.waitFor({ state: 'hidden' });
+});
+
+test('the owner deletes a document after confirming', async () => {
+  const created = await rest('alice', 'POST', '/documents', { body: { title: 'Scratch', body: '' } });
+  // Following a link to another document opens it in place.
+  await alice.goto(`${BASE}/#doc=${created.body.id}`);
+  await eventually(async () => (await alice.inputValue('#title-input')) === 'Scratch', { what: 'the linked document' });
+  await alice.click('#delete');
+  await alice.locator('#delete-dialog').waitFor({ state: 'visible' });
+  await alice.click('#delete-form button[type=submit]');
+  await alice.locator('#delete-dialog').waitFor({ state: 'hidden' });
+  await alice.locator(`#doc-list button[data-id="${created.body.id}"]`).waitFor({ state: 'detached' });
+  assert.equal((await rest('alice', 'GET', `/documents/${created.body.id}`)).status, 404);
+});
+
+test('the page is usable at phone width', async () => {
+  const phone = await browser.page('bob-phone', { width: 390, height: 844 });
+  await signIn(phone, 'bob');
+  await phone.locator(`#doc-list button[data-id="${docId}"]`).waitFor();
+  const overflow = () => phone.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(await overflow() <= 0, 'no horizontal scrolling on the list');
+  await shot(phone, 'phone-list');
+  await phone.locator(`#doc-list button[data-id="${docId}"]`).click();
+  await phone.locator('#body-input').waitFor();
+  assert.ok(await phone.locator('#doc-list').isHidden(), 'the list steps aside for the editor');
+  assert.ok(await overflow() <= 0, 'no horizontal scrolling in the editor');
+  await shot(phone, 'phone-editor');
+  await phone.click('#back-to-list');
+  await phone.locator('#doc-list').waitFor();
+  await phone.context().close();
+});
+
+test('the keyboard reaches the editor controls with visible focus', async () => {
+  await alice.goto(`${BASE}/#doc=${docId}`);
+  await alice.locator('#title-input').waitFor();
+  await alice.focus('#search-input');
+  const reached = new Set();
+  for (let i = 0; i < 40 && !reached.has('body-input'); i++) {
+    await alice.keyboard.press('Tab');
+    const focused = await alice.evaluate(() => {
+      const el = document.activeElement;
+      const style = getComputedStyle(el);
+      return { id: el.id, outline: style.outlineStyle !== 'none' && parseFloat(style.outlineWidth) > 0 };
+    });
+    if (focused.id) reached.add(focused.id);
+    if (['sign-out', 'new-doc', 'share'].includes(focused.id)) {
+      assert.ok(focused.outline, `${focused.id} shows focus`);
+    }
+  }
+  for (const id of ['sign-out', 'new-doc', 'title-input', 'body-input']) assert.ok(reached.has(id), `Tab reaches #${id}`);
+});
+
+test('after a dropped connection the page reconnects and catches up with sinceVersion', async () => {
+  const page = await browser.page('bob-reconnect');
+  let outage = false;
+  const sockets = [];
+  await page.routeWebSocket(/\/ws\?/, (ws) => {
+    if (outage) {
+      ws.close({ code: 1011, reason: 'outage' });
+      return;
+    }
+    ws.connectToServer();
+    sockets.push(ws);
+  });
+  await signIn(page, 'bob');
+  await page.goto(`${BASE}/#doc=${docId}`);
+  await page.locator('#title-input').waitFor();
+  await page.locator('#connection[data-state="live"]').waitFor();
+  await page.waitForTimeout(300);
+
+  outage = true;
+  for (const ws of sockets) await ws.close({ code: 1012, reason: 'restart' });
+  await page.locator('#connection[data-state="reconnecting"]').waitFor();
+  const current = await serverDoc();
+  const edited = `${current.body}\nWritten while bob was offline.`;
+  assert.equal((await rest('alice', 'PUT', `/documents/${docId}`, { body: { title: current.title, body: edited }, ifMatch: current.version })).status, 200);
+  await page.waitForTimeout(1200);
+  assert.doesNotMatch(await body(page).inputValue(), /while bob was offline/, 'nothing arrives during the outage');
+  outage = false;
+  await page.locator('#connection[data-state="live"]').waitFor({ timeout: 20_000 });
+  await eventually(async () => (await body(page).inputValue()).includes('while bob was offline'), { what: 'the missed change after reconnecting' });
+  await status(page).filter({ hasText: `alice saved version ${current.version + 1}` }).waitFor();
+  await page.context().close();
+});
+
+test('changes to sharing and deletion reach an open editor live', async () => {
+  const page = await browser.page('bob-sharing');
+  await signIn(page, 'bob');
+  const created = await rest('alice', 'POST', '/documents', {
+    body: { title: 'Shared notes', body: 'For bob.', collaborators: { bob: 'editor' } },
+  });
+  assert.equal(created.status, 201);
+  const id = created.body.id;
+  await page.goto(`${BASE}/#doc=${id}`);
+  await eventually(async () => (await page.inputValue('#title-input')) === 'Shared notes', { what: 'the shared document' });
+  await page.locator('#connection[data-state="live"]').waitFor();
+  assert.equal(await body(page).getAttribute('readonly'), null, 'an editor can type');
+
+  const patch = (version, collaborators) => fetch(`${BASE}/documents/${id}`, {
+    method: 'PATCH',
+    headers: { Authorization: `Bearer ${TOKENS.alice}`, 'Content-Type': 'application/merge-patch+json', 'If-Match': `"${version}"` },
+    body: JSON.stringify({ collaborators }),
+  });
+  assert.equal((await patch(1, { bob: 'viewer' })).status, 200);
+  await page.locator('#readonly-badge:not([hidden])').waitFor();
+  assert.equal(await body(page).getAttribute('readonly'), '', 'demoted to viewer: read only at once');
+  await page.locator('#history-list .history-item[data-version="2"]').waitFor();
+
+  assert.equal((await patch(2, { bob: null })).status, 200);
+  await page.locator('#doc-banner', { hasText: 'access to this document was removed' }).waitFor();
+  await page.locator(`#doc-list button[data-id="${id}"]`).waitFor({ state: 'detached' });
+
+  const other = await rest('alice', 'POST', '/documents', {
+    body: { title: 'Short-lived', body: '', collaborators: { bob: 'viewer' } },
+  });
+  await page.goto(`${BASE}/#doc=${other.body.id}`);
+  await eventually(async () => (await page.inputValue('#title-input')) === 'Short-lived', { what: 'the second document' });
+  await page.locator('#history-list .history-item[data-version="1"]').waitFor();
+  assert.equal((await rest('alice', 'DELETE', `/documents/${other.body.id}`)).status, 204);
+  await page.locator('#doc-banner', { hasText: 'alice deleted this document' }).waitFor();
+  await page.locator('#doc-banner').getByRole('button', { name: 'Close document' }).click();
+  await page.locator('#empty-editor:not([hidden])').waitFor();
+  await page.context().close();
+});
+
+test('a token near expiry asks for a new one, which replaces it in place', async () => {
+  assert.ok(ALICE_SHORT_TOKEN);
+  const page = await browser.page('alice-renew');
+  const frames = { sent: [], received: [] };
+  page.on('websocket', (ws) => {
+    ws.on('framesent', (f) => frames.sent.push(String(f.payload)));
+    ws.on('framereceived', (f) => frames.received.push(String(f.payload)));
+  });
+  await page.goto(`${BASE}/#token=${ALICE_SHORT_TOKEN}`);
+  await page.locator('#connection[data-state="live"]').waitFor();
+  const banner = page.locator('#renew-banner');
+  await banner.waitFor();
+  assert.match(await banner.textContent(), /docfan token alice/);
+  await banner.getByRole('button', { name: 'Paste a new token' }).click();
+  await page.locator('#token-dialog').waitFor({ state: 'visible' });
+  await page.fill('#token-input', TOKENS.bob);
+  await page.click('#token-form button[type=submit]');
+  await page.locator('#token-error', { hasText: 'for bob' }).waitFor();
+  await page.fill('#token-input', TOKENS.alice);
+  await page.click('#token-form button[type=submit]');
+  await page.locator('#token-dialog').waitFor({ state: 'hidden' });
+  await banner.waitFor({ state: 'detached' });
+  assert.equal(await page.evaluate(() => sessionStorage.getItem('docfan.token')), TOKENS.alice);
+  // The open connection switches to the new token without reconnecting.
+  assert.ok(frames.sent.some((f) => JSON.parse(f).action === 'auth' && JSON.parse(f).token === TOKENS.alice), 'auth frame sent');
+  await eventually(() => frames.received.some((f) => JSON.parse(f).type === 'authenticated'), { what: 'the authenticated frame' });
+  await page.context().close();
+});
+
+test('the document list is paginated, newest first', async () => {
+  for (let i = 1; i <= 22; i++) {
+    const created = await rest('dave', 'POST', '/documents', { body: { title: `Dave's note ${String(i).padStart(2, '0')}`, body: '' } });
+    assert.equal(created.status, 201);
+  }
+  const page = await browser.page('dave');
+  await signIn(page, 'dave');
+  const titles = page.locator('#doc-list .doc-title');
+  await page.locator('#docs-more:not([hidden])').waitFor();
+  assert.equal(await titles.count(), 20);
+  assert.equal(await titles.first().textContent(), "Dave's note 22");
+  await page.click('#docs-more');
+  await eventually(async () => (await titles.count()) === 22, { what: 'the second page' });
+  assert.equal(await titles.last().textContent(), "Dave's note 01");
+  assert.ok(await page.locator('#docs-more').isHidden());
+  await page.context().close();
+});
+
+test('signing out forgets the token', async () => {
+  await bob.click('#sign-out');
+  await bob.locator('#signed-out:not([hidden])').waitFor();
+  assert.equal(await bob.evaluate(() => sessionStorage.getItem('docfan.token')), null);
+  await bob.reload();
+  await bob.locator('#signed-out:not([hidden])').waitFor();
+  // Pasting a token signs in again, in the same page.
+  await bob.fill('#sign-in-token', TOKENS.bob);
+  await bob.keyboard.press('Tab');
+  await bob.keyboard.press('Enter');
+  await bob.locator('#who-name', { hasText: 'bob' }).waitFor();
+  await bob.locator(`#doc-list button[data-id="${docId}"]`).click();
+  const { title } = await serverDoc();
+  await eventually(async () => (await bob.inputValue('#title-input')) === title, { what: 'the document after signing in again' });
+});
+
+test('no console errors or warnings on any page', () => {
+  if (browser.tolerated.length) {
+    console.log(`tolerated network log lines (expected statuses): ${browser.tolerated.length}`);
+  }
+  assert.deepEqual(browser.summary(), []);
+});
