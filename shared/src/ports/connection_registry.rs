@@ -35,12 +35,21 @@ pub struct Subscriber {
     pub user: UserId,
 }
 
-/// Connections and their subscriptions. Finding a document's subscribers costs in
-/// proportion to them, not to all connections (an index or item collection by document
-/// in the AWS adapter, never a scan).
+/// Connections and their subscriptions.
+///
+/// Finding a document's subscribers costs in proportion to them, not to all connections:
+/// the DynamoDB adapter keeps one item per subscription keyed by (document, connection)
+/// and carrying the user, read with a strongly consistent `Query` on the document; what
+/// `remove` and `subscriptions` need by connection comes from the connection's item or
+/// an index by connection. Never a scan, and never an eventually consistent index on the
+/// notification path.
+///
+/// Consistency: a subscription acknowledged by `subscribe` is seen by every later
+/// `subscribers` call, so a change committed after a subscribe returns reaches it.
 #[async_trait]
 pub trait ConnectionRegistry: Send + Sync + 'static {
-    /// Registers a new connection. Errors: [`Error::Unavailable`](crate::Error::Unavailable).
+    /// Registers a new connection (replacing one with the same id).
+    /// Errors: [`Error::Unavailable`](crate::Error::Unavailable).
     async fn register(&self, connection: &Connection) -> Result<()>;
 
     /// The connection, if registered. Errors: `Unavailable`.
@@ -58,9 +67,15 @@ pub trait ConnectionRegistry: Send + Sync + 'static {
     /// Errors: `NotFound` for an unknown connection; `Unavailable`.
     async fn subscribe(&self, id: &ConnectionId, document: &DocumentId) -> Result<()>;
 
-    /// Ends one subscription (idempotent). Errors: `Unavailable`.
+    /// Ends one subscription (idempotent: unknown connections and documents are fine).
+    /// Errors: `Unavailable`.
     async fn unsubscribe(&self, id: &ConnectionId, document: &DocumentId) -> Result<()>;
 
-    /// The document's subscribers. Errors: `Unavailable`.
+    /// The document's subscribers, each connection once, in no particular order.
+    /// Errors: `Unavailable`.
     async fn subscribers(&self, document: &DocumentId) -> Result<Vec<Subscriber>>;
+
+    /// The documents the connection is subscribed to (empty for an unknown connection).
+    /// Errors: `Unavailable`.
+    async fn subscriptions(&self, id: &ConnectionId) -> Result<Vec<DocumentId>>;
 }

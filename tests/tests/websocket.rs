@@ -1,0 +1,404 @@
+//! Live updates end to end through the real app: REST writes go through the SQLite
+//! change log, the in-process stream poller and the fan-out, and arrive as frames on
+//! real WebSocket clients of `/ws`.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tests::{TestApp, token_for};
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long a test waits for something that should happen.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+struct Client {
+    socket: WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>,
+    /// `analysis.completed` frames set aside: they arrive whenever the worker is done.
+    analyses: Vec<Value>,
+}
+
+impl Client {
+    async fn connect(app: &TestApp, user: &str) -> Self {
+        Self::connect_with(app, &token_for(user)).await
+    }
+
+    async fn connect_with(app: &TestApp, token: &str) -> Self {
+        let url = format!("ws://{}/ws?token={token}", app.addr);
+        let (socket, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("websocket handshake");
+        Self {
+            socket,
+            analyses: Vec::new(),
+        }
+    }
+
+    async fn send(&mut self, frame: Value) {
+        self.socket
+            .send(Message::text(frame.to_string()))
+            .await
+            .expect("frame sent");
+    }
+
+    async fn next_any(&mut self) -> Value {
+        loop {
+            let message = tokio::time::timeout(PATIENCE, self.socket.next())
+                .await
+                .expect("a frame in time")
+                .expect("the connection is open")
+                .expect("a readable frame");
+            match message {
+                Message::Text(text) => return serde_json::from_str(text.as_str()).unwrap(),
+                Message::Ping(_) | Message::Pong(_) => continue,
+                other => panic!("expected a text frame, got {other:?}"),
+            }
+        }
+    }
+
+    /// The next frame that is not an analysis.
+    async fn next(&mut self) -> Value {
+        loop {
+            let frame = self.next_any().await;
+            if frame["type"] == "analysis.completed" {
+                self.analyses.push(frame);
+                continue;
+            }
+            return frame;
+        }
+    }
+
+    /// The `analysis.completed` frame of `version`.
+    async fn analysis_of(&mut self, version: u64) -> Value {
+        loop {
+            if let Some(i) = self.analyses.iter().position(|a| a["version"] == version) {
+                return self.analyses.remove(i);
+            }
+            let frame = self.next_any().await;
+            assert_eq!(
+                frame["type"], "analysis.completed",
+                "unexpected frame {frame}"
+            );
+            self.analyses.push(frame);
+        }
+    }
+
+    async fn expect(&mut self, kind: &str) -> Value {
+        let frame = self.next().await;
+        assert_eq!(frame["type"], kind, "unexpected frame {frame}");
+        frame
+    }
+
+    async fn subscribe(&mut self, id: &str, since: Option<u64>) -> Value {
+        let mut frame = json!({"action": "subscribe", "documentId": id});
+        if let Some(since) = since {
+            frame["sinceVersion"] = json!(since);
+        }
+        self.send(frame).await;
+        self.next().await
+    }
+
+    /// No change frame is queued for this client: the answer to a ping comes next.
+    async fn expect_nothing_pending(&mut self) {
+        self.send(json!({"action": "ping"})).await;
+        assert_eq!(
+            self.next().await,
+            json!({"type": "pong"}),
+            "a frame was pending"
+        );
+    }
+
+    /// Nothing at all was sent to this client.
+    async fn expect_silence(&mut self) {
+        self.send(json!({"action": "ping"})).await;
+        assert_eq!(
+            self.next_any().await,
+            json!({"type": "pong"}),
+            "a frame was pending"
+        );
+        assert!(
+            self.analyses.is_empty(),
+            "analyses arrived: {:?}",
+            self.analyses
+        );
+    }
+}
+
+fn id_of(doc: &Value) -> String {
+    doc["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn the_upgrade_needs_a_valid_token() {
+    let app = TestApp::spawn().await;
+    for url in [
+        format!("ws://{}/ws", app.addr),
+        format!("ws://{}/ws?token=nope", app.addr),
+    ] {
+        match tokio_tungstenite::connect_async(url).await {
+            Err(tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+            }
+            other => panic!("expected a 401, got {:?}", other.map(|_| ())),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_rest_edit_reaches_the_other_collaborators_and_no_stranger() {
+    let app = TestApp::spawn().await;
+    let doc = app
+        .create("ann", "Plans", "first", json!({"bob": "viewer"}))
+        .await;
+    let id = id_of(&doc);
+    let mut bob = Client::connect(&app, "bob").await;
+    let mut dan = Client::connect(&app, "dan").await;
+    assert_eq!(bob.subscribe(&id, None).await["type"], "subscribed");
+    assert_eq!(dan.subscribe(&id, None).await["code"], "document_not_found");
+
+    let reply = app.put("ann", &id, 1, "Plans", "second").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let frame = bob.expect("document.updated").await;
+    assert_eq!(frame["documentId"], json!(id));
+    assert_eq!(frame["version"], 2);
+    assert_eq!(frame["actor"], "ann");
+    assert_eq!(frame["changedFields"], json!(["body"]));
+    assert_eq!(frame["document"]["body"], "second");
+    // The analysis of the new version follows, to readers only.
+    let analysis = bob.analysis_of(2).await;
+    assert_eq!(analysis["documentId"], json!(id));
+    assert_eq!(analysis["analysis"]["wordCount"], 1);
+    dan.expect_silence().await;
+}
+
+#[tokio::test]
+async fn removing_a_collaborator_revokes_and_deleting_ends_subscriptions() {
+    let app = TestApp::spawn().await;
+    let doc = app
+        .create(
+            "ann",
+            "Plans",
+            "first",
+            json!({"bob": "viewer", "cat": "editor"}),
+        )
+        .await;
+    let id = id_of(&doc);
+    let mut bob = Client::connect(&app, "bob").await;
+    let mut cat = Client::connect(&app, "cat").await;
+    bob.subscribe(&id, None).await;
+    cat.subscribe(&id, None).await;
+
+    let reply = app
+        .send(
+            app.request(Method::PATCH, &format!("/documents/{id}"), Some("ann"))
+                .header("If-Match", "\"1\"")
+                .header("Content-Type", "application/merge-patch+json")
+                .body(json!({"collaborators": {"bob": null}}).to_string()),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(
+        bob.next().await,
+        json!({"type": "access.revoked", "documentId": id})
+    );
+    assert_eq!(cat.expect("document.updated").await["version"], 2);
+
+    let reply = app
+        .send(app.request(Method::DELETE, &format!("/documents/{id}"), Some("ann")))
+        .await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+    let frame = cat.expect("document.deleted").await;
+    assert_eq!(frame["version"], 3);
+    bob.expect_nothing_pending().await;
+}
+
+#[tokio::test]
+async fn reconnecting_with_since_version_replays_the_missed_rest_edits() {
+    let app = TestApp::spawn().await;
+    let doc = app
+        .create("ann", "Plans", "v1", json!({"bob": "editor"}))
+        .await;
+    let id = id_of(&doc);
+    let mut bob = Client::connect(&app, "bob").await;
+    bob.subscribe(&id, None).await;
+    assert_eq!(
+        app.put("ann", &id, 1, "Plans", "v2").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(bob.expect("document.updated").await["version"], 2);
+    drop(bob);
+
+    for version in 2..5 {
+        let reply = app
+            .put("ann", &id, version, "Plans", &format!("v{}", version + 1))
+            .await;
+        assert_eq!(reply.status, StatusCode::OK);
+    }
+    let mut bob = Client::connect(&app, "bob").await;
+    let subscribed = bob.subscribe(&id, Some(2)).await;
+    assert_eq!(subscribed["type"], "subscribed");
+    let current = subscribed["version"].as_u64().unwrap();
+    assert_eq!(current, 5);
+    let mut seen = Vec::new();
+    for _ in 3..=current {
+        seen.push(
+            bob.expect("document.updated").await["version"]
+                .as_u64()
+                .unwrap(),
+        );
+    }
+    assert_eq!(seen, [3, 4, 5]);
+    assert_eq!(
+        app.put("ann", &id, 5, "Plans", "v6").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(bob.expect("document.updated").await["version"], 6);
+    bob.expect_nothing_pending().await;
+}
+
+#[tokio::test]
+async fn subscribing_needs_read_access() {
+    let app = TestApp::spawn().await;
+    let doc = app
+        .create(
+            "ann",
+            "Plans",
+            "first",
+            json!({"bob": "editor", "cat": "viewer"}),
+        )
+        .await;
+    let id = id_of(&doc);
+    let mut readers = Vec::new();
+    for who in ["ann", "bob", "cat"] {
+        let mut client = Client::connect(&app, who).await;
+        assert_eq!(
+            client.subscribe(&id, None).await,
+            json!({"type": "subscribed", "documentId": id, "version": 1}),
+            "{who}"
+        );
+        readers.push(client);
+    }
+    let mut dan = Client::connect(&app, "dan").await;
+    let stranger = dan.subscribe(&id, None).await;
+    let missing_id = uuid::Uuid::now_v7().to_string();
+    let missing = dan.subscribe(&missing_id, None).await;
+    assert_eq!(stranger["code"], "document_not_found");
+    assert_eq!(missing["code"], "document_not_found");
+    assert_eq!(stranger["message"], missing["message"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_does_not_delay_a_hundred_others() {
+    let app = TestApp::spawn().await;
+    let doc = app
+        .create("ann", "Plans", "v1", json!({"bob": "viewer"}))
+        .await;
+    let id = id_of(&doc);
+    let mut stuck = Client::connect(&app, "bob").await;
+    stuck.subscribe(&id, None).await;
+    let mut readers = Vec::new();
+    for _ in 0..100 {
+        let mut client = Client::connect(&app, "bob").await;
+        client.subscribe(&id, None).await;
+        readers.push(client);
+    }
+    let paragraph = "lorem ipsum dolor sit amet ".repeat(400);
+    for version in 1..=20u64 {
+        let reply = app
+            .put(
+                "ann",
+                &id,
+                version,
+                "Plans",
+                &format!("{version} {paragraph}"),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK);
+        for reader in &mut readers {
+            assert_eq!(
+                reader.expect("document.updated").await["version"],
+                version + 1
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_subscribers_all_receive_every_edit() {
+    let app = TestApp::spawn().await;
+    let doc = app
+        .create("ann", "Plans", "v1", json!({"bob": "viewer"}))
+        .await;
+    let id = id_of(&doc);
+    let mut clients = Vec::new();
+    for i in 0..1000 {
+        let mut client = Client::connect(&app, if i % 2 == 0 { "ann" } else { "bob" }).await;
+        client
+            .send(json!({"action": "subscribe", "documentId": id}))
+            .await;
+        clients.push(client);
+    }
+    for client in &mut clients {
+        client.expect("subscribed").await;
+    }
+    for version in 1..=3u64 {
+        let reply = app
+            .put("ann", &id, version, "Plans", &format!("v{}", version + 1))
+            .await;
+        assert_eq!(reply.status, StatusCode::OK);
+    }
+    for client in &mut clients {
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            seen.push(client.expect("document.updated").await["version"].clone());
+        }
+        assert_eq!(seen, [json!(2), json!(3), json!(4)]);
+    }
+}
+
+#[tokio::test]
+async fn malformed_and_oversized_frames_get_error_frames() {
+    let app = TestApp::spawn().await;
+    let mut ann = Client::connect(&app, "ann").await;
+    for (text, code) in [
+        ("{nope", "malformed_frame"),
+        (
+            r#"{"action":"subscribe","documentId":42}"#,
+            "malformed_frame",
+        ),
+        (r#"{"action":"fly"}"#, "unknown_action"),
+    ] {
+        ann.socket.send(Message::text(text)).await.unwrap();
+        assert_eq!(ann.expect("error").await["code"], code, "{text}");
+    }
+    let oversized = json!({"action": "ping", "pad": "x".repeat(130 * 1024)}).to_string();
+    ann.socket.send(Message::text(oversized)).await.unwrap();
+    assert_eq!(ann.expect("error").await["code"], "frame_too_large");
+    ann.expect_nothing_pending().await;
+}
+
+#[tokio::test]
+async fn a_connection_closes_when_its_token_expires() {
+    let app = TestApp::spawn().await;
+    let authority = shared::auth::TokenAuthority::new(tests::TEST_SECRET).unwrap();
+    let short = authority.issue(
+        &shared::domain::UserId::parse("ann").unwrap(),
+        chrono::TimeDelta::seconds(2),
+        chrono::Utc::now(),
+    );
+    let mut ann = Client::connect_with(&app, &short).await;
+    let close = loop {
+        match tokio::time::timeout(PATIENCE, ann.socket.next())
+            .await
+            .expect("the connection closes in time")
+        {
+            Some(Ok(Message::Close(frame))) => break frame.expect("a close frame with a reason"),
+            Some(Ok(_)) => continue,
+            other => panic!("unexpected end {other:?}"),
+        }
+    };
+    assert_eq!(u16::from(close.code), 1008);
+    assert_eq!(close.reason.as_str(), "token expired");
+}

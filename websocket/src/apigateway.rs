@@ -1,0 +1,121 @@
+//! API Gateway WebSocket (cargo feature `aws`): the routes of the Lambda `websocket`
+//! function, [`handle_request`], and the [`Outbox`] that pushes frames to API Gateway
+//! clients through the Management API's `post_to_connection`
+//! ([`shared::aws::ConnectionPusher`], which bounds concurrent posts and refuses frames
+//! over API Gateway's 128 KB message limit before calling).
+//!
+//! Routes (route selection `$request.body.action`; every frame lands on `$default`):
+//! `$connect` verifies `?token=` and registers the connection (401 refuses the
+//! upgrade), `$default` hands the frame to the connection service, `$disconnect`
+//! forgets the connection and its subscriptions.
+//!
+//! A 410 Gone is [`SendError::Gone`], so the notifier forgets the connection. A frame
+//! that is too large is reported [`SendError::Unavailable`] and logged by the caller:
+//! retrying cannot help it, but the connection is still there.
+
+use async_trait::async_trait;
+use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use aws_lambda_events::encodings::Body;
+use shared::aws::{ConnectionPusher, PushError};
+use shared::ports::ConnectionId;
+use tracing::Instrument;
+
+use crate::frames::Frame;
+use crate::outbox::{Outbox, SendError};
+use crate::service::{ConnectError, ConnectionService, FrameOutcome};
+
+/// Pushes frames through API Gateway.
+#[derive(Debug, Clone)]
+pub struct ApiGatewayOutbox {
+    pusher: ConnectionPusher,
+}
+
+impl ApiGatewayOutbox {
+    pub fn new(pusher: ConnectionPusher) -> Self {
+        Self { pusher }
+    }
+
+    pub fn pusher(&self) -> &ConnectionPusher {
+        &self.pusher
+    }
+}
+
+#[async_trait]
+impl Outbox for ApiGatewayOutbox {
+    async fn send(&self, to: &ConnectionId, frame: Frame) -> Result<(), SendError> {
+        match self.pusher.post(to, &frame.bytes()).await {
+            Ok(()) => Ok(()),
+            Err(PushError::Gone) => Err(SendError::Gone),
+            Err(
+                e @ (PushError::TooLarge(_) | PushError::Unavailable(_) | PushError::Failed(_)),
+            ) => Err(SendError::Unavailable(e.to_string())),
+        }
+    }
+}
+
+/// The outcome of one API Gateway WebSocket event, as the Lambda function answers it.
+/// `$connect` refused with 401 refuses the upgrade; other routes answer 200 with no
+/// body, because replies are posted through the outbox like every other frame.
+pub async fn handle_request(
+    service: &ConnectionService,
+    outbox: &ApiGatewayOutbox,
+    request: &ApiGatewayWebsocketProxyRequest,
+) -> ApiGatewayProxyResponse {
+    let context = &request.request_context;
+    let Some(id) = context.connection_id.clone().map(ConnectionId) else {
+        return response(400, "the event has no connectionId");
+    };
+    let route = context.route_key.as_deref().unwrap_or("$default");
+    let span = tracing::info_span!("websocket", route, connection = %id);
+    async {
+        match route {
+            "$connect" => {
+                let token = request
+                    .query_string_parameters
+                    .first("token")
+                    .unwrap_or_default();
+                match service.connect(id.clone(), token).await {
+                    Ok(_) => response(200, ""),
+                    Err(ConnectError::Unauthorized(e)) => {
+                        tracing::info!(error = %e, "connection refused");
+                        response(401, "unauthorized")
+                    }
+                    Err(ConnectError::Unavailable(e)) => {
+                        tracing::warn!(error = %e, "connection refused: registry unavailable");
+                        response(503, "unavailable")
+                    }
+                }
+            }
+            "$disconnect" => {
+                service.disconnect(&id).await;
+                response(200, "")
+            }
+            _ => {
+                let text = request.body.as_deref().unwrap_or_default();
+                match service.handle_frame(&id, text).await {
+                    FrameOutcome::Continue | FrameOutcome::Refreshed(_) => {}
+                    // API Gateway cannot send a close code: the server side closes by
+                    // deleting the connection, and $disconnect then forgets it.
+                    FrameOutcome::Close(close) => {
+                        tracing::info!(reason = close.reason, "closing the connection");
+                        if let Err(e) = outbox.pusher().disconnect(&id).await {
+                            tracing::warn!(error = %e, "could not close the connection");
+                        }
+                    }
+                }
+                response(200, "")
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+fn response(status: i64, body: &str) -> ApiGatewayProxyResponse {
+    let mut response = ApiGatewayProxyResponse::default();
+    response.status_code = status;
+    if !body.is_empty() {
+        response.body = Some(Body::Text(body.to_owned()));
+    }
+    response
+}

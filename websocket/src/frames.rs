@@ -1,0 +1,379 @@
+//! The JSON text frames of the WebSocket contract: what clients send ([`ClientFrame`],
+//! parsed at the edge into domain types) and what the server sends ([`Frame`], built
+//! here and serialized once however many connections receive it).
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use shared::domain::{Analysis, AuditEntry, ChangeEvent, Document, DocumentId, Field, UserId};
+
+/// The largest frame accepted from a client and the largest notification that carries
+/// the document (API Gateway's WebSocket message limit, kept in both modes).
+pub const MAX_FRAME_BYTES: usize = 128 * 1024;
+
+/// A serialized server frame: UTF-8 JSON, cheap to clone, so one change's frame is
+/// shared by every connection that receives it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Frame(Bytes);
+
+impl Frame {
+    fn from_json(value: &impl Serialize) -> Self {
+        let text = serde_json::to_string(value).expect("frames serialize");
+        Self(Bytes::from(text.into_bytes()))
+    }
+
+    /// The frame's bytes (UTF-8 JSON), shared, not copied.
+    pub fn bytes(&self) -> Bytes {
+        self.0.clone()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The frame as text.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("frames are built from strings")
+    }
+
+    /// The frame as a JSON value (for tests and logs).
+    pub fn to_json(&self) -> Value {
+        serde_json::from_slice(&self.0).expect("frames are JSON")
+    }
+}
+
+impl std::fmt::Debug for Frame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = self.as_str();
+        if text.len() > 200 {
+            let head: String = text.chars().take(200).collect();
+            write!(f, "Frame({head}… {} bytes)", text.len())
+        } else {
+            write!(f, "Frame({text})")
+        }
+    }
+}
+
+/// The stable `code` of an error frame. Clients may branch on it; messages are for people.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Not a JSON object, a binary frame, or a field missing or of the wrong shape.
+    MalformedFrame,
+    /// An `action` the server does not know.
+    UnknownAction,
+    /// A frame over [`MAX_FRAME_BYTES`].
+    FrameTooLarge,
+    /// Too many frames too fast; persisting closes the connection.
+    RateLimited,
+    /// The document does not exist, or not for this user (the two are not told apart).
+    DocumentNotFound,
+    /// The connection already follows as many documents as it may.
+    TooManySubscriptions,
+    /// An `auth` token that does not verify.
+    InvalidToken,
+    /// An `auth` token that has already expired.
+    TokenExpired,
+    /// An `auth` token for another user than the connection's.
+    WrongUser,
+    /// Some missed changes could not be replayed (the audit trail did not hold them in
+    /// time): fetch the document again.
+    ReplayIncomplete,
+    /// A backend is temporarily unavailable: try again.
+    Unavailable,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ErrorFrame<'a> {
+    r#type: &'static str,
+    code: ErrorCode,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    document_id: Option<&'a DocumentId>,
+}
+
+/// `{"type":"error","code","message"}`, with the `documentId` the error is about when
+/// there is one.
+pub fn error(code: ErrorCode, message: &str, document: Option<&DocumentId>) -> Frame {
+    Frame::from_json(&ErrorFrame {
+        r#type: "error",
+        code,
+        message,
+        document_id: document,
+    })
+}
+
+/// `{"type":"pong"}`.
+pub fn pong() -> Frame {
+    Frame::from_json(&serde_json::json!({"type": "pong"}))
+}
+
+/// `{"type":"subscribed","documentId","version"}`: live frames follow from `version`.
+pub fn subscribed(document: &DocumentId, version: u64) -> Frame {
+    Frame::from_json(&serde_json::json!({
+        "type": "subscribed",
+        "documentId": document,
+        "version": version,
+    }))
+}
+
+/// `{"type":"unsubscribed","documentId"}`: no frames of the document follow.
+pub fn unsubscribed(document: &DocumentId) -> Frame {
+    Frame::from_json(&serde_json::json!({"type": "unsubscribed", "documentId": document}))
+}
+
+/// `{"type":"authenticated","expiresAt"}`: the connection now lives until `expires_at`.
+pub fn authenticated(expires_at: DateTime<Utc>) -> Frame {
+    Frame::from_json(&serde_json::json!({"type": "authenticated", "expiresAt": expires_at}))
+}
+
+/// `{"type":"access.revoked","documentId"}`.
+pub fn access_revoked(document: &DocumentId) -> Frame {
+    Frame::from_json(&serde_json::json!({"type": "access.revoked", "documentId": document}))
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ChangeFrame<'a> {
+    r#type: &'static str,
+    document_id: &'a DocumentId,
+    version: u64,
+    actor: &'a UserId,
+    at: &'a DateTime<Utc>,
+    changed_fields: &'a [Field],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    document: Option<&'a Document>,
+}
+
+/// `{"type":"document.*","documentId","version","actor","at","changedFields","document"?}`
+/// for a live change. The document (its new state) is included only when the frame
+/// stays under [`MAX_FRAME_BYTES`]; a deletion never carries it.
+pub fn change(change: &ChangeEvent) -> Frame {
+    let mut frame = ChangeFrame {
+        r#type: change.kind.frame_type(),
+        document_id: &change.document_id,
+        version: change.version,
+        actor: &change.actor,
+        at: &change.at,
+        changed_fields: &change.changed_fields,
+        document: change.new.as_ref(),
+    };
+    if frame.document.is_some() {
+        let full = Frame::from_json(&frame);
+        if full.len() < MAX_FRAME_BYTES {
+            return full;
+        }
+        frame.document = None;
+    }
+    Frame::from_json(&frame)
+}
+
+/// The same frame as [`change`], without the document, rebuilt from the audit trail.
+pub fn replayed(entry: &AuditEntry) -> Frame {
+    Frame::from_json(&ChangeFrame {
+        r#type: entry.action.frame_type(),
+        document_id: &entry.document_id,
+        version: entry.version,
+        actor: &entry.actor,
+        at: &entry.at,
+        changed_fields: &entry.changed_fields,
+        document: None,
+    })
+}
+
+/// `{"type":"analysis.completed","documentId","version","analysis"}`.
+pub fn analysis_completed(analysis: &Analysis) -> Frame {
+    Frame::from_json(&serde_json::json!({
+        "type": "analysis.completed",
+        "documentId": analysis.document_id,
+        "version": analysis.version,
+        "analysis": analysis,
+    }))
+}
+
+/// A frame from a client, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientFrame {
+    Subscribe {
+        document: DocumentId,
+        since_version: Option<u64>,
+    },
+    Unsubscribe {
+        document: DocumentId,
+    },
+    Ping,
+    Auth {
+        token: String,
+    },
+}
+
+/// Why a client frame was refused, as the error frame will say it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrameRejection {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl FrameRejection {
+    fn malformed(message: impl Into<String>) -> Self {
+        Self {
+            code: ErrorCode::MalformedFrame,
+            message: message.into(),
+        }
+    }
+
+    pub fn to_frame(&self) -> Frame {
+        error(self.code, &self.message, None)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SubscribeFields {
+    document_id: DocumentId,
+    #[serde(default)]
+    since_version: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UnsubscribeFields {
+    document_id: DocumentId,
+}
+
+#[derive(Deserialize)]
+struct AuthFields {
+    token: String,
+}
+
+impl ClientFrame {
+    /// Parses a text frame: size first, then JSON, then the `action` and its fields.
+    pub fn parse(text: &str, max_bytes: usize) -> Result<Self, FrameRejection> {
+        if text.len() > max_bytes {
+            return Err(FrameRejection {
+                code: ErrorCode::FrameTooLarge,
+                message: format!(
+                    "frames are limited to {max_bytes} bytes (got {})",
+                    text.len()
+                ),
+            });
+        }
+        let value: Value = serde_json::from_str(text)
+            .map_err(|e| FrameRejection::malformed(format!("not valid JSON: {e}")))?;
+        let Value::Object(ref fields) = value else {
+            return Err(FrameRejection::malformed("a frame must be a JSON object"));
+        };
+        let action = match fields.get("action") {
+            Some(Value::String(action)) => action.as_str(),
+            Some(_) => return Err(FrameRejection::malformed("`action` must be a string")),
+            None => return Err(FrameRejection::malformed("missing `action`")),
+        };
+        let fields_of = |e: serde_json::Error| FrameRejection::malformed(format!("{action}: {e}"));
+        match action {
+            "subscribe" => {
+                let f: SubscribeFields =
+                    serde_json::from_value(value.clone()).map_err(fields_of)?;
+                Ok(ClientFrame::Subscribe {
+                    document: f.document_id,
+                    since_version: f.since_version,
+                })
+            }
+            "unsubscribe" => {
+                let f: UnsubscribeFields =
+                    serde_json::from_value(value.clone()).map_err(fields_of)?;
+                Ok(ClientFrame::Unsubscribe {
+                    document: f.document_id,
+                })
+            }
+            "ping" => Ok(ClientFrame::Ping),
+            "auth" => {
+                let f: AuthFields = serde_json::from_value(value.clone()).map_err(fields_of)?;
+                Ok(ClientFrame::Auth { token: f.token })
+            }
+            other => {
+                let shown: String = other.chars().take(64).collect();
+                Err(FrameRejection {
+                    code: ErrorCode::UnknownAction,
+                    message: format!(
+                        "unknown action `{shown}`: expected subscribe, unsubscribe, ping or auth"
+                    ),
+                })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DOC: &str = "01936f0e-7c4a-7b2e-8f00-000000000001";
+
+    #[test]
+    fn client_frames_parse() {
+        let doc = DocumentId::parse(DOC).unwrap();
+        assert_eq!(
+            ClientFrame::parse(
+                &format!(r#"{{"action":"subscribe","documentId":"{DOC}","sinceVersion":3}}"#),
+                MAX_FRAME_BYTES
+            ),
+            Ok(ClientFrame::Subscribe {
+                document: doc,
+                since_version: Some(3)
+            })
+        );
+        assert_eq!(
+            ClientFrame::parse(
+                &format!(r#"{{"action":"unsubscribe","documentId":"{DOC}"}}"#),
+                MAX_FRAME_BYTES
+            ),
+            Ok(ClientFrame::Unsubscribe { document: doc })
+        );
+        assert_eq!(
+            ClientFrame::parse(r#"{"action":"ping"}"#, MAX_FRAME_BYTES),
+            Ok(ClientFrame::Ping)
+        );
+        assert_eq!(
+            ClientFrame::parse(r#"{"action":"auth","token":"t"}"#, MAX_FRAME_BYTES),
+            Ok(ClientFrame::Auth { token: "t".into() })
+        );
+    }
+
+    #[test]
+    fn bad_frames_get_stable_codes() {
+        let code = |text: &str| ClientFrame::parse(text, 64).unwrap_err().code;
+        assert_eq!(code("not json"), ErrorCode::MalformedFrame);
+        assert_eq!(code("[1,2]"), ErrorCode::MalformedFrame);
+        assert_eq!(code(r#"{"documentId":"x"}"#), ErrorCode::MalformedFrame);
+        assert_eq!(code(r#"{"action":7}"#), ErrorCode::MalformedFrame);
+        assert_eq!(code(r#"{"action":"subscribe"}"#), ErrorCode::MalformedFrame);
+        assert_eq!(
+            code(r#"{"action":"subscribe","documentId":"nope"}"#),
+            ErrorCode::MalformedFrame
+        );
+        assert_eq!(code(r#"{"action":"dance"}"#), ErrorCode::UnknownAction);
+        assert_eq!(
+            code(&format!(
+                r#"{{"action":"ping","pad":"{}"}}"#,
+                "x".repeat(64)
+            )),
+            ErrorCode::FrameTooLarge
+        );
+    }
+
+    #[test]
+    fn error_frames_have_the_contract_shape() {
+        let frame = error(ErrorCode::DocumentNotFound, "no such document", None).to_json();
+        assert_eq!(
+            frame,
+            serde_json::json!({"type":"error","code":"document_not_found","message":"no such document"})
+        );
+    }
+}

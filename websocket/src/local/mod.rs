@@ -1,0 +1,277 @@
+//! The local `/ws` driver: axum's WebSocket on the REST listener, in front of the
+//! [`ConnectionService`], with the [`LocalOutbox`] and the [`InProcessRegistry`].
+//!
+//! - `mod.rs`: the configuration, the shared state and the upgrade handler (the token is
+//!   checked before upgrading: a bad one gets a plain 401);
+//! - `connection.rs`: one connection's reader and writer tasks (pings, idle and expiry
+//!   timeouts, flood control, slow clients);
+//! - `rate_limit.rs`: the per-connection token bucket.
+
+mod connection;
+mod rate_limit;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::{Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use shared::auth::TokenAuthority;
+use shared::clock::Clock;
+use shared::ports::{AuditLog, ConnectionId, ConnectionRegistry, DocumentStore};
+
+pub use rate_limit::RateLimit;
+
+use crate::notifier::LiveNotifier;
+use crate::outbox::{Close, LocalOutbox};
+use crate::registry::InProcessRegistry;
+use crate::service::{ConnectError, ConnectionService, ServiceConfig, ServicePorts};
+
+/// The local driver's knobs; every timing is here so tests can shorten it.
+#[derive(Debug, Clone)]
+pub struct LocalConfig {
+    /// Frames queued per connection; a client that lets it fill is closed (1008).
+    /// Default: 256.
+    pub outgoing_queue: usize,
+    /// How long a reply or replayed frame waits for room in a full queue before the
+    /// connection is closed as too slow. Default: 5 seconds.
+    pub reply_wait: Duration,
+    /// How long one write to the socket may take before the connection is closed as too
+    /// slow. Default: 10 seconds.
+    pub write_timeout: Duration,
+    /// How long the close frame may take to go out before the socket is dropped.
+    /// Default: 1 second.
+    pub close_timeout: Duration,
+    /// How often the server pings. Default: 30 seconds.
+    pub ping_interval: Duration,
+    /// A connection from which nothing at all (not even a pong) arrives for this long is
+    /// closed (1001). Default: 90 seconds.
+    pub pong_timeout: Duration,
+    /// A connection whose client sends no frame for this long is closed (1001), like API
+    /// Gateway's idle timeout; pongs do not count, `{"action":"ping"}` does.
+    /// Default: 10 minutes.
+    pub idle_timeout: Duration,
+    /// How often idleness and token expiry are checked. Default: 1 second.
+    pub check_interval: Duration,
+    /// Messages above this are not even read: the connection is closed (1009). Frames
+    /// between the service's `max_frame_bytes` and this get an error frame.
+    /// Default: 1 MiB.
+    pub max_message_bytes: usize,
+    /// Flood control per connection.
+    pub rate_limit: RateLimit,
+}
+
+impl Default for LocalConfig {
+    fn default() -> Self {
+        Self {
+            outgoing_queue: 256,
+            reply_wait: Duration::from_secs(5),
+            write_timeout: Duration::from_secs(10),
+            close_timeout: Duration::from_secs(1),
+            ping_interval: Duration::from_secs(30),
+            pong_timeout: Duration::from_secs(90),
+            idle_timeout: Duration::from_secs(600),
+            check_interval: Duration::from_secs(1),
+            max_message_bytes: 1024 * 1024,
+            rate_limit: RateLimit::default(),
+        }
+    }
+}
+
+/// The ports the local WebSocket needs; the outbox is its own.
+#[derive(Clone)]
+pub struct LocalPorts {
+    pub registry: Arc<dyn ConnectionRegistry>,
+    pub documents: Arc<dyn DocumentStore>,
+    pub audit: Arc<dyn AuditLog>,
+    pub tokens: TokenAuthority,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// The local WebSocket endpoint: build it once, merge [`router`](LocalWebSocket::router)
+/// into the REST router, hand [`notifier`](LocalWebSocket::notifier) to the fan-out.
+#[derive(Clone)]
+pub struct LocalWebSocket {
+    service: ConnectionService,
+    outbox: Arc<LocalOutbox>,
+    config: Arc<LocalConfig>,
+}
+
+impl LocalWebSocket {
+    pub fn new(ports: LocalPorts, service: ServiceConfig, config: LocalConfig) -> Self {
+        let outbox = Arc::new(LocalOutbox::new(config.reply_wait));
+        let service = ConnectionService::new(
+            ServicePorts {
+                registry: ports.registry,
+                documents: ports.documents,
+                audit: ports.audit,
+                outbox: outbox.clone(),
+                tokens: ports.tokens,
+                clock: ports.clock,
+            },
+            service,
+        );
+        Self {
+            service,
+            outbox,
+            config: Arc::new(config),
+        }
+    }
+
+    /// With an [`InProcessRegistry`], the embedded default.
+    pub fn embedded(
+        documents: Arc<dyn DocumentStore>,
+        audit: Arc<dyn AuditLog>,
+        tokens: TokenAuthority,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self::new(
+            LocalPorts {
+                registry: Arc::new(InProcessRegistry::new()),
+                documents,
+                audit,
+                tokens,
+                clock,
+            },
+            ServiceConfig::default(),
+            LocalConfig::default(),
+        )
+    }
+
+    /// `GET /ws?token=…`.
+    pub fn router(&self) -> Router {
+        router(self.clone())
+    }
+
+    /// The fan-out's notifier for these connections.
+    pub fn notifier(&self) -> LiveNotifier {
+        self.service.notifier()
+    }
+
+    pub fn service(&self) -> &ConnectionService {
+        &self.service
+    }
+
+    /// Open WebSocket connections, for `/metrics`.
+    pub fn open_connections(&self) -> usize {
+        self.outbox.len()
+    }
+
+    /// Writes the WebSocket metrics in Prometheus text (a `/metrics` source).
+    pub fn render_metrics(&self, out: &mut String) {
+        self.service
+            .metrics()
+            .render(Some(self.open_connections()), out);
+    }
+
+    /// Closes every connection with 1001 (call on shutdown: upgraded connections do not
+    /// hold up the HTTP server's graceful shutdown).
+    pub fn close_all(&self) {
+        self.outbox.close_all(Close::SHUTDOWN);
+    }
+}
+
+/// The `/ws` route over `state`, ready to merge into the REST router.
+pub fn router(state: LocalWebSocket) -> Router {
+    Router::new().route("/ws", get(upgrade)).with_state(state)
+}
+
+#[derive(Deserialize)]
+struct TokenQuery {
+    #[serde(default)]
+    token: String,
+}
+
+async fn upgrade(
+    State(ws): State<LocalWebSocket>,
+    query: Result<Query<TokenQuery>, QueryRejection>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let token = query.map(|Query(q)| q.token).unwrap_or_default();
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => {
+            // Authentication first: a request without a valid token learns nothing more.
+            if let Err(e) = ws.service.authenticate(&token) {
+                return unauthorized(&e.to_string());
+            }
+            return rejection.into_response();
+        }
+    };
+    let id = ConnectionId(format!("local-{}", uuid::Uuid::new_v4().simple()));
+    let mailbox = ws.outbox.open(id.clone(), ws.config.outgoing_queue);
+    let connection = match ws.service.connect(id.clone(), &token).await {
+        Ok(connection) => connection,
+        Err(e) => {
+            ws.outbox.remove(&id);
+            return match e {
+                ConnectError::Unauthorized(e) => {
+                    tracing::debug!(error = %e, "websocket upgrade refused");
+                    unauthorized(&e.to_string())
+                }
+                ConnectError::Unavailable(e) => {
+                    tracing::warn!(error = %e, "websocket upgrade failed");
+                    unavailable()
+                }
+            };
+        }
+    };
+    let on_failure = ws.clone();
+    let failed_id = id.clone();
+    upgrade
+        .max_message_size(ws.config.max_message_bytes)
+        .max_frame_size(ws.config.max_message_bytes)
+        .on_failed_upgrade(move |e| {
+            tracing::debug!(error = %e, "websocket upgrade failed");
+            on_failure.outbox.remove(&failed_id);
+            tokio::spawn(async move { on_failure.service.disconnect(&failed_id).await });
+        })
+        .on_upgrade(move |socket| connection::run(ws, connection, mailbox, socket))
+}
+
+fn problem(status: StatusCode, kind: &str, title: &str, detail: &str) -> Response {
+    let body = serde_json::json!({
+        "type": kind,
+        "title": title,
+        "status": status.as_u16(),
+        "detail": detail,
+    });
+    let mut response = (status, axum::Json(body)).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    response
+}
+
+fn unauthorized(detail: &str) -> Response {
+    let mut response = problem(
+        StatusCode::UNAUTHORIZED,
+        "/problems/unauthorized",
+        "Unauthorized",
+        detail,
+    );
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
+}
+
+fn unavailable() -> Response {
+    let mut response = problem(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "/problems/unavailable",
+        "Service unavailable",
+        "try again shortly",
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}

@@ -1,0 +1,171 @@
+//! The fan-out's [`Notifier`]: a change goes to the document's subscribers, its frame
+//! serialized once and shared by all of them.
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use shared::domain::{Analysis, ChangeEvent, ChangeKind, Document};
+use shared::ports::{ConnectionId, Notifier, Subscriber};
+use shared::{Error, Result};
+use tracing::Instrument;
+
+use crate::cursors::Admission;
+use crate::frames::{self, Frame};
+use crate::metrics::bump;
+use crate::outbox::SendError;
+use crate::service::Inner;
+
+/// Delivers changes and analyses to subscribed connections. Made by
+/// [`ConnectionService::notifier`](crate::ConnectionService::notifier).
+#[derive(Clone)]
+pub struct LiveNotifier {
+    inner: Arc<Inner>,
+}
+
+struct Delivery {
+    subscriber: Subscriber,
+    frame: Frame,
+    /// The frame ends the subscription (revocation or deletion).
+    ends: bool,
+}
+
+impl LiveNotifier {
+    pub(crate) fn new(inner: Arc<Inner>) -> Self {
+        Self { inner }
+    }
+
+    /// Forgets a connection found gone (API Gateway's 410).
+    async fn forget(&self, connection: &ConnectionId) {
+        bump(&self.inner.metrics.connections_gone);
+        self.inner.cursors.forget_connection(connection);
+        if let Err(e) = self.inner.ports.registry.remove(connection).await {
+            tracing::warn!(connection = %connection, error = %e, "could not forget a gone connection");
+        }
+    }
+
+    async fn deliver(&self, change: &ChangeEvent, delivery: Delivery) -> Result<()> {
+        let Delivery {
+            subscriber,
+            frame,
+            ends,
+        } = delivery;
+        let connection = &subscriber.connection;
+        let document = &change.document_id;
+        let cursors = &self.inner.cursors;
+        if cursors.already_sent(connection, document, change.version) {
+            return Ok(());
+        }
+        // Unsubscribe before anything is recorded as sent, so a failure here leaves the
+        // change to be delivered again in full.
+        if ends {
+            self.inner
+                .ports
+                .registry
+                .unsubscribe(connection, document)
+                .await?;
+        }
+        let admission = cursors.admit(connection, document, change.version, &frame, ends);
+        if matches!(admission, Admission::Send | Admission::Untracked) {
+            match self.inner.ports.outbox.send(connection, frame).await {
+                Ok(()) => bump(&self.inner.metrics.notifications_sent),
+                Err(SendError::Gone) => self.forget(connection).await,
+                Err(e) => {
+                    tracing::warn!(connection = %connection, error = %e, "could not push a frame");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Notifier for LiveNotifier {
+    async fn publish_change(&self, change: &ChangeEvent) -> Result<()> {
+        let span = tracing::info_span!(
+            "notify",
+            document = %change.document_id,
+            version = change.version,
+            sequence_number = %change.sequence_number,
+        );
+        async {
+            let subscribers = self
+                .inner
+                .ports
+                .registry
+                .subscribers(&change.document_id)
+                .await?;
+            if subscribers.is_empty() {
+                return Ok(());
+            }
+            let frame = frames::change(change);
+            let revoked = frames::access_revoked(&change.document_id);
+            let deleted = change.kind == ChangeKind::Deleted;
+            let latest = change.latest();
+            let deliveries: Vec<Delivery> = subscribers
+                .into_iter()
+                .map(|subscriber| {
+                    if latest.access_for(&subscriber.user).is_some() {
+                        Delivery {
+                            subscriber,
+                            frame: frame.clone(),
+                            ends: deleted,
+                        }
+                    } else {
+                        Delivery {
+                            subscriber,
+                            frame: revoked.clone(),
+                            ends: true,
+                        }
+                    }
+                })
+                .collect();
+            let count = deliveries.len();
+            let failure: Mutex<Option<Error>> = Mutex::new(None);
+            futures_util::stream::iter(deliveries)
+                .for_each_concurrent(self.inner.config.send_concurrency.max(1), |delivery| {
+                    let failure = &failure;
+                    async move {
+                        if let Err(e) = self.deliver(change, delivery).await {
+                            failure.lock().expect("failure lock").get_or_insert(e);
+                        }
+                    }
+                })
+                .await;
+            tracing::debug!(subscribers = count, bytes = frame.len(), "change delivered");
+            match failure.into_inner().expect("failure lock") {
+                Some(e) => Err(e),
+                None => Ok(()),
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn publish_analysis(&self, document: &Document, analysis: &Analysis) -> Result<()> {
+        let subscribers = self.inner.ports.registry.subscribers(&document.id).await?;
+        if subscribers.is_empty() {
+            return Ok(());
+        }
+        let frame = frames::analysis_completed(analysis);
+        let readers: Vec<_> = subscribers
+            .into_iter()
+            .filter(|s| document.access_for(&s.user).is_some())
+            .collect();
+        futures_util::stream::iter(readers)
+            .for_each_concurrent(self.inner.config.send_concurrency.max(1), |subscriber| {
+                let frame = frame.clone();
+                async move {
+                    match self.inner.ports.outbox.send(&subscriber.connection, frame).await {
+                        Ok(()) => bump(&self.inner.metrics.notifications_sent),
+                        Err(SendError::Gone) => self.forget(&subscriber.connection).await,
+                        Err(e) => {
+                            tracing::warn!(connection = %subscriber.connection, error = %e, "could not push a frame");
+                        }
+                    }
+                }
+            })
+            .await;
+        Ok(())
+    }
+}

@@ -1,0 +1,509 @@
+//! The connection service: API Gateway's routes (`$connect`, the frames, `$disconnect`)
+//! as plain async methods, over ports only, so the local `/ws` driver and the WebSocket
+//! Lambda share it. Replies go out through the [`Outbox`], in order with the
+//! notifications the [`LiveNotifier`](crate::LiveNotifier) sends.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use shared::auth::{AuthError, Identity, TokenAuthority};
+use shared::clock::Clock;
+use shared::domain::DocumentId;
+use shared::ports::{AuditLog, Connection, ConnectionId, ConnectionRegistry, DocumentStore};
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::cursors::{Cursors, Drain};
+use crate::frames::{self, ClientFrame, ErrorCode, Frame, MAX_FRAME_BYTES};
+use crate::metrics::{Metrics, bump};
+use crate::notifier::LiveNotifier;
+use crate::outbox::{Close, Outbox};
+
+/// The service's knobs.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// The largest client frame accepted. Default: 128 KiB, API Gateway's limit.
+    pub max_frame_bytes: usize,
+    /// Audit entries read per page during a replay. Default: 100.
+    pub replay_page: usize,
+    /// How long a replay waits for the audit trail to catch up with the document (the
+    /// audit sink may lag the notifier) before reporting `replay_incomplete`.
+    /// Default: 5 seconds.
+    pub replay_wait: Duration,
+    /// How many connections a notification is pushed to at once (matters for the
+    /// network-bound AWS outbox). Default: 64.
+    pub send_concurrency: usize,
+    /// The most documents one connection may be subscribed to. Default: 100.
+    pub max_subscriptions: usize,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        Self {
+            max_frame_bytes: MAX_FRAME_BYTES,
+            replay_page: 100,
+            replay_wait: Duration::from_secs(5),
+            send_concurrency: 64,
+            max_subscriptions: 100,
+        }
+    }
+}
+
+/// What the service needs from the outside world.
+#[derive(Clone)]
+pub struct ServicePorts {
+    pub registry: Arc<dyn ConnectionRegistry>,
+    pub documents: Arc<dyn DocumentStore>,
+    pub audit: Arc<dyn AuditLog>,
+    pub outbox: Arc<dyn Outbox>,
+    pub tokens: TokenAuthority,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Why a connection was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The token is missing, invalid or expired: refuse with 401.
+    #[error(transparent)]
+    Unauthorized(#[from] AuthError),
+    /// The registry could not record the connection: refuse with 503.
+    #[error("the connection registry is unavailable: {0}")]
+    Unavailable(shared::Error),
+}
+
+/// What the driver does after a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameOutcome {
+    /// Keep reading.
+    Continue,
+    /// The connection's token was replaced; it now expires at this time.
+    Refreshed(DateTime<Utc>),
+    /// Close the connection.
+    Close(Close),
+}
+
+pub(crate) struct Inner {
+    pub ports: ServicePorts,
+    pub config: ServiceConfig,
+    pub cursors: Cursors,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Connect, frames, disconnect: the connection logic, free of any transport.
+#[derive(Clone)]
+pub struct ConnectionService {
+    inner: Arc<Inner>,
+}
+
+/// The replay was cut short because the connection went away.
+struct Gone;
+
+impl ConnectionService {
+    pub fn new(ports: ServicePorts, config: ServiceConfig) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                ports,
+                config,
+                cursors: Cursors::default(),
+                metrics: Arc::new(Metrics::default()),
+            }),
+        }
+    }
+
+    /// The [`Notifier`](shared::ports::Notifier) that delivers changes to this service's
+    /// subscribers (sharing its replay cursors).
+    pub fn notifier(&self) -> LiveNotifier {
+        LiveNotifier::new(Arc::clone(&self.inner))
+    }
+
+    /// The service's counters (shared with its notifier).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
+
+    pub fn config(&self) -> &ServiceConfig {
+        &self.inner.config
+    }
+
+    /// The current time, by the service's clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.inner.ports.clock.now()
+    }
+
+    /// Verifies a token against the service's clock.
+    pub fn authenticate(&self, token: &str) -> Result<Identity, AuthError> {
+        self.inner.ports.tokens.verify(token, self.now())
+    }
+
+    /// `$connect`: verifies the token and registers the connection.
+    pub async fn connect(&self, id: ConnectionId, token: &str) -> Result<Connection, ConnectError> {
+        let ports = &self.inner.ports;
+        let now = ports.clock.now();
+        let identity = ports.tokens.verify(token, now).inspect_err(|_| {
+            bump(&self.inner.metrics.upgrades_refused);
+        })?;
+        let connection = Connection {
+            id,
+            user: identity.user,
+            expires_at: identity.expires_at,
+            connected_at: now,
+        };
+        ports
+            .registry
+            .register(&connection)
+            .await
+            .map_err(ConnectError::Unavailable)?;
+        bump(&self.inner.metrics.connections_accepted);
+        tracing::info!(connection = %connection.id, user = %connection.user, "connected");
+        Ok(connection)
+    }
+
+    /// `$disconnect`: forgets the connection and its subscriptions.
+    pub async fn disconnect(&self, id: &ConnectionId) {
+        self.inner.cursors.forget_connection(id);
+        if let Err(e) = self.inner.ports.registry.remove(id).await {
+            tracing::warn!(connection = %id, error = %e, "could not forget a connection");
+        }
+        tracing::info!(connection = %id, "disconnected");
+    }
+
+    /// One text frame from the client. Replies (and replayed changes) are sent through
+    /// the outbox; the outcome tells the driver whether to go on.
+    pub async fn handle_frame(&self, id: &ConnectionId, text: &str) -> FrameOutcome {
+        let ports = &self.inner.ports;
+        bump(&self.inner.metrics.frames_received);
+        let connection = match ports.registry.get(id).await {
+            Ok(Some(connection)) => connection,
+            Ok(None) => return FrameOutcome::Close(Close::UNKNOWN_CONNECTION),
+            Err(e) => {
+                tracing::warn!(connection = %id, error = %e, "registry unavailable");
+                self.reply(id, frames::error(ErrorCode::Unavailable, "try again", None))
+                    .await;
+                return FrameOutcome::Continue;
+            }
+        };
+        if connection.expires_at <= ports.clock.now() {
+            return FrameOutcome::Close(Close::TOKEN_EXPIRED);
+        }
+        let frame = match ClientFrame::parse(text, self.inner.config.max_frame_bytes) {
+            Ok(frame) => frame,
+            Err(rejection) => {
+                tracing::debug!(connection = %id, code = ?rejection.code, "frame refused");
+                bump(&self.inner.metrics.frames_refused);
+                self.reply(id, rejection.to_frame()).await;
+                return FrameOutcome::Continue;
+            }
+        };
+        match frame {
+            ClientFrame::Ping => {
+                self.reply(id, frames::pong()).await;
+                FrameOutcome::Continue
+            }
+            ClientFrame::Subscribe {
+                document,
+                since_version,
+            } => {
+                let span = tracing::info_span!("subscribe", connection = %id, document = %document, since_version);
+                self.subscribe(&connection, document, since_version)
+                    .instrument(span)
+                    .await;
+                FrameOutcome::Continue
+            }
+            ClientFrame::Unsubscribe { document } => {
+                self.inner.cursors.forget(id, &document);
+                if let Err(e) = ports.registry.unsubscribe(id, &document).await {
+                    tracing::warn!(connection = %id, error = %e, "could not unsubscribe");
+                    self.reply(
+                        id,
+                        frames::error(ErrorCode::Unavailable, "try again", Some(&document)),
+                    )
+                    .await;
+                } else {
+                    self.reply(id, frames::unsubscribed(&document)).await;
+                }
+                FrameOutcome::Continue
+            }
+            ClientFrame::Auth { token } => self.refresh(&connection, &token).await,
+        }
+    }
+
+    /// Sends a reply, waiting briefly for room; whether the connection is still there.
+    async fn reply(&self, id: &ConnectionId, frame: Frame) -> bool {
+        self.inner
+            .ports
+            .outbox
+            .send_waiting(id, frame)
+            .await
+            .is_ok()
+    }
+
+    async fn refresh(&self, connection: &Connection, token: &str) -> FrameOutcome {
+        let ports = &self.inner.ports;
+        let id = &connection.id;
+        let identity = match ports.tokens.verify(token, ports.clock.now()) {
+            Ok(identity) => identity,
+            Err(AuthError::Expired) => {
+                self.reply(
+                    id,
+                    frames::error(ErrorCode::TokenExpired, "the token has expired", None),
+                )
+                .await;
+                return FrameOutcome::Continue;
+            }
+            Err(e) => {
+                self.reply(
+                    id,
+                    frames::error(ErrorCode::InvalidToken, &e.to_string(), None),
+                )
+                .await;
+                return FrameOutcome::Continue;
+            }
+        };
+        if identity.user != connection.user {
+            self.reply(
+                id,
+                frames::error(
+                    ErrorCode::WrongUser,
+                    "the token is for another user than this connection's",
+                    None,
+                ),
+            )
+            .await;
+            return FrameOutcome::Continue;
+        }
+        if let Err(e) = ports.registry.refresh(id, identity.expires_at).await {
+            tracing::warn!(connection = %id, error = %e, "could not refresh a connection");
+            self.reply(id, frames::error(ErrorCode::Unavailable, "try again", None))
+                .await;
+            return FrameOutcome::Continue;
+        }
+        tracing::info!(connection = %id, expires_at = %identity.expires_at, "token refreshed");
+        self.reply(id, frames::authenticated(identity.expires_at))
+            .await;
+        FrameOutcome::Refreshed(identity.expires_at)
+    }
+
+    /// Subscribes with the access of this moment, replays what the client missed, and
+    /// switches to live delivery without a gap or a duplicate:
+    ///
+    /// 1. the cursor starts replaying (live frames of the document are held) and the
+    ///    subscription is registered, so every change committed from now on is either
+    ///    held or, later, sent live;
+    /// 2. the document is read (strongly consistent) and access checked: its version is
+    ///    the one `subscribed` announces;
+    /// 3. with `sinceVersion`, the audit entries after it up to that version are sent, in
+    ///    order; a version the audit trail does not hold yet is waited for, unless the
+    ///    held frames already start at or below it;
+    /// 4. the held frames above the last version sent are sent, until none are held and
+    ///    the cursor turns live from the last version sent (when the held frames took
+    ///    over from the audit trail, the rest of the versions up to the current one are
+    ///    still on their way from the stream).
+    async fn subscribe(&self, connection: &Connection, document: DocumentId, since: Option<u64>) {
+        let ports = &self.inner.ports;
+        let cursors = &self.inner.cursors;
+        let id = &connection.id;
+
+        match ports.registry.subscriptions(id).await {
+            Ok(current)
+                if current.len() >= self.inner.config.max_subscriptions
+                    && !current.contains(&document) =>
+            {
+                let message = format!(
+                    "a connection may follow at most {} documents: unsubscribe from one first",
+                    self.inner.config.max_subscriptions
+                );
+                self.reply(
+                    id,
+                    frames::error(ErrorCode::TooManySubscriptions, &message, Some(&document)),
+                )
+                .await;
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "could not count subscriptions");
+                self.reply(
+                    id,
+                    frames::error(ErrorCode::Unavailable, "try again", Some(&document)),
+                )
+                .await;
+                return;
+            }
+        }
+        cursors.begin(id, &document);
+        if let Err(e) = ports.registry.subscribe(id, &document).await {
+            cursors.forget(id, &document);
+            tracing::warn!(error = %e, "could not subscribe");
+            self.reply(
+                id,
+                frames::error(ErrorCode::Unavailable, "try again", Some(&document)),
+            )
+            .await;
+            return;
+        }
+        let current = match ports.documents.get(&document).await {
+            Ok(Some(doc)) if doc.access_for(&connection.user).is_some() => doc.version,
+            outcome => {
+                self.abandon(id, &document).await;
+                let refusal = match outcome {
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not read the document");
+                        frames::error(ErrorCode::Unavailable, "try again", Some(&document))
+                    }
+                    _ => frames::error(
+                        ErrorCode::DocumentNotFound,
+                        "no such document",
+                        Some(&document),
+                    ),
+                };
+                self.reply(id, refusal).await;
+                return;
+            }
+        };
+        if !self.reply(id, frames::subscribed(&document, current)).await {
+            return;
+        }
+        let mut sent = since.unwrap_or(current).min(current);
+        if sent < current {
+            match self.replay(id, &document, sent, current).await {
+                Ok(last) => sent = last,
+                Err(Gone) => return,
+            }
+        }
+        loop {
+            // Live from the last version actually sent: versions up to `current` that the
+            // stream has yet to deliver still go out when they come.
+            match cursors.drain(id, &document, sent) {
+                Drain::Live | Drain::Ended => break,
+                Drain::Frames(held) => {
+                    for h in held {
+                        // A frame that ends the subscription goes out whatever its
+                        // version: the replayed entry of that version did not say so.
+                        if h.version <= sent && !h.ends {
+                            continue;
+                        }
+                        if !self.push(id, h.frame).await {
+                            return;
+                        }
+                        sent = sent.max(h.version);
+                        if h.ends {
+                            cursors.forget(id, &document);
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+        tracing::debug!(version = sent, "subscription live");
+    }
+
+    /// Sends the audit entries of versions `sent + 1 ..= current`, in order; returns the
+    /// last version sent.
+    async fn replay(
+        &self,
+        id: &ConnectionId,
+        document: &DocumentId,
+        mut sent: u64,
+        current: u64,
+    ) -> Result<u64, Gone> {
+        let ports = &self.inner.ports;
+        let config = &self.inner.config;
+        let deadline = Instant::now() + config.replay_wait;
+        let mut pause = Duration::from_millis(5);
+        // While patient, a version missing from the audit trail is waited for; after the
+        // deadline, one last pass sends what is there and reports the rest.
+        let mut patient = true;
+        let mut skipped: Vec<(u64, u64)> = Vec::new();
+        while sent < current {
+            let page = match ports
+                .audit
+                .list(document, Some(sent), config.replay_page)
+                .await
+            {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not read the audit trail");
+                    Vec::new()
+                }
+            };
+            let full = page.len() >= config.replay_page;
+            let mut stopped = false;
+            for entry in page {
+                if entry.version <= sent {
+                    continue;
+                }
+                if entry.version > current {
+                    stopped = true;
+                    break;
+                }
+                if entry.version != sent + 1 {
+                    if patient {
+                        stopped = true;
+                        break;
+                    }
+                    skipped.push((sent + 1, entry.version - 1));
+                }
+                if !self.push(id, frames::replayed(&entry)).await {
+                    return Err(Gone);
+                }
+                sent = entry.version;
+            }
+            if sent >= current || (full && !stopped) {
+                continue;
+            }
+            if self.held_from(id, document, sent + 1) || !patient {
+                break;
+            }
+            if Instant::now() >= deadline {
+                patient = false;
+                continue;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(200));
+        }
+        if sent < current && !self.held_from(id, document, sent + 1) {
+            let held = self.inner.cursors.lowest_held(id, document);
+            skipped.push((sent + 1, held.map_or(current, |v| v - 1).min(current)));
+        }
+        if !skipped.is_empty() {
+            let ranges: Vec<String> = skipped.iter().map(|(a, b)| format!("{a}..={b}")).collect();
+            tracing::warn!(missing = %ranges.join(","), "replay incomplete");
+            let message = format!(
+                "versions {} could not be replayed: fetch the document again",
+                ranges.join(", ")
+            );
+            if !self
+                .push(
+                    id,
+                    frames::error(ErrorCode::ReplayIncomplete, &message, Some(document)),
+                )
+                .await
+            {
+                return Err(Gone);
+            }
+        }
+        Ok(sent)
+    }
+
+    async fn push(&self, id: &ConnectionId, frame: Frame) -> bool {
+        self.reply(id, frame).await
+    }
+
+    /// Whether the frames held for the subscription start at `version` or below: the
+    /// stream delivers a document's changes in order, so they run on from there.
+    fn held_from(&self, id: &ConnectionId, document: &DocumentId, version: u64) -> bool {
+        self.inner
+            .cursors
+            .lowest_held(id, document)
+            .is_some_and(|v| v <= version)
+    }
+
+    /// Undoes a subscription whose access check failed.
+    async fn abandon(&self, id: &ConnectionId, document: &DocumentId) {
+        self.inner.cursors.forget(id, document);
+        if let Err(e) = self.inner.ports.registry.unsubscribe(id, document).await {
+            tracing::warn!(error = %e, "could not undo a refused subscription");
+        }
+    }
+}

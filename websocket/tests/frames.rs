@@ -1,0 +1,62 @@
+//! The frames of the contract against fixtures: what clients send parses, and what the
+//! server sends has the documented shape.
+
+use serde_json::Value;
+use shared::domain::{ChangeEvent, Document, DocumentId};
+use websocket::frames::{self, ClientFrame, MAX_FRAME_BYTES};
+
+const DOC: &str = "01936f0e-7c4a-7b2e-8f00-000000000001";
+
+fn parse(text: &str) -> ClientFrame {
+    ClientFrame::parse(text, MAX_FRAME_BYTES).expect("the fixture parses")
+}
+
+#[test]
+fn client_fixtures_parse() {
+    let doc = DocumentId::parse(DOC).unwrap();
+    assert_eq!(
+        parse(include_str!("fixtures/subscribe.json")),
+        ClientFrame::Subscribe {
+            document: doc,
+            since_version: Some(4)
+        }
+    );
+    assert_eq!(
+        parse(include_str!("fixtures/unsubscribe.json")),
+        ClientFrame::Unsubscribe { document: doc }
+    );
+    assert_eq!(parse(include_str!("fixtures/ping.json")), ClientFrame::Ping);
+    assert!(matches!(
+        parse(include_str!("fixtures/auth.json")),
+        ClientFrame::Auth { token } if token.starts_with("eyJ")
+    ));
+}
+
+#[test]
+fn change_frames_match_the_fixture() {
+    let expected: Value =
+        serde_json::from_str(include_str!("fixtures/document_updated.json")).unwrap();
+    let new: Document = serde_json::from_value(expected["document"].clone()).unwrap();
+    let mut old = new.clone();
+    old.version = 4;
+    old.body = shared::domain::Body::parse("the fourth draft").unwrap();
+    let change = ChangeEvent::written(Some(old), new, "000000000000000000042".into());
+    assert_eq!(frames::change(&change).to_json(), expected);
+}
+
+#[test]
+fn a_document_too_large_for_one_frame_is_left_out() {
+    let expected: Value =
+        serde_json::from_str(include_str!("fixtures/document_updated.json")).unwrap();
+    let mut new: Document = serde_json::from_value(expected["document"].clone()).unwrap();
+    new.body = shared::domain::Body::parse("x".repeat(shared::domain::MAX_BODY_BYTES)).unwrap();
+    let mut old = new.clone();
+    old.version = 4;
+    old.body = shared::domain::Body::default();
+    let frame = frames::change(&ChangeEvent::written(Some(old), new, "1".into()));
+    assert!(frame.len() < MAX_FRAME_BYTES);
+    let json = frame.to_json();
+    assert!(json.get("document").is_none());
+    assert_eq!(json["version"], 5);
+    assert_eq!(json["changedFields"], serde_json::json!(["body"]));
+}
