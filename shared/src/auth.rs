@@ -174,12 +174,19 @@ mod tests {
         let ann = UserId::parse("ann").unwrap();
         let other = TokenAuthority::new(&[8u8; 32]).unwrap();
         let forged = other.issue(&ann, TimeDelta::minutes(5), now);
-        assert!(matches!(authority().verify(&forged, now), Err(AuthError::Invalid(_))));
+        assert!(matches!(
+            authority().verify(&forged, now),
+            Err(AuthError::Invalid(_))
+        ));
 
         let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
-        let claims = URL_SAFE_NO_PAD.encode(format!(r#"{{"sub":"ann","exp":{}}}"#, now.timestamp() + 60));
+        let claims =
+            URL_SAFE_NO_PAD.encode(format!(r#"{{"sub":"ann","exp":{}}}"#, now.timestamp() + 60));
         let unsigned = format!("{header}.{claims}.");
-        assert!(matches!(authority().verify(&unsigned, now), Err(AuthError::Invalid(_))));
+        assert!(matches!(
+            authority().verify(&unsigned, now),
+            Err(AuthError::Invalid(_))
+        ));
 
         for junk in ["", "a.b.c", "....", "not a token", &"x".repeat(9000)] {
             assert!(authority().verify(junk, now).is_err(), "{junk:?} accepted");

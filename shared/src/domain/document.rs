@@ -212,9 +212,12 @@ mod tests {
             title: Title::parse("t").unwrap(),
             body: Body::default(),
             owner: owner.clone(),
-            collaborators: [(editor.clone(), Role::Editor), (viewer.clone(), Role::Viewer)]
-                .into_iter()
-                .collect(),
+            collaborators: [
+                (editor.clone(), Role::Editor),
+                (viewer.clone(), Role::Viewer),
+            ]
+            .into_iter()
+            .collect(),
             version: 1,
             created_at: now,
             updated_at: now,

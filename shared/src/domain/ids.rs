@@ -26,8 +26,8 @@ impl DocumentId {
 
     /// Parses the hyphenated form. Only version 7 UUIDs name documents.
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
-        let uuid = Uuid::try_parse(raw)
-            .map_err(|_| ValidationError::new("id", "must be a UUID"))?;
+        let uuid =
+            Uuid::try_parse(raw).map_err(|_| ValidationError::new("id", "must be a UUID"))?;
         if uuid.get_version_num() != 7 {
             return Err(ValidationError::new("id", "must be a version 7 UUID"));
         }

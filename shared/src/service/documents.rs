@@ -125,7 +125,9 @@ impl DocumentService {
         {
             return Err(Error::invalid(
                 "patch",
-                format!("unknown or read-only field `{unknown}`: only title, body and collaborators can be patched"),
+                format!(
+                    "unknown or read-only field `{unknown}`: only title, body and collaborators can be patched"
+                ),
             ));
         }
         let (current, access) = self.get(actor, id).await?;
@@ -148,7 +150,11 @@ impl DocumentService {
         };
         let mut next = current;
         next.title = take(&mut merged, "title", "title cannot be removed")?;
-        next.body = take(&mut merged, "body", "body cannot be removed: set it to \"\"")?;
+        next.body = take(
+            &mut merged,
+            "body",
+            "body cannot be removed: set it to \"\"",
+        )?;
         next.collaborators = match merged.remove("collaborators") {
             None => Collaborators::new(),
             Some(value) => serde_json::from_value(value).map_err(|e| {
