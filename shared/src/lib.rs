@@ -7,9 +7,12 @@
 //! - [`codec`]: the DynamoDB item and stream-record codec both modes share;
 //! - [`auth`]: HS256 JWT tokens;
 //! - [`embedded`]: the one-machine adapters (SQLite, tantivy);
+//! - `aws` (cargo feature `aws`): the AWS adapters (DynamoDB, SQS, API Gateway, OpenSearch);
 //! - [`clock`], [`error`] and [`telemetry`]: time, the error type, logging setup.
 
 pub mod auth;
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod clock;
 pub mod codec;
 pub mod domain;

@@ -1,0 +1,123 @@
+//! The REST API on the AWS adapters (cargo feature `aws`): the same [`router`], with
+//! the DynamoDB document store, OpenSearch, and the DynamoDB audit and analysis tables
+//! instead of SQLite and tantivy. The Lambda `api` entry point builds
+//! its app here, and so can a local server pointed at real tables or at emulators.
+//!
+//! It also holds the operator commands' AWS side: listing and redriving the SQS
+//! dead-letter queue through the AWS sinks.
+//!
+//! Configuration is [`AwsConfig`]'s environment (see `shared::aws::config`) plus the
+//! JWT secret (`DOCFAN_JWT_SECRET`).
+//!
+//! [`router`]: crate::router
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use shared::auth::TokenAuthority;
+use shared::aws::{AwsClients, AwsConfig};
+use shared::clock::{Clock, SystemClock};
+use shared::ports::{DeadLetter, DeadLetterQueue};
+use shared::service::DocumentService;
+use stream_handler::redrive::{self, RedriveOutcome};
+use stream_handler::sinks::Sink;
+use stream_handler::sinks::analysis::AnalysisSink;
+use stream_handler::sinks::audit::AuditSink;
+use stream_handler::sinks::notifications::{NoSubscribers, NotificationSink};
+use stream_handler::sinks::search::SearchSink;
+use stream_handler::{Fanout, ReadModels};
+
+use super::serve::{App, SECRET_ENV};
+use crate::state::AppState;
+
+impl App {
+    /// Wires the router over clients that are already built.
+    pub fn build_aws(
+        clients: &AwsClients,
+        secret: &[u8],
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
+        let tokens = Arc::new(TokenAuthority::new(secret)?);
+        let documents =
+            DocumentService::new(Arc::new(clients.document_store()), Arc::clone(&clock));
+        // Search, history and analysis need the search index too; without
+        // `DOCFAN_OPENSEARCH_URL` those routes answer 503.
+        let read_models = match clients.search_index() {
+            Ok(search) => Some(ReadModels {
+                search: Arc::new(search),
+                audit: Arc::new(clients.audit_log()),
+                analyses: Arc::new(clients.analysis_store()),
+            }),
+            Err(_) => None,
+        };
+        let state = AppState {
+            documents,
+            tokens,
+            clock: Arc::clone(&clock),
+            metrics: Vec::new(),
+            read_models,
+        };
+        Ok(Self::from_router(crate::router(state), clock))
+    }
+
+    /// Reads the AWS configuration and the JWT secret from the environment, builds every
+    /// client once and wires the router.
+    pub async fn from_aws_env() -> anyhow::Result<Self> {
+        let secret = std::env::var(SECRET_ENV)
+            .ok()
+            .filter(|s| !s.is_empty())
+            .with_context(|| format!("{SECRET_ENV} must be set"))?;
+        let config = AwsConfig::from_env()?;
+        let clients = AwsClients::load(config).await?;
+        Self::build_aws(&clients, secret.as_bytes(), Arc::new(SystemClock))
+    }
+}
+
+/// The fan-out on the AWS adapters for operator commands: every sink but live
+/// notifications (redriven changes notify no one, as in the embedded mode; clients
+/// catch up from the history on their next subscribe).
+pub fn operator_fanout(clients: &AwsClients, clock: Arc<dyn Clock>) -> anyhow::Result<Fanout> {
+    let sinks: Vec<Arc<dyn Sink>> = vec![
+        Arc::new(SearchSink::new(
+            Arc::new(clients.search_index()?),
+            Default::default(),
+        )),
+        Arc::new(NotificationSink::new(
+            Arc::new(NoSubscribers),
+            Default::default(),
+        )),
+        Arc::new(AuditSink::new(
+            Arc::new(clients.audit_log()),
+            Default::default(),
+        )),
+        Arc::new(AnalysisSink::new(
+            Arc::new(clients.analysis_queue(Arc::clone(&clock))?),
+            Default::default(),
+        )),
+    ];
+    let dead_letters = Arc::new(clients.dead_letter_queue(Arc::clone(&clock))?);
+    Ok(Fanout::new(sinks, dead_letters, clock, Default::default()))
+}
+
+/// `docfan dlq list` on AWS: up to `limit` letters of the SQS dead-letter queue,
+/// oldest first.
+pub async fn list_dead_letters(
+    clients: &AwsClients,
+    limit: usize,
+) -> anyhow::Result<Vec<DeadLetter>> {
+    let dlq = clients.dead_letter_queue(Arc::new(SystemClock))?;
+    Ok(dlq.list(limit).await?)
+}
+
+/// `docfan dlq redrive` on AWS: handles the letters (all, or the one with id `only`)
+/// again through the AWS sinks; those that succeed leave the queue.
+pub async fn redrive_dead_letters(
+    clients: &AwsClients,
+    only: Option<&str>,
+) -> anyhow::Result<Vec<RedriveOutcome>> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let fanout = operator_fanout(clients, Arc::clone(&clock))?;
+    let queue = clients.analysis_queue(Arc::clone(&clock))?;
+    let dlq = clients.dead_letter_queue(clock)?;
+    Ok(redrive::redrive(&fanout, &queue, &dlq, only).await?)
+}

@@ -1,0 +1,399 @@
+//! Configuration of the AWS adapters, read once from the environment, and the clients
+//! built from it once per process.
+//!
+//! | variable | meaning | default |
+//! |---|---|---|
+//! | `AWS_REGION` | the region (Lambda sets it) | the SDK's region chain |
+//! | `AWS_ENDPOINT_URL` | one endpoint for every AWS API (an emulator such as moto) | AWS's endpoints |
+//! | `DOCFAN_DOCUMENTS_TABLE` | documents (with the NEW_AND_OLD_IMAGES stream) | `docfan-documents` |
+//! | `DOCFAN_MEMBERS_TABLE` | (userId, documentId) membership items | `docfan-members` |
+//! | `DOCFAN_CONNECTIONS_TABLE` | WebSocket connections | `docfan-connections` |
+//! | `DOCFAN_SUBSCRIPTIONS_TABLE` | (documentId, connectionId) subscriptions | `docfan-subscriptions` |
+//! | `DOCFAN_AUDIT_TABLE` | (documentId, version) audit entries | `docfan-audit` |
+//! | `DOCFAN_ANALYSIS_TABLE` | the latest analysis per document | `docfan-analysis` |
+//! | `DOCFAN_ANALYSIS_QUEUE_URL` | the SQS queue of analysis jobs | none (required by the queue) |
+//! | `DOCFAN_DEAD_LETTER_QUEUE_URL` | the SQS queue of dead letters (whole records + reason) | none (required by the DLQ) |
+//! | `DOCFAN_OPENSEARCH_URL` | the OpenSearch endpoint | none (required by search) |
+//! | `DOCFAN_OPENSEARCH_INDEX` | the index name | `documents` |
+//! | `DOCFAN_OPENSEARCH_SIGV4` | sign requests with SigV4 (`true`/`false`) | `true` for `https://` URLs, `false` for `http://` |
+//! | `DOCFAN_OPENSEARCH_SIGV4_SERVICE` | the SigV4 service name (`es`, or `aoss` for Serverless) | `es` |
+//! | `DOCFAN_WEBSOCKET_ENDPOINT` | the Management API endpoint, `https://{api}.execute-api.{region}.amazonaws.com/{stage}` | `AWS_ENDPOINT_URL` |
+//! | `DOCFAN_CONNECTION_TTL_SECONDS` | lifetime written into `expiresAt` (DynamoDB TTL) of connection and subscription items | `7200` |
+//! | `DOCFAN_MAX_CONCURRENT_PUSHES` | concurrent `post_to_connection` calls per process | `64` |
+//!
+//! Credentials come from the SDK's default chain (the Lambda role, a profile, or
+//! `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use opensearch::OpenSearch;
+use opensearch::http::Url;
+use opensearch::http::transport::{SingleNodeConnectionPool, TransportBuilder};
+
+use super::{
+    ConnectionPusher, DynamoDbAnalysisStore, DynamoDbAuditLog, DynamoDbConnectionRegistry,
+    DynamoDbDocumentStore, OpenSearchIndex, SqsAnalysisQueue, SqsDeadLetterQueue,
+};
+use crate::clock::Clock;
+use crate::{Error, Result};
+
+/// The DynamoDB tables, by role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableNames {
+    pub documents: String,
+    pub members: String,
+    pub connections: String,
+    pub subscriptions: String,
+    pub audit: String,
+    pub analysis: String,
+}
+
+impl TableNames {
+    /// Every table named `{prefix}-{role}`.
+    pub fn with_prefix(prefix: &str) -> Self {
+        Self {
+            documents: format!("{prefix}-documents"),
+            members: format!("{prefix}-members"),
+            connections: format!("{prefix}-connections"),
+            subscriptions: format!("{prefix}-subscriptions"),
+            audit: format!("{prefix}-audit"),
+            analysis: format!("{prefix}-analysis"),
+        }
+    }
+}
+
+impl Default for TableNames {
+    fn default() -> Self {
+        Self::with_prefix("docfan")
+    }
+}
+
+/// Where the search index lives and how requests are authenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenSearchConfig {
+    pub url: String,
+    pub index: String,
+    /// Sign requests with SigV4 (Amazon OpenSearch Service); plain HTTP otherwise.
+    pub sign: bool,
+    /// The SigV4 service name: `es` for a domain, `aoss` for Serverless.
+    pub service: String,
+}
+
+/// Everything the AWS adapters need to know; see the module doc for the variables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsConfig {
+    pub region: Option<String>,
+    pub endpoint_url: Option<String>,
+    pub tables: TableNames,
+    pub analysis_queue_url: Option<String>,
+    pub dead_letter_queue_url: Option<String>,
+    pub opensearch: Option<OpenSearchConfig>,
+    pub websocket_endpoint: Option<String>,
+    pub connection_ttl: Duration,
+    pub max_concurrent_pushes: usize,
+}
+
+impl Default for AwsConfig {
+    fn default() -> Self {
+        Self {
+            region: None,
+            endpoint_url: None,
+            tables: TableNames::default(),
+            analysis_queue_url: None,
+            dead_letter_queue_url: None,
+            opensearch: None,
+            websocket_endpoint: None,
+            connection_ttl: Duration::from_secs(7200),
+            max_concurrent_pushes: 64,
+        }
+    }
+}
+
+impl AwsConfig {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads variables through `lookup` (empty values count as unset).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let var = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let defaults = TableNames::default();
+        let table = |name: &str, default: String| var(name).unwrap_or(default);
+        let tables = TableNames {
+            documents: table("DOCFAN_DOCUMENTS_TABLE", defaults.documents),
+            members: table("DOCFAN_MEMBERS_TABLE", defaults.members),
+            connections: table("DOCFAN_CONNECTIONS_TABLE", defaults.connections),
+            subscriptions: table("DOCFAN_SUBSCRIPTIONS_TABLE", defaults.subscriptions),
+            audit: table("DOCFAN_AUDIT_TABLE", defaults.audit),
+            analysis: table("DOCFAN_ANALYSIS_TABLE", defaults.analysis),
+        };
+        let opensearch = match var("DOCFAN_OPENSEARCH_URL") {
+            None => None,
+            Some(url) => {
+                let sign = match var("DOCFAN_OPENSEARCH_SIGV4").as_deref() {
+                    None => url.starts_with("https://"),
+                    Some("true" | "1" | "yes") => true,
+                    Some("false" | "0" | "no") => false,
+                    Some(other) => {
+                        return Err(Error::invalid(
+                            "DOCFAN_OPENSEARCH_SIGV4",
+                            format!("must be true or false, not {other:?}"),
+                        ));
+                    }
+                };
+                Some(OpenSearchConfig {
+                    url,
+                    index: var("DOCFAN_OPENSEARCH_INDEX").unwrap_or_else(|| "documents".into()),
+                    sign,
+                    service: var("DOCFAN_OPENSEARCH_SIGV4_SERVICE").unwrap_or_else(|| "es".into()),
+                })
+            }
+        };
+        let number = |name: &'static str, default: u64| -> Result<u64> {
+            match var(name) {
+                None => Ok(default),
+                Some(raw) => raw.trim().parse().map_err(|_| {
+                    Error::invalid(name, format!("must be a whole number, not {raw:?}"))
+                }),
+            }
+        };
+        Ok(Self {
+            region: var("AWS_REGION").or_else(|| var("AWS_DEFAULT_REGION")),
+            endpoint_url: var("AWS_ENDPOINT_URL"),
+            tables,
+            analysis_queue_url: var("DOCFAN_ANALYSIS_QUEUE_URL"),
+            dead_letter_queue_url: var("DOCFAN_DEAD_LETTER_QUEUE_URL"),
+            opensearch,
+            websocket_endpoint: var("DOCFAN_WEBSOCKET_ENDPOINT"),
+            connection_ttl: Duration::from_secs(number("DOCFAN_CONNECTION_TTL_SECONDS", 7200)?),
+            max_concurrent_pushes: number("DOCFAN_MAX_CONCURRENT_PUSHES", 64)?.max(1) as usize,
+        })
+    }
+
+    /// The SDK configuration: the default credential chain, this region and endpoint.
+    pub async fn load_sdk_config(&self) -> SdkConfig {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        if let Some(region) = &self.region {
+            loader = loader.region(Region::new(region.clone()));
+        }
+        if let Some(endpoint) = &self.endpoint_url {
+            loader = loader.endpoint_url(endpoint);
+        }
+        loader.load().await
+    }
+}
+
+/// Every client the adapters use, built once; the adapters share them (each client is a
+/// cheap handle onto one connection pool).
+#[derive(Clone)]
+pub struct AwsClients {
+    pub config: AwsConfig,
+    pub sdk: SdkConfig,
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    /// Present when a WebSocket endpoint (or an emulator endpoint) is configured.
+    pub management: Option<aws_sdk_apigatewaymanagement::Client>,
+    /// Present when `DOCFAN_OPENSEARCH_URL` is set.
+    pub opensearch: Option<OpenSearch>,
+}
+
+impl AwsClients {
+    /// Loads the SDK configuration and builds every client.
+    pub async fn load(config: AwsConfig) -> Result<Self> {
+        let sdk = config.load_sdk_config().await;
+        Self::from_sdk_config(config, sdk)
+    }
+
+    /// Builds every client from an SDK configuration the caller made (tests use this to
+    /// set static credentials for an emulator).
+    pub fn from_sdk_config(config: AwsConfig, sdk: SdkConfig) -> Result<Self> {
+        let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let management = config
+            .websocket_endpoint
+            .as_deref()
+            .or(config.endpoint_url.as_deref())
+            .map(|endpoint| {
+                let conf = aws_sdk_apigatewaymanagement::config::Builder::from(&sdk)
+                    .endpoint_url(endpoint)
+                    .build();
+                aws_sdk_apigatewaymanagement::Client::from_conf(conf)
+            });
+        let opensearch = config
+            .opensearch
+            .as_ref()
+            .map(|search| opensearch_client(search, &sdk))
+            .transpose()?;
+        Ok(Self {
+            config,
+            sdk,
+            dynamodb,
+            sqs,
+            management,
+            opensearch,
+        })
+    }
+
+    pub fn document_store(&self) -> DynamoDbDocumentStore {
+        DynamoDbDocumentStore::new(
+            self.dynamodb.clone(),
+            &self.config.tables.documents,
+            &self.config.tables.members,
+        )
+    }
+
+    pub fn connection_registry(&self, clock: Arc<dyn Clock>) -> DynamoDbConnectionRegistry {
+        DynamoDbConnectionRegistry::new(
+            self.dynamodb.clone(),
+            &self.config.tables.connections,
+            &self.config.tables.subscriptions,
+            self.config.connection_ttl,
+            clock,
+        )
+    }
+
+    pub fn audit_log(&self) -> DynamoDbAuditLog {
+        DynamoDbAuditLog::new(self.dynamodb.clone(), &self.config.tables.audit)
+    }
+
+    pub fn analysis_store(&self) -> DynamoDbAnalysisStore {
+        DynamoDbAnalysisStore::new(self.dynamodb.clone(), &self.config.tables.analysis)
+    }
+
+    /// The dead-letter queue. Errors: `Invalid` when `DOCFAN_DEAD_LETTER_QUEUE_URL` is unset.
+    pub fn dead_letter_queue(&self, clock: Arc<dyn Clock>) -> Result<SqsDeadLetterQueue> {
+        let url = required(
+            &self.config.dead_letter_queue_url,
+            "DOCFAN_DEAD_LETTER_QUEUE_URL",
+        )?;
+        Ok(SqsDeadLetterQueue::new(self.sqs.clone(), url, clock))
+    }
+
+    /// The analysis queue; dead jobs go to the dead-letter queue when one is configured.
+    /// Errors: `Invalid` when `DOCFAN_ANALYSIS_QUEUE_URL` is unset.
+    pub fn analysis_queue(&self, clock: Arc<dyn Clock>) -> Result<SqsAnalysisQueue> {
+        let url = required(&self.config.analysis_queue_url, "DOCFAN_ANALYSIS_QUEUE_URL")?;
+        let dead_letters = self.config.dead_letter_queue_url.as_ref().map(|url| {
+            Arc::new(SqsDeadLetterQueue::new(
+                self.sqs.clone(),
+                url,
+                Arc::clone(&clock),
+            )) as _
+        });
+        Ok(SqsAnalysisQueue::new(
+            self.sqs.clone(),
+            url,
+            dead_letters,
+            clock,
+        ))
+    }
+
+    /// The search index (its index is created on first use). Errors: `Invalid` when
+    /// `DOCFAN_OPENSEARCH_URL` is unset.
+    pub fn search_index(&self) -> Result<OpenSearchIndex> {
+        let (Some(client), Some(search)) = (&self.opensearch, &self.config.opensearch) else {
+            return Err(Error::invalid("DOCFAN_OPENSEARCH_URL", "is not set"));
+        };
+        Ok(OpenSearchIndex::new(client.clone(), &search.index))
+    }
+
+    /// The `post_to_connection` client. Errors: `Invalid` when `DOCFAN_WEBSOCKET_ENDPOINT`
+    /// is unset.
+    pub fn pusher(&self) -> Result<ConnectionPusher> {
+        let client = self
+            .management
+            .clone()
+            .ok_or_else(|| Error::invalid("DOCFAN_WEBSOCKET_ENDPOINT", "is not set"))?;
+        Ok(ConnectionPusher::new(
+            client,
+            self.config.max_concurrent_pushes,
+        ))
+    }
+}
+
+/// The log format of a Lambda function: `DOCFAN_LOG_FORMAT`, JSON unless it says
+/// `human` (one JSON object per line is what CloudWatch Logs Insights reads).
+pub fn log_format() -> crate::telemetry::LogFormat {
+    std::env::var("DOCFAN_LOG_FORMAT")
+        .ok()
+        .and_then(|f| f.parse().ok())
+        .unwrap_or(crate::telemetry::LogFormat::Json)
+}
+
+fn required<'a>(value: &'a Option<String>, name: &'static str) -> Result<&'a str> {
+    value
+        .as_deref()
+        .ok_or_else(|| Error::invalid(name, "is not set"))
+}
+
+/// An OpenSearch client: SigV4-signed for Amazon OpenSearch Service, plain otherwise.
+pub fn opensearch_client(config: &OpenSearchConfig, sdk: &SdkConfig) -> Result<OpenSearch> {
+    let url = Url::parse(&config.url)
+        .map_err(|e| Error::invalid("DOCFAN_OPENSEARCH_URL", format!("is not a URL: {e}")))?;
+    let mut builder = TransportBuilder::new(SingleNodeConnectionPool::new(url))
+        .timeout(Duration::from_secs(10))
+        .disable_proxy();
+    if config.sign {
+        let credentials = opensearch::auth::Credentials::try_from(sdk).map_err(|e| {
+            Error::Unknown(anyhow::anyhow!(
+                "SigV4 signing needs credentials and a region: {e}"
+            ))
+        })?;
+        builder = builder.auth(credentials).service_name(&config.service);
+    }
+    let transport = builder
+        .build()
+        .map_err(|e| Error::Unknown(anyhow::anyhow!("building the OpenSearch client: {e}")))?;
+    Ok(OpenSearch::new(transport))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<AwsConfig> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        AwsConfig::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_and_overrides() {
+        let plain = config(&[]).unwrap();
+        assert_eq!(plain.tables.documents, "docfan-documents");
+        assert!(plain.opensearch.is_none());
+        assert_eq!(plain.connection_ttl, Duration::from_secs(7200));
+
+        let set = config(&[
+            ("DOCFAN_DOCUMENTS_TABLE", "docs"),
+            ("DOCFAN_OPENSEARCH_URL", "https://search.example"),
+            ("DOCFAN_CONNECTION_TTL_SECONDS", "60"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:5000"),
+        ])
+        .unwrap();
+        assert_eq!(set.tables.documents, "docs");
+        assert_eq!(set.endpoint_url.as_deref(), Some("http://127.0.0.1:5000"));
+        let search = set.opensearch.unwrap();
+        assert!(search.sign, "https endpoints are signed by default");
+        assert_eq!(search.index, "documents");
+        assert_eq!(set.connection_ttl, Duration::from_secs(60));
+
+        let local = config(&[("DOCFAN_OPENSEARCH_URL", "http://127.0.0.1:9200")]).unwrap();
+        assert!(!local.opensearch.unwrap().sign);
+        assert!(
+            config(&[
+                ("DOCFAN_OPENSEARCH_URL", "x"),
+                ("DOCFAN_OPENSEARCH_SIGV4", "maybe")
+            ])
+            .is_err()
+        );
+        assert!(config(&[("DOCFAN_CONNECTION_TTL_SECONDS", "soon")]).is_err());
+    }
+}

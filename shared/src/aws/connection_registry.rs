@@ -1,0 +1,476 @@
+//! The [`ConnectionRegistry`] on DynamoDB, in the two tables of `infra/template.yaml`:
+//!
+//! - connections (`connectionId`): the user, the token's expiry (`tokenExpiresAt`),
+//!   `connectedAt`, the string set `documents` the connection is subscribed to, and
+//!   `expiresAt` (epoch seconds) for DynamoDB's TTL, because API Gateway does not always
+//!   deliver `$disconnect`;
+//! - subscriptions (`documentId`, `connectionId`): one item per subscription carrying
+//!   the user and the same `expiresAt`. A document's subscribers are one strongly
+//!   consistent `Query` on its partition, so a subscription acknowledged by `subscribe`
+//!   is seen by every later lookup (the notification path never reads an index).
+//!
+//! `subscribe` writes the subscription and adds the document to the connection's set in
+//! one transaction, conditional on the connection existing, so `remove` finds every
+//! subscription from the connection item without a scan; it also sweeps the
+//! `byConnection` index for subscriptions whose connection item is already gone
+//! (expired by TTL). `unsubscribe` deletes the subscription item and then trims the
+//! set; the set may therefore name more documents than are subscribed (when trimming
+//! failed), never fewer, and `subscriptions` keeps only those whose subscription item
+//! exists. Items whose `expiresAt` has passed but which TTL has not deleted
+//! yet (TTL deletes within days, not at once) read as missing.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, DeleteRequest, Put, ReturnValue, TransactWriteItem, Update, WriteRequest,
+};
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use super::document_store::batch_write;
+use super::errors::{build_error, decode_error, sdk_error};
+use super::tables::{BY_CONNECTION_INDEX, EXPIRES_AT};
+use crate::clock::Clock;
+use crate::domain::{DocumentId, UserId};
+use crate::ports::{Connection, ConnectionId, ConnectionRegistry, Subscriber};
+use crate::{Error, Result};
+
+type Attributes = HashMap<String, AttributeValue>;
+
+const CONNECTION_ID: &str = "connectionId";
+const DOCUMENT_ID: &str = "documentId";
+const USER_ID: &str = "userId";
+const TOKEN_EXPIRES_AT: &str = "tokenExpiresAt";
+const CONNECTED_AT: &str = "connectedAt";
+const DOCUMENTS: &str = "documents";
+
+/// Connections and subscriptions in DynamoDB.
+#[derive(Clone)]
+pub struct DynamoDbConnectionRegistry {
+    client: Client,
+    connections: String,
+    subscriptions: String,
+    ttl: Duration,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for DynamoDbConnectionRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DynamoDbConnectionRegistry")
+            .field("connections", &self.connections)
+            .field("subscriptions", &self.subscriptions)
+            .finish()
+    }
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn timestamp(at: DateTime<Utc>) -> AttributeValue {
+    s(at.to_rfc3339_opts(SecondsFormat::Millis, true))
+}
+
+fn string<'a>(item: &'a Attributes, name: &str) -> Result<&'a str> {
+    match item.get(name) {
+        Some(AttributeValue::S(value)) => Ok(value),
+        other => Err(decode_error(name, other)),
+    }
+}
+
+fn time(item: &Attributes, name: &str) -> Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(string(item, name)?)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| decode_error(name, e))
+}
+
+fn epoch_seconds(item: &Attributes) -> Option<i64> {
+    match item.get(EXPIRES_AT) {
+        Some(AttributeValue::N(n)) => n.parse().ok(),
+        _ => None,
+    }
+}
+
+fn documents_of(item: &Attributes) -> BTreeSet<DocumentId> {
+    match item.get(DOCUMENTS) {
+        Some(AttributeValue::Ss(ids)) => ids
+            .iter()
+            .filter_map(|id| DocumentId::parse(id).ok())
+            .collect(),
+        _ => BTreeSet::new(),
+    }
+}
+
+impl DynamoDbConnectionRegistry {
+    pub fn new(
+        client: Client,
+        connections_table: &str,
+        subscriptions_table: &str,
+        ttl: Duration,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            client,
+            connections: connections_table.to_owned(),
+            subscriptions: subscriptions_table.to_owned(),
+            ttl,
+            clock,
+        }
+    }
+
+    fn connection_key(id: &ConnectionId) -> Attributes {
+        HashMap::from([(CONNECTION_ID.to_owned(), s(id.0.clone()))])
+    }
+
+    fn subscription_key(id: &ConnectionId, document: &DocumentId) -> Attributes {
+        HashMap::from([
+            (DOCUMENT_ID.to_owned(), s(document.to_string())),
+            (CONNECTION_ID.to_owned(), s(id.0.clone())),
+        ])
+    }
+
+    fn live(&self, item: &Attributes) -> bool {
+        epoch_seconds(item).is_none_or(|at| at > self.clock.now().timestamp())
+    }
+
+    /// The connection's item, unless missing or expired (strongly consistent).
+    async fn connection_item(&self, id: &ConnectionId) -> Result<Option<Attributes>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.connections)
+            .set_key(Some(Self::connection_key(id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error("GetItem", e))?;
+        Ok(out.item.filter(|item| self.live(item)))
+    }
+
+    async fn delete_subscriptions(
+        &self,
+        id: &ConnectionId,
+        documents: &BTreeSet<DocumentId>,
+    ) -> Result<()> {
+        let keys: Vec<Attributes> = documents
+            .iter()
+            .map(|document| Self::subscription_key(id, document))
+            .collect();
+        for chunk in keys.chunks(25) {
+            let mut requests = chunk
+                .iter()
+                .map(|key| {
+                    DeleteRequest::builder()
+                        .set_key(Some(key.clone()))
+                        .build()
+                        .map(|d| WriteRequest::builder().delete_request(d).build())
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| build_error("a subscription delete", e))?;
+            batch_write(&self.client, &self.subscriptions, &mut requests).await?;
+        }
+        Ok(())
+    }
+
+    /// The documents the `byConnection` index lists for the connection (eventually
+    /// consistent: a sweep for leftovers, not the source of truth).
+    async fn indexed_subscriptions(&self, id: &ConnectionId) -> Result<BTreeSet<DocumentId>> {
+        let mut documents = BTreeSet::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.subscriptions)
+                .index_name(BY_CONNECTION_INDEX)
+                .key_condition_expression("#c = :c")
+                .expression_attribute_names("#c", CONNECTION_ID)
+                .expression_attribute_values(":c", s(id.0.clone()))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| sdk_error("Query", e))?;
+            for item in out.items() {
+                if let Ok(document) = string(item, DOCUMENT_ID).map(DocumentId::parse)
+                    && let Ok(document) = document
+                {
+                    documents.insert(document);
+                }
+            }
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                return Ok(documents);
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl ConnectionRegistry for DynamoDbConnectionRegistry {
+    async fn register(&self, connection: &Connection) -> Result<()> {
+        let expires_at = self.clock.now().timestamp() + self.ttl.as_secs() as i64;
+        let item = HashMap::from([
+            (CONNECTION_ID.to_owned(), s(connection.id.0.clone())),
+            (USER_ID.to_owned(), s(connection.user.as_str())),
+            (
+                TOKEN_EXPIRES_AT.to_owned(),
+                timestamp(connection.expires_at),
+            ),
+            (CONNECTED_AT.to_owned(), timestamp(connection.connected_at)),
+            (
+                EXPIRES_AT.to_owned(),
+                AttributeValue::N(expires_at.to_string()),
+            ),
+        ]);
+        let out = self
+            .client
+            .put_item()
+            .table_name(&self.connections)
+            .set_item(Some(item))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|e| sdk_error("PutItem", e))?;
+        // A replaced connection starts without subscriptions.
+        if let Some(old) = out.attributes {
+            self.delete_subscriptions(&connection.id, &documents_of(&old))
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn get(&self, id: &ConnectionId) -> Result<Option<Connection>> {
+        let Some(item) = self.connection_item(id).await? else {
+            return Ok(None);
+        };
+        Ok(Some(Connection {
+            id: id.clone(),
+            user: UserId::parse(string(&item, USER_ID)?).map_err(|e| decode_error(USER_ID, e))?,
+            expires_at: time(&item, TOKEN_EXPIRES_AT)?,
+            connected_at: time(&item, CONNECTED_AT)?,
+        }))
+    }
+
+    async fn refresh(&self, id: &ConnectionId, expires_at: DateTime<Utc>) -> Result<()> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.connections)
+            .set_key(Some(Self::connection_key(id)))
+            .update_expression("SET #t = :t")
+            .condition_expression("attribute_exists(#c) AND #e > :now")
+            .expression_attribute_names("#t", TOKEN_EXPIRES_AT)
+            .expression_attribute_names("#c", CONNECTION_ID)
+            .expression_attribute_names("#e", EXPIRES_AT)
+            .expression_attribute_values(":t", timestamp(expires_at))
+            .expression_attribute_values(
+                ":now",
+                AttributeValue::N(self.clock.now().timestamp().to_string()),
+            )
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(UpdateItemError::ConditionalCheckFailedException(_))
+                ) =>
+            {
+                Err(Error::NotFound)
+            }
+            Err(e) => Err(sdk_error("UpdateItem", e)),
+        }
+    }
+
+    async fn remove(&self, id: &ConnectionId) -> Result<()> {
+        let mut documents = self
+            .client
+            .get_item()
+            .table_name(&self.connections)
+            .set_key(Some(Self::connection_key(id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error("GetItem", e))?
+            .item
+            .map(|item| documents_of(&item))
+            .unwrap_or_default();
+        documents.extend(self.indexed_subscriptions(id).await?);
+        self.delete_subscriptions(id, &documents).await?;
+        self.client
+            .delete_item()
+            .table_name(&self.connections)
+            .set_key(Some(Self::connection_key(id)))
+            .send()
+            .await
+            .map_err(|e| sdk_error("DeleteItem", e))?;
+        Ok(())
+    }
+
+    async fn subscribe(&self, id: &ConnectionId, document: &DocumentId) -> Result<()> {
+        let Some(connection) = self.connection_item(id).await? else {
+            return Err(Error::NotFound);
+        };
+        let mut subscription = Self::subscription_key(id, document);
+        for name in [USER_ID, EXPIRES_AT] {
+            if let Some(value) = connection.get(name) {
+                subscription.insert(name.to_owned(), value.clone());
+            }
+        }
+        let add = Update::builder()
+            .table_name(&self.connections)
+            .set_key(Some(Self::connection_key(id)))
+            .update_expression("ADD #d :d")
+            .condition_expression("attribute_exists(#c)")
+            .expression_attribute_names("#d", DOCUMENTS)
+            .expression_attribute_names("#c", CONNECTION_ID)
+            .expression_attribute_values(":d", AttributeValue::Ss(vec![document.to_string()]))
+            .build()
+            .map_err(|e| build_error("a subscription update", e))?;
+        let put = Put::builder()
+            .table_name(&self.subscriptions)
+            .set_item(Some(subscription))
+            .build()
+            .map_err(|e| build_error("a subscription put", e))?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(add).build())
+            .transact_items(TransactWriteItem::builder().put(put).build())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                if let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
+                    e.as_service_error()
+                    && cancelled
+                        .cancellation_reasons()
+                        .first()
+                        .and_then(|r| r.code())
+                        == Some("ConditionalCheckFailed")
+                {
+                    return Err(Error::NotFound);
+                }
+                Err(sdk_error("TransactWriteItems", e))
+            }
+        }
+    }
+
+    async fn unsubscribe(&self, id: &ConnectionId, document: &DocumentId) -> Result<()> {
+        self.client
+            .delete_item()
+            .table_name(&self.subscriptions)
+            .set_key(Some(Self::subscription_key(id, document)))
+            .send()
+            .await
+            .map_err(|e| sdk_error("DeleteItem", e))?;
+        // The subscription is gone: that is what delivery reads. Trimming the
+        // connection's set is housekeeping (`subscriptions` checks the set against the
+        // subscription items), so its failure is logged, not returned — the stream
+        // handler unsubscribes on revocations and deletions with a role that may only
+        // read and delete here.
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.connections)
+            .set_key(Some(Self::connection_key(id)))
+            .update_expression("DELETE #d :d")
+            .condition_expression("attribute_exists(#c)")
+            .expression_attribute_names("#d", DOCUMENTS)
+            .expression_attribute_names("#c", CONNECTION_ID)
+            .expression_attribute_values(":d", AttributeValue::Ss(vec![document.to_string()]))
+            .send()
+            .await;
+        match result {
+            Ok(_) => {}
+            // An unknown connection has nothing to forget.
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(UpdateItemError::ConditionalCheckFailedException(_))
+                ) => {}
+            Err(e) => {
+                let err = sdk_error("UpdateItem", e);
+                tracing::warn!(connection = %id, %document, error = %err, "could not trim the connection's subscription set");
+            }
+        }
+        Ok(())
+    }
+
+    async fn subscribers(&self, document: &DocumentId) -> Result<Vec<Subscriber>> {
+        let mut subscribers = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.subscriptions)
+                .key_condition_expression("#d = :d")
+                .expression_attribute_names("#d", DOCUMENT_ID)
+                .expression_attribute_values(":d", s(document.to_string()))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| sdk_error("Query", e))?;
+            for item in out.items() {
+                if !self.live(item) {
+                    continue;
+                }
+                subscribers.push(Subscriber {
+                    connection: ConnectionId(string(item, CONNECTION_ID)?.to_owned()),
+                    user: UserId::parse(string(item, USER_ID)?)
+                        .map_err(|e| decode_error(USER_ID, e))?,
+                });
+            }
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                return Ok(subscribers);
+            }
+        }
+    }
+
+    async fn subscriptions(&self, id: &ConnectionId) -> Result<Vec<DocumentId>> {
+        let Some(item) = self.connection_item(id).await? else {
+            return Ok(Vec::new());
+        };
+        // The set may still name a subscription ended by a process that could not trim
+        // it: keep the documents whose subscription item exists.
+        let mut checks = tokio::task::JoinSet::new();
+        for document in documents_of(&item) {
+            let (client, table, key) = (
+                self.client.clone(),
+                self.subscriptions.clone(),
+                Self::subscription_key(id, &document),
+            );
+            checks.spawn(async move {
+                let out = client
+                    .get_item()
+                    .table_name(table)
+                    .set_key(Some(key))
+                    .consistent_read(true)
+                    .projection_expression("#d")
+                    .expression_attribute_names("#d", DOCUMENT_ID)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("GetItem", e))?;
+                Ok::<_, Error>(out.item.is_some().then_some(document))
+            });
+        }
+        let mut documents = Vec::new();
+        while let Some(checked) = checks.join_next().await {
+            let checked = checked
+                .map_err(|e| Error::Unknown(anyhow::anyhow!("a subscription check failed: {e}")))?;
+            documents.extend(checked?);
+        }
+        documents.sort();
+        Ok(documents)
+    }
+}

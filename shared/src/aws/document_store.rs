@@ -1,0 +1,574 @@
+//! The [`DocumentStore`] on DynamoDB. The documents table's stream (NEW_AND_OLD_IMAGES)
+//! is the change stream: every write here is one stream record, so the store writes
+//! nothing else to announce a change.
+//!
+//! - A document is one item in the documents table, encoded with [`crate::codec`] (the
+//!   codec the stream decoder reads), keyed by `id`. Writes are conditional on the
+//!   stored `version`; a failed condition returns the stored item
+//!   (`ReturnValuesOnConditionCheckFailure = ALL_OLD`), which says whether it is a
+//!   version mismatch or a missing document.
+//! - Who may list a document is kept as membership items in the members table
+//!   (`userId`, `documentId`), one per reader, written in the same `TransactWriteItems`
+//!   as the document. Document ids are UUIDv7, so "my documents, newest first" is a
+//!   `Query` on `userId` with `ScanIndexForward = false`, paged by `documentId` — never
+//!   a scan. Listing reads the documents back (strongly consistent `BatchGetItem`) and
+//!   keeps only those the member may still read, so a membership item that outlives
+//!   its access (see below) is never shown.
+//! - A transaction holds at most 100 writes. A document with more readers than fit
+//!   beside it writes the extra new memberships before the transaction and deletes the
+//!   extra old ones after it; both orders are safe because listing re-checks access.
+//! - Deletion takes two conditional writes, so that the REMOVE record's OldImage is
+//!   the document stamped with the deletion: first the item is overwritten with the
+//!   stamped image marked `deleted = true` (conditional on the previous version), then
+//!   it is deleted (conditional on the stamped version) together with its membership
+//!   items. The stream carries a MODIFY whose NewImage is marked deleted (the stream
+//!   handler skips it, and the event source mapping filters it out) and then the
+//!   REMOVE. An item left stamped by a crash between the two steps reads as missing,
+//!   and the same delete, retried, completes it.
+
+use std::collections::{HashMap, HashSet};
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Delete, DeleteRequest, KeysAndAttributes, Put, PutRequest,
+    ReturnValuesOnConditionCheckFailure, TransactWriteItem, WriteRequest,
+};
+use serde_dynamo::Item;
+
+use super::errors::{build_error, decode_error, sdk_error};
+use crate::codec::{self, DocumentImage};
+use crate::domain::{Document, DocumentId, UserId};
+use crate::ports::{DocumentPage, DocumentStore};
+use crate::{Error, Result};
+
+type Attributes = HashMap<String, AttributeValue>;
+
+/// The most writes one `TransactWriteItems` may hold.
+const TRANSACTION_LIMIT: usize = 100;
+/// The most writes one `BatchWriteItem` may hold.
+const BATCH_WRITE_LIMIT: usize = 25;
+/// The most keys one `BatchGetItem` may hold.
+const BATCH_GET_LIMIT: usize = 100;
+
+/// Attribute names of membership items.
+const MEMBER_USER: &str = "userId";
+const MEMBER_DOCUMENT: &str = "documentId";
+
+/// Documents in DynamoDB.
+#[derive(Debug, Clone)]
+pub struct DynamoDbDocumentStore {
+    client: Client,
+    documents: String,
+    members: String,
+}
+
+/// Why a transaction did not commit.
+enum TransactionFailure {
+    /// The condition on its first write (the document) failed; the stored item, if the
+    /// service returned it.
+    Condition(Option<Attributes>),
+    Other(Error),
+}
+
+impl DynamoDbDocumentStore {
+    pub fn new(client: Client, documents_table: &str, members_table: &str) -> Self {
+        Self {
+            client,
+            documents: documents_table.to_owned(),
+            members: members_table.to_owned(),
+        }
+    }
+
+    /// The stored item, stamped tombstones included (strongly consistent).
+    async fn read(&self, id: &DocumentId) -> Result<Option<DocumentImage>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.documents)
+            .set_key(Some(document_key(id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error("GetItem", e))?;
+        out.item.map(decode).transpose()
+    }
+
+    /// The error a failed condition on the document means, from the stored item.
+    async fn conflict(&self, id: &DocumentId, stored: Option<Attributes>) -> Error {
+        let image = match stored {
+            Some(item) => decode(item).map(Some),
+            None => self.read(id).await,
+        };
+        match image {
+            Err(e) => e,
+            Ok(None) => Error::NotFound,
+            Ok(Some(image)) if image.deleted => Error::NotFound,
+            Ok(Some(image)) => Error::VersionMismatch {
+                current: image.document.version,
+            },
+        }
+    }
+
+    fn member_key(&self, user: &UserId, id: &DocumentId) -> Attributes {
+        HashMap::from([
+            (
+                MEMBER_USER.to_owned(),
+                AttributeValue::S(user.as_str().to_owned()),
+            ),
+            (
+                MEMBER_DOCUMENT.to_owned(),
+                AttributeValue::S(id.to_string()),
+            ),
+        ])
+    }
+
+    /// Runs `document_write` and as many `memberships` as fit in one transaction;
+    /// the rest go in batches, additions before and removals after.
+    async fn commit(
+        &self,
+        document_write: TransactWriteItem,
+        added: Vec<UserId>,
+        removed: Vec<UserId>,
+        id: &DocumentId,
+    ) -> Result<(), TransactionFailure> {
+        let room = TRANSACTION_LIMIT - 1;
+        let (added_now, added_before) = split(added, room);
+        let (removed_now, removed_after) = split(removed, room - added_now.len());
+        self.batch_members(&added_before, id, true)
+            .await
+            .map_err(TransactionFailure::Other)?;
+        let mut items = vec![document_write];
+        for user in &added_now {
+            items.push(
+                TransactWriteItem::builder()
+                    .put(
+                        Put::builder()
+                            .table_name(&self.members)
+                            .set_item(Some(self.member_key(user, id)))
+                            .build()
+                            .map_err(|e| {
+                                TransactionFailure::Other(build_error("a membership put", e))
+                            })?,
+                    )
+                    .build(),
+            );
+        }
+        for user in &removed_now {
+            items.push(
+                TransactWriteItem::builder()
+                    .delete(
+                        Delete::builder()
+                            .table_name(&self.members)
+                            .set_key(Some(self.member_key(user, id)))
+                            .build()
+                            .map_err(|e| {
+                                TransactionFailure::Other(build_error("a membership delete", e))
+                            })?,
+                    )
+                    .build(),
+            );
+        }
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            Ok(_) => {}
+            Err(err) => {
+                if let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
+                    err.as_service_error()
+                {
+                    let first = cancelled.cancellation_reasons().first();
+                    if first.and_then(|r| r.code()) == Some("ConditionalCheckFailed") {
+                        return Err(TransactionFailure::Condition(
+                            first.and_then(|r| r.item()).cloned(),
+                        ));
+                    }
+                    let transient = cancelled.cancellation_reasons().iter().any(|r| {
+                        matches!(
+                            r.code(),
+                            Some(
+                                "TransactionConflict"
+                                    | "ThrottlingError"
+                                    | "ProvisionedThroughputExceeded"
+                            )
+                        )
+                    });
+                    if transient {
+                        return Err(TransactionFailure::Other(Error::Unavailable(format!(
+                            "TransactWriteItems cancelled: {:?}",
+                            cancelled
+                                .cancellation_reasons()
+                                .iter()
+                                .map(|r| r.code().unwrap_or("None"))
+                                .collect::<Vec<_>>()
+                        ))));
+                    }
+                }
+                return Err(TransactionFailure::Other(sdk_error(
+                    "TransactWriteItems",
+                    err,
+                )));
+            }
+        }
+        self.batch_members(&removed_after, id, false)
+            .await
+            .map_err(TransactionFailure::Other)?;
+        Ok(())
+    }
+
+    /// Puts (or deletes) membership items in batches, retrying unprocessed ones.
+    async fn batch_members(&self, users: &[UserId], id: &DocumentId, put: bool) -> Result<()> {
+        for chunk in users.chunks(BATCH_WRITE_LIMIT) {
+            let mut requests = chunk
+                .iter()
+                .map(|user| {
+                    let key = self.member_key(user, id);
+                    if put {
+                        PutRequest::builder()
+                            .set_item(Some(key))
+                            .build()
+                            .map(|p| WriteRequest::builder().put_request(p).build())
+                    } else {
+                        DeleteRequest::builder()
+                            .set_key(Some(key))
+                            .build()
+                            .map(|d| WriteRequest::builder().delete_request(d).build())
+                    }
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| build_error("a membership write", e))?;
+            batch_write(&self.client, &self.members, &mut requests).await?;
+        }
+        Ok(())
+    }
+
+    /// Reads documents by id (strongly consistent), skipping missing and stamped ones.
+    async fn batch_get(&self, ids: &[DocumentId]) -> Result<HashMap<DocumentId, Document>> {
+        let mut found = HashMap::new();
+        for chunk in ids.chunks(BATCH_GET_LIMIT) {
+            let mut keys: Vec<Attributes> = chunk.iter().map(document_key).collect();
+            for attempt in 0.. {
+                if keys.is_empty() {
+                    break;
+                }
+                if attempt > 0 {
+                    backoff(attempt).await?;
+                }
+                let request = KeysAndAttributes::builder()
+                    .set_keys(Some(std::mem::take(&mut keys)))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| build_error("a BatchGetItem request", e))?;
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.documents, request)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("BatchGetItem", e))?;
+                for item in out
+                    .responses
+                    .and_then(|mut r| r.remove(&self.documents))
+                    .unwrap_or_default()
+                {
+                    let image = decode(item)?;
+                    if !image.deleted {
+                        found.insert(image.document.id, image.document);
+                    }
+                }
+                keys = out
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.documents))
+                    .map(|k| k.keys)
+                    .unwrap_or_default();
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// Writes a batch, retrying its unprocessed requests with backoff.
+pub(crate) async fn batch_write(
+    client: &Client,
+    table: &str,
+    requests: &mut Vec<WriteRequest>,
+) -> Result<()> {
+    for attempt in 0.. {
+        if requests.is_empty() {
+            return Ok(());
+        }
+        if attempt > 0 {
+            backoff(attempt).await?;
+        }
+        let out = client
+            .batch_write_item()
+            .request_items(table, std::mem::take(requests))
+            .send()
+            .await
+            .map_err(|e| sdk_error("BatchWriteItem", e))?;
+        *requests = out
+            .unprocessed_items
+            .and_then(|mut u| u.remove(table))
+            .unwrap_or_default();
+    }
+    Ok(())
+}
+
+/// Waits before retrying unprocessed batch requests; gives up after a few attempts.
+async fn backoff(attempt: u32) -> Result<()> {
+    if attempt > 8 {
+        return Err(Error::Unavailable(
+            "DynamoDB left batch requests unprocessed after 8 retries".into(),
+        ));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(25 << attempt.min(6))).await;
+    Ok(())
+}
+
+fn split(users: Vec<UserId>, room: usize) -> (Vec<UserId>, Vec<UserId>) {
+    let mut now = users;
+    let later = if now.len() > room {
+        now.split_off(room)
+    } else {
+        Vec::new()
+    };
+    (now, later)
+}
+
+fn document_key(id: &DocumentId) -> Attributes {
+    codec::document_key(id).into()
+}
+
+fn decode(item: Attributes) -> Result<DocumentImage> {
+    codec::item_to_document(&Item::from(item)).map_err(|e| decode_error("a document item", e))
+}
+
+fn number(n: u64) -> AttributeValue {
+    AttributeValue::N(n.to_string())
+}
+
+/// The condition of a write that replaces version `:previous` of a live document.
+const GUARD: &str = "attribute_exists(#id) AND #v = :previous AND attribute_not_exists(#deleted)";
+
+/// A put of `item` that requires the stored version to be `previous` and the item not
+/// to be a stamped deletion (or, for `previous == 0`, no item at all).
+fn guarded_put(table: &str, item: Item, previous: u64) -> Result<Put> {
+    let builder = Put::builder()
+        .table_name(table)
+        .set_item(Some(item.into()))
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+        .expression_attribute_names("#id", codec::KEY_ATTRIBUTE);
+    let builder = if previous == 0 {
+        builder.condition_expression("attribute_not_exists(#id)")
+    } else {
+        builder
+            .condition_expression(GUARD)
+            .expression_attribute_names("#v", "version")
+            .expression_attribute_names("#deleted", codec::DELETED_ATTRIBUTE)
+            .expression_attribute_values(":previous", number(previous))
+    };
+    builder
+        .build()
+        .map_err(|e| build_error("a document put", e))
+}
+
+fn readers(doc: &Document) -> HashSet<UserId> {
+    doc.readers().cloned().collect()
+}
+
+#[async_trait]
+impl DocumentStore for DynamoDbDocumentStore {
+    async fn create(&self, doc: &Document) -> Result<()> {
+        let put = guarded_put(&self.documents, codec::document_to_item(doc), 0)?;
+        let write = TransactWriteItem::builder().put(put).build();
+        let members: Vec<UserId> = doc.readers().cloned().collect();
+        match self.commit(write, members, Vec::new(), &doc.id).await {
+            Ok(()) => Ok(()),
+            Err(TransactionFailure::Condition(_)) => Err(Error::AlreadyExists),
+            Err(TransactionFailure::Other(e)) => Err(e),
+        }
+    }
+
+    async fn get(&self, id: &DocumentId) -> Result<Option<Document>> {
+        Ok(self
+            .read(id)
+            .await?
+            .filter(|image| !image.deleted)
+            .map(|image| image.document))
+    }
+
+    async fn update(&self, doc: &Document) -> Result<()> {
+        let previous = doc.version.saturating_sub(1);
+        if previous == 0 {
+            return Err(Error::invalid(
+                "version",
+                "an update makes version 2 or later",
+            ));
+        }
+        // The readers of the stored version: the condition below guarantees that the
+        // version replaced is the one read here, so the membership diff is exact.
+        let stored = match self.read(&doc.id).await? {
+            None => return Err(Error::NotFound),
+            Some(image) if image.deleted => return Err(Error::NotFound),
+            Some(image) if image.document.version != previous => {
+                return Err(Error::VersionMismatch {
+                    current: image.document.version,
+                });
+            }
+            Some(image) => image.document,
+        };
+        let (before, after) = (readers(&stored), readers(doc));
+        let added = after.difference(&before).cloned().collect();
+        let removed = before.difference(&after).cloned().collect();
+        let put = guarded_put(&self.documents, codec::document_to_item(doc), previous)?;
+        let write = TransactWriteItem::builder().put(put).build();
+        match self.commit(write, added, removed, &doc.id).await {
+            Ok(()) => Ok(()),
+            Err(TransactionFailure::Condition(stored)) => Err(self.conflict(&doc.id, stored).await),
+            Err(TransactionFailure::Other(e)) => Err(e),
+        }
+    }
+
+    async fn delete(&self, last: &Document) -> Result<()> {
+        let previous = last.version.saturating_sub(1);
+        if previous == 0 {
+            return Err(Error::invalid(
+                "version",
+                "a deletion makes version 2 or later",
+            ));
+        }
+        // Step 1: stamp the item with the deletion.
+        let stamped = self
+            .client
+            .put_item()
+            .table_name(&self.documents)
+            .set_item(Some(codec::tombstone_to_item(last).into()))
+            .condition_expression(GUARD)
+            .expression_attribute_names("#id", codec::KEY_ATTRIBUTE)
+            .expression_attribute_names("#v", "version")
+            .expression_attribute_names("#deleted", codec::DELETED_ATTRIBUTE)
+            .expression_attribute_values(":previous", number(previous))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        if let Err(err) = stamped {
+            let Some(failed) = err
+                .as_service_error()
+                .filter(|e| e.is_conditional_check_failed_exception())
+            else {
+                return Err(sdk_error("PutItem", err));
+            };
+            let stored = match failed {
+                aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(e) => {
+                    e.item().cloned()
+                }
+                _ => None,
+            };
+            let image = match stored {
+                Some(item) => decode(item)?,
+                None => match self.read(&last.id).await? {
+                    Some(image) => image,
+                    None => return Err(Error::NotFound),
+                },
+            };
+            // A stamp at this version is this deletion, interrupted: complete it.
+            let interrupted = image.deleted && image.document.version == last.version;
+            if !interrupted {
+                return Err(self.conflict(&last.id, Some(codec_item(&image))).await);
+            }
+        }
+        // Step 2: delete the stamped item and the memberships.
+        let delete = Delete::builder()
+            .table_name(&self.documents)
+            .set_key(Some(document_key(&last.id)))
+            .condition_expression("#v = :version AND #deleted = :true")
+            .expression_attribute_names("#v", "version")
+            .expression_attribute_names("#deleted", codec::DELETED_ATTRIBUTE)
+            .expression_attribute_values(":version", number(last.version))
+            .expression_attribute_values(":true", AttributeValue::Bool(true))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(|e| build_error("a document delete", e))?;
+        let write = TransactWriteItem::builder().delete(delete).build();
+        let members = last.readers().cloned().collect();
+        match self.commit(write, Vec::new(), members, &last.id).await {
+            Ok(()) => Ok(()),
+            // Gone already: a concurrent retry of this deletion finished it.
+            Err(TransactionFailure::Condition(None)) => Ok(()),
+            Err(TransactionFailure::Condition(Some(stored))) => {
+                Err(self.conflict(&last.id, Some(stored)).await)
+            }
+            Err(TransactionFailure::Other(e)) => Err(e),
+        }
+    }
+
+    async fn list_for_member(
+        &self,
+        member: &UserId,
+        limit: usize,
+        after: Option<&DocumentId>,
+    ) -> Result<DocumentPage> {
+        let limit = limit.max(1);
+        let mut items: Vec<Document> = Vec::with_capacity(limit + 1);
+        let mut start = after.map(|id| self.member_key(member, id));
+        loop {
+            let want = (limit + 1 - items.len()).max(1) as i32;
+            let out = self
+                .client
+                .query()
+                .table_name(&self.members)
+                .key_condition_expression("#user = :user")
+                .expression_attribute_names("#user", MEMBER_USER)
+                .expression_attribute_values(":user", AttributeValue::S(member.as_str().to_owned()))
+                .scan_index_forward(false)
+                .consistent_read(true)
+                .limit(want)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error("Query", e))?;
+            let ids: Vec<DocumentId> = out
+                .items()
+                .iter()
+                .filter_map(|item| match item.get(MEMBER_DOCUMENT) {
+                    Some(AttributeValue::S(id)) => DocumentId::parse(id).ok(),
+                    _ => None,
+                })
+                .collect();
+            let mut found = self.batch_get(&ids).await?;
+            for id in ids {
+                if let Some(doc) = found.remove(&id)
+                    && doc.access_for(member).is_some()
+                {
+                    items.push(doc);
+                }
+            }
+            start = out.last_evaluated_key;
+            if items.len() > limit || start.is_none() {
+                break;
+            }
+        }
+        let more = items.len() > limit;
+        items.truncate(limit);
+        let next = if more {
+            items.last().map(|d| d.id)
+        } else {
+            None
+        };
+        Ok(DocumentPage { items, next })
+    }
+}
+
+fn codec_item(image: &DocumentImage) -> Attributes {
+    let item = if image.deleted {
+        codec::tombstone_to_item(&image.document)
+    } else {
+        codec::document_to_item(&image.document)
+    };
+    item.into()
+}

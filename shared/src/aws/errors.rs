@@ -1,0 +1,93 @@
+//! SDK failures as [`Error`] variants: what may pass when tried again (throttling,
+//! timeouts, connection failures, 5xx) is [`Error::Unavailable`]; everything else is
+//! [`Error::Unknown`]. The SDK has already retried transient failures with its own
+//! backoff when one reaches these functions.
+
+use std::fmt::Debug;
+
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+
+use crate::Error;
+
+/// Error codes (not messages) that AWS services use for throttling and passing
+/// overload or conflicts.
+const TRANSIENT_CODES: &[&str] = &[
+    "ThrottlingException",
+    "Throttling",
+    "ThrottledException",
+    "RequestThrottled",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+    "LimitExceededException",
+    "TransactionConflictException",
+    "TransactionInProgressException",
+    "ReplicatedWriteConflictException",
+    "InternalServerError",
+    "InternalFailure",
+    "InternalError",
+    "ServiceUnavailable",
+    "KMSThrottlingException",
+    "AWS.SimpleQueueService.RequestThrottled",
+];
+
+/// Whether an error code names a transient failure.
+pub fn is_transient_code(code: &str) -> bool {
+    TRANSIENT_CODES.contains(&code)
+}
+
+/// Maps an SDK failure of operation `what`.
+pub fn sdk_error<E>(what: &str, err: SdkError<E, HttpResponse>) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match &err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            Error::Unavailable(format!("{what}: {}", describe(&err)))
+        }
+        SdkError::ServiceError(service) => {
+            let status = service.raw().status().as_u16();
+            let transient = status >= 500
+                || status == 429
+                || service.err().code().is_some_and(is_transient_code);
+            if transient {
+                Error::Unavailable(format!("{what}: {}", describe(&err)))
+            } else {
+                Error::Unknown(anyhow::anyhow!("{what}: {}", describe(&err)))
+            }
+        }
+        _ => Error::Unknown(anyhow::anyhow!("{what}: {}", describe(&err))),
+    }
+}
+
+/// The error's code and message, or its source chain when it has no code.
+fn describe<E>(err: &SdkError<E, HttpResponse>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match err.code() {
+        Some(code) => format!("{code}: {}", err.message().unwrap_or("")),
+        None => {
+            let mut text = err.to_string();
+            let mut source = std::error::Error::source(err);
+            while let Some(s) = source {
+                text.push_str(": ");
+                text.push_str(&s.to_string());
+                source = s.source();
+            }
+            text
+        }
+    }
+}
+
+/// A request that could not even be built (a missing required field): a bug.
+pub fn build_error(what: &str, err: impl std::error::Error + Send + Sync + 'static) -> Error {
+    Error::Unknown(anyhow::Error::new(err).context(format!("building {what}")))
+}
+
+/// An item that does not decode: data written by something else, or a bug.
+pub fn decode_error(what: &str, err: impl Debug) -> Error {
+    Error::Unknown(anyhow::anyhow!("decoding {what}: {err:?}"))
+}

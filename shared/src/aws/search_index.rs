@@ -1,0 +1,354 @@
+//! The [`SearchIndex`] on OpenSearch.
+//!
+//! - The index and its mapping are created by the first write, idempotently (an index
+//!   that exists already is fine); searching a missing index finds nothing. The mapping is strict: `id`, `readers` (keywords),
+//!   `version` (long), `deleted` (boolean), `title` and `body` (text).
+//! - Writes use external versioning with the document's version, so OpenSearch itself
+//!   refuses an older (or the same) version: its 409 `version_conflict_engine_exception`
+//!   means a newer version is there and the write is `AlreadyApplied`.
+//! - A deletion indexes a tombstone (`deleted: true`, no text, no readers) at the
+//!   deletion's version instead of removing the document, so a late older write still
+//!   meets a newer version and gets its 409.
+//! - Every search is filtered by `readers` = the caller and `deleted` = false. The query
+//!   is Lucene syntax (`query_string`, as the embedded index parses it) over `title`
+//!   (boosted) and `body`, AND by default; a query that does not parse is OpenSearch's
+//!   400 and becomes [`Error::Invalid`].
+//! - Snippets are OpenSearch highlights with `<mark>` tags and the `html` encoder, so
+//!   the text around the marks is HTML-escaped; a hit matched only in its title shows
+//!   the start of its body, escaped the same way.
+//! - `flush` refreshes the index, so what the batch wrote is searchable when the
+//!   batch is acknowledged.
+
+use async_trait::async_trait;
+use opensearch::OpenSearch;
+use opensearch::http::headers::HeaderMap;
+use opensearch::http::request::JsonBody;
+use opensearch::http::response::Response;
+use opensearch::http::{Method, StatusCode};
+use serde_json::{Value, json};
+use tokio::sync::OnceCell;
+
+use crate::domain::DocumentId;
+use crate::ports::{SearchDocument, SearchHit, SearchIndex, SearchPage, SearchQuery, WriteOutcome};
+use crate::{Error, Result};
+
+/// Characters of body in a snippet.
+const SNIPPET_CHARS: u32 = 160;
+
+/// The search index in OpenSearch.
+#[derive(Clone)]
+pub struct OpenSearchIndex {
+    client: OpenSearch,
+    index: String,
+    created: std::sync::Arc<OnceCell<()>>,
+}
+
+impl std::fmt::Debug for OpenSearchIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenSearchIndex")
+            .field("index", &self.index)
+            .finish()
+    }
+}
+
+fn mapping() -> Value {
+    json!({
+        "mappings": {
+            "dynamic": "strict",
+            "properties": {
+                "id": { "type": "keyword" },
+                "version": { "type": "long" },
+                "deleted": { "type": "boolean" },
+                "readers": { "type": "keyword" },
+                "title": { "type": "text" },
+                "body": { "type": "text" }
+            }
+        }
+    })
+}
+
+fn unavailable(what: &str, err: opensearch::Error) -> Error {
+    Error::Unavailable(format!("OpenSearch {what}: {err}"))
+}
+
+/// The error of a response that is not a success, by status.
+async fn failure(what: &str, response: Response) -> Error {
+    let status = response.status_code();
+    let body = response.text().await.unwrap_or_default();
+    let body: String = body.chars().take(500).collect();
+    if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+        Error::Unavailable(format!("OpenSearch {what}: {status}: {body}"))
+    } else {
+        Error::Unknown(anyhow::anyhow!("OpenSearch {what}: {status}: {body}"))
+    }
+}
+
+impl OpenSearchIndex {
+    pub fn new(client: OpenSearch, index: &str) -> Self {
+        Self {
+            client,
+            index: index.to_owned(),
+            created: Default::default(),
+        }
+    }
+
+    pub fn index_name(&self) -> &str {
+        &self.index
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> Result<Response, opensearch::Error> {
+        self.client
+            .send(
+                method,
+                path,
+                HeaderMap::new(),
+                Some(query),
+                body.map(JsonBody::new),
+                None,
+            )
+            .await
+    }
+
+    /// Creates the index with its mapping unless it exists.
+    pub async fn ensure_index(&self) -> Result<()> {
+        self.created
+            .get_or_try_init(|| async {
+                let path = format!("/{}", self.index);
+                let exists = self
+                    .call(Method::Head, &path, &[], None)
+                    .await
+                    .map_err(|e| unavailable("HEAD index", e))?;
+                if exists.status_code().is_success() {
+                    return Ok(());
+                }
+                let created = self
+                    .call(Method::Put, &path, &[], Some(mapping()))
+                    .await
+                    .map_err(|e| unavailable("creating the index", e))?;
+                let status = created.status_code();
+                if status.is_success() {
+                    return Ok(());
+                }
+                let body: Value = created.json().await.unwrap_or(Value::Null);
+                if status == StatusCode::BAD_REQUEST
+                    && body["error"]["type"] == "resource_already_exists_exception"
+                {
+                    return Ok(());
+                }
+                if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+                    return Err(Error::Unavailable(format!(
+                        "OpenSearch creating the index: {status}: {body}"
+                    )));
+                }
+                Err(Error::Unknown(anyhow::anyhow!(
+                    "OpenSearch creating the index: {status}: {body}"
+                )))
+            })
+            .await
+            .map(|_| ())
+    }
+
+    /// Indexes `source` as document `id` at external `version`.
+    async fn put(&self, id: &DocumentId, version: u64, source: Value) -> Result<WriteOutcome> {
+        self.ensure_index().await?;
+        let path = format!("/{}/_doc/{}", self.index, id);
+        let version = version.to_string();
+        let response = self
+            .call(
+                Method::Put,
+                &path,
+                &[("version", &version), ("version_type", "external")],
+                Some(source),
+            )
+            .await
+            .map_err(|e| unavailable("indexing", e))?;
+        match response.status_code() {
+            s if s.is_success() => Ok(WriteOutcome::Applied),
+            StatusCode::CONFLICT => Ok(WriteOutcome::AlreadyApplied),
+            _ => Err(failure("indexing", response).await),
+        }
+    }
+
+    /// The version and tombstone flag the index holds for a document (real-time get).
+    pub async fn indexed(&self, id: &DocumentId) -> Result<Option<(u64, bool)>> {
+        let path = format!("/{}/_doc/{}", self.index, id);
+        let response = self
+            .call(Method::Get, &path, &[], None)
+            .await
+            .map_err(|e| unavailable("reading a document", e))?;
+        match response.status_code() {
+            StatusCode::NOT_FOUND => Ok(None),
+            s if s.is_success() => {
+                let body: Value = response
+                    .json()
+                    .await
+                    .map_err(|e| unavailable("reading a document", e))?;
+                Ok(body["_version"]
+                    .as_u64()
+                    .map(|v| (v, body["_source"]["deleted"].as_bool().unwrap_or(false))))
+            }
+            _ => Err(failure("reading a document", response).await),
+        }
+    }
+}
+
+#[async_trait]
+impl SearchIndex for OpenSearchIndex {
+    async fn upsert(&self, doc: &SearchDocument) -> Result<WriteOutcome> {
+        let source = json!({
+            "id": doc.id.to_string(),
+            "version": doc.version,
+            "deleted": false,
+            "readers": doc.readers.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+            "title": doc.title,
+            "body": doc.body,
+        });
+        self.put(&doc.id, doc.version, source).await
+    }
+
+    async fn delete(&self, id: &DocumentId, version: u64) -> Result<WriteOutcome> {
+        let source = json!({
+            "id": id.to_string(),
+            "version": version,
+            "deleted": true,
+            "readers": [],
+            "title": "",
+            "body": "",
+        });
+        self.put(id, version, source).await
+    }
+
+    async fn flush(&self) -> Result<()> {
+        self.ensure_index().await?;
+        let path = format!("/{}/_refresh", self.index);
+        let response = self
+            .call(Method::Post, &path, &[], None)
+            .await
+            .map_err(|e| unavailable("refreshing", e))?;
+        if response.status_code().is_success() {
+            Ok(())
+        } else {
+            Err(failure("refreshing", response).await)
+        }
+    }
+
+    async fn search(&self, query: &SearchQuery) -> Result<SearchPage> {
+        let text = query.text.trim();
+        if text.is_empty() {
+            return Err(Error::invalid("q", "must not be empty"));
+        }
+        let limit = query.limit.max(1);
+        let body = json!({
+            "from": query.offset,
+            "size": limit + 1,
+            "track_total_hits": false,
+            "_source": ["title", "version"],
+            "query": {
+                "bool": {
+                    "must": {
+                        "query_string": {
+                            "query": text,
+                            "fields": ["title^2", "body"],
+                            "default_operator": "and",
+                            "allow_leading_wildcard": false
+                        }
+                    },
+                    "filter": [
+                        { "term": { "readers": query.reader.as_str() } },
+                        { "term": { "deleted": false } }
+                    ]
+                }
+            },
+            "highlight": {
+                "encoder": "html",
+                "pre_tags": ["<mark>"],
+                "post_tags": ["</mark>"],
+                "fields": {
+                    "body": {
+                        "fragment_size": SNIPPET_CHARS,
+                        "number_of_fragments": 1,
+                        "no_match_size": SNIPPET_CHARS
+                    }
+                }
+            }
+        });
+        let path = format!("/{}/_search", self.index);
+        let response = self
+            .call(Method::Post, &path, &[], Some(body))
+            .await
+            .map_err(|e| unavailable("searching", e))?;
+        let status = response.status_code();
+        if status == StatusCode::NOT_FOUND {
+            // Nothing indexed yet: searching never creates the index (the API's role
+            // may only read it).
+            return Ok(SearchPage {
+                hits: Vec::new(),
+                more: false,
+            });
+        }
+        if status == StatusCode::BAD_REQUEST {
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            let reason = body["error"]["root_cause"][0]["reason"]
+                .as_str()
+                .or(body["error"]["reason"].as_str())
+                .unwrap_or("the query does not parse");
+            return Err(Error::invalid("q", format!("does not parse: {reason}")));
+        }
+        if !status.is_success() {
+            return Err(failure("searching", response).await);
+        }
+        let body: Value = response
+            .json()
+            .await
+            .map_err(|e| unavailable("reading hits", e))?;
+        let raw = body["hits"]["hits"].as_array().cloned().unwrap_or_default();
+        let more = raw.len() > limit;
+        let hits = raw
+            .into_iter()
+            .take(limit)
+            .filter_map(|hit| {
+                let id = DocumentId::parse(hit["_id"].as_str()?).ok()?;
+                Some(SearchHit {
+                    id,
+                    title: hit["_source"]["title"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    snippet: hit["highlight"]["body"][0]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    score: hit["_score"].as_f64().unwrap_or(0.0) as f32,
+                    version: hit["_source"]["version"].as_u64().unwrap_or(0),
+                })
+            })
+            .collect();
+        Ok(SearchPage { hits, more })
+    }
+
+    async fn health(&self) -> Result<()> {
+        let response = self
+            .call(Method::Get, "/_cluster/health", &[], None)
+            .await
+            .map_err(|e| unavailable("health", e))?;
+        if !response.status_code().is_success() {
+            return Err(failure("health", response).await);
+        }
+        let body: Value = response
+            .json()
+            .await
+            .map_err(|e| unavailable("health", e))?;
+        match body["status"].as_str() {
+            Some("green" | "yellow") => Ok(()),
+            other => Err(Error::Unavailable(format!(
+                "OpenSearch cluster status {other:?}"
+            ))),
+        }
+    }
+}

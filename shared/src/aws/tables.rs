@@ -1,0 +1,206 @@
+//! The DynamoDB tables' key schemas, as `infra/template.yaml` declares them, and their
+//! creation for emulators and ad-hoc environments (CloudFormation creates them in a
+//! deployment).
+//!
+//! | table | keys | extras |
+//! |---|---|---|
+//! | documents | `id` (S) | stream NEW_AND_OLD_IMAGES |
+//! | members | `userId` (S), `documentId` (S) | |
+//! | connections | `connectionId` (S) | TTL on `expiresAt` |
+//! | subscriptions | `documentId` (S), `connectionId` (S) | GSI `byConnection` (`connectionId`, `documentId`, keys only); TTL on `expiresAt` |
+//! | audit | `documentId` (S), `version` (N) | |
+//! | analysis | `documentId` (S) | |
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
+    TimeToLiveSpecification,
+};
+
+use super::TableNames;
+use super::errors::{build_error, sdk_error};
+use crate::Result;
+
+/// The TTL attribute of connection and subscription items (epoch seconds).
+pub const EXPIRES_AT: &str = "expiresAt";
+/// The subscriptions table's index by connection.
+pub const BY_CONNECTION_INDEX: &str = "byConnection";
+
+/// Creates every table that does not exist yet, and waits until each is active.
+pub async fn create_tables(client: &Client, names: &TableNames) -> Result<()> {
+    use ScalarAttributeType::{N, S};
+    create(client, &names.documents, &[("id", S)], None, true, None).await?;
+    create(
+        client,
+        &names.members,
+        &[("userId", S), ("documentId", S)],
+        None,
+        false,
+        None,
+    )
+    .await?;
+    create(
+        client,
+        &names.connections,
+        &[("connectionId", S)],
+        None,
+        false,
+        Some(EXPIRES_AT),
+    )
+    .await?;
+    create(
+        client,
+        &names.subscriptions,
+        &[("documentId", S), ("connectionId", S)],
+        Some(BY_CONNECTION_INDEX),
+        false,
+        Some(EXPIRES_AT),
+    )
+    .await?;
+    create(
+        client,
+        &names.audit,
+        &[("documentId", S), ("version", N)],
+        None,
+        false,
+        None,
+    )
+    .await?;
+    create(
+        client,
+        &names.analysis,
+        &[("documentId", S)],
+        None,
+        false,
+        None,
+    )
+    .await?;
+    Ok(())
+}
+
+/// The ARN of the documents table's latest stream.
+pub async fn stream_arn(client: &Client, documents_table: &str) -> Result<Option<String>> {
+    let described = client
+        .describe_table()
+        .table_name(documents_table)
+        .send()
+        .await
+        .map_err(|e| sdk_error("DescribeTable", e))?;
+    Ok(described
+        .table()
+        .and_then(|t| t.latest_stream_arn())
+        .map(str::to_owned))
+}
+
+async fn create(
+    client: &Client,
+    name: &str,
+    keys: &[(&str, ScalarAttributeType)],
+    reversed_index: Option<&str>,
+    stream: bool,
+    ttl: Option<&str>,
+) -> Result<()> {
+    let key = |attribute: &str, kind: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(attribute)
+            .key_type(kind)
+            .build()
+            .map_err(|e| build_error("a key schema", e))
+    };
+    let mut request = client
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest);
+    for (i, (attribute, kind)) in keys.iter().enumerate() {
+        request = request
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name(*attribute)
+                    .attribute_type(kind.clone())
+                    .build()
+                    .map_err(|e| build_error("an attribute definition", e))?,
+            )
+            .key_schema(key(
+                attribute,
+                if i == 0 {
+                    KeyType::Hash
+                } else {
+                    KeyType::Range
+                },
+            )?);
+    }
+    if let (Some(index), [(hash, _), (range, _)]) = (reversed_index, keys) {
+        request = request.global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(index)
+                .key_schema(key(range, KeyType::Hash)?)
+                .key_schema(key(hash, KeyType::Range)?)
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::KeysOnly)
+                        .build(),
+                )
+                .build()
+                .map_err(|e| build_error("an index", e))?,
+        );
+    }
+    if stream {
+        request = request.stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::NewAndOldImages)
+                .build()
+                .map_err(|e| build_error("a stream specification", e))?,
+        );
+    }
+    match request.send().await {
+        Ok(_) => {}
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_in_use_exception()) => {}
+        Err(e) => return Err(sdk_error("CreateTable", e)),
+    }
+    wait_active(client, name).await?;
+    if let Some(attribute) = ttl {
+        client
+            .update_time_to_live()
+            .table_name(name)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .attribute_name(attribute)
+                    .enabled(true)
+                    .build()
+                    .map_err(|e| build_error("a TTL specification", e))?,
+            )
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| sdk_error("UpdateTimeToLive", e))
+            .or_else(|e| match e {
+                // Already enabled.
+                crate::Error::Unknown(_) => Ok(()),
+                other => Err(other),
+            })?;
+    }
+    Ok(())
+}
+
+async fn wait_active(client: &Client, name: &str) -> Result<()> {
+    use aws_sdk_dynamodb::types::TableStatus;
+    for _ in 0..600 {
+        let described = client
+            .describe_table()
+            .table_name(name)
+            .send()
+            .await
+            .map_err(|e| sdk_error("DescribeTable", e))?;
+        if described.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    Err(crate::Error::Unavailable(format!(
+        "table {name} did not become active"
+    )))
+}

@@ -1,0 +1,92 @@
+//! The [`AnalysisQueue`] contract: jobs are received with a visibility timeout, acked,
+//! or dead-lettered whole with their reason.
+//!
+//! Deduplication of `enqueue` differs by design: the embedded queue remembers every
+//! (document, version) ever enqueued, while the SQS queue is a standard queue whose
+//! consumer is idempotent (see `shared::aws::analysis_queue`). The suite checks the
+//! first only where the adapter claims it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use shared::domain::DocumentId;
+use shared::ports::{AnalysisJob, AnalysisQueue, DeadLetterQueue, DeadLetterSource, WriteOutcome};
+
+/// What an adapter promises beyond the common contract.
+#[derive(Debug, Clone, Copy)]
+pub struct QueueTraits {
+    /// `enqueue` of an already enqueued (document, version) is `AlreadyApplied`.
+    pub deduplicates: bool,
+}
+
+/// Runs the suite on a queue that starts empty; dead jobs must land in `dead_letters`.
+pub async fn run(
+    queue: Arc<dyn AnalysisQueue>,
+    dead_letters: Arc<dyn DeadLetterQueue>,
+    traits: QueueTraits,
+) {
+    let hide = Duration::from_secs(60);
+    let document = DocumentId::generate();
+    let jobs: Vec<_> = (1..=3)
+        .map(|version| AnalysisJob {
+            document_id: document,
+            version,
+        })
+        .collect();
+    for job in &jobs {
+        assert_eq!(queue.enqueue(job).await.unwrap(), WriteOutcome::Applied);
+    }
+    if traits.deduplicates {
+        assert_eq!(
+            queue.enqueue(&jobs[0]).await.unwrap(),
+            WriteOutcome::AlreadyApplied
+        );
+    }
+    assert_eq!(queue.depth().await.unwrap(), 3);
+
+    // Received jobs are hidden from other receivers until acked.
+    let mut received = Vec::new();
+    for _ in 0..10 {
+        received.extend(queue.receive(10, hide).await.unwrap());
+        if received.len() >= 3 {
+            break;
+        }
+    }
+    let mut versions: Vec<_> = received.iter().map(|r| r.job.version).collect();
+    versions.sort();
+    assert_eq!(versions, [1, 2, 3]);
+    assert!(
+        received
+            .iter()
+            .all(|r| r.attempts == 1 && r.job.document_id == document)
+    );
+    assert!(
+        queue.receive(10, hide).await.unwrap().is_empty(),
+        "received jobs are hidden"
+    );
+    assert_eq!(queue.depth().await.unwrap(), 3, "hidden jobs still count");
+
+    // Ack removes; dead-lettering moves the job, with its reason, to the dead letters.
+    let by_version = |v: u64| received.iter().find(|r| r.job.version == v).unwrap();
+    queue.ack(&by_version(1).receipt).await.unwrap();
+    queue.ack(&by_version(2).receipt).await.unwrap();
+    queue
+        .dead_letter(&by_version(3).receipt, "the text would not analyse")
+        .await
+        .unwrap();
+    assert_eq!(queue.depth().await.unwrap(), 0);
+    let letters = dead_letters.list(10).await.unwrap();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0].source, DeadLetterSource::Analysis);
+    assert_eq!(letters[0].reason, "the text would not analyse");
+    let dead: AnalysisJob = serde_json::from_value(letters[0].payload.clone()).unwrap();
+    assert_eq!(dead, jobs[2]);
+
+    // A redrive puts the job back even though it was enqueued before.
+    queue.requeue(&jobs[2]).await.unwrap();
+    let again = queue.receive(10, hide).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].job, jobs[2]);
+    queue.ack(&again[0].receipt).await.unwrap();
+    assert_eq!(queue.depth().await.unwrap(), 0);
+}

@@ -1,0 +1,104 @@
+//! The emulators' endpoints and per-test resources: every test makes its own tables,
+//! queues and index (named with a random suffix), so tests run in parallel against one
+//! moto and one OpenSearch.
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use shared::aws::tables::create_tables;
+use shared::aws::{AwsClients, AwsConfig, OpenSearchConfig, TableNames};
+
+/// moto's endpoint, from `tests/emulators/moto.start`.
+pub fn moto_endpoint() -> String {
+    std::env::var("DOCFAN_TEST_AWS_ENDPOINT").unwrap_or_else(|_| {
+        panic!(
+            "DOCFAN_TEST_AWS_ENDPOINT is not set: start moto with `bash tests/emulators/moto.start ENV_FILE` \
+             and source ENV_FILE (tests/run does both)"
+        )
+    })
+}
+
+/// OpenSearch's URL, from `tests/emulators/opensearch.start`.
+pub fn opensearch_url() -> String {
+    std::env::var("DOCFAN_TEST_OPENSEARCH_URL").unwrap_or_else(|_| {
+        panic!(
+            "DOCFAN_TEST_OPENSEARCH_URL is not set: start OpenSearch with \
+             `bash tests/emulators/opensearch.start ENV_FILE` and source ENV_FILE (tests/run does both)"
+        )
+    })
+}
+
+/// `prefix-` and 12 random hex digits.
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+pub const REGION: &str = "us-east-1";
+
+/// The SDK configuration for moto: static credentials, a fixed region, moto's endpoint.
+pub async fn sdk_config(endpoint: &str) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(REGION))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "testing",
+            "testing",
+            None,
+            None,
+            "docfan-tests",
+        ))
+        .load()
+        .await
+}
+
+/// What a test wants made.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Wants {
+    pub search: bool,
+    /// A Management API endpoint (a recording server) instead of moto's.
+    pub websocket_endpoint: Option<&'static str>,
+}
+
+/// Every AWS client over fresh tables, queues and (if wanted) a fresh index.
+pub async fn aws(wants: Wants) -> AwsClients {
+    aws_with_endpoint(wants, None).await
+}
+
+pub async fn aws_with_endpoint(wants: Wants, websocket_endpoint: Option<String>) -> AwsClients {
+    let endpoint = moto_endpoint();
+    let sdk = sdk_config(&endpoint).await;
+    let tables = TableNames::with_prefix(&unique("t"));
+    create_tables(&aws_sdk_dynamodb::Client::new(&sdk), &tables)
+        .await
+        .expect("creating the tables in moto");
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let mut config = AwsConfig {
+        region: Some(REGION.into()),
+        endpoint_url: Some(endpoint),
+        tables,
+        analysis_queue_url: Some(create_queue(&sqs, &unique("analysis")).await),
+        dead_letter_queue_url: Some(create_queue(&sqs, &unique("dead-letters")).await),
+        websocket_endpoint: websocket_endpoint.or(wants.websocket_endpoint.map(str::to_owned)),
+        ..AwsConfig::default()
+    };
+    if wants.search {
+        config.opensearch = Some(OpenSearchConfig {
+            url: opensearch_url(),
+            index: unique("documents"),
+            sign: false,
+            service: "es".into(),
+        });
+    }
+    AwsClients::from_sdk_config(config, sdk).expect("the clients build")
+}
+
+pub async fn create_queue(sqs: &aws_sdk_sqs::Client, name: &str) -> String {
+    sqs.create_queue()
+        .queue_name(name)
+        .send()
+        .await
+        .expect("creating a queue in moto")
+        .queue_url
+        .expect("a queue URL")
+}

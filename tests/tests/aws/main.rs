@@ -1,0 +1,42 @@
+//! The AWS side of docfan against emulated AWS APIs and a real OpenSearch node:
+//! moto (DynamoDB, DynamoDB Streams, SQS) and a single-node OpenSearch, both started by
+//! `tests/run` from `tests/emulators/*.start`, which export their endpoints as
+//! `DOCFAN_TEST_AWS_ENDPOINT` and `DOCFAN_TEST_OPENSEARCH_URL`.
+//!
+//! - [`suites`]: every port's behavioural suite on its embedded adapter (plain
+//!   `cargo test`) and on its AWS adapter (against the emulators);
+//! - [`dead_letters`]: `docfan dlq` listing and redriving the SQS dead-letter queue;
+//! - [`documents`]: the REST flow through the real router on the DynamoDB store;
+//! - [`stream`]: the table's stream read back from moto, decoded like the embedded change
+//!   log, and fanned out by the stream handler to the AWS sinks;
+//! - [`dynamodb`]: what only the DynamoDB adapters must get right (an interrupted
+//!   deletion, more readers than a transaction holds, expired connections, an
+//!   untrimmed subscription set);
+//! - [`failures`]: unreachable services become `Unavailable` (no emulator needed);
+//! - [`analysis_worker`]: the analysis worker on an SQS event fixture;
+//! - [`opensearch`]: searching an index nothing was written to yet;
+//! - [`sqs`]: a dead letter over SQS's message size limit;
+//! - [`websocket_lambda`]: the WebSocket routes on API Gateway event fixtures;
+//! - [`push`]: `post_to_connection` against a recording Management API endpoint;
+//! - [`emulators`]: endpoints, unique tables, queues and indices per test.
+//!
+//! Tests that need the emulators are `#[ignore]`d with the reason; `tests/run` runs
+//! them with `--include-ignored`. To run them by hand:
+//!
+//! ```text
+//! bash tests/emulators/moto.start /tmp/env && bash tests/emulators/opensearch.start /tmp/env
+//! source /tmp/env && cargo test -p tests --test aws -- --include-ignored
+//! ```
+
+mod analysis_worker;
+mod dead_letters;
+mod documents;
+mod dynamodb;
+mod emulators;
+mod failures;
+mod opensearch;
+mod push;
+mod sqs;
+mod stream;
+mod suites;
+mod websocket_lambda;
