@@ -18,8 +18,8 @@ use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 use tokio::sync::Notify;
 
-use super::audit_log::GroupCommit;
 use super::dead_letter;
+use super::group_commit::GroupCommit;
 use super::sqlite::{Db, map_sqlite_error};
 use crate::Result;
 use crate::clock::Clock;

@@ -1,22 +1,23 @@
 //! The embedded [`DocumentStore`]: documents, their membership index and the change log
 //! in one SQLite file.
 //!
-//! Writes go through one writer thread that commits them in groups: every mutation that
-//! arrives while a commit is in flight joins the next transaction, each inside its own
-//! savepoint (so one rejected write does not undo its neighbours), and every caller is
-//! answered only after the transaction holding its write is durable. A mutation and its
-//! change record are written in the same transaction, so the change log holds exactly one
-//! record per acknowledged mutation and none for a rejected one.
+//! Writes go through a [`GroupCommit`] writer: every mutation that arrives while a commit
+//! is in flight joins the next transaction, each inside its own savepoint (so one
+//! rejected write does not undo its neighbours), and every caller is answered only after
+//! the transaction holding its write is durable. A mutation and its change record are
+//! written in the same savepoint, so the change log holds exactly one record per
+//! acknowledged mutation and none for a rejected one.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::Utc;
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
-use tokio::sync::{mpsc, oneshot, watch};
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::watch;
 
 use super::change_log::{self, ChangeFeed};
+use super::group_commit::GroupCommit;
 use super::sqlite::{ConnectionPool, map_sqlite_error, open_connection};
 use crate::codec::{self, EventName, RecordBuilder};
 use crate::domain::{Document, DocumentId, UserId};
@@ -37,23 +38,17 @@ CREATE TABLE IF NOT EXISTS document_members (
 CREATE INDEX IF NOT EXISTS document_members_by_document ON document_members (document_id);
 ";
 
-/// The most mutations committed in one transaction.
-const MAX_GROUP: usize = 256;
-
 enum Mutation {
     Create(Document),
     Update(Document),
     Delete(Document),
 }
 
-struct WriteOp {
-    mutation: Mutation,
-    reply: oneshot::Sender<Result<()>>,
-}
-
 /// Documents on SQLite, with the change log as their stream.
 pub struct SqliteDocumentStore {
-    writer: mpsc::Sender<WriteOp>,
+    writer: GroupCommit,
+    /// The latest committed sequence number, for the poller's wake-ups.
+    committed: watch::Sender<u64>,
     reads: Arc<ConnectionPool>,
     feed: ChangeFeed,
 }
@@ -62,20 +57,17 @@ impl SqliteDocumentStore {
     /// Opens the store in the database file at `path`, creating its tables.
     pub fn open(path: &Path) -> Result<Self> {
         let conn = open_connection(path).map_err(map_sqlite_error)?;
-        conn.execute_batch(SCHEMA).map_err(map_sqlite_error)?;
         conn.execute_batch(change_log::SCHEMA)
             .map_err(map_sqlite_error)?;
         let latest = change_log::latest_seq(&conn).map_err(map_sqlite_error)?;
-        let (wake_tx, wake_rx) = watch::channel(latest);
-        let (writer, rx) = mpsc::channel(MAX_GROUP * 4);
-        std::thread::Builder::new()
-            .name("docfan-sqlite-writer".into())
-            .spawn(move || run_writer(conn, rx, wake_tx))
-            .map_err(|e| Error::Unknown(e.into()))?;
+        drop(conn);
+        let writer = GroupCommit::open(path, SCHEMA, "documents")?;
+        let (committed, wake) = watch::channel(latest);
         let reads = Arc::new(ConnectionPool::new(path));
-        let feed = ChangeFeed::new(Arc::clone(&reads), wake_rx);
+        let feed = ChangeFeed::new(Arc::clone(&reads), wake);
         Ok(Self {
             writer,
+            committed,
             reads,
             feed,
         })
@@ -87,14 +79,25 @@ impl SqliteDocumentStore {
     }
 
     async fn write(&self, mutation: Mutation) -> Result<()> {
-        let (reply, answer) = oneshot::channel();
-        self.writer
-            .send(WriteOp { mutation, reply })
-            .await
-            .map_err(|_| Error::Unavailable("the document writer has stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| Error::Unavailable("the document writer has stopped".into()))?
+        let seq = self
+            .writer
+            .write(move |conn| {
+                let builder = RecordBuilder {
+                    region: change_log::REGION,
+                    event_source_arn: change_log::EVENT_SOURCE_ARN,
+                };
+                apply(conn, &builder, &mutation)
+            })
+            .await?;
+        // Durable now: wake the poller. Groups may answer out of order; keep the highest.
+        self.committed.send_if_modified(|latest| {
+            let newer = seq > *latest;
+            if newer {
+                *latest = seq;
+            }
+            newer
+        });
+        Ok(())
     }
 }
 
@@ -182,91 +185,6 @@ fn read_document(conn: &Connection, id: &str) -> rusqlite::Result<Option<(u64, D
             .ok()
             .map(|doc| (version as u64, doc))
     }))
-}
-
-fn run_writer(mut conn: Connection, mut rx: mpsc::Receiver<WriteOp>, wake: watch::Sender<u64>) {
-    let builder = RecordBuilder {
-        region: change_log::REGION,
-        event_source_arn: change_log::EVENT_SOURCE_ARN,
-    };
-    while let Some(first) = rx.blocking_recv() {
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(op) => group.push(op),
-                Err(_) => break,
-            }
-        }
-        let (results, latest) = commit_group(&mut conn, &builder, &group);
-        if let Some(latest) = latest {
-            wake.send_replace(latest);
-        }
-        for (op, result) in group.into_iter().zip(results) {
-            let _ = op.reply.send(result);
-        }
-    }
-}
-
-/// Applies a group in one transaction; returns each mutation's outcome and, when
-/// anything was committed, the last sequence number written.
-fn commit_group(
-    conn: &mut Connection,
-    builder: &RecordBuilder<'_>,
-    group: &[WriteOp],
-) -> (Vec<Result<()>>, Option<u64>) {
-    let fail_all = |e: rusqlite::Error| {
-        let err = map_sqlite_error(e);
-        let msg = err.to_string();
-        let transient = err.is_transient();
-        group
-            .iter()
-            .map(|_| {
-                Err(if transient {
-                    Error::Unavailable(msg.clone())
-                } else {
-                    Error::Unknown(anyhow::anyhow!("{msg}"))
-                })
-            })
-            .collect::<Vec<_>>()
-    };
-    let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
-        Ok(tx) => tx,
-        Err(e) => return (fail_all(e), None),
-    };
-    let mut results = Vec::with_capacity(group.len());
-    let mut latest = None;
-    for op in group {
-        let outcome = (|| -> Result<u64> {
-            let sp = tx.savepoint().map_err(map_sqlite_error)?;
-            let seq = apply(&sp, builder, &op.mutation)?;
-            sp.commit().map_err(map_sqlite_error)?;
-            Ok(seq)
-        })();
-        match outcome {
-            Ok(seq) => {
-                latest = Some(seq);
-                results.push(Ok(()));
-            }
-            Err(e) => results.push(Err(e)),
-        }
-    }
-    if latest.is_none() {
-        // Nothing to make durable: every mutation was rejected.
-        let _ = tx.rollback();
-        return (results, None);
-    }
-    match tx.commit() {
-        Ok(()) => (results, latest),
-        Err(e) => {
-            let failed = fail_all(e);
-            let results = results
-                .into_iter()
-                .zip(failed)
-                .map(|(own, failed)| if own.is_ok() { failed } else { own })
-                .collect();
-            (results, None)
-        }
-    }
 }
 
 fn apply(tx: &Connection, builder: &RecordBuilder<'_>, mutation: &Mutation) -> Result<u64> {

@@ -7,6 +7,7 @@ pub mod audit_log;
 pub mod change_log;
 pub mod dead_letter;
 pub mod document_store;
+pub mod group_commit;
 pub mod search_index;
 pub mod sqlite;
 

@@ -1,0 +1,142 @@
+//! Group commit: one writer thread with its own connection that commits, as one
+//! transaction, every write queued while the previous commit was in flight, each write in
+//! its own savepoint (so one failing write does not undo its neighbours). A caller is
+//! answered only once the transaction holding its write is durable, so under concurrency
+//! one fsync carries many writes. The document store, the audit trail and the analysis
+//! queue write through it.
+
+use std::path::Path;
+
+use rusqlite::Connection;
+use tokio::sync::{mpsc, oneshot};
+
+use super::sqlite::{map_sqlite_error, open_connection};
+use crate::{Error, Result};
+
+/// The most writes one group commits.
+const MAX_GROUP: usize = 256;
+
+/// A write queued for the group writer.
+trait GroupOp: Send {
+    /// Runs the write inside the group's transaction (in its own savepoint); returns
+    /// what to do once the group is committed or rolled back.
+    fn run(self: Box<Self>, conn: &Connection) -> Completion;
+    /// The group could not start: answer without running.
+    fn abort(self: Box<Self>, err: &Error);
+}
+
+/// Answers a write's caller with the group's fate (`None`: committed).
+type Completion = Box<dyn FnOnce(Option<&Error>) + Send>;
+
+struct Op<F, R> {
+    write: F,
+    reply: oneshot::Sender<Result<R>>,
+}
+
+impl<F, R> GroupOp for Op<F, R>
+where
+    F: FnOnce(&Connection) -> Result<R> + Send + 'static,
+    R: Send + 'static,
+{
+    fn run(self: Box<Self>, conn: &Connection) -> Completion {
+        let Op { write, reply } = *self;
+        let result = conn
+            .execute_batch("SAVEPOINT op")
+            .map_err(map_sqlite_error)
+            .and_then(|()| {
+                let result = write(conn);
+                let end = if result.is_ok() {
+                    "RELEASE op"
+                } else {
+                    "ROLLBACK TO op; RELEASE op"
+                };
+                conn.execute_batch(end).map_err(map_sqlite_error)?;
+                result
+            });
+        Box::new(move |group_failure: Option<&Error>| {
+            let answer = match (result, group_failure) {
+                (Ok(value), None) => Ok(value),
+                (Ok(_), Some(e)) => Err(retriable(e)),
+                (Err(e), _) => Err(e),
+            };
+            let _ = reply.send(answer);
+        })
+    }
+
+    fn abort(self: Box<Self>, err: &Error) {
+        let _ = self.reply.send(Err(retriable(err)));
+    }
+}
+
+fn retriable(err: &Error) -> Error {
+    Error::Unavailable(format!("group commit failed: {err}"))
+}
+
+/// The group-commit writer of one database file.
+#[derive(Clone)]
+pub(crate) struct GroupCommit {
+    queue: mpsc::Sender<Box<dyn GroupOp>>,
+}
+
+impl std::fmt::Debug for GroupCommit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GroupCommit")
+    }
+}
+
+impl GroupCommit {
+    /// Starts the writer on the database at `path` after running `schema`.
+    pub(crate) fn open(path: &Path, schema: &str, name: &str) -> Result<Self> {
+        let conn = open_connection(path).map_err(map_sqlite_error)?;
+        conn.execute_batch(schema).map_err(map_sqlite_error)?;
+        let (queue, rx) = mpsc::channel(MAX_GROUP * 4);
+        std::thread::Builder::new()
+            .name(format!("docfan-{name}-writer"))
+            .spawn(move || run_group_writer(conn, rx))
+            .map_err(|e| Error::Unknown(e.into()))?;
+        Ok(Self { queue })
+    }
+
+    /// Runs `write` in the next group; returns its result once the group is durable.
+    pub(crate) async fn write<R, F>(&self, write: F) -> Result<R>
+    where
+        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
+        R: Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Box::new(Op { write, reply }))
+            .await
+            .map_err(|_| Error::Unavailable("the writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| Error::Unavailable("the writer has stopped".into()))?
+    }
+}
+
+fn run_group_writer(conn: Connection, mut rx: mpsc::Receiver<Box<dyn GroupOp>>) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(op) => group.push(op),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            let err = map_sqlite_error(e);
+            for op in group {
+                op.abort(&err);
+            }
+            continue;
+        }
+        let completions: Vec<Completion> = group.into_iter().map(|op| op.run(&conn)).collect();
+        let failure = conn.execute_batch("COMMIT").err().map(|e| {
+            let _ = conn.execute_batch("ROLLBACK");
+            map_sqlite_error(e)
+        });
+        for complete in completions {
+            complete(failure.as_ref());
+        }
+    }
+}
