@@ -213,3 +213,48 @@ async fn acked_owner(client: &reqwest::Client, base: &str, id: &str) -> String {
     }
     panic!("no writer owns {id}");
 }
+
+#[tokio::test]
+async fn sigterm_stops_the_server_gracefully_and_nothing_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ChildServer::start(dir.path()).await;
+    let client = reqwest::Client::new();
+    let created: Value = client
+        .post(format!("{}/documents", server.base))
+        .bearer_auth(token_for("ann"))
+        .json(&json!({"title": "kept", "body": "across a restart"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        server.terminate().await,
+        "docfan did not exit cleanly on SIGTERM"
+    );
+
+    let server = ChildServer::start(dir.path()).await;
+    let id = created["id"].as_str().unwrap();
+    let read = client
+        .get(format!("{}/documents/{id}", server.base))
+        .bearer_auth(token_for("ann"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 200);
+    // The change reaches the audit trail, before the stop or after the restart.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let versions = history_versions(&client, &server.base, id, "ann").await;
+        if !versions.is_empty() {
+            assert_eq!(versions, vec![1]);
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the change never reached the audit trail"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
