@@ -12,6 +12,8 @@
 //! - [`dynamodb`]: what only the DynamoDB adapters must get right (an interrupted
 //!   deletion, more readers than a transaction holds, expired connections, an
 //!   untrimmed subscription set);
+//! - [`lambda`]: the four Lambda binaries, each run on one event through a Runtime API
+//!   of the test's own;
 //! - [`failures`]: unreachable services become `Unavailable` (no emulator needed);
 //! - [`analysis_worker`]: the analysis worker on an SQS event fixture;
 //! - [`opensearch`]: searching an index nothing was written to yet;
@@ -34,6 +36,7 @@ mod documents;
 mod dynamodb;
 mod emulators;
 mod failures;
+mod lambda;
 mod opensearch;
 mod push;
 mod sqs;

@@ -1,0 +1,15 @@
+//! The Lambda `api` function: the REST router `docfan serve` serves, behind an API
+//! Gateway HTTP API (payload v2), on the AWS adapters.
+//!
+//! Environment: the AWS adapters' variables (see `shared::aws::config`: the documents,
+//! members, audit and analysis tables, and OpenSearch) and `DOCFAN_JWT_SECRET`; logs
+//! follow `RUST_LOG` and `DOCFAN_LOG_FORMAT` (JSON unless set to `human`).
+
+use api::commands::serve::App;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    shared::telemetry::init(shared::aws::config::log_format());
+    let app = App::from_aws_env().await?;
+    lambda_http::run(app.router).await
+}

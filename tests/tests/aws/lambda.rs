@@ -1,0 +1,311 @@
+//! The four Lambda entry points as Lambda runs them: each binary is started with a
+//! Lambda Runtime API of the test's own (the loop every function polls for its next
+//! event), handed one event, and its answer read back, with the AWS services on moto.
+//!
+//! The binaries are built by `cargo test` or `cargo build --workspace --all-targets` at
+//! the workspace root: the `tests` crate turns on their `lambda` features, so a
+//! workspace build includes them (`cargo test -p tests` alone does not build them).
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use shared::aws::AwsClients;
+use shared::ports::{AnalysisStore, AuditLog, ConnectionId, ConnectionRegistry, DocumentStore};
+use tests::port_suites::{new_document, unique_user};
+use tests::{TEST_SECRET, token_for};
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, oneshot};
+
+use crate::emulators::{self, REGION, Wants};
+use crate::push::Recorder;
+
+/// A Lambda binary built alongside the test binaries.
+fn lambda_binary(name: &str) -> PathBuf {
+    let test = std::env::current_exe().expect("the test executable");
+    let profile = test
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("test executables live in target/<profile>/deps");
+    let binary = profile.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        binary.exists(),
+        "{} is missing: run the tests from the workspace root (`cargo test`), which builds the Lambda binaries",
+        binary.display()
+    );
+    binary
+}
+
+#[derive(Default)]
+struct Invocation {
+    event: Option<Value>,
+    answer: Option<oneshot::Sender<(String, Value)>>,
+}
+
+/// Serves `/2018-06-01/runtime/invocation/next` once with `event`, then holds further
+/// polls; the function's response (or error) is sent back to the test.
+async fn runtime_api(event: Value) -> (String, oneshot::Receiver<(String, Value)>) {
+    let (tx, rx) = oneshot::channel();
+    let state = Arc::new((
+        Mutex::new(Invocation {
+            event: Some(event),
+            answer: Some(tx),
+        }),
+        Notify::new(),
+    ));
+    async fn next(State(state): State<Arc<(Mutex<Invocation>, Notify)>>) -> Response {
+        let event = state.0.lock().unwrap().event.take();
+        match event {
+            Some(event) => {
+                let deadline =
+                    (chrono::Utc::now() + chrono::TimeDelta::seconds(60)).timestamp_millis();
+                (
+                    [
+                        ("lambda-runtime-aws-request-id", "request-1".to_owned()),
+                        ("lambda-runtime-deadline-ms", deadline.to_string()),
+                        (
+                            "lambda-runtime-invoked-function-arn",
+                            "arn:aws:lambda:us-east-1:123456789012:function:docfan".to_owned(),
+                        ),
+                        (
+                            "lambda-runtime-trace-id",
+                            "Root=1-00000000-000000000000000000000000".to_owned(),
+                        ),
+                        ("content-type", "application/json".to_owned()),
+                    ],
+                    event.to_string(),
+                )
+                    .into_response()
+            }
+            None => {
+                // One event per test: the next poll waits until the process is stopped.
+                state.1.notified().await;
+                StatusCode::GONE.into_response()
+            }
+        }
+    }
+    async fn answer(
+        State(state): State<Arc<(Mutex<Invocation>, Notify)>>,
+        Path((_id, kind)): Path<(String, String)>,
+        body: axum::body::Bytes,
+    ) -> StatusCode {
+        let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        if let Some(tx) = state.0.lock().unwrap().answer.take() {
+            let _ = tx.send((kind, body));
+        }
+        StatusCode::ACCEPTED
+    }
+    async fn init_error(
+        State(state): State<Arc<(Mutex<Invocation>, Notify)>>,
+        body: axum::body::Bytes,
+    ) -> StatusCode {
+        let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        if let Some(tx) = state.0.lock().unwrap().answer.take() {
+            let _ = tx.send(("init/error".into(), body));
+        }
+        StatusCode::ACCEPTED
+    }
+    let app = Router::new()
+        .route("/2018-06-01/runtime/invocation/next", get(next))
+        .route("/2018-06-01/runtime/invocation/{id}/{kind}", post(answer))
+        .route("/2018-06-01/runtime/init/error", post(init_error))
+        .with_state(state);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (address, rx)
+}
+
+/// Runs one binary on one event with the clients' configuration; returns its answer.
+async fn invoke(
+    binary: &str,
+    clients: &AwsClients,
+    extra: &[(&str, String)],
+    event: Value,
+) -> (String, Value) {
+    let (runtime, answer) = runtime_api(event).await;
+    let config = &clients.config;
+    let mut command = tokio::process::Command::new(lambda_binary(binary));
+    command
+        .env_clear()
+        .env("AWS_LAMBDA_RUNTIME_API", runtime)
+        .env("AWS_LAMBDA_FUNCTION_NAME", binary)
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_REGION", REGION)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_ENDPOINT_URL", config.endpoint_url.clone().unwrap())
+        .env("DOCFAN_DOCUMENTS_TABLE", &config.tables.documents)
+        .env("DOCFAN_MEMBERS_TABLE", &config.tables.members)
+        .env("DOCFAN_CONNECTIONS_TABLE", &config.tables.connections)
+        .env("DOCFAN_SUBSCRIPTIONS_TABLE", &config.tables.subscriptions)
+        .env("DOCFAN_AUDIT_TABLE", &config.tables.audit)
+        .env("DOCFAN_ANALYSIS_TABLE", &config.tables.analysis)
+        .env(
+            "DOCFAN_ANALYSIS_QUEUE_URL",
+            config.analysis_queue_url.clone().unwrap(),
+        )
+        .env(
+            "DOCFAN_DEAD_LETTER_QUEUE_URL",
+            config.dead_letter_queue_url.clone().unwrap(),
+        )
+        .env(
+            "DOCFAN_JWT_SECRET",
+            std::str::from_utf8(TEST_SECRET).unwrap(),
+        )
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+    if let Some(search) = &config.opensearch {
+        command
+            .env("DOCFAN_OPENSEARCH_URL", &search.url)
+            .env("DOCFAN_OPENSEARCH_INDEX", &search.index);
+    }
+    for (name, value) in extra {
+        command.env(name, value);
+    }
+    let mut child = command.spawn().expect("the Lambda binary starts");
+    let answer = tokio::time::timeout(Duration::from_secs(60), answer)
+        .await
+        .expect("the function answers within a minute")
+        .expect("the runtime API got an answer");
+    let _ = child.kill().await;
+    answer
+}
+
+const HTTP_API_REQUEST: &str = include_str!("fixtures/http-api-request.json");
+const WEBSOCKET_CONNECT: &str = include_str!("fixtures/websocket-connect.json");
+const SQS_EVENT: &str = include_str!("fixtures/sqs-analysis-event.json");
+
+#[tokio::test]
+#[ignore = "needs moto and OpenSearch: run tests/run"]
+async fn lambda_api_serves_the_router_behind_an_http_api() {
+    let clients = emulators::aws(Wants::default()).await;
+    let ann = unique_user("ann");
+    let doc = new_document(&ann, "Lambda", "served", &[]);
+    clients.document_store().create(&doc).await.unwrap();
+    let event = HTTP_API_REQUEST.replace("TOKEN", &token_for(ann.as_str()));
+    let (kind, response) = invoke(
+        "lambda-api",
+        &clients,
+        &[],
+        serde_json::from_str(&event).unwrap(),
+    )
+    .await;
+    assert_eq!(kind, "response", "{response}");
+    assert_eq!(response["statusCode"], 200, "{response}");
+    let body: Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["items"][0]["id"], doc.id.to_string());
+}
+
+#[tokio::test]
+#[ignore = "needs moto and OpenSearch: run tests/run"]
+async fn lambda_websocket_accepts_a_connect_with_its_token() {
+    let recorder = Recorder::start().await;
+    let clients =
+        emulators::aws_with_endpoint(Wants::default(), Some(recorder.endpoint.clone())).await;
+    let ann = unique_user("ann");
+    let mut event: Value = serde_json::from_str(WEBSOCKET_CONNECT).unwrap();
+    event["requestContext"]["connectionId"] = "lambda=".into();
+    event["queryStringParameters"]["token"] = token_for(ann.as_str()).into();
+    let extra = [("DOCFAN_WEBSOCKET_ENDPOINT", recorder.endpoint.clone())];
+    let (kind, response) = invoke("lambda-websocket", &clients, &extra, event.clone()).await;
+    assert_eq!(
+        (kind.as_str(), &response["statusCode"]),
+        ("response", &json!(200)),
+        "{response}"
+    );
+    let registry = clients.connection_registry(Arc::new(shared::clock::SystemClock));
+    assert_eq!(
+        registry
+            .get(&ConnectionId("lambda=".into()))
+            .await
+            .unwrap()
+            .unwrap()
+            .user,
+        ann
+    );
+
+    event["queryStringParameters"]["token"] = "forged".into();
+    let (_, refused) = invoke("lambda-websocket", &clients, &extra, event).await;
+    assert_eq!(refused["statusCode"], 401, "{refused}");
+}
+
+#[tokio::test]
+#[ignore = "needs moto and OpenSearch: run tests/run"]
+async fn lambda_stream_handler_fans_a_stream_batch_out() {
+    let recorder = Recorder::start().await;
+    let clients = emulators::aws_with_endpoint(
+        Wants {
+            search: true,
+            ..Wants::default()
+        },
+        Some(recorder.endpoint.clone()),
+    )
+    .await;
+    let ann = unique_user("ann");
+    let doc = new_document(&ann, "Streamed", "through lambda", &[]);
+    clients.document_store().create(&doc).await.unwrap();
+    let records = crate::stream::read_stream(&clients).await;
+    let extra = [("DOCFAN_WEBSOCKET_ENDPOINT", recorder.endpoint.clone())];
+    let (kind, response) = invoke(
+        "lambda-stream-handler",
+        &clients,
+        &extra,
+        json!({ "Records": records }),
+    )
+    .await;
+    assert_eq!(kind, "response", "{response}");
+    assert_eq!(response["batchItemFailures"], json!([]), "{response}");
+    let audit = clients.audit_log().list(&doc.id, None, 10).await.unwrap();
+    assert_eq!(audit.len(), 1);
+    assert_eq!(
+        clients
+            .search_index()
+            .unwrap()
+            .indexed(&doc.id)
+            .await
+            .unwrap(),
+        Some((1, false))
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs moto and OpenSearch: run tests/run"]
+async fn lambda_analysis_worker_analyses_an_sqs_batch() {
+    let recorder = Recorder::start().await;
+    let clients =
+        emulators::aws_with_endpoint(Wants::default(), Some(recorder.endpoint.clone())).await;
+    let ann = unique_user("ann");
+    let doc = new_document(&ann, "Analysed", "one two three", &[]);
+    clients.document_store().create(&doc).await.unwrap();
+    let mut event: Value = serde_json::from_str(SQS_EVENT).unwrap();
+    let records = event["Records"].as_array_mut().unwrap();
+    records.truncate(1);
+    records[0]["body"] = json!({"documentId": doc.id, "version": 1})
+        .to_string()
+        .into();
+    let extra = [("DOCFAN_WEBSOCKET_ENDPOINT", recorder.endpoint.clone())];
+    let (kind, response) = invoke("lambda-analysis-worker", &clients, &extra, event).await;
+    assert_eq!(kind, "response", "{response}");
+    assert_eq!(response["batchItemFailures"], json!([]), "{response}");
+    let analysis = clients
+        .analysis_store()
+        .get(&doc.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((analysis.version, analysis.word_count), (1, 3));
+}

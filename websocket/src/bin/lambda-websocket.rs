@@ -1,0 +1,46 @@
+//! The Lambda `websocket` function: API Gateway WebSocket events (`$connect` with the
+//! token in `?token=`, `$default` frames dispatched on `action`, `$disconnect`) into the
+//! same connection service as the local `/ws` driver, over the DynamoDB registry, with
+//! frames pushed through `post_to_connection`.
+//!
+//! Environment: the AWS adapters' variables (see `shared::aws::config`: the connections,
+//! subscriptions, documents and audit tables, `DOCFAN_WEBSOCKET_ENDPOINT`,
+//! `DOCFAN_CONNECTION_TTL_SECONDS`) and `DOCFAN_JWT_SECRET`; logs follow `RUST_LOG` and
+//! `DOCFAN_LOG_FORMAT`.
+
+use std::sync::Arc;
+
+use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use shared::auth::TokenAuthority;
+use shared::aws::{AwsClients, AwsConfig};
+use shared::clock::{Clock, SystemClock};
+use websocket::apigateway::{ApiGatewayOutbox, handle_request};
+use websocket::{ConnectionService, ServiceConfig, ServicePorts};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    shared::telemetry::init(shared::aws::config::log_format());
+    let secret = std::env::var("DOCFAN_JWT_SECRET").map_err(|_| "DOCFAN_JWT_SECRET must be set")?;
+    let clients = AwsClients::load(AwsConfig::from_env()?).await?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let outbox = ApiGatewayOutbox::new(clients.pusher()?);
+    let service = ConnectionService::new(
+        ServicePorts {
+            registry: Arc::new(clients.connection_registry(Arc::clone(&clock))),
+            documents: Arc::new(clients.document_store()),
+            audit: Arc::new(clients.audit_log()),
+            outbox: Arc::new(outbox.clone()),
+            tokens: TokenAuthority::new(secret.as_bytes())?,
+            clock,
+        },
+        ServiceConfig::default(),
+    );
+    let (service, outbox) = (&service, &outbox);
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
+            Ok::<_, Error>(handle_request(service, outbox, &event.payload).await)
+        },
+    ))
+    .await
+}
