@@ -1,6 +1,7 @@
 //! `docfan`: the all-in-one local binary. See `docfan --help`.
 
-use api::commands::{Cli, Command, serve, token};
+use api::commands::cli::Backend;
+use api::commands::{Cli, Command, dlq, reindex, serve, token};
 use clap::Parser;
 
 #[tokio::main]
@@ -8,11 +9,14 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     shared::telemetry::init(cli.log_format);
     let result = match &cli.command {
-        None => serve::run(&cli.data_dir, &cli.serve).await,
-        Some(Command::Serve(args)) => serve::run(&cli.data_dir, args).await,
+        None => serve::run(&cli.data_dir, cli.backend, &cli.serve).await,
+        Some(Command::Serve(args)) => serve::run(&cli.data_dir, cli.backend, args).await,
         Some(Command::Token(args)) => token::run(&cli.data_dir, args),
-        Some(Command::Dlq(args)) => api::commands::dlq::run(&cli.data_dir, args).await,
-        Some(Command::Reindex) => api::commands::reindex::run(&cli.data_dir).await,
+        Some(Command::Dlq(args)) => dlq::run(&cli.data_dir, cli.backend, args).await,
+        Some(Command::Reindex) if cli.backend == Backend::Aws => Err(anyhow::anyhow!(
+            "reindex rebuilds the embedded search index; on AWS, redrive the stream instead"
+        )),
+        Some(Command::Reindex) => reindex::run(&cli.data_dir).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

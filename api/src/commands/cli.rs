@@ -34,8 +34,28 @@ pub struct Cli {
     )]
     pub log_format: LogFormat,
 
+    /// Where the data lives: `embedded` (SQLite and tantivy in the data directory) or
+    /// `aws` (DynamoDB, SQS and OpenSearch, configured by the `DOCFAN_*` table, queue and
+    /// endpoint variables; needs a binary built with `--features api/aws`).
+    #[arg(
+        long,
+        global = true,
+        env = "DOCFAN_BACKEND",
+        default_value = "embedded"
+    )]
+    pub backend: Backend,
+
     #[command(flatten)]
     pub serve: ServeArgs,
+}
+
+/// The adapters a command runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    /// SQLite and tantivy in the data directory, the fan-out in process.
+    Embedded,
+    /// The AWS services; the fan-out runs in Lambda.
+    Aws,
 }
 
 #[derive(Debug, Subcommand)]

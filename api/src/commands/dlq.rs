@@ -13,8 +13,11 @@ use clap::{Args, Subcommand};
 use shared::clock::SystemClock;
 use shared::embedded::{DATABASE_FILE, SqliteDeadLetterQueue, SqliteDocumentStore};
 use shared::ports::{DeadLetter, DeadLetterQueue, DeadLetterSource};
+use stream_handler::redrive::RedriveOutcome;
 use stream_handler::sinks::notifications::NoSubscribers;
 use stream_handler::{EmbeddedFanout, FanoutConfig};
+
+use super::cli::Backend;
 
 #[derive(Debug, Clone, Args)]
 pub struct DlqArgs {
@@ -41,12 +44,37 @@ pub enum DlqCommand {
     },
 }
 
-/// `docfan dlq …`.
-pub async fn run(data_dir: &Path, args: &DlqArgs) -> anyhow::Result<()> {
-    match &args.command {
-        DlqCommand::List { limit, json } => list(data_dir, *limit, *json).await,
-        DlqCommand::Redrive { id } => redrive(data_dir, id.as_deref()).await,
+/// `docfan dlq …`, on the embedded dead-letter store or, with the AWS backend, on the
+/// SQS poison-record queue.
+pub async fn run(data_dir: &Path, backend: Backend, args: &DlqArgs) -> anyhow::Result<()> {
+    match (backend, &args.command) {
+        (Backend::Embedded, DlqCommand::List { limit, json }) => {
+            list(data_dir, *limit, *json).await
+        }
+        (Backend::Embedded, DlqCommand::Redrive { id }) => redrive(data_dir, id.as_deref()).await,
+        (Backend::Aws, command) => on_aws(command).await,
     }
+}
+
+#[cfg(feature = "aws")]
+async fn on_aws(command: &DlqCommand) -> anyhow::Result<()> {
+    use shared::aws::{AwsClients, AwsConfig};
+    let clients = AwsClients::load(AwsConfig::from_env()?).await?;
+    match command {
+        DlqCommand::List { limit, json } => {
+            let letters = super::aws::list_dead_letters(&clients, *limit).await?;
+            print_letters(&letters, *json, None)
+        }
+        DlqCommand::Redrive { id } => {
+            let outcomes = super::aws::redrive_dead_letters(&clients, id.as_deref()).await?;
+            report(&outcomes)
+        }
+    }
+}
+
+#[cfg(not(feature = "aws"))]
+async fn on_aws(_: &DlqCommand) -> anyhow::Result<()> {
+    anyhow::bail!("this docfan was built without AWS support: build it with `--features api/aws`")
 }
 
 fn database(data_dir: &Path) -> anyhow::Result<std::path::PathBuf> {
@@ -101,22 +129,27 @@ pub fn describe(letter: &DeadLetter) -> String {
 async fn list(data_dir: &Path, limit: usize, json: bool) -> anyhow::Result<()> {
     let dlq = SqliteDeadLetterQueue::open(&database(data_dir)?)?;
     let letters = dlq.list(limit).await?;
+    let total = dlq.depth().await?;
+    print_letters(&letters, json, Some(total))
+}
+
+/// Prints letters as a table (or JSON lines), and how many more there are when known.
+fn print_letters(letters: &[DeadLetter], json: bool, total: Option<u64>) -> anyhow::Result<()> {
     if json {
-        for letter in &letters {
+        for letter in letters {
             println!("{}", serde_json::to_string(letter)?);
         }
         return Ok(());
     }
-    let total = dlq.depth().await?;
     if letters.is_empty() {
         println!("the dead-letter queue is empty");
         return Ok(());
     }
     println!("id\tsource\tfailed at\tattempts\tabout\treason");
-    for letter in &letters {
+    for letter in letters {
         println!("{}", describe(letter));
     }
-    if total > letters.len() as u64 {
+    if let Some(total) = total.filter(|t| *t > letters.len() as u64) {
         println!("… and {} more (use --limit)", total - letters.len() as u64);
     }
     Ok(())
@@ -137,8 +170,13 @@ async fn redrive(data_dir: &Path, id: Option<&str>) -> anyhow::Result<()> {
         shared::Error::NotFound => anyhow::anyhow!("no dead letter with id {}", id.unwrap_or("")),
         e => e.into(),
     })?;
+    report(&outcomes)
+}
+
+/// Prints what became of each redriven letter; fails when any still fails.
+fn report(outcomes: &[RedriveOutcome]) -> anyhow::Result<()> {
     let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
-    for outcome in &outcomes {
+    for outcome in outcomes {
         match &outcome.result {
             Ok(()) => println!("{}\tredriven", outcome.id),
             Err(reason) => println!("{}\tstill failing: {reason}", outcome.id),
@@ -198,6 +236,7 @@ mod tests {
         assert!(line.ends_with("audit: disk on fire"), "{line}");
         run(
             dir.path(),
+            Backend::Embedded,
             &DlqArgs {
                 command: DlqCommand::List {
                     limit: 10,
@@ -210,6 +249,7 @@ mod tests {
 
         let missing = run(
             dir.path(),
+            Backend::Embedded,
             &DlqArgs {
                 command: DlqCommand::Redrive {
                     id: Some("999".into()),
@@ -220,6 +260,7 @@ mod tests {
         assert!(missing.unwrap_err().to_string().contains("no dead letter"));
         run(
             dir.path(),
+            Backend::Embedded,
             &DlqArgs {
                 command: DlqCommand::Redrive { id: Some(id) },
             },

@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use websocket::{InProcessRegistry, LocalConfig, LocalPorts, LocalWebSocket, ServiceConfig};
 
-use super::cli::ServeArgs;
+use super::cli::{Backend, ServeArgs};
 use crate::state::AppState;
 
 /// The environment variable that overrides the generated secret.
@@ -194,17 +194,26 @@ impl App {
 }
 
 /// `docfan serve`.
-pub async fn run(data_dir: &Path, args: &ServeArgs) -> anyhow::Result<()> {
-    let mut config = ServeConfig::new(data_dir);
-    config.fanout.poller = args.stream.poller();
-    config.websocket.idle_timeout = std::time::Duration::from_secs(args.ws_idle_timeout_secs);
-    let app = App::build(&config).await?;
+pub async fn run(data_dir: &Path, backend: Backend, args: &ServeArgs) -> anyhow::Result<()> {
+    let app = match backend {
+        Backend::Embedded => {
+            let mut config = ServeConfig::new(data_dir);
+            config.fanout.poller = args.stream.poller();
+            config.websocket.idle_timeout =
+                std::time::Duration::from_secs(args.ws_idle_timeout_secs);
+            App::build(&config).await?
+        }
+        Backend::Aws => aws_app().await?,
+    };
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
     let addr = listener.local_addr()?;
     println!("docfan is serving on http://{addr}");
-    println!("  data directory:  {}", data_dir.display());
+    match backend {
+        Backend::Embedded => println!("  data directory:  {}", data_dir.display()),
+        Backend::Aws => println!("  backend:         AWS (the fan-out and /ws run in Lambda)"),
+    }
     println!("  get a token:     cargo run --release -- token alice   (or: docfan token alice)");
     println!(
         "  web editor:      http://{addr}/#token=<token>   (the token command prints the link)"
@@ -212,4 +221,15 @@ pub async fn run(data_dir: &Path, args: &ServeArgs) -> anyhow::Result<()> {
     println!("  API description: http://{addr}/openapi.json");
     tracing::info!(%addr, "listening");
     app.serve(listener, crate::server::shutdown_signal()).await
+}
+
+/// The REST API on the AWS adapters, configured from the environment.
+#[cfg(feature = "aws")]
+pub(crate) async fn aws_app() -> anyhow::Result<App> {
+    App::from_aws_env().await
+}
+
+#[cfg(not(feature = "aws"))]
+pub(crate) async fn aws_app() -> anyhow::Result<App> {
+    anyhow::bail!("this docfan was built without AWS support: build it with `--features api/aws`")
 }
