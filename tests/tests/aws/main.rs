@@ -39,6 +39,7 @@ mod failures;
 mod lambda;
 mod opensearch;
 mod push;
+mod serve;
 mod sqs;
 mod stream;
 mod suites;
