@@ -26,10 +26,14 @@ pub struct ReceivedJob {
     pub attempts: u32,
 }
 
-/// The durable queue of analysis jobs, deduplicated by (document, version).
+/// The durable queue of analysis jobs, deduplicated by (document, version): the embedded
+/// queue refuses a second enqueue of the same job; an SQS standard queue cannot, and
+/// relies on its consumer being idempotent instead (the worker skips versions already
+/// superseded or analysed, and the result store only takes newer versions).
 #[async_trait]
 pub trait AnalysisQueue: Send + Sync + 'static {
-    /// Enqueues the job unless one for the same (document, version) was ever enqueued.
+    /// Enqueues the job; a queue that can deduplicate returns `AlreadyApplied` when one
+    /// for the same (document, version) was ever enqueued.
     /// Errors: [`Error::Unavailable`](crate::Error::Unavailable).
     async fn enqueue(&self, job: &AnalysisJob) -> Result<WriteOutcome>;
 
