@@ -85,6 +85,11 @@ impl ChildServer {
         panic!("docfan did not become ready on {}", self.addr);
     }
 
+    /// The child's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// SIGKILL: no shutdown code runs.
     pub async fn kill(mut self) {
         self.child.start_kill().expect("kill");
