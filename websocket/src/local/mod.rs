@@ -33,6 +33,9 @@ use crate::outbox::{Close, LocalOutbox};
 use crate::registry::InProcessRegistry;
 use crate::service::{ConnectError, ConnectionService, ServiceConfig, ServicePorts};
 
+/// The initial read and write buffer of each socket.
+const SOCKET_BUFFER_BYTES: usize = 4 * 1024;
+
 /// The local driver's knobs; every timing is here so tests can shorten it.
 #[derive(Debug, Clone)]
 pub struct LocalConfig {
@@ -227,6 +230,11 @@ async fn upgrade(
     upgrade
         .max_message_size(ws.config.max_message_bytes)
         .max_frame_size(ws.config.max_message_bytes)
+        // The socket's buffers are allocated per connection up front; the defaults
+        // (128 KiB each) would cost ~140 KB per idle connection. They grow on demand for
+        // larger messages.
+        .read_buffer_size(SOCKET_BUFFER_BYTES)
+        .write_buffer_size(SOCKET_BUFFER_BYTES)
         .on_failed_upgrade(move |e| {
             tracing::debug!(error = %e, "websocket upgrade failed");
             on_failure.outbox.remove(&failed_id);
