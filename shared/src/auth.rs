@@ -73,6 +73,13 @@ impl TokenAuthority {
         })
     }
 
+    /// An authority with a random secret, for a service that only pushes to
+    /// connections and never verifies a token (the fan-out's notifier in Lambda).
+    pub fn with_random_secret() -> Self {
+        let secret: [u8; MIN_SECRET_BYTES] = rand::random();
+        Self::new(&secret).expect("the secret has the minimum length")
+    }
+
     /// A token for `user`, valid for `ttl` from `now`.
     pub fn issue(&self, user: &UserId, ttl: TimeDelta, now: DateTime<Utc>) -> String {
         let claims = Claims {

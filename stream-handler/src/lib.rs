@@ -13,6 +13,8 @@
 //! - [`embedded`]: every embedded port and task, opened from the data directory.
 
 pub mod analysis;
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod decode;
 pub mod embedded;
 pub mod handler;

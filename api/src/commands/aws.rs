@@ -20,11 +20,7 @@ use shared::clock::{Clock, SystemClock};
 use shared::ports::{DeadLetter, DeadLetterQueue};
 use shared::service::DocumentService;
 use stream_handler::redrive::{self, RedriveOutcome};
-use stream_handler::sinks::Sink;
-use stream_handler::sinks::analysis::AnalysisSink;
-use stream_handler::sinks::audit::AuditSink;
-use stream_handler::sinks::notifications::{NoSubscribers, NotificationSink};
-use stream_handler::sinks::search::SearchSink;
+use stream_handler::sinks::notifications::NoSubscribers;
 use stream_handler::{Fanout, ReadModels};
 
 use super::serve::{App, SECRET_ENV};
@@ -77,26 +73,7 @@ impl App {
 /// notifications (redriven changes notify no one, as in the embedded mode; clients
 /// catch up from the history on their next subscribe).
 pub fn operator_fanout(clients: &AwsClients, clock: Arc<dyn Clock>) -> anyhow::Result<Fanout> {
-    let sinks: Vec<Arc<dyn Sink>> = vec![
-        Arc::new(SearchSink::new(
-            Arc::new(clients.search_index()?),
-            Default::default(),
-        )),
-        Arc::new(NotificationSink::new(
-            Arc::new(NoSubscribers),
-            Default::default(),
-        )),
-        Arc::new(AuditSink::new(
-            Arc::new(clients.audit_log()),
-            Default::default(),
-        )),
-        Arc::new(AnalysisSink::new(
-            Arc::new(clients.analysis_queue(Arc::clone(&clock))?),
-            Default::default(),
-        )),
-    ];
-    let dead_letters = Arc::new(clients.dead_letter_queue(Arc::clone(&clock))?);
-    Ok(Fanout::new(sinks, dead_letters, clock, Default::default()))
+    stream_handler::aws::fanout(clients, Arc::new(NoSubscribers), clock)
 }
 
 /// `docfan dlq list` on AWS: up to `limit` letters of the SQS dead-letter queue,

@@ -13,32 +13,11 @@ use std::sync::Arc;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use shared::auth::TokenAuthority;
 use shared::aws::analysis_queue::SqsEventBatch;
 use shared::aws::{AwsClients, AwsConfig};
 use shared::clock::{Clock, SystemClock};
 use shared::ports::{AnalysisStore, DeadLetterQueue, DocumentStore, Notifier};
 use stream_handler::analysis::{AnalysisWorker, AnalysisWorkerConfig};
-use websocket::apigateway::ApiGatewayOutbox;
-use websocket::{ConnectionService, ServiceConfig, ServicePorts};
-
-/// The notifier: the connection service's, pushing through API Gateway. It never
-/// verifies a token, so it is given a throwaway secret rather than the real one.
-fn live_notifier(clients: &AwsClients, clock: &Arc<dyn Clock>) -> Result<Arc<dyn Notifier>, Error> {
-    let throwaway: [u8; 32] = rand::random();
-    let service = ConnectionService::new(
-        ServicePorts {
-            registry: Arc::new(clients.connection_registry(Arc::clone(clock))),
-            documents: Arc::new(clients.document_store()),
-            audit: Arc::new(clients.audit_log()),
-            outbox: Arc::new(ApiGatewayOutbox::new(clients.pusher()?)),
-            tokens: TokenAuthority::new(&throwaway)?,
-            clock: Arc::clone(clock),
-        },
-        ServiceConfig::default(),
-    );
-    Ok(Arc::new(service.notifier()))
-}
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -52,7 +31,10 @@ async fn main() -> Result<(), Error> {
     };
     let analyses: Arc<dyn AnalysisStore> = Arc::new(clients.analysis_store());
     let documents: Arc<dyn DocumentStore> = Arc::new(clients.document_store());
-    let notifier = live_notifier(&clients, &clock)?;
+    let notifier: Arc<dyn Notifier> = Arc::new(websocket::apigateway::live_notifier(
+        &clients,
+        Arc::clone(&clock),
+    )?);
     let (analyses, documents, notifier, dead_letters, clock) =
         (&analyses, &documents, &notifier, &dead_letters, &clock);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
