@@ -31,6 +31,14 @@ pub enum Error {
     /// timeouts, a sink that is down).
     #[error("temporarily unavailable: {0}")]
     Unavailable(String),
+    /// The server's storage is full: nothing was written. Retrying succeeds once an
+    /// operator has freed space.
+    #[error("storage full: {0}")]
+    StorageFull(String),
+    /// The server's storage is read-only: nothing was written. Retrying succeeds once
+    /// an operator has made it writable again.
+    #[error("storage read-only: {0}")]
+    StorageReadOnly(String),
     /// Anything else: a bug or a backend failure that retrying will not fix.
     #[error(transparent)]
     Unknown(#[from] anyhow::Error),
@@ -39,7 +47,10 @@ pub enum Error {
 impl Error {
     /// Whether the same operation may succeed if tried again later.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Error::Unavailable(_))
+        matches!(
+            self,
+            Error::Unavailable(_) | Error::StorageFull(_) | Error::StorageReadOnly(_)
+        )
     }
 
     pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {

@@ -66,6 +66,26 @@ pub fn load_secret(data_dir: &Path) -> anyhow::Result<Vec<u8>> {
     Ok(secret)
 }
 
+/// Fails early, naming the directory and the cause, when the data directory cannot take
+/// writes (a read-only file system, a full disk, no permission): every write and the
+/// fan-out would fail later otherwise.
+fn check_writable(dir: &Path) -> anyhow::Result<()> {
+    let probe = dir.join(".docfan-write-check");
+    let written = std::fs::write(&probe, b"ok").and_then(|()| std::fs::remove_file(&probe));
+    written.map_err(|e| {
+        let why = match e.kind() {
+            std::io::ErrorKind::ReadOnlyFilesystem => "is on a read-only file system",
+            std::io::ErrorKind::StorageFull => "is on a full disk",
+            std::io::ErrorKind::PermissionDenied => "is not writable by this user",
+            _ => "cannot be written to",
+        };
+        anyhow::anyhow!(
+            "the data directory {} {why} ({e}); docfan keeps its documents there and needs to write",
+            dir.display()
+        )
+    })
+}
+
 /// The running application's parts: the router, and what runs beside it (the stream
 /// poller and analysis worker, the WebSocket connections).
 pub struct App {
@@ -87,6 +107,7 @@ impl App {
         std::fs::create_dir_all(&config.data_dir).with_context(|| {
             format!("creating the data directory {}", config.data_dir.display())
         })?;
+        check_writable(&config.data_dir)?;
         let secret = match &config.secret {
             Some(secret) => secret.clone(),
             None => load_secret(&config.data_dir)?,

@@ -173,6 +173,24 @@ impl From<Error> for ApiError {
                     "the service cannot complete this now; retry shortly",
                 )
             }
+            Error::StorageFull(detail) => {
+                tracing::error!(%detail, "storage full: writes are refused until space is freed");
+                Problem::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "/problems/storage-full",
+                    "Storage full",
+                    "the server's storage is full: nothing was written; retry once space has been freed",
+                )
+            }
+            Error::StorageReadOnly(detail) => {
+                tracing::error!(%detail, "storage read-only: writes are refused until it is writable");
+                Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "/problems/storage-read-only",
+                    "Storage read-only",
+                    "the server's storage is read-only: nothing was written; retry once it is writable again",
+                )
+            }
             Error::Unknown(cause) => {
                 tracing::error!(error = ?cause, "internal error");
                 Problem::new(

@@ -19,8 +19,9 @@ const MAX_GROUP: usize = 256;
 /// A write queued for the group writer.
 trait GroupOp: Send {
     /// Runs the write inside the group's transaction (in its own savepoint); returns
-    /// what to do once the group is committed or rolled back.
-    fn run(self: Box<Self>, conn: &Connection) -> Completion;
+    /// what to do once the group is committed or rolled back, and the error that ended
+    /// the whole transaction if SQLite rolled it back (a full disk, an I/O error).
+    fn run(self: Box<Self>, conn: &Connection) -> (Completion, Option<Error>);
     /// The group could not start: answer without running.
     fn abort(self: Box<Self>, err: &Error);
 }
@@ -38,7 +39,7 @@ where
     F: FnOnce(&Connection) -> Result<R> + Send + 'static,
     R: Send + 'static,
 {
-    fn run(self: Box<Self>, conn: &Connection) -> Completion {
+    fn run(self: Box<Self>, conn: &Connection) -> (Completion, Option<Error>) {
         let Op { write, reply } = *self;
         let result = conn
             .execute_batch("SAVEPOINT op")
@@ -53,14 +54,21 @@ where
                 conn.execute_batch(end).map_err(map_sqlite_error)?;
                 result
             });
-        Box::new(move |group_failure: Option<&Error>| {
+        // Some failures make SQLite roll back the whole transaction, not just the
+        // savepoint: then nothing of the group before this write is in it either.
+        let rolled_back = match &result {
+            Err(e) if conn.is_autocommit() => Some(retriable(e)),
+            _ => None,
+        };
+        let complete = Box::new(move |group_failure: Option<&Error>| {
             let answer = match (result, group_failure) {
                 (Ok(value), None) => Ok(value),
                 (Ok(_), Some(e)) => Err(retriable(e)),
                 (Err(e), _) => Err(e),
             };
             let _ = reply.send(answer);
-        })
+        });
+        (complete, rolled_back)
     }
 
     fn abort(self: Box<Self>, err: &Error) {
@@ -68,8 +76,14 @@ where
     }
 }
 
+/// What the other writes of a failed group are told: the storage faults as they are
+/// (the HTTP layer explains them), anything else as a transient failure.
 fn retriable(err: &Error) -> Error {
-    Error::Unavailable(format!("group commit failed: {err}"))
+    match err {
+        Error::StorageFull(detail) => Error::StorageFull(detail.clone()),
+        Error::StorageReadOnly(detail) => Error::StorageReadOnly(detail.clone()),
+        other => Error::Unavailable(format!("group commit failed: {other}")),
+    }
 }
 
 /// The group-commit writer of one database file.
@@ -130,11 +144,31 @@ fn run_group_writer(conn: Connection, mut rx: mpsc::Receiver<Box<dyn GroupOp>>) 
             }
             continue;
         }
-        let completions: Vec<Completion> = group.into_iter().map(|op| op.run(&conn)).collect();
-        let failure = conn.execute_batch("COMMIT").err().map(|e| {
-            let _ = conn.execute_batch("ROLLBACK");
-            map_sqlite_error(e)
-        });
+        let mut completions: Vec<Completion> = Vec::with_capacity(group.len());
+        let mut rolled_back = None;
+        let mut ops = group.into_iter();
+        for op in ops.by_ref() {
+            let (complete, ended) = op.run(&conn);
+            completions.push(complete);
+            if ended.is_some() {
+                rolled_back = ended;
+                break;
+            }
+        }
+        let failure = match rolled_back {
+            Some(err) => {
+                // The transaction is gone: the rest of the group is not run, and no
+                // write of the group is acknowledged.
+                for op in ops {
+                    op.abort(&err);
+                }
+                Some(err)
+            }
+            None => conn.execute_batch("COMMIT").err().map(|e| {
+                let _ = conn.execute_batch("ROLLBACK");
+                map_sqlite_error(e)
+            }),
+        };
         for complete in completions {
             complete(failure.as_ref());
         }

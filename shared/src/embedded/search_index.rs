@@ -72,8 +72,12 @@ pub struct IndexedVersion {
 
 struct Writer {
     writer: IndexWriter,
-    /// States written since the last commit.
-    pending: HashMap<DocumentId, IndexedVersion>,
+    /// States written since the last successful commit, with the documents that carry
+    /// them. They reach tantivy at the commit and stay here until one succeeds: a
+    /// failed commit (a full disk) is rolled back whole, and the next flush, whoever
+    /// calls it, writes them all again. So a successful flush means that every write
+    /// made before it is committed, whichever partition made it.
+    pending: HashMap<DocumentId, (IndexedVersion, TantivyDocument)>,
 }
 
 struct Inner {
@@ -200,7 +204,7 @@ impl Inner {
     }
 
     fn current(&self, writer: &Writer, id: &DocumentId) -> Result<Option<IndexedVersion>> {
-        if let Some(pending) = writer.pending.get(id) {
+        if let Some((pending, _)) = writer.pending.get(id) {
             return Ok(Some(*pending));
         }
         let searcher = self.reader.searcher();
@@ -240,12 +244,7 @@ impl Inner {
                 return Ok(WriteOutcome::AlreadyApplied);
             }
         }
-        writer.writer.delete_term(self.id_term(&id));
-        writer
-            .writer
-            .add_document(replacement)
-            .map_err(unavailable("writing"))?;
-        writer.pending.insert(id, state);
+        writer.pending.insert(id, (state, replacement));
         Ok(WriteOutcome::Applied)
     }
 }
@@ -309,11 +308,26 @@ impl SearchIndex for TantivySearchIndex {
             if writer.pending.is_empty() {
                 return Ok(());
             }
-            writer.writer.commit().map_err(unavailable("committing"))?;
+            let Writer { writer, pending } = &mut *writer;
+            let committed = pending
+                .iter()
+                .try_for_each(|(id, (_, replacement))| {
+                    writer.delete_term(inner.id_term(id));
+                    writer.add_document(replacement.clone()).map(drop)
+                })
+                .and_then(|()| writer.commit().map(drop));
+            if let Err(e) = committed {
+                // Nothing of this commit is kept; the pending states are written again
+                // by the next flush.
+                if let Err(rollback) = writer.rollback() {
+                    tracing::warn!(error = %rollback, "rolling back a failed index commit");
+                }
+                return Err(unavailable("committing")(e));
+            }
             // Visible before the pending versions are forgotten, so a guard never reads
             // an older committed state than the one it just wrote.
             inner.reader.reload().map_err(unavailable("reloading"))?;
-            writer.pending.clear();
+            pending.clear();
             Ok(())
         })
         .await

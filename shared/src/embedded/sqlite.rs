@@ -37,8 +37,9 @@ pub fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
-/// Translates a SQLite failure: contention, a full disk and I/O errors may pass
-/// (`Unavailable`); everything else is a bug or corruption (`Unknown`).
+/// Translates a SQLite failure: contention and I/O errors may pass (`Unavailable`); a
+/// full disk (`StorageFull`) and a read-only database (`StorageReadOnly`) pass once an
+/// operator acts; everything else is a bug or corruption (`Unknown`).
 pub fn map_sqlite_error(err: rusqlite::Error) -> Error {
     if let rusqlite::Error::SqliteFailure(e, ref msg) = err {
         let detail = msg.clone().unwrap_or_else(|| e.to_string());
@@ -46,10 +47,8 @@ pub fn map_sqlite_error(err: rusqlite::Error) -> Error {
             ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => {
                 return Error::Unavailable(format!("database busy: {detail}"));
             }
-            ErrorCode::DiskFull => return Error::Unavailable(format!("disk full: {detail}")),
-            ErrorCode::ReadOnly => {
-                return Error::Unavailable(format!("database is read-only: {detail}"));
-            }
+            ErrorCode::DiskFull => return Error::StorageFull(detail),
+            ErrorCode::ReadOnly => return Error::StorageReadOnly(detail),
             ErrorCode::SystemIoFailure | ErrorCode::CannotOpen => {
                 return Error::Unavailable(format!("database I/O error: {detail}"));
             }

@@ -19,7 +19,10 @@ pub trait DocumentStore: Send + Sync + 'static {
     /// Stores a new document (version 1) and emits an INSERT record with its NewImage.
     ///
     /// Errors: [`Error::AlreadyExists`](crate::Error::AlreadyExists) when the id is taken;
-    /// [`Error::Unavailable`](crate::Error::Unavailable) on a transient backend failure.
+    /// [`Error::Unavailable`](crate::Error::Unavailable) on a transient backend failure;
+    /// [`Error::StorageFull`](crate::Error::StorageFull) or
+    /// [`Error::StorageReadOnly`](crate::Error::StorageReadOnly) when the storage cannot
+    /// take writes (nothing is written).
     async fn create(&self, doc: &Document) -> Result<()>;
 
     /// The document, read after every acknowledged write (strongly consistent).
