@@ -3,8 +3,10 @@
 //! REST API.
 
 pub mod child;
+pub mod data_dir;
 pub mod machine;
 pub mod port_suites;
+pub mod read_side;
 
 use std::net::SocketAddr;
 use std::path::Path;

@@ -4,8 +4,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 use tests::TestApp;
-
-use super::change_log;
+use tests::data_dir::change_log;
 
 #[tokio::test]
 async fn one_record_per_committed_mutation_none_for_rejected() {
