@@ -123,6 +123,8 @@ fn with_etag(status: StatusCode, doc: Document) -> Response {
         (status = 400, description = "Invalid input", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Storage read-only or a backend unavailable: nothing was written", body = Problem, content_type = "application/problem+json"),
+        (status = 507, description = "Storage full: nothing was written", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -201,6 +203,8 @@ pub async fn list(
         (status = 404, description = "No such document", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "Stale If-Match; carries currentVersion", body = Problem, content_type = "application/problem+json"),
         (status = 428, description = "If-Match missing", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Storage read-only or a backend unavailable: nothing was written", body = Problem, content_type = "application/problem+json"),
+        (status = 507, description = "Storage full: nothing was written", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -236,6 +240,8 @@ pub async fn replace(
         (status = 404, description = "No such document", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "Stale If-Match", body = Problem, content_type = "application/problem+json"),
         (status = 428, description = "If-Match missing", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Storage read-only or a backend unavailable: nothing was written", body = Problem, content_type = "application/problem+json"),
+        (status = 507, description = "Storage full: nothing was written", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -264,6 +270,8 @@ pub async fn patch(
         (status = 403, description = "Only the owner can delete", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such document", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "Stale If-Match", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Storage read-only or a backend unavailable: nothing was written", body = Problem, content_type = "application/problem+json"),
+        (status = 507, description = "Storage full: nothing was written", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]

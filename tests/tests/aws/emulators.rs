@@ -66,6 +66,21 @@ pub async fn aws(wants: Wants) -> AwsClients {
 }
 
 pub async fn aws_with_endpoint(wants: Wants, websocket_endpoint: Option<String>) -> AwsClients {
+    let search = wants.search.then(opensearch_url);
+    aws_on(wants, websocket_endpoint, search).await
+}
+
+/// Every AWS client over fresh tables and queues, searching a fresh index on the
+/// OpenSearch node at `url` (a node of the test's own).
+pub async fn aws_on_opensearch(url: &str) -> AwsClients {
+    aws_on(Wants::default(), None, Some(url.to_owned())).await
+}
+
+async fn aws_on(
+    wants: Wants,
+    websocket_endpoint: Option<String>,
+    opensearch: Option<String>,
+) -> AwsClients {
     let endpoint = moto_endpoint();
     let sdk = sdk_config(&endpoint).await;
     let tables = TableNames::with_prefix(&unique("t"));
@@ -82,9 +97,9 @@ pub async fn aws_with_endpoint(wants: Wants, websocket_endpoint: Option<String>)
         websocket_endpoint: websocket_endpoint.or(wants.websocket_endpoint.map(str::to_owned)),
         ..AwsConfig::default()
     };
-    if wants.search {
+    if let Some(url) = opensearch {
         config.opensearch = Some(OpenSearchConfig {
-            url: opensearch_url(),
+            url,
             index: unique("documents"),
             sign: false,
             service: "es".into(),

@@ -20,6 +20,8 @@
 //! - [`sqs`]: a dead letter over SQS's message size limit;
 //! - [`websocket_lambda`]: the WebSocket routes on API Gateway event fixtures;
 //! - [`push`]: `post_to_connection` against a recording Management API endpoint;
+//! - [`search_outage`]: an OpenSearch node of its own killed and restarted under
+//!   concurrent edits;
 //! - [`emulators`]: endpoints, unique tables, queues and indices per test.
 //!
 //! Tests that need the emulators are `#[ignore]`d with the reason; `tests/run` runs
@@ -39,6 +41,7 @@ mod failures;
 mod lambda;
 mod opensearch;
 mod push;
+mod search_outage;
 mod serve;
 mod sqs;
 mod stream;
