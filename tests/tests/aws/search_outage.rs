@@ -128,13 +128,13 @@ async fn the_opensearch_node_killed_and_restarted_mid_run_loses_nothing() {
         let service = service.clone();
         let stop_writing = Arc::clone(&stop_writing);
         writers.push(tokio::spawn(async move {
-            let user = UserId::parse(&format!("outage-w{w}")).unwrap();
+            let user = UserId::parse(format!("outage-w{w}")).unwrap();
             let word = format!("nodeoutage{w}");
             let doc = service
                 .create(
                     &user,
                     NewDocument {
-                        title: Title::parse(&format!("search {word}")).unwrap(),
+                        title: Title::parse(format!("search {word}")).unwrap(),
                         body: Body::parse("version 1").unwrap(),
                         collaborators: Default::default(),
                     },
@@ -144,8 +144,8 @@ async fn the_opensearch_node_killed_and_restarted_mid_run_loses_nothing() {
             let mut version = 1;
             while !stop_writing.load(Ordering::SeqCst) {
                 let replacement = Replacement {
-                    title: Title::parse(&format!("search {word}")).unwrap(),
-                    body: Body::parse(&format!("version {}", version + 1)).unwrap(),
+                    title: Title::parse(format!("search {word}")).unwrap(),
+                    body: Body::parse(format!("version {}", version + 1)).unwrap(),
                 };
                 service
                     .replace(&user, &doc.id, Some(version), replacement)
