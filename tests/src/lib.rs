@@ -4,7 +4,6 @@
 
 pub mod child;
 pub mod data_dir;
-pub mod machine;
 pub mod port_suites;
 pub mod read_side;
 

@@ -1,0 +1,393 @@
+//! The fan-out over the embedded adapters:
+//!
+//! - throughput: a backlog of document changes already in the SQLite change log, drained
+//!   by the poller through all four sinks (tantivy search, notifications to no
+//!   subscribers, SQLite audit trail, SQLite analysis queue), at parallelization factors
+//!   1, 2 and 4; the analysis worker runs beside it;
+//! - write-to-searchable latency: from an edit's commit being acknowledged to the
+//!   poller's checkpoint passing it (the checkpoint is saved after the batch's index
+//!   commit, so the edit is searchable by then), one writer at a time and with 16
+//!   concurrent writers.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::ensure;
+use shared::clock::SystemClock;
+use shared::domain::{Body, Document, Title, UserId};
+use shared::embedded::{DATABASE_FILE, SqliteDocumentStore};
+use shared::ports::{DocumentStore, SearchIndex, SearchQuery};
+use shared::service::{DocumentService, NewDocument, Replacement};
+use stream_handler::poller::{Poller, PollerConfig, handled_through};
+use stream_handler::sinks::notifications::NoSubscribers;
+use stream_handler::{EmbeddedFanout, FanoutConfig};
+use tokio::sync::{oneshot, watch};
+
+use super::{Mode, count};
+use crate::report::{Case, Kind, Scenario};
+use crate::stats::Latency;
+
+struct Sizes {
+    docs: usize,
+    versions: usize,
+    latency_writes: usize,
+}
+
+fn sizes(mode: Mode) -> Sizes {
+    mode.pick(
+        Sizes {
+            docs: 200,
+            versions: 10,
+            latency_writes: 200,
+        },
+        Sizes {
+            docs: 16,
+            versions: 3,
+            latency_writes: 16,
+        },
+    )
+}
+
+pub async fn run(mode: Mode) -> anyhow::Result<Scenario> {
+    let sizes = sizes(mode);
+    let before = Metrics::now();
+    let mut cases = Vec::new();
+    for factor in [1, 2, 4] {
+        let (changes, elapsed) = throughput(factor, &sizes).await?;
+        let rate = changes as f64 / elapsed.as_secs_f64();
+        println!("  drain, parallelization {factor}: {changes} changes, {rate:.0} changes/s");
+        cases.push(
+            Case::new(format!("drain a backlog, parallelization {factor}"))
+                .param("parallelization", factor)
+                .param("changes", changes)
+                .param("seconds", elapsed.as_secs_f64())
+                .throughput(rate, "changes/s"),
+        );
+    }
+    for writers in [1, 16] {
+        let (samples, elapsed) = latency(writers, sizes.latency_writes).await?;
+        let edits = samples.len();
+        let latency = Latency::of(samples);
+        println!(
+            "  write→searchable, {}: {edits} edits, p50 {:.2} ms, p99 {:.2} ms",
+            count(writers, "writer"),
+            latency.p50,
+            latency.p99
+        );
+        cases.push(
+            Case::new(format!("write → searchable, {}", count(writers, "writer")))
+                .param("writers", writers)
+                .param("edits", edits)
+                .throughput(edits as f64 / elapsed.as_secs_f64(), "edits/s")
+                .latency(latency),
+        );
+    }
+    let spent = Metrics::now().since(&before);
+    Ok(Scenario {
+        name: "fanout".into(),
+        kind: Kind::Docfan,
+        title: "Fan-out: change log → four sinks".into(),
+        method: format!(
+            "The embedded poller (batch 100, no batching window) drains {} changes ({} \
+             documents × {} versions, written beforehand by 16 writers) from the SQLite \
+             change log into tantivy, the SQLite audit trail and analysis queue, and a \
+             notifier without subscribers; the analysis worker runs beside it. Write → \
+             searchable: from an edit's commit being acknowledged to the checkpoint that \
+             follows the index commit of its batch (parallelization 2).",
+            sizes.docs * sizes.versions,
+            sizes.docs,
+            sizes.versions
+        ),
+        floor: None,
+        load_average: 0.0,
+        seconds: 0.0,
+        cases,
+        notes: vec![format!(
+            "Where the time goes (means over this scenario, from the fan-out's metrics): \
+             index commit per batch {:.1} ms; audit append {:.1} ms, analysis enqueue {:.1} \
+             ms and index write {:.1} ms per record (SQLite writes are group-committed but \
+             share one write lock with the document store, the checkpoints and the \
+             analysis worker).",
+            spent.per(
+                "docfan_sink_flush_seconds_total{sink=\"search\"}",
+                "docfan_sink_flushes_total{sink=\"search\",outcome=\"ok\"}"
+            ),
+            spent.per(
+                "docfan_sink_delivery_duration_seconds_sum{sink=\"audit\"}",
+                "docfan_sink_delivery_duration_seconds_count{sink=\"audit\"}"
+            ),
+            spent.per(
+                "docfan_sink_delivery_duration_seconds_sum{sink=\"analysis\"}",
+                "docfan_sink_delivery_duration_seconds_count{sink=\"analysis\"}"
+            ),
+            spent.per(
+                "docfan_sink_delivery_duration_seconds_sum{sink=\"search\"}",
+                "docfan_sink_delivery_duration_seconds_count{sink=\"search\"}"
+            ),
+        )],
+    })
+}
+
+/// The fan-out's counters (process-wide), to subtract one reading from another.
+struct Metrics(BTreeMap<String, f64>);
+
+impl Metrics {
+    fn now() -> Self {
+        let mut text = String::new();
+        stream_handler::metrics::render(&mut text);
+        Self(
+            text.lines()
+                .filter(|l| !l.starts_with('#'))
+                .filter_map(|l| {
+                    let (name, value) = l.rsplit_once(' ')?;
+                    Some((name.to_owned(), value.trim().parse().ok()?))
+                })
+                .collect(),
+        )
+    }
+
+    fn since(&self, earlier: &Self) -> Self {
+        Self(
+            self.0
+                .iter()
+                .map(|(k, v)| (k.clone(), v - earlier.0.get(k).copied().unwrap_or(0.0)))
+                .collect(),
+        )
+    }
+
+    /// `total` ÷ `count`, in milliseconds.
+    fn per(&self, total: &str, count: &str) -> f64 {
+        let value = |k: &str| self.0.get(k).copied().unwrap_or(0.0);
+        value(total) / value(count).max(1.0) * 1000.0
+    }
+}
+
+struct Env {
+    _dir: tempfile::TempDir,
+    store: Arc<SqliteDocumentStore>,
+    docs: DocumentService,
+    fanout: EmbeddedFanout,
+}
+
+fn env() -> anyhow::Result<Env> {
+    let dir = tempfile::tempdir()?;
+    let store = Arc::new(SqliteDocumentStore::open(&dir.path().join(DATABASE_FILE))?);
+    let fanout = EmbeddedFanout::open(
+        dir.path(),
+        store.clone(),
+        Arc::new(NoSubscribers),
+        Arc::new(SystemClock),
+        FanoutConfig::default(),
+    )?;
+    Ok(Env {
+        docs: DocumentService::new(store.clone(), Arc::new(SystemClock)),
+        _dir: dir,
+        store,
+        fanout,
+    })
+}
+
+fn body(doc: usize, version: usize) -> String {
+    format!(
+        "Document {doc} at version {version}. The quarterly plan covers the search index, \
+         the audit trail and the analysis queue; every change fans out to each of them. \
+         Marker word{doc}x{version} closes the paragraph."
+    )
+}
+
+/// Writes `docs` documents with `versions` versions each, 16 writers at a time.
+async fn write_backlog(env: &Env, sizes: &Sizes) -> anyhow::Result<usize> {
+    let owner = UserId::parse("bench")?;
+    let mut tasks = Vec::new();
+    for writer in 0..16 {
+        let docs = env.docs.clone();
+        let owner = owner.clone();
+        let (count, versions) = (sizes.docs, sizes.versions);
+        tasks.push(tokio::spawn(async move {
+            for d in (writer..count).step_by(16) {
+                let mut doc = docs
+                    .create(
+                        &owner,
+                        NewDocument {
+                            title: Title::parse(format!("Doc {d}"))?,
+                            body: Body::parse(body(d, 1))?,
+                            collaborators: Default::default(),
+                        },
+                    )
+                    .await?;
+                for v in 2..=versions {
+                    doc = edit(&docs, &owner, &doc, body(d, v)).await?;
+                }
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    Ok(sizes.docs * sizes.versions)
+}
+
+async fn edit(
+    docs: &DocumentService,
+    owner: &UserId,
+    doc: &Document,
+    text: String,
+) -> anyhow::Result<Document> {
+    Ok(docs
+        .replace(
+            owner,
+            &doc.id,
+            Some(doc.version),
+            Replacement {
+                title: doc.title.clone(),
+                body: Body::parse(text)?,
+            },
+        )
+        .await?)
+}
+
+struct Running {
+    stop: oneshot::Sender<()>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    progress: watch::Receiver<BTreeMap<u32, u64>>,
+}
+
+fn start(env: &Env, factor: u32) -> Running {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let _ = stopped.await;
+        let _ = stop_tx.send(true);
+    });
+    let wait = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let config = PollerConfig {
+        parallelization_factor: factor,
+        ..PollerConfig::default()
+    };
+    let (poller, progress) = Poller::spawn_observed(
+        config,
+        env.store.change_feed(),
+        env.fanout.fanout.clone(),
+        Arc::new(SystemClock),
+        wait(stop_rx.clone()),
+    );
+    let worker = env.fanout.analysis_worker().spawn(wait(stop_rx));
+    Running {
+        stop,
+        tasks: vec![
+            tokio::spawn(async move {
+                if let Ok(Err(e)) = poller.await {
+                    eprintln!("the poller stopped with an error: {e}");
+                }
+            }),
+            worker,
+        ],
+        progress,
+    }
+}
+
+impl Running {
+    async fn wait_through(&mut self, seq: u64) -> anyhow::Result<()> {
+        self.progress
+            .wait_for(|p| !p.is_empty() && handled_through(p) >= seq)
+            .await?;
+        Ok(())
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+async fn throughput(factor: u32, sizes: &Sizes) -> anyhow::Result<(usize, Duration)> {
+    let env = env()?;
+    let changes = write_backlog(&env, sizes).await?;
+    let latest = env.store.change_feed().latest_seq().await?;
+    let started = Instant::now();
+    let mut running = start(&env, factor);
+    running.wait_through(latest).await?;
+    let elapsed = started.elapsed();
+    running.stop().await;
+    // Everything arrived: the last version of a document is searchable.
+    let hits = env
+        .fanout
+        .search
+        .search(&SearchQuery {
+            text: format!("word7x{}", sizes.versions),
+            reader: UserId::parse("bench")?,
+            limit: 10,
+            offset: 0,
+        })
+        .await?;
+    ensure!(hits.hits.len() == 1, "the last version is searchable");
+    Ok((changes, elapsed))
+}
+
+/// Write-to-searchable latencies (ms) with `writers` concurrent writers, and how long
+/// the edits took.
+async fn latency(writers: usize, total: usize) -> anyhow::Result<(Vec<f64>, Duration)> {
+    let env = Arc::new(env()?);
+    let owner = UserId::parse("bench")?;
+    let running = start(&env, 2);
+    let progress = running.progress.clone();
+    let per_writer = total / writers.max(1);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let env = Arc::clone(&env);
+        let owner = owner.clone();
+        let mut progress = progress.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut doc = env
+                .docs
+                .create(
+                    &owner,
+                    NewDocument {
+                        title: Title::parse(format!("Writer {w}"))?,
+                        body: Body::parse(body(w, 1))?,
+                        collaborators: Default::default(),
+                    },
+                )
+                .await?;
+            let mut latencies = Vec::new();
+            for i in 0..per_writer {
+                doc = edit(&env.docs, &owner, &doc, body(w, i + 2)).await?;
+                let committed = Instant::now();
+                // At or past this edit's own sequence number.
+                let seq = env.store.change_feed().latest_seq().await?;
+                progress
+                    .wait_for(|p| !p.is_empty() && handled_through(p) >= seq)
+                    .await?;
+                latencies.push(committed.elapsed().as_secs_f64() * 1000.0);
+            }
+            anyhow::Ok(latencies)
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await??);
+    }
+    let elapsed = started.elapsed();
+    running.stop().await;
+    // The last edit of writer 0 is searchable.
+    let found = env
+        .fanout
+        .search
+        .search(&SearchQuery {
+            text: format!("word0x{}", per_writer + 1),
+            reader: owner,
+            limit: 1,
+            offset: 0,
+        })
+        .await?;
+    ensure!(found.hits.len() == 1, "the last edit is searchable");
+    let _ = env.store.get(&found.hits[0].id).await?;
+    Ok((all, elapsed))
+}

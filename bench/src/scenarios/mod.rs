@@ -1,0 +1,119 @@
+//! The benchmarks, each beside the floor it is compared with:
+//!
+//! | name | measures | floor |
+//! |---|---|---|
+//! | `writes` | durable writes: document store, REST | `floor-sqlite`: raw durable inserts |
+//! | `fanout` | changes/s through the four sinks; write → searchable | — |
+//! | `delivery` | notifier → frame, 1/100/1000 subscribers | `floor-broadcast`: bare WebSocket broadcast |
+//! | `notifications` | REST write → frame, 1/100/1000 subscribers | `floor-broadcast` |
+//! | `sustained` | 20 edits/s for 10 s to 1,000 subscribers | `floor-sustained-broadcast` |
+//! | `connections` | 10,000 held connections: memory, one edit to all | `floor-held-connections` |
+//!
+//! A floor runs when a scenario that needs it does.
+
+pub mod connections;
+pub mod delivery;
+pub mod fanout;
+pub mod live;
+pub mod notifications;
+pub mod sustained;
+pub mod writes;
+
+use std::future::Future;
+use std::time::Instant;
+
+use crate::machine::load_average;
+use crate::report::Scenario;
+
+/// The scenarios `--only` accepts, in the order they run.
+pub const NAMES: [&str; 6] = [
+    "writes",
+    "fanout",
+    "delivery",
+    "notifications",
+    "sustained",
+    "connections",
+];
+
+/// Full sizes, or tiny ones that finish in seconds (`--quick`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Full,
+    Quick,
+}
+
+impl Mode {
+    pub fn pick<T>(self, full: T, quick: T) -> T {
+        match self {
+            Mode::Full => full,
+            Mode::Quick => quick,
+        }
+    }
+}
+
+/// Runs the selected scenarios (all when `only` is empty) and their floors.
+pub async fn run(mode: Mode, only: &[String]) -> anyhow::Result<Vec<Scenario>> {
+    let selected = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
+    let mut out = Vec::new();
+    if selected("writes") {
+        let floor = timed(writes::FLOOR, writes::floor(mode)).await?;
+        out.push(timed("writes", writes::run(mode, &floor)).await?);
+        out.insert(out.len() - 1, floor);
+    }
+    if selected("fanout") {
+        out.push(timed("fanout", fanout::run(mode)).await?);
+    }
+    let live = ["delivery", "notifications", "sustained", "connections"];
+    if live.iter().any(|name| selected(name)) {
+        // Every live floor sends frames of the size docfan sends.
+        let frame = delivery::sample_frame().await?;
+        let frame_bytes = delivery::with_version(&frame, 2).len();
+        if selected("delivery") || selected("notifications") {
+            let floor = timed(delivery::FLOOR, delivery::floor(mode, &frame)).await?;
+            let mut docfan = Vec::new();
+            if selected("delivery") {
+                docfan.push(timed("delivery", delivery::run(mode, &floor)).await?);
+            }
+            if selected("notifications") {
+                docfan.push(timed("notifications", notifications::run(mode, &floor)).await?);
+            }
+            out.push(floor);
+            out.extend(docfan);
+        }
+        if selected("sustained") {
+            let floor = timed(sustained::FLOOR, sustained::floor(mode, &frame)).await?;
+            let docfan = timed("sustained", sustained::run(mode, &floor)).await?;
+            out.extend([floor, docfan]);
+        }
+        if selected("connections") {
+            let floor = timed(connections::FLOOR, connections::floor(mode, frame_bytes)).await?;
+            let docfan = timed("connections", connections::run(mode, &floor)).await?;
+            out.extend([floor, docfan]);
+        }
+    }
+    Ok(out)
+}
+
+/// `n` things, in the singular or the plural.
+pub fn count(n: usize, thing: &str) -> String {
+    if n == 1 {
+        format!("1 {thing}")
+    } else {
+        format!("{n} {thing}s")
+    }
+}
+
+/// Runs a scenario, noting how long it took and how busy the machine was.
+async fn timed(
+    name: &str,
+    scenario: impl Future<Output = anyhow::Result<Scenario>>,
+) -> anyhow::Result<Scenario> {
+    let load = load_average()[0];
+    println!("{name} (load average {load:.2})");
+    let started = Instant::now();
+    let mut s = scenario.await?;
+    s.load_average = load;
+    s.seconds = started.elapsed().as_secs_f64();
+    println!("  {:.1} s", s.seconds);
+    Ok(s)
+}

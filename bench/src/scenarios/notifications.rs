@@ -1,0 +1,121 @@
+//! Live delivery through the whole embedded app: a REST `PUT` answered 200 → the
+//! change's frame read by every subscribed WebSocket client, at 1, 100 and 1,000
+//! subscribers over loopback, against the real app (`TestApp`): the write goes through
+//! the SQLite store and its change log, the in-process stream poller, the fan-out's
+//! sinks, the notifier and `/ws`.
+//!
+//! Latencies are signed: a frame can arrive before the client has read the `PUT`'s
+//! answer (the poller wakes on the commit, not on the HTTP response).
+
+use std::time::Instant;
+
+use anyhow::{Context, ensure};
+use serde_json::{Value, json};
+use tests::{TestApp, token_for};
+
+use super::delivery::{FLOOR, edit_body};
+use super::live::{self, Sequential};
+use super::{Mode, count};
+use crate::report::{Case, Kind, Scenario};
+
+fn sizes(mode: Mode) -> [(usize, usize); 3] {
+    mode.pick(
+        [(1, 200), (100, 100), (1000, 30)],
+        [(1, 10), (10, 5), (50, 3)],
+    )
+}
+
+pub async fn run(mode: Mode, floor: &Scenario) -> anyhow::Result<Scenario> {
+    let mut cases = Vec::new();
+    for (subscribers, edits) in sizes(mode) {
+        let mut case = one(subscribers, edits).await?;
+        if let Some(f) = floor
+            .cases
+            .iter()
+            .find(|f| f.number("subscribers") == Some(subscribers as f64))
+        {
+            case.compare_with(f);
+        }
+        cases.push(case);
+    }
+    Ok(Scenario {
+        name: "notifications".into(),
+        kind: Kind::Docfan,
+        title: "Live delivery: REST write acknowledged → frame received".into(),
+        method: "`PUT /documents/{id}` answered 200 → `document.updated` read by every \
+                 subscribed client, through the change log, the stream poller, the fan-out \
+                 and `/ws` of the whole app; sequential edits; clients in the same process \
+                 over loopback. Signed: negative when the frame beat the HTTP answer."
+            .into(),
+        floor: Some(FLOOR.into()),
+        load_average: 0.0,
+        seconds: 0.0,
+        cases,
+        notes: vec![],
+    })
+}
+
+/// Creates "ann"'s document shared with "bob"; returns its id.
+pub async fn shared_document(app: &TestApp, http: &reqwest::Client) -> anyhow::Result<String> {
+    let created: Value = http
+        .post(app.url("/documents"))
+        .bearer_auth(token_for("ann"))
+        .json(&json!({"title": "Bench", "body": "v1", "collaborators": {"bob": "viewer"}}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    Ok(created["id"]
+        .as_str()
+        .context("the document's id")?
+        .to_owned())
+}
+
+/// `PUT` of edit `n` as "ann", from `version`.
+pub async fn put(
+    app: &TestApp,
+    http: &reqwest::Client,
+    token: &str,
+    id: &str,
+    version: u64,
+    n: usize,
+) -> anyhow::Result<()> {
+    let response = http
+        .put(app.url(&format!("/documents/{id}")))
+        .bearer_auth(token)
+        .header("If-Match", format!("\"{version}\""))
+        .json(&json!({"title": "Bench", "body": edit_body(n)}))
+        .send()
+        .await?;
+    ensure!(response.status() == 200, "PUT: {}", response.status());
+    Ok(())
+}
+
+async fn one(subscribers: usize, edits: usize) -> anyhow::Result<Case> {
+    let app = TestApp::spawn().await;
+    let http = reqwest::Client::new();
+    let id = shared_document(&app, &http).await?;
+    let url = format!("ws://{}/ws?token={}", app.addr, token_for("bob"));
+    let subscribe = json!({"action": "subscribe", "documentId": id}).to_string();
+    let sockets = live::subscribers(&url, &subscribe, subscribers).await?;
+    let mut received = live::read_updates(sockets);
+    let ann = token_for("ann");
+    let mut figures = Sequential::default();
+    let started = Instant::now();
+    for n in 0..edits {
+        let version = n as u64 + 1;
+        put(&app, &http, &ann, &id, version, n).await?;
+        let acknowledged = Instant::now();
+        figures
+            .collect(&mut received, subscribers, version + 1, acknowledged)
+            .await?;
+    }
+    let elapsed = started.elapsed();
+    app.stop().await;
+    Ok(figures.case(
+        format!("docfan REST → /ws, {}", count(subscribers, "subscriber")),
+        subscribers,
+        edits,
+        elapsed,
+    ))
+}
