@@ -4,14 +4,24 @@
 use std::future::Future;
 
 use axum::Router;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 /// Serves `app` on `listener`; in-flight requests finish after `shutdown` resolves.
+///
+/// Every accepted socket has `TCP_NODELAY`: responses and WebSocket frames are small
+/// and written whole, and Nagle's algorithm would hold one back until the peer's
+/// delayed acknowledgement (tens of milliseconds).
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let listener = listener.tap_io(|socket| {
+        if let Err(e) = socket.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY on a connection");
+        }
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
