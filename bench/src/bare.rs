@@ -4,8 +4,8 @@
 //! `subscribed`, so a client knows it is registered) and `broadcast` (which broadcasts
 //! the server's payload to everyone, for the held-connections floor).
 //!
-//! The sockets use the same 4 KiB initial read and write buffers as docfan's `/ws`, so
-//! the held-connections floor compares like with like.
+//! The sockets use the same 4 KiB initial read and write buffers and `TCP_NODELAY` as
+//! docfan's `/ws`, so the floors compare like with like.
 
 use std::net::SocketAddr;
 
@@ -87,6 +87,7 @@ pub async fn serve(
         tokio::select! {
             accepted = listener.accept() => {
                 if let Ok((stream, _)) = accepted {
+                    let _ = stream.set_nodelay(true);
                     tokio::spawn(connection(stream, sender.clone(), payload.clone()));
                 }
             }
