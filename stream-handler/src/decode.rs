@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use serde_dynamo::Item;
 use serde_json::Value;
 use shared::codec::{self, EventName};
-use shared::domain::{ChangeEvent, DocumentId, UserId};
+use shared::domain::{ChangeEvent, DocumentId, UserId, check_collaborators};
 
 /// The principal of DynamoDB's own (TTL) deletions.
 pub const TTL_PRINCIPAL: &str = "dynamodb.amazonaws.com";
@@ -76,9 +76,15 @@ fn image(change: &Value, name: &str) -> Result<Option<codec::DocumentImage>, Dec
     if item.is_empty() {
         return Ok(None);
     }
-    codec::item_to_document(&item)
-        .map(Some)
-        .map_err(|e| fail(format!("{name}: {e}")))
+    let image = codec::item_to_document(&item).map_err(|e| fail(format!("{name}: {e}")))?;
+    // An image that breaks a rule every stored document keeps is not a change.
+    let doc = &image.document;
+    if doc.version == 0 {
+        return Err(fail(format!("{name}: version 0 (versions start at 1)")));
+    }
+    check_collaborators(&doc.owner, &doc.collaborators)
+        .map_err(|e| fail(format!("{name}: {e}")))?;
+    Ok(Some(image))
 }
 
 /// `ApproximateCreationDateTime`, in seconds since the epoch (possibly fractional).
@@ -152,7 +158,11 @@ pub fn decode(record: &Value) -> Result<Decoded, DecodeError> {
                     .expect("a valid user id");
                 let at = approximate_creation(change)
                     .ok_or_else(|| fail("REMOVE without ApproximateCreationDateTime"))?;
-                let version = old.document.version + 1;
+                let version = old
+                    .document
+                    .version
+                    .checked_add(1)
+                    .ok_or_else(|| fail("REMOVE of an image at the last possible version"))?;
                 ChangeEvent::deleted(old.document, version, actor, at, sequence_number)
             }
         }
@@ -163,6 +173,43 @@ pub fn decode(record: &Value) -> Result<Decoded, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The first record of a Lambda event fixture.
+    fn fixture(event: &str) -> Value {
+        let event: Value = serde_json::from_str(event).unwrap();
+        event["Records"][0].clone()
+    }
+
+    fn refusal(record: &Value) -> String {
+        match decode(record) {
+            Err(e) => e.0,
+            Ok(decoded) => panic!("decoded: {decoded:?}"),
+        }
+    }
+
+    #[test]
+    fn images_that_break_the_document_rules_are_undecodable() {
+        let insert = fixture(include_str!("../tests/fixtures/insert.json"));
+        assert!(matches!(decode(&insert), Ok(Decoded::Change(_))));
+
+        let mut version_zero = insert.clone();
+        version_zero["dynamodb"]["NewImage"]["version"] = serde_json::json!({"N": "0"});
+        assert!(refusal(&version_zero).contains("version 0"));
+
+        let mut owner_collaborates = insert.clone();
+        let owner = insert["dynamodb"]["NewImage"]["owner"]["S"].clone();
+        owner_collaborates["dynamodb"]["NewImage"]["collaborators"]["M"][owner.as_str().unwrap()] =
+            serde_json::json!({"S": "editor"});
+        assert!(!refusal(&owner_collaborates).is_empty());
+    }
+
+    #[test]
+    fn a_removal_at_the_last_version_is_undecodable_not_version_zero() {
+        // A TTL removal: its version is the one after the old image's.
+        let mut remove = fixture(include_str!("../tests/fixtures/ttl_remove.json"));
+        remove["dynamodb"]["OldImage"]["version"] = serde_json::json!({"N": u64::MAX.to_string()});
+        assert!(refusal(&remove).contains("last possible version"));
+    }
 
     #[test]
     fn fractional_creation_times_are_seconds() {

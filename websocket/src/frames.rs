@@ -275,7 +275,16 @@ impl ClientFrame {
             Some(_) => return Err(FrameRejection::malformed("`action` must be a string")),
             None => return Err(FrameRejection::malformed("missing `action`")),
         };
-        let fields_of = |e: serde_json::Error| FrameRejection::malformed(format!("{action}: {e}"));
+        // serde quotes a value of the wrong type whole (and escaped, so larger than it
+        // came): keep the error frame small whatever the client sent.
+        let fields_of = |e: serde_json::Error| {
+            FrameRejection::malformed(
+                format!("{action}: {e}")
+                    .chars()
+                    .take(256)
+                    .collect::<String>(),
+            )
+        };
         match action {
             "subscribe" => {
                 let f: SubscribeFields =
@@ -365,6 +374,23 @@ mod tests {
                 "x".repeat(64)
             )),
             ErrorCode::FrameTooLarge
+        );
+    }
+
+    #[test]
+    fn a_rejection_stays_small_whatever_the_frame_quoted() {
+        // serde quotes a value of the wrong type whole, escaped: larger than it came.
+        let frame = format!(
+            r#"{{"action":"subscribe","documentId":"{}","sinceVersion":"{}"}}"#,
+            uuid::Uuid::now_v7(),
+            "\\f".repeat(40_000)
+        );
+        let rejection = ClientFrame::parse(&frame, 128 * 1024).unwrap_err();
+        assert_eq!(rejection.code, ErrorCode::MalformedFrame);
+        assert!(
+            rejection.message.chars().count() <= 256,
+            "{}",
+            rejection.message.len()
         );
     }
 
