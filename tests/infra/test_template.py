@@ -1084,3 +1084,84 @@ def test_filter_model_reads_lambda_semantics() -> None:
     assert not pattern_matches({"x": [False]}, {"x": 0})
     assert not pattern_matches({"x": ["A"]}, {})
     assert passes_filter([], {"anything": 1})
+
+
+# --------------------------------------------------------------------------------------
+# The binaries the functions are built from
+# --------------------------------------------------------------------------------------
+
+# The crates that declare the Lambda binaries.
+LAMBDA_CRATES = ("api", "websocket", "stream-handler")
+BUILD_SCRIPT_PATH = ROOT / "infra" / "build"
+
+
+def cargo_binaries(root: pathlib.Path = ROOT) -> dict[str, dict[str, Any]]:
+    """Binary → its crate, its required features, and the features cargo-lambda turns on
+    for that crate (`[package.metadata.lambda.build] features`, which SAM's build relies on)."""
+    binaries: dict[str, dict[str, Any]] = {}
+    for crate in LAMBDA_CRATES:
+        manifest = tomllib.loads((root / crate / "Cargo.toml").read_text())
+        build = manifest.get("package", {}).get("metadata", {}).get("lambda", {}).get("build", {})
+        for binary in manifest.get("bin", []):
+            binaries[binary["name"]] = {
+                "crate": crate,
+                "required-features": binary.get("required-features", []),
+                "lambda-features": build.get("features", []),
+            }
+    return binaries
+
+
+def script_functions(text: str) -> tuple[list[str], list[str]]:
+    """The `functions=(...)` and `features="..."` lists of infra/build."""
+    lines = text.splitlines()
+    functions = next(line for line in lines if line.startswith("functions=("))
+    features = next(line for line in lines if line.startswith("features="))
+    return functions[len("functions=(") : -1].split(), features[len("features=") :].strip('"').split(",")
+
+
+def binary_problems(t: Template, binaries: dict[str, dict[str, Any]], script: str) -> Problems:
+    """Each function's Binary is a binary some crate declares, cargo-lambda turns on the
+    features it requires, and infra/build builds it with them."""
+    problems: Problems = []
+    built, built_features = script_functions(script)
+    for fn in FUNCTIONS:
+        binary = t["Resources"][fn].get("Metadata", {}).get("BuildProperties", {}).get("Binary")
+        found = binaries.get(binary)
+        if found is None:
+            problems.append(f"{fn}: no crate declares the binary {binary!r}")
+            continue
+        missing = set(found["required-features"]) - set(found["lambda-features"])
+        if missing:
+            problems.append(
+                f"{fn}: {found['crate']}/Cargo.toml [package.metadata.lambda.build] lacks {sorted(missing)}"
+            )
+        if binary not in built:
+            problems.append(f"{fn}: infra/build does not build {binary}")
+        for feature in found["required-features"]:
+            if f"{found['crate']}/{feature}" not in built_features:
+                problems.append(f"{fn}: infra/build does not turn on {found['crate']}/{feature}")
+    if sorted(built) != sorted(FUNCTIONS.values()):
+        problems.append(f"infra/build builds {sorted(built)}, the template has {sorted(FUNCTIONS.values())}")
+    return problems
+
+
+def test_functions_are_built_from_declared_binaries(template: Template) -> None:
+    """A binary renamed in a crate (or in the template, or in infra/build) fails here."""
+    binaries = cargo_binaries()
+    script = BUILD_SCRIPT_PATH.read_text()
+    assert binary_problems(template, binaries, script) == []
+
+    renamed = copy.deepcopy(binaries)
+    renamed["lambda-stream-handler-v2"] = renamed.pop("lambda-stream-handler")
+    assert binary_problems(template, renamed, script)
+
+    unfeatured = copy.deepcopy(binaries)
+    unfeatured["lambda-api"]["lambda-features"] = []
+    assert binary_problems(template, unfeatured, script)
+
+    assert binary_problems(template, binaries, script.replace(" lambda-websocket", ""))
+    assert binary_problems(template, binaries, script.replace("websocket/lambda,", ""))
+
+    weakened = copy.deepcopy(template)
+    weakened["Resources"]["WebSocketFunction"]["Metadata"]["BuildProperties"]["Binary"] = "lambda-ws"
+    assert binary_problems(weakened, binaries, script)
