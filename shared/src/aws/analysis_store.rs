@@ -5,10 +5,9 @@
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use super::errors::{decode_error, sdk_error};
+use super::errors::{conditional_put_outcome, decode_error, sdk_error};
 use crate::Result;
 use crate::domain::{Analysis, DocumentId};
 use crate::ports::{AnalysisStore, WriteOutcome};
@@ -45,18 +44,7 @@ impl AnalysisStore for DynamoDbAnalysisStore {
             .expression_attribute_values(":v", AttributeValue::N(analysis.version.to_string()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(WriteOutcome::Applied),
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(PutItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Ok(WriteOutcome::AlreadyApplied)
-            }
-            Err(e) => Err(sdk_error("PutItem", e)),
-        }
+        conditional_put_outcome(result)
     }
 
     async fn get(&self, document: &DocumentId) -> Result<Option<Analysis>> {

@@ -6,10 +6,9 @@
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use super::errors::{decode_error, sdk_error};
+use super::errors::{conditional_put_outcome, decode_error, sdk_error};
 use crate::Result;
 use crate::domain::{AuditEntry, DocumentId};
 use crate::ports::{AuditLog, WriteOutcome};
@@ -44,18 +43,7 @@ impl AuditLog for DynamoDbAuditLog {
             .expression_attribute_names("#d", "documentId")
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(WriteOutcome::Applied),
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(PutItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Ok(WriteOutcome::AlreadyApplied)
-            }
-            Err(e) => Err(sdk_error("PutItem", e)),
-        }
+        conditional_put_outcome(result)
     }
 
     async fn list(

@@ -7,8 +7,10 @@ use std::fmt::Debug;
 
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::put_item::{PutItemError, PutItemOutput};
 
 use crate::Error;
+use crate::ports::WriteOutcome;
 
 /// Error codes (not messages) that AWS services use for throttling and passing
 /// overload or conflicts.
@@ -36,6 +38,25 @@ const TRANSIENT_CODES: &[&str] = &[
 /// Whether an error code names a transient failure.
 pub fn is_transient_code(code: &str) -> bool {
     TRANSIENT_CODES.contains(&code)
+}
+
+/// The outcome of an idempotent conditional `PutItem`: applied, or already applied
+/// when its condition failed (the item holds this write or a newer one).
+pub fn conditional_put_outcome(
+    result: Result<PutItemOutput, SdkError<PutItemError, HttpResponse>>,
+) -> crate::Result<WriteOutcome> {
+    match result {
+        Ok(_) => Ok(WriteOutcome::Applied),
+        Err(e)
+            if matches!(
+                e.as_service_error(),
+                Some(PutItemError::ConditionalCheckFailedException(_))
+            ) =>
+        {
+            Ok(WriteOutcome::AlreadyApplied)
+        }
+        Err(e) => Err(sdk_error("PutItem", e)),
+    }
 }
 
 /// Maps an SDK failure of operation `what`.
