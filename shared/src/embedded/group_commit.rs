@@ -44,15 +44,21 @@ where
         let result = conn
             .execute_batch("SAVEPOINT op")
             .map_err(map_sqlite_error)
-            .and_then(|()| {
-                let result = write(conn);
-                let end = if result.is_ok() {
-                    "RELEASE op"
-                } else {
-                    "ROLLBACK TO op; RELEASE op"
-                };
-                conn.execute_batch(end).map_err(map_sqlite_error)?;
-                result
+            .and_then(|()| match write(conn) {
+                Ok(value) => conn
+                    .execute_batch("RELEASE op")
+                    .map(|()| value)
+                    .map_err(map_sqlite_error),
+                Err(e) => {
+                    // The write's own error is the answer. Its savepoint is undone; if
+                    // that fails, the whole group is (nothing half-done is committed).
+                    if !conn.is_autocommit()
+                        && conn.execute_batch("ROLLBACK TO op; RELEASE op").is_err()
+                    {
+                        let _ = conn.execute_batch("ROLLBACK");
+                    }
+                    Err(e)
+                }
             });
         // Some failures make SQLite roll back the whole transaction, not just the
         // savepoint: then nothing of the group before this write is in it either.
@@ -172,5 +178,89 @@ fn run_group_writer(conn: Connection, mut rx: mpsc::Receiver<Box<dyn GroupOp>>) 
         for complete in completions {
             complete(failure.as_ref());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS rows (n INTEGER PRIMARY KEY);";
+
+    fn insert(n: i64) -> impl FnOnce(&Connection) -> Result<()> + Send + 'static {
+        move |conn| {
+            conn.execute("INSERT INTO rows (n) VALUES (?1)", [n])
+                .map(drop)
+                .map_err(map_sqlite_error)
+        }
+    }
+
+    fn stored(path: &Path) -> Vec<i64> {
+        let conn = Connection::open(path).unwrap();
+        let mut stmt = conn.prepare("SELECT n FROM rows ORDER BY n").unwrap();
+        stmt.query_map([], |row| row.get(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_group_that_sqlite_rolled_back_acknowledges_none_of_its_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("group.db");
+        let writer = GroupCommit::open(&path, SCHEMA, "test").unwrap();
+
+        // The first write holds the writer, so the next three queue up as one group.
+        let holding = tokio::spawn({
+            let writer = writer.clone();
+            async move {
+                writer
+                    .write(|conn| {
+                        std::thread::sleep(Duration::from_millis(200));
+                        insert(1)(conn)
+                    })
+                    .await
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let before = tokio::spawn({
+            let writer = writer.clone();
+            async move { writer.write(insert(2)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // What SQLite does on some failures (a full disk, an I/O error): the whole
+        // transaction is gone, not just this write's savepoint.
+        let failing = tokio::spawn({
+            let writer = writer.clone();
+            async move {
+                writer
+                    .write(|conn| -> Result<()> {
+                        conn.execute_batch("ROLLBACK").map_err(map_sqlite_error)?;
+                        Err(Error::StorageFull("database or disk is full".into()))
+                    })
+                    .await
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let after = tokio::spawn({
+            let writer = writer.clone();
+            async move { writer.write(insert(3)).await }
+        });
+
+        assert!(holding.await.unwrap().is_ok());
+        assert!(matches!(before.await.unwrap(), Err(Error::StorageFull(_))));
+        assert!(matches!(failing.await.unwrap(), Err(Error::StorageFull(_))));
+        assert!(matches!(after.await.unwrap(), Err(Error::StorageFull(_))));
+        assert_eq!(
+            stored(&path),
+            vec![1],
+            "nothing of the rolled-back group is stored"
+        );
+
+        // The writer goes on.
+        writer.write(insert(4)).await.unwrap();
+        assert_eq!(stored(&path), vec![1, 4]);
     }
 }
