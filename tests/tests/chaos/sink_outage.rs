@@ -82,8 +82,9 @@ struct Stack {
     fanout: EmbeddedFanout,
     outage: Arc<Outage>,
     dir: tempfile::TempDir,
-    stop: Option<oneshot::Sender<()>>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    stop: oneshot::Sender<()>,
+    /// The server, and the fan-out behind it, until both have stopped.
+    running: tokio::task::JoinHandle<()>,
 }
 
 impl Stack {
@@ -156,8 +157,8 @@ impl Stack {
             fanout,
             outage,
             dir,
-            stop: Some(stop_tx),
-            tasks: vec![server],
+            stop: stop_tx,
+            running: server,
         }
     }
 
@@ -214,13 +215,9 @@ impl Stack {
         expected
     }
 
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        for task in self.tasks.drain(..) {
-            let _ = task.await;
-        }
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.running.await;
     }
 }
 
