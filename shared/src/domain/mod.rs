@@ -1,12 +1,14 @@
-//! The domain: documents, who may do what with them, the changes they go through and
-//! what the fan-out derives from those changes. Every value here is valid by
-//! construction: raw input is parsed into these types at the edge.
+//! The domain: documents, who may do what with them, the changes they go through (down
+//! to the text operations people editing together send) and what the fan-out derives
+//! from those changes. Every value here is valid by construction: raw input is parsed
+//! into these types at the edge.
 
 mod analysis;
 mod audit;
 mod change;
 mod document;
 mod ids;
+mod operation;
 mod validation;
 
 pub use analysis::{Analysis, TopTerm};
@@ -17,4 +19,5 @@ pub use document::{
     Role, Title, check_collaborators,
 };
 pub use ids::{DocumentId, MAX_USER_ID_LEN, UserId};
+pub use operation::{Component, MAX_COMPONENTS, OperationError, TextOperation};
 pub use validation::ValidationError;
