@@ -5,7 +5,9 @@
 //!
 //! Item layout: partition key `id` (S); attributes `title`, `body`, `owner` (S),
 //! `collaborators` (M of S), `version` (N), `createdAt`, `updatedAt` (S, RFC 3339),
-//! `updatedBy` (S); and on the last image of a deleted document, `deleted` (BOOL true).
+//! `updatedBy` (S); `ops` (S: the OPS JSON array that turned the body of the previous
+//! version into this one, present when that change altered the body); and on the last
+//! image of a deleted document, `deleted` (BOOL true).
 
 use aws_lambda_events::dynamodb::{EventRecord, StreamRecord, StreamViewType};
 
@@ -14,10 +16,12 @@ pub use aws_lambda_events::dynamodb::EventRecord as StreamEventRecord;
 use chrono::{DateTime, Utc};
 use serde_dynamo::{AttributeValue, Item};
 
-use crate::domain::{Document, DocumentId};
+use crate::domain::{Document, DocumentId, TextOperation};
 
 /// The attribute that marks the last image of a deleted document.
 pub const DELETED_ATTRIBUTE: &str = "deleted";
+/// The attribute holding the body operation that made the item's version.
+pub const OPS_ATTRIBUTE: &str = "ops";
 /// The partition key attribute of the documents table.
 pub const KEY_ATTRIBUTE: &str = "id";
 /// `eventSource` of every record.
@@ -58,17 +62,34 @@ pub struct DocumentImage {
     pub document: Document,
     /// Whether the item is the last image of a deleted document.
     pub deleted: bool,
+    /// The body operation that made this version, when the item carries one.
+    pub ops: Option<TextOperation>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {
     #[error("the item is not a document: {0}")]
     NotADocument(#[from] serde_dynamo::Error),
+    #[error("the item's `ops` is not an operation: {0}")]
+    BadOperation(String),
 }
 
 /// The item that stores `doc`.
 pub fn document_to_item(doc: &Document) -> Item {
     serde_dynamo::to_item(doc).expect("a document always encodes as an item")
+}
+
+/// The item that stores `doc`, made by `ops` from the previous version when the body
+/// changed.
+pub fn document_to_item_with_ops(doc: &Document, ops: Option<&TextOperation>) -> Item {
+    let mut item = document_to_item(doc);
+    if let Some(ops) = ops.filter(|o| !o.is_noop()) {
+        item.insert(
+            OPS_ATTRIBUTE.to_owned(),
+            AttributeValue::S(serde_json::to_string(ops).expect("operations encode")),
+        );
+    }
+    item
 }
 
 /// The item of the last image of a deleted document: `last` marked deleted.
@@ -85,8 +106,20 @@ pub fn item_to_document(item: &Item) -> Result<DocumentImage, CodecError> {
         item.get(DELETED_ATTRIBUTE),
         Some(AttributeValue::Bool(true))
     );
+    let ops = match item.get(OPS_ATTRIBUTE) {
+        None | Some(AttributeValue::Null(_)) => None,
+        Some(AttributeValue::S(json)) => Some(
+            serde_json::from_str::<TextOperation>(json)
+                .map_err(|e| CodecError::BadOperation(e.to_string()))?,
+        ),
+        Some(_) => return Err(CodecError::BadOperation("not a string".into())),
+    };
     let document = serde_dynamo::from_item(item.clone())?;
-    Ok(DocumentImage { document, deleted })
+    Ok(DocumentImage {
+        document,
+        deleted,
+        ops,
+    })
 }
 
 /// The key of a document's item.

@@ -24,6 +24,13 @@ pub enum Error {
     /// Input that does not parse into the domain.
     #[error(transparent)]
     Invalid(#[from] ValidationError),
+    /// A text operation that is malformed or does not fit the body it names.
+    #[error("invalid operation: {0}")]
+    InvalidOperation(String),
+    /// An edit's base version is older than the operations the server keeps: the
+    /// client must fetch the document again. `oldest` is the oldest base still accepted.
+    #[error("base version gone: the oldest base version kept is {oldest}")]
+    BaseVersionGone { oldest: u64 },
     /// Input over a size limit.
     #[error("too large: {0}")]
     TooLarge(String),

@@ -413,6 +413,7 @@ def check_tables(t: Template) -> Problems:
     expected_keys = {
         "DocumentsTable": {"HASH": ("id", "S")},
         "MembersTable": {"HASH": ("userId", "S"), "RANGE": ("documentId", "S")},
+        "VersionsTable": {"HASH": ("documentId", "S"), "RANGE": ("version", "N")},
         "ConnectionsTable": {"HASH": ("connectionId", "S")},
         "SubscriptionsTable": {"HASH": ("documentId", "S"), "RANGE": ("connectionId", "S")},
         "AuditTable": {"HASH": ("documentId", "S"), "RANGE": ("version", "N")},
@@ -432,7 +433,7 @@ def check_tables(t: Template) -> Problems:
     docs = props(t, "DocumentsTable")
     if docs.get("StreamSpecification", {}).get("StreamViewType") != "NEW_AND_OLD_IMAGES":
         problems.append("DocumentsTable: StreamViewType must be NEW_AND_OLD_IMAGES")
-    for name in ("DocumentsTable", "MembersTable", "AuditTable"):
+    for name in ("DocumentsTable", "MembersTable", "VersionsTable", "AuditTable"):
         pitr = props(t, name).get("PointInTimeRecoverySpecification", {})
         if pitr.get("PointInTimeRecoveryEnabled") is not True:
             problems.append(f"{name}: point-in-time recovery must be on")
@@ -637,6 +638,49 @@ def check_outputs(t: Template) -> Problems:
     return problems
 
 
+# What the api function does with the versions table: puts a version item in each
+# document transaction, Queries operations and snapshots, deletes a deleted document's
+# items in batches. Nothing else, and no other function touches it.
+VERSIONS_ACTIONS = {"dynamodb:Query", "dynamodb:PutItem", "dynamodb:BatchWriteItem"}
+
+
+def _grants_on(t: Template, role: str | None, table: str) -> set[str]:
+    """The actions an Allow statement of `role` grants on `table` or its indexes."""
+    granted: set[str] = set()
+    for st in role_statements(t, role):
+        if st.get("Effect") != "Allow":
+            continue
+        for resource in as_list(st.get("Resource")):
+            text = sub_text(resource) or ""
+            if target(resource)[0] == table or any(r.split(".", 1)[0] == table for r in _sub_refs(text)):
+                granted.update(a for a in as_list(st.get("Action")) if isinstance(a, str))
+    return granted
+
+
+def check_versions(t: Template) -> Problems:
+    """The kept versions: a table the api function alone reads and writes, with
+    exactly the actions the DynamoDB document store uses, and named in its environment."""
+    problems: Problems = []
+    if "VersionsTable" not in resources(t, "AWS::DynamoDB::Table"):
+        return ["VersionsTable is missing"]
+    if "StreamSpecification" in props(t, "VersionsTable"):
+        problems.append("VersionsTable must have no stream: the documents stream already carries each version")
+    if function_env(t, "ApiFunction").get("DOCFAN_VERSIONS_TABLE") != {"Ref": "VersionsTable"}:
+        problems.append("ApiFunction: DOCFAN_VERSIONS_TABLE must be VersionsTable's name")
+    api = _grants_on(t, role_of(t, "ApiFunction"), "VersionsTable")
+    if api != VERSIONS_ACTIONS:
+        problems.append(f"ApiRole: actions on VersionsTable must be {sorted(VERSIONS_ACTIONS)}, not {sorted(api)}")
+    for fn in FUNCTIONS:
+        if fn == "ApiFunction":
+            continue
+        others = _grants_on(t, role_of(t, fn), "VersionsTable")
+        if others:
+            problems.append(f"{fn}: its role needs nothing on VersionsTable, but is granted {sorted(others)}")
+        if "DOCFAN_VERSIONS_TABLE" in function_env(t, fn):
+            problems.append(f"{fn}: does not use DOCFAN_VERSIONS_TABLE")
+    return problems
+
+
 def check_functions(t: Template) -> Problems:
     """Four arm64 functions on provided.al2023, built by cargo-lambda from their binary."""
     problems: Problems = []
@@ -751,6 +795,7 @@ CHECKS: list[Callable[[Template], Problems]] = [
     check_stream_filter,
     check_dead_letter_queues,
     check_tables,
+    check_versions,
     check_ttl,
     check_iam,
     check_alarms,
@@ -880,6 +925,17 @@ WEAKENINGS: list[tuple[str, Callable[[Template], Problems], Callable[[Template],
     ("analysis results streamed", check_tables, _set("Resources/AnalysisTable/Properties/StreamSpecification", {"StreamViewType": "NEW_IMAGE"})),
     ("provisioned billing", check_tables, _set("Resources/ConnectionsTable/Properties/BillingMode", "PROVISIONED")),
     ("no subscriptions-by-connection index", check_tables, _del("Resources/SubscriptionsTable/Properties/GlobalSecondaryIndexes")),
+    ("versions without PITR", check_tables, _set("Resources/VersionsTable/Properties/PointInTimeRecoverySpecification/PointInTimeRecoveryEnabled", False)),
+    ("versions keyed by a string version", check_tables, _set("Resources/VersionsTable/Properties/AttributeDefinitions/1/AttributeType", "S")),
+    # The versions table and who may touch it.
+    ("no versions table", check_versions, _del("Resources/VersionsTable")),
+    ("versions streamed", check_versions, _set("Resources/VersionsTable/Properties/StreamSpecification", {"StreamViewType": "NEW_IMAGE"})),
+    ("api not told the versions table", check_versions, _del("Resources/ApiFunction/Properties/Environment/Variables/DOCFAN_VERSIONS_TABLE")),
+    ("api cannot put versions", check_versions, _in_statement("ApiRole", "Versions", "Action", ["dynamodb:Query", "dynamodb:BatchWriteItem"])),
+    ("api may scan versions", check_versions, _in_statement("ApiRole", "Versions", "Action", ["dynamodb:Query", "dynamodb:PutItem", "dynamodb:BatchWriteItem", "dynamodb:Scan"])),
+    ("versions granted on documents' statement", check_versions, _in_statement("ApiRole", "Documents", "Resource", [{"Fn::GetAtt": ["DocumentsTable", "Arn"]}, {"Fn::GetAtt": ["VersionsTable", "Arn"]}])),
+    ("websocket reads versions", check_versions, _in_statement("WebSocketRole", "DocumentsAndHistory", "Resource", [{"Fn::GetAtt": ["DocumentsTable", "Arn"]}, {"Fn::GetAtt": ["AuditTable", "Arn"]}, {"Fn::GetAtt": ["VersionsTable", "Arn"]}])),
+    ("worker told the versions table", check_versions, _set("Resources/AnalysisWorkerFunction/Properties/Environment/Variables/DOCFAN_VERSIONS_TABLE", {"Ref": "VersionsTable"})),
     # TTL.
     ("connections TTL off", check_ttl, _set("Resources/ConnectionsTable/Properties/TimeToLiveSpecification/Enabled", False)),
     ("subscriptions without TTL", check_ttl, _del("Resources/SubscriptionsTable/Properties/TimeToLiveSpecification")),

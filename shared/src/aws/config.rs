@@ -9,6 +9,7 @@
 //! | `DOCFAN_MEMBERS_TABLE` | (userId, documentId) membership items | `docfan-members` |
 //! | `DOCFAN_CONNECTIONS_TABLE` | WebSocket connections | `docfan-connections` |
 //! | `DOCFAN_SUBSCRIPTIONS_TABLE` | (documentId, connectionId) subscriptions | `docfan-subscriptions` |
+//! | `DOCFAN_VERSIONS_TABLE` | (documentId, version) kept versions: body operations and snapshots | `docfan-versions` |
 //! | `DOCFAN_AUDIT_TABLE` | (documentId, version) audit entries | `docfan-audit` |
 //! | `DOCFAN_ANALYSIS_TABLE` | the latest analysis per document | `docfan-analysis` |
 //! | `DOCFAN_ANALYSIS_QUEUE_URL` | the SQS queue of analysis jobs | none (required by the queue) |
@@ -44,6 +45,9 @@ use crate::{Error, Result};
 pub struct TableNames {
     pub documents: String,
     pub members: String,
+    /// One item per kept version of a document (its body operation, every
+    /// [`SNAPSHOT_EVERY`](super::document_store::SNAPSHOT_EVERY) versions its whole body).
+    pub versions: String,
     pub connections: String,
     pub subscriptions: String,
     pub audit: String,
@@ -56,6 +60,7 @@ impl TableNames {
         Self {
             documents: format!("{prefix}-documents"),
             members: format!("{prefix}-members"),
+            versions: format!("{prefix}-versions"),
             connections: format!("{prefix}-connections"),
             subscriptions: format!("{prefix}-subscriptions"),
             audit: format!("{prefix}-audit"),
@@ -125,6 +130,7 @@ impl AwsConfig {
         let tables = TableNames {
             documents: table("DOCFAN_DOCUMENTS_TABLE", defaults.documents),
             members: table("DOCFAN_MEMBERS_TABLE", defaults.members),
+            versions: table("DOCFAN_VERSIONS_TABLE", defaults.versions),
             connections: table("DOCFAN_CONNECTIONS_TABLE", defaults.connections),
             subscriptions: table("DOCFAN_SUBSCRIPTIONS_TABLE", defaults.subscriptions),
             audit: table("DOCFAN_AUDIT_TABLE", defaults.audit),
@@ -242,6 +248,7 @@ impl AwsClients {
             self.dynamodb.clone(),
             &self.config.tables.documents,
             &self.config.tables.members,
+            &self.config.tables.versions,
         )
     }
 
@@ -368,17 +375,20 @@ mod tests {
     fn defaults_and_overrides() {
         let plain = config(&[]).unwrap();
         assert_eq!(plain.tables.documents, "docfan-documents");
+        assert_eq!(plain.tables.versions, "docfan-versions");
         assert!(plain.opensearch.is_none());
         assert_eq!(plain.connection_ttl, Duration::from_secs(7200));
 
         let set = config(&[
             ("DOCFAN_DOCUMENTS_TABLE", "docs"),
+            ("DOCFAN_VERSIONS_TABLE", "kept"),
             ("DOCFAN_OPENSEARCH_URL", "https://search.example"),
             ("DOCFAN_CONNECTION_TTL_SECONDS", "60"),
             ("AWS_ENDPOINT_URL", "http://127.0.0.1:5000"),
         ])
         .unwrap();
         assert_eq!(set.tables.documents, "docs");
+        assert_eq!(set.tables.versions, "kept");
         assert_eq!(set.endpoint_url.as_deref(), Some("http://127.0.0.1:5000"));
         let search = set.opensearch.unwrap();
         assert!(search.sign, "https endpoints are signed by default");

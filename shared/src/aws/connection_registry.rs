@@ -5,19 +5,26 @@
 //!   `expiresAt` (epoch seconds) for DynamoDB's TTL, because API Gateway does not always
 //!   deliver `$disconnect`;
 //! - subscriptions (`documentId`, `connectionId`): one item per subscription carrying
-//!   the user and the same `expiresAt`. A document's subscribers are one strongly
-//!   consistent `Query` on its partition, so a subscription acknowledged by `subscribe`
-//!   is seen by every later lookup (the notification path never reads an index).
+//!   the user, the same `expiresAt`, the subscription's options (`includeDocument`, a
+//!   BOOL) and, while the connection shares one, its presence `cursor` (a map of the
+//!   numbers `anchor` and `head`). A missing `includeDocument` reads as false and a
+//!   missing `cursor` as none, so items written before these attributes still read. A
+//!   document's subscribers are one strongly consistent `Query` on its partition, so a
+//!   subscription acknowledged by `subscribe` is seen by every later lookup (the
+//!   notification path never reads an index).
 //!
-//! `subscribe` writes the subscription and adds the document to the connection's set in
-//! one transaction, conditional on the connection existing, so `remove` finds every
+//! `subscribe` puts the whole subscription item (so a repeated subscribe replaces the
+//! options and drops the cursor) and adds the document to the connection's set in one
+//! transaction, conditional on the connection existing, so `remove` finds every
 //! subscription from the connection item without a scan; it also sweeps the
 //! `byConnection` index for subscriptions whose connection item is already gone
 //! (expired by TTL). `unsubscribe` deletes the subscription item and then trims the
 //! set; the set may therefore name more documents than are subscribed (when trimming
 //! failed), never fewer, and `subscriptions` keeps only those whose subscription item
-//! exists. Items whose `expiresAt` has passed but which TTL has not deleted
-//! yet (TTL deletes within days, not at once) read as missing.
+//! exists. `set_cursor` updates the `cursor` of an existing subscription item only (a
+//! condition on the item, never an upsert, so it cannot resurrect a subscription that
+//! `unsubscribe` or `remove` just deleted). Items whose `expiresAt` has passed but which
+//! TTL has not deleted yet (TTL deletes within days, not at once) read as missing.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -25,8 +32,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemOutput};
 use aws_sdk_dynamodb::types::{
     AttributeValue, DeleteRequest, Put, ReturnValue, TransactWriteItem, Update, WriteRequest,
 };
@@ -37,7 +46,9 @@ use super::errors::{build_error, decode_error, sdk_error};
 use super::tables::{BY_CONNECTION_INDEX, EXPIRES_AT};
 use crate::clock::Clock;
 use crate::domain::{DocumentId, UserId};
-use crate::ports::{Connection, ConnectionId, ConnectionRegistry, Subscriber};
+use crate::ports::{
+    Connection, ConnectionId, ConnectionRegistry, PresenceCursor, SubscribeOptions, Subscriber,
+};
 use crate::{Error, Result};
 
 type Attributes = HashMap<String, AttributeValue>;
@@ -48,6 +59,10 @@ const USER_ID: &str = "userId";
 const TOKEN_EXPIRES_AT: &str = "tokenExpiresAt";
 const CONNECTED_AT: &str = "connectedAt";
 const DOCUMENTS: &str = "documents";
+const INCLUDE_DOCUMENT: &str = "includeDocument";
+const CURSOR: &str = "cursor";
+const ANCHOR: &str = "anchor";
+const HEAD: &str = "head";
 
 /// Connections and subscriptions in DynamoDB.
 #[derive(Clone)]
@@ -93,6 +108,63 @@ fn epoch_seconds(item: &Attributes) -> Option<i64> {
     match item.get(EXPIRES_AT) {
         Some(AttributeValue::N(n)) => n.parse().ok(),
         _ => None,
+    }
+}
+
+fn number(item: &Attributes, name: &str) -> Result<u64> {
+    match item.get(name) {
+        Some(AttributeValue::N(n)) => n.parse().map_err(|e| decode_error(name, e)),
+        other => Err(decode_error(name, other)),
+    }
+}
+
+/// The subscription's options; an item written before options existed has the defaults.
+fn options_of(item: &Attributes) -> Result<SubscribeOptions> {
+    let include_document = match item.get(INCLUDE_DOCUMENT) {
+        None => false,
+        Some(AttributeValue::Bool(include)) => *include,
+        other => return Err(decode_error(INCLUDE_DOCUMENT, other)),
+    };
+    Ok(SubscribeOptions { include_document })
+}
+
+fn cursor_of(item: &Attributes) -> Result<Option<PresenceCursor>> {
+    match item.get(CURSOR) {
+        None => Ok(None),
+        Some(AttributeValue::M(cursor)) => Ok(Some(PresenceCursor {
+            anchor: number(cursor, ANCHOR)?,
+            head: number(cursor, HEAD)?,
+        })),
+        other => Err(decode_error(CURSOR, other)),
+    }
+}
+
+fn cursor_value(cursor: PresenceCursor) -> AttributeValue {
+    AttributeValue::M(HashMap::from([
+        (
+            ANCHOR.to_owned(),
+            AttributeValue::N(cursor.anchor.to_string()),
+        ),
+        (HEAD.to_owned(), AttributeValue::N(cursor.head.to_string())),
+    ]))
+}
+
+/// A conditional `UpdateItem` whose condition is that the item exists (and is live):
+/// a failed condition is [`Error::NotFound`], typed from the SDK's error, not its text.
+fn update_of_existing(
+    result: Result<UpdateItemOutput, SdkError<UpdateItemError, HttpResponse>>,
+) -> Result<()> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(e)
+            if matches!(
+                e.as_service_error(),
+                Some(UpdateItemError::ConditionalCheckFailedException(_))
+            ) =>
+        {
+            Err(Error::NotFound)
+        }
+        Err(e) => Err(sdk_error("UpdateItem", e)),
     }
 }
 
@@ -274,18 +346,7 @@ impl ConnectionRegistry for DynamoDbConnectionRegistry {
             )
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(UpdateItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Err(Error::NotFound)
-            }
-            Err(e) => Err(sdk_error("UpdateItem", e)),
-        }
+        update_of_existing(result)
     }
 
     async fn remove(&self, id: &ConnectionId) -> Result<()> {
@@ -313,7 +374,12 @@ impl ConnectionRegistry for DynamoDbConnectionRegistry {
         Ok(())
     }
 
-    async fn subscribe(&self, id: &ConnectionId, document: &DocumentId) -> Result<()> {
+    async fn subscribe(
+        &self,
+        id: &ConnectionId,
+        document: &DocumentId,
+        options: SubscribeOptions,
+    ) -> Result<()> {
         let Some(connection) = self.connection_item(id).await? else {
             return Err(Error::NotFound);
         };
@@ -323,6 +389,10 @@ impl ConnectionRegistry for DynamoDbConnectionRegistry {
                 subscription.insert(name.to_owned(), value.clone());
             }
         }
+        subscription.insert(
+            INCLUDE_DOCUMENT.to_owned(),
+            AttributeValue::Bool(options.include_document),
+        );
         let add = Update::builder()
             .table_name(&self.connections)
             .set_key(Some(Self::connection_key(id)))
@@ -363,6 +433,37 @@ impl ConnectionRegistry for DynamoDbConnectionRegistry {
         }
     }
 
+    async fn set_cursor(
+        &self,
+        id: &ConnectionId,
+        document: &DocumentId,
+        cursor: Option<PresenceCursor>,
+    ) -> Result<()> {
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.subscriptions)
+            .set_key(Some(Self::subscription_key(id, document)))
+            // An expired subscription reads as missing, so it takes no cursor either.
+            .condition_expression(
+                "attribute_exists(#c) AND (attribute_not_exists(#e) OR #e > :now)",
+            )
+            .expression_attribute_names("#c", CONNECTION_ID)
+            .expression_attribute_names("#e", EXPIRES_AT)
+            .expression_attribute_names("#cursor", CURSOR)
+            .expression_attribute_values(
+                ":now",
+                AttributeValue::N(self.clock.now().timestamp().to_string()),
+            );
+        let update = match cursor {
+            Some(cursor) => update
+                .update_expression("SET #cursor = :cursor")
+                .expression_attribute_values(":cursor", cursor_value(cursor)),
+            None => update.update_expression("REMOVE #cursor"),
+        };
+        update_of_existing(update.send().await)
+    }
+
     async fn unsubscribe(&self, id: &ConnectionId, document: &DocumentId) -> Result<()> {
         self.client
             .delete_item()
@@ -388,16 +489,10 @@ impl ConnectionRegistry for DynamoDbConnectionRegistry {
             .expression_attribute_values(":d", AttributeValue::Ss(vec![document.to_string()]))
             .send()
             .await;
-        match result {
-            Ok(_) => {}
+        match update_of_existing(result) {
             // An unknown connection has nothing to forget.
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(UpdateItemError::ConditionalCheckFailedException(_))
-                ) => {}
-            Err(e) => {
-                let err = sdk_error("UpdateItem", e);
+            Ok(()) | Err(Error::NotFound) => {}
+            Err(err) => {
                 tracing::warn!(connection = %id, %document, error = %err, "could not trim the connection's subscription set");
             }
         }
@@ -428,6 +523,8 @@ impl ConnectionRegistry for DynamoDbConnectionRegistry {
                     connection: ConnectionId(string(item, CONNECTION_ID)?.to_owned()),
                     user: UserId::parse(string(item, USER_ID)?)
                         .map_err(|e| decode_error(USER_ID, e))?,
+                    options: options_of(item)?,
+                    cursor: cursor_of(item)?,
                 });
             }
             start = out.last_evaluated_key;

@@ -25,6 +25,21 @@
 //!   handler skips it, and the event source mapping filters it out) and then the
 //!   REMOVE. An item left stamped by a crash between the two steps reads as missing,
 //!   and the same delete, retried, completes it.
+//! - Every version also gets an item in the versions table (`documentId`, `version`),
+//!   put in the same `TransactWriteItems` as the document (conditional on not being
+//!   there yet), so a version and its record exist together or not at all: who made it
+//!   (`actor`) and when (`at`), its `title`, the body operation from the version before
+//!   (`ops`, the OPS JSON; absent when the body did not change), and at version 1 and
+//!   every [`SNAPSHOT_EVERY`] versions the whole body (`snapshot`). The edits endpoint
+//!   transforms against `ops` (a `Query` from the base on); a version is rebuilt from
+//!   the snapshot at or before it and at most `SNAPSHOT_EVERY - 1` operations (one
+//!   `Query` backwards, at most `SNAPSHOT_EVERY` items). The document item carries the
+//!   same operation as `ops`, so the stream record's NewImage has it.
+//! - A deleted document's version items are deleted after the document (a `Query` and
+//!   `BatchWriteItem`s), best effort: the deletion is committed and announced by then,
+//!   so a failure here is logged, not returned. Deleting them, rather than stamping a
+//!   TTL on them, costs the same writes (a TTL needs an update per item) and leaves no
+//!   window of up to two days in which a deleted document's versions still read back.
 
 use std::collections::{HashMap, HashSet};
 
@@ -32,14 +47,15 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Delete, DeleteRequest, KeysAndAttributes, Put, PutRequest,
+    AttributeValue, CancellationReason, Delete, DeleteRequest, KeysAndAttributes, Put, PutRequest,
     ReturnValuesOnConditionCheckFailure, TransactWriteItem, WriteRequest,
 };
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde_dynamo::Item;
 
 use super::errors::{build_error, decode_error, sdk_error};
 use crate::codec::{self, DocumentImage};
-use crate::domain::{Document, DocumentId, UserId};
+use crate::domain::{Body, Document, DocumentId, DocumentVersion, TextOperation, Title, UserId};
 use crate::ports::{DocumentPage, DocumentStore};
 use crate::{Error, Result};
 
@@ -56,12 +72,25 @@ const BATCH_GET_LIMIT: usize = 100;
 const MEMBER_USER: &str = "userId";
 const MEMBER_DOCUMENT: &str = "documentId";
 
+/// How often a version item carries the whole body (version 1 always does).
+pub const SNAPSHOT_EVERY: u64 = 64;
+
+/// Attribute names of version items.
+const VERSION_DOCUMENT: &str = "documentId";
+const VERSION_NUMBER: &str = "version";
+const VERSION_ACTOR: &str = "actor";
+const VERSION_AT: &str = "at";
+const VERSION_TITLE: &str = "title";
+const VERSION_OPS: &str = "ops";
+const VERSION_SNAPSHOT: &str = "snapshot";
+
 /// Documents in DynamoDB.
 #[derive(Debug, Clone)]
 pub struct DynamoDbDocumentStore {
     client: Client,
     documents: String,
     members: String,
+    versions: String,
 }
 
 /// Why a transaction did not commit.
@@ -73,11 +102,17 @@ enum TransactionFailure {
 }
 
 impl DynamoDbDocumentStore {
-    pub fn new(client: Client, documents_table: &str, members_table: &str) -> Self {
+    pub fn new(
+        client: Client,
+        documents_table: &str,
+        members_table: &str,
+        versions_table: &str,
+    ) -> Self {
         Self {
             client,
             documents: documents_table.to_owned(),
             members: members_table.to_owned(),
+            versions: versions_table.to_owned(),
         }
     }
 
@@ -124,22 +159,23 @@ impl DynamoDbDocumentStore {
         ])
     }
 
-    /// Runs `document_write` and as many `memberships` as fit in one transaction;
-    /// the rest go in batches, additions before and removals after.
+    /// Runs `writes` (the document's first, then its version's) and as many
+    /// memberships as fit beside them in one transaction; the rest go in batches,
+    /// additions before and removals after.
     async fn commit(
         &self,
-        document_write: TransactWriteItem,
+        writes: Vec<TransactWriteItem>,
         added: Vec<UserId>,
         removed: Vec<UserId>,
         id: &DocumentId,
     ) -> Result<(), TransactionFailure> {
-        let room = TRANSACTION_LIMIT - 1;
+        let room = TRANSACTION_LIMIT - writes.len();
         let (added_now, added_before) = split(added, room);
         let (removed_now, removed_after) = split(removed, room - added_now.len());
         self.batch_members(&added_before, id, true)
             .await
             .map_err(TransactionFailure::Other)?;
-        let mut items = vec![document_write];
+        let mut items = writes;
         for user in &added_now {
             items.push(
                 TransactWriteItem::builder()
@@ -182,11 +218,18 @@ impl DynamoDbDocumentStore {
                 if let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
                     err.as_service_error()
                 {
-                    let first = cancelled.cancellation_reasons().first();
-                    if first.and_then(|r| r.code()) == Some("ConditionalCheckFailed") {
-                        return Err(TransactionFailure::Condition(
-                            first.and_then(|r| r.item()).cloned(),
-                        ));
+                    // One reason per write, in order: the document's condition first.
+                    let reasons = cancelled.cancellation_reasons();
+                    if let Some(first) = reasons.first().filter(|r| condition_failed(r)) {
+                        return Err(TransactionFailure::Condition(first.item().cloned()));
+                    }
+                    // Only the version write has a condition besides the document's:
+                    // its version is kept already although the document is not at it.
+                    if let Some(at) = reasons.iter().position(condition_failed) {
+                        return Err(TransactionFailure::Other(Error::Unknown(anyhow::anyhow!(
+                            "TransactWriteItems: the document {id} may take the version, but \
+                             a version item is already kept for it (write {at} of the transaction)"
+                        ))));
                     }
                     let transient = cancelled.cancellation_reasons().iter().any(|r| {
                         matches!(
@@ -292,6 +335,90 @@ impl DynamoDbDocumentStore {
     }
 }
 
+impl DynamoDbDocumentStore {
+    /// The put of `doc`'s version item, made by `ops` from the version before (`None`
+    /// for version 1). It must not exist yet: a kept version is never rewritten.
+    fn version_write(
+        &self,
+        doc: &Document,
+        ops: Option<&TextOperation>,
+    ) -> Result<TransactWriteItem> {
+        let put = Put::builder()
+            .table_name(&self.versions)
+            .set_item(Some(version_item(doc, ops)))
+            .condition_expression("attribute_not_exists(#v)")
+            .expression_attribute_names("#v", VERSION_NUMBER)
+            .build()
+            .map_err(|e| build_error("a version put", e))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    /// A `Query` of `id`'s version items (strongly consistent), keyed on `condition`
+    /// over `#d` (the document) and `#v` (the version).
+    fn versions_query(
+        &self,
+        id: &DocumentId,
+        condition: &str,
+    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        self.client
+            .query()
+            .table_name(&self.versions)
+            .key_condition_expression(condition)
+            .expression_attribute_names("#d", VERSION_DOCUMENT)
+            .expression_attribute_names("#v", VERSION_NUMBER)
+            .expression_attribute_values(":id", AttributeValue::S(id.to_string()))
+            .consistent_read(true)
+    }
+
+    /// `BaseVersionGone` naming the oldest version kept, or `NotFound` when none is.
+    async fn oldest_kept(&self, id: &DocumentId) -> Result<Error> {
+        let out = self
+            .versions_query(id, "#d = :id")
+            .projection_expression("#v")
+            .limit(1)
+            .send()
+            .await
+            .map_err(|e| sdk_error("Query", e))?;
+        Ok(match out.items().first() {
+            Some(item) => Error::BaseVersionGone {
+                oldest: version_number(item)?,
+            },
+            None => Error::NotFound,
+        })
+    }
+
+    /// Deletes every version item of `id`.
+    async fn forget_versions(&self, id: &DocumentId) -> Result<()> {
+        let mut start = None;
+        loop {
+            let out = self
+                .versions_query(id, "#d = :id")
+                .projection_expression("#d, #v")
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error("Query", e))?;
+            for chunk in out.items().chunks(BATCH_WRITE_LIMIT) {
+                let mut requests = chunk
+                    .iter()
+                    .map(|key| {
+                        DeleteRequest::builder()
+                            .set_key(Some(key.clone()))
+                            .build()
+                            .map(|d| WriteRequest::builder().delete_request(d).build())
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| build_error("a version delete", e))?;
+                batch_write(&self.client, &self.versions, &mut requests).await?;
+            }
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                return Ok(());
+            }
+        }
+    }
+}
+
 /// Writes a batch, retrying its unprocessed requests with backoff.
 pub(crate) async fn batch_write(
     client: &Client,
@@ -352,6 +479,102 @@ fn number(n: u64) -> AttributeValue {
     AttributeValue::N(n.to_string())
 }
 
+fn condition_failed(reason: &CancellationReason) -> bool {
+    reason.code() == Some("ConditionalCheckFailed")
+}
+
+/// The version item of `doc`: who made it and when, its title, the body operation
+/// from the version before (absent when the body did not change), and the whole body
+/// at version 1 (`ops` is `None`) and every [`SNAPSHOT_EVERY`] versions.
+fn version_item(doc: &Document, ops: Option<&TextOperation>) -> Attributes {
+    let text = |s: &str| AttributeValue::S(s.to_owned());
+    let mut item = HashMap::from([
+        (VERSION_DOCUMENT.to_owned(), text(&doc.id.to_string())),
+        (VERSION_NUMBER.to_owned(), number(doc.version)),
+        (VERSION_ACTOR.to_owned(), text(doc.updated_by.as_str())),
+        (
+            VERSION_AT.to_owned(),
+            text(&doc.updated_at.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
+        ),
+        (VERSION_TITLE.to_owned(), text(doc.title.as_str())),
+    ]);
+    if let Some(ops) = ops.filter(|o| !o.is_noop()) {
+        item.insert(
+            VERSION_OPS.to_owned(),
+            text(&serde_json::to_string(ops).expect("operations encode")),
+        );
+    }
+    if ops.is_none() || doc.version == 1 || doc.version.is_multiple_of(SNAPSHOT_EVERY) {
+        item.insert(VERSION_SNAPSHOT.to_owned(), text(doc.body.as_str()));
+    }
+    item
+}
+
+fn corrupt_version(what: impl std::fmt::Display) -> Error {
+    decode_error("a version item", what.to_string())
+}
+
+fn text_attribute<'a>(item: &'a Attributes, name: &str) -> Result<&'a str> {
+    match item.get(name) {
+        Some(AttributeValue::S(s)) => Ok(s),
+        _ => Err(corrupt_version(format!("no string `{name}`"))),
+    }
+}
+
+fn version_number(item: &Attributes) -> Result<u64> {
+    match item.get(VERSION_NUMBER) {
+        Some(AttributeValue::N(n)) => n
+            .parse()
+            .map_err(|_| corrupt_version(format!("`{VERSION_NUMBER}` is {n:?}"))),
+        _ => Err(corrupt_version(format!("no number `{VERSION_NUMBER}`"))),
+    }
+}
+
+/// The item's body operation: the no-op when it has none.
+fn version_ops(item: &Attributes) -> Result<TextOperation> {
+    match item.get(VERSION_OPS) {
+        None => Ok(TextOperation::new()),
+        Some(AttributeValue::S(json)) => serde_json::from_str(json)
+            .map_err(|e| corrupt_version(format!("`{VERSION_OPS}` does not decode: {e}"))),
+        Some(_) => Err(corrupt_version(format!("`{VERSION_OPS}` is not a string"))),
+    }
+}
+
+/// Rebuilds the version of `chain[0]` from `chain`: contiguous version items, newest
+/// first, the last one holding a snapshot.
+fn rebuild(id: DocumentId, chain: &[Attributes]) -> Result<DocumentVersion> {
+    let (newest, oldest) = match chain {
+        [newest, .., oldest] => (newest, oldest),
+        [only] => (only, only),
+        [] => return Err(corrupt_version("nothing to rebuild from")),
+    };
+    let version = version_number(newest)?;
+    let mut body = text_attribute(oldest, VERSION_SNAPSHOT)?.to_owned();
+    for (back, item) in chain.iter().enumerate().rev() {
+        let found = version_number(item)?;
+        if found + back as u64 != version {
+            return Err(corrupt_version(format!(
+                "version {found} of {id} follows a gap on the way back from {version}"
+            )));
+        }
+        if back + 1 < chain.len() {
+            body = version_ops(item)?
+                .apply(&body)
+                .map_err(|e| corrupt_version(format!("version {found} of {id}: {e}")))?;
+        }
+    }
+    Ok(DocumentVersion {
+        id,
+        version,
+        title: Title::parse(text_attribute(newest, VERSION_TITLE)?).map_err(corrupt_version)?,
+        body: Body::parse(body).map_err(corrupt_version)?,
+        actor: UserId::parse(text_attribute(newest, VERSION_ACTOR)?).map_err(corrupt_version)?,
+        at: text_attribute(newest, VERSION_AT)?
+            .parse::<DateTime<Utc>>()
+            .map_err(corrupt_version)?,
+    })
+}
+
 /// The condition of a write that replaces version `:previous` of a live document.
 const GUARD: &str = "attribute_exists(#id) AND #v = :previous AND attribute_not_exists(#deleted)";
 
@@ -385,9 +608,12 @@ fn readers(doc: &Document) -> HashSet<UserId> {
 impl DocumentStore for DynamoDbDocumentStore {
     async fn create(&self, doc: &Document) -> Result<()> {
         let put = guarded_put(&self.documents, codec::document_to_item(doc), 0)?;
-        let write = TransactWriteItem::builder().put(put).build();
+        let writes = vec![
+            TransactWriteItem::builder().put(put).build(),
+            self.version_write(doc, None)?,
+        ];
         let members: Vec<UserId> = doc.readers().cloned().collect();
-        match self.commit(write, members, Vec::new(), &doc.id).await {
+        match self.commit(writes, members, Vec::new(), &doc.id).await {
             Ok(()) => Ok(()),
             Err(TransactionFailure::Condition(_)) => Err(Error::AlreadyExists),
             Err(TransactionFailure::Other(e)) => Err(e),
@@ -402,7 +628,7 @@ impl DocumentStore for DynamoDbDocumentStore {
             .map(|image| image.document))
     }
 
-    async fn update(&self, doc: &Document) -> Result<()> {
+    async fn update(&self, doc: &Document, body_ops: &TextOperation) -> Result<()> {
         let previous = doc.version.saturating_sub(1);
         if previous == 0 {
             return Err(Error::invalid(
@@ -422,12 +648,26 @@ impl DocumentStore for DynamoDbDocumentStore {
             }
             Some(image) => image.document,
         };
+        // The kept operations are what versions are rebuilt from: one that does not
+        // replay would corrupt every later version, so it is refused here.
+        let replayed = body_ops.apply(stored.body.as_str());
+        if replayed.as_deref().ok() != Some(doc.body.as_str()) {
+            return Err(Error::Unknown(anyhow::anyhow!(
+                "the body operation of version {} of {} does not turn version {previous}'s body into it",
+                doc.version,
+                doc.id
+            )));
+        }
         let (before, after) = (readers(&stored), readers(doc));
         let added = after.difference(&before).cloned().collect();
         let removed = before.difference(&after).cloned().collect();
-        let put = guarded_put(&self.documents, codec::document_to_item(doc), previous)?;
-        let write = TransactWriteItem::builder().put(put).build();
-        match self.commit(write, added, removed, &doc.id).await {
+        let item = codec::document_to_item_with_ops(doc, Some(body_ops));
+        let put = guarded_put(&self.documents, item, previous)?;
+        let writes = vec![
+            TransactWriteItem::builder().put(put).build(),
+            self.version_write(doc, Some(body_ops))?,
+        ];
+        match self.commit(writes, added, removed, &doc.id).await {
             Ok(()) => Ok(()),
             Err(TransactionFailure::Condition(stored)) => Err(self.conflict(&doc.id, stored).await),
             Err(TransactionFailure::Other(e)) => Err(e),
@@ -496,15 +736,105 @@ impl DocumentStore for DynamoDbDocumentStore {
             .map_err(|e| build_error("a document delete", e))?;
         let write = TransactWriteItem::builder().delete(delete).build();
         let members = last.readers().cloned().collect();
-        match self.commit(write, Vec::new(), members, &last.id).await {
-            Ok(()) => Ok(()),
+        match self
+            .commit(vec![write], Vec::new(), members, &last.id)
+            .await
+        {
+            Ok(()) => {}
             // Gone already: a concurrent retry of this deletion finished it.
-            Err(TransactionFailure::Condition(None)) => Ok(()),
+            Err(TransactionFailure::Condition(None)) => {}
             Err(TransactionFailure::Condition(Some(stored))) => {
-                Err(self.conflict(&last.id, Some(stored)).await)
+                return Err(self.conflict(&last.id, Some(stored)).await);
             }
-            Err(TransactionFailure::Other(e)) => Err(e),
+            Err(TransactionFailure::Other(e)) => return Err(e),
         }
+        // Step 3: the versions. The deletion is committed and its REMOVE record is in
+        // the stream, so a failure here must not turn it into an error the caller
+        // would retry against a document that is gone.
+        if let Err(e) = self.forget_versions(&last.id).await {
+            tracing::warn!(document = %last.id, error = %e, "the deleted document's version items were not all deleted");
+        }
+        Ok(())
+    }
+
+    async fn operations_since(&self, id: &DocumentId, base: u64) -> Result<Vec<TextOperation>> {
+        let mut ops = Vec::new();
+        let mut expected = base;
+        let mut start = None;
+        loop {
+            let out = self
+                .versions_query(id, "#d = :id AND #v >= :base")
+                .expression_attribute_values(":base", number(base))
+                .projection_expression("#v, #ops")
+                .expression_attribute_names("#ops", VERSION_OPS)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error("Query", e))?;
+            for item in out.items() {
+                let version = version_number(item)?;
+                if version != expected {
+                    // The kept versions start after the base: it cannot be transformed
+                    // from.
+                    return Err(Error::BaseVersionGone { oldest: version });
+                }
+                if version > base {
+                    ops.push(version_ops(item)?);
+                }
+                expected = version + 1;
+            }
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+        if expected == base {
+            // Not even the base version is kept.
+            return Err(self.oldest_kept(id).await?);
+        }
+        Ok(ops)
+    }
+
+    async fn version(&self, id: &DocumentId, version: u64) -> Result<Option<DocumentVersion>> {
+        // Newest first from `version` down to the first snapshot: at most
+        // SNAPSHOT_EVERY items, since version 1 and every multiple of it has one.
+        let mut chain: Vec<Attributes> = Vec::new();
+        let mut start = None;
+        'pages: loop {
+            let out = self
+                .versions_query(id, "#d = :id AND #v <= :version")
+                .expression_attribute_values(":version", number(version))
+                .scan_index_forward(false)
+                .limit((SNAPSHOT_EVERY as usize - chain.len()) as i32)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error("Query", e))?;
+            for item in out.items.unwrap_or_default() {
+                let snapshot = item.contains_key(VERSION_SNAPSHOT);
+                chain.push(item);
+                if snapshot {
+                    break 'pages;
+                }
+            }
+            start = out.last_evaluated_key;
+            if start.is_none() || chain.len() >= SNAPSHOT_EVERY as usize {
+                break;
+            }
+        }
+        match chain.first() {
+            Some(newest) if version_number(newest)? == version => {}
+            // That version is not kept (or never was).
+            _ => return Ok(None),
+        }
+        if !chain
+            .last()
+            .is_some_and(|i| i.contains_key(VERSION_SNAPSHOT))
+        {
+            // No snapshot within reach: the versions before it are not kept.
+            return Ok(None);
+        }
+        rebuild(*id, &chain).map(Some)
     }
 
     async fn list_for_member(

@@ -6,6 +6,7 @@
 //! |---|---|---|
 //! | documents | `id` (S) | stream NEW_AND_OLD_IMAGES |
 //! | members | `userId` (S), `documentId` (S) | |
+//! | versions | `documentId` (S), `version` (N) | |
 //! | connections | `connectionId` (S) | TTL on `expiresAt` |
 //! | subscriptions | `documentId` (S), `connectionId` (S) | GSI `byConnection` (`connectionId`, `documentId`, keys only); TTL on `expiresAt` |
 //! | audit | `documentId` (S), `version` (N) | |
@@ -35,6 +36,15 @@ pub async fn create_tables(client: &Client, names: &TableNames) -> Result<()> {
         client,
         &names.members,
         &[("userId", S), ("documentId", S)],
+        None,
+        false,
+        None,
+    )
+    .await?;
+    create(
+        client,
+        &names.versions,
+        &[("documentId", S), ("version", N)],
         None,
         false,
         None,

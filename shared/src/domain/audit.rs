@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{ChangeKind, DocumentId, Field, Role, UserId};
+use super::{ChangeKind, DocumentId, Field, Role, TextOperation, UserId};
 
 /// One entry of a document's history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -33,6 +33,11 @@ pub struct AuditDetail {
     /// A unified diff of the body, when it changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body_diff: Option<String>,
+    /// The body operation from the version before (OPS), when the body changed: what a
+    /// client holding that version applies to catch up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub ops: Option<TextOperation>,
     /// Collaborators added, removed or given another role.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub collaborators: Vec<CollaboratorChange>,

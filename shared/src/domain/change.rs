@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{Document, DocumentId, UserId};
+use super::{Document, DocumentId, TextOperation, UserId};
 
 /// What happened to the document. Also the `action` of an audit entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -73,6 +73,10 @@ pub struct ChangeEvent {
     pub new: Option<Document>,
     /// The stream record's sequence number, for logs and partial batch responses.
     pub sequence_number: String,
+    /// The operation that turned the body of `version - 1` into this version's, when
+    /// the body changed (an update only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ops: Option<TextOperation>,
 }
 
 impl ChangeEvent {
@@ -96,7 +100,14 @@ impl ChangeEvent {
             old,
             new: Some(new),
             sequence_number,
+            ops: None,
         }
+    }
+
+    /// The same change carrying the body operation it made.
+    pub fn with_ops(mut self, ops: Option<TextOperation>) -> Self {
+        self.ops = ops;
+        self
     }
 
     /// A deletion. `last` is the document as it stood when deleted; `version`, `actor` and
@@ -118,6 +129,7 @@ impl ChangeEvent {
             old: Some(last),
             new: None,
             sequence_number,
+            ops: None,
         }
     }
 

@@ -10,6 +10,7 @@ mod document;
 mod ids;
 mod operation;
 mod validation;
+mod version;
 
 pub use analysis::{Analysis, TopTerm};
 pub use audit::{AuditDetail, AuditEntry, CollaboratorChange, TextChange};
@@ -21,3 +22,4 @@ pub use document::{
 pub use ids::{DocumentId, MAX_USER_ID_LEN, UserId};
 pub use operation::{Component, MAX_COMPONENTS, OperationError, TextOperation};
 pub use validation::ValidationError;
+pub use version::{DocumentVersion, EditOutcome, KEPT_OPERATIONS};

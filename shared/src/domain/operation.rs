@@ -63,7 +63,9 @@ pub struct TextOperation {
     components: Vec<Component>,
     /// A retain the builder was given last. It becomes a component only when an insert or
     /// a delete follows it: at the end of an operation, keeping is what happens anyway.
-    /// It takes no part in equality.
+    /// An operation read from the wire keeps its trailing retain here, so that
+    /// [`TextOperation::reach`] can tell whether it fits the body it was written for. It
+    /// takes no part in equality.
     pending_retain: usize,
 }
 
@@ -127,6 +129,14 @@ impl TextOperation {
             Component::Retain(n) | Component::Delete(n) => reach.saturating_add(*n),
             Component::Insert(_) => reach,
         })
+    }
+
+    /// Characters of the base text the operation reaches as it was written, counting a
+    /// trailing retain the normal form leaves out: an operation read from the wire fits
+    /// the body it was made on only if this is no more than the body's length. For
+    /// operations built here it equals [`TextOperation::base_len`].
+    pub fn reach(&self) -> usize {
+        self.base_len().saturating_add(self.pending_retain)
     }
 
     /// The change in length in chars (inserted − deleted), as i64.
@@ -576,7 +586,9 @@ impl<'de> Visitor<'de> for OperationVisitor {
             }
             index += 1;
         }
-        Ok(op.finish())
+        // The trailing retain stays pending (it is no component) so that `reach` still
+        // counts it.
+        Ok(op)
     }
 }
 

@@ -7,12 +7,18 @@
 //! the transaction holding its write is durable. A mutation and its change record are
 //! written in the same savepoint, so the change log holds exactly one record per
 //! acknowledged mutation and none for a rejected one.
+//!
+//! Every version also gets a row in `document_versions`, in the same savepoint: who made
+//! it and when, its title, the body operation from the version before (the edits
+//! endpoint transforms against these), and every [`SNAPSHOT_EVERY`] versions the whole
+//! body, so any version is rebuilt from the snapshot before it and at most
+//! `SNAPSHOT_EVERY - 1` operations.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::watch;
 
@@ -20,7 +26,7 @@ use super::change_log::{self, ChangeFeed};
 use super::group_commit::GroupCommit;
 use super::sqlite::{ConnectionPool, map_sqlite_error, open_connection};
 use crate::codec::{self, EventName, RecordBuilder};
-use crate::domain::{Document, DocumentId, UserId};
+use crate::domain::{Body, Document, DocumentId, DocumentVersion, TextOperation, Title, UserId};
 use crate::ports::{DocumentPage, DocumentStore};
 use crate::{Error, Result};
 
@@ -36,11 +42,31 @@ CREATE TABLE IF NOT EXISTS document_members (
     PRIMARY KEY (user_id, document_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS document_members_by_document ON document_members (document_id);
+CREATE TABLE IF NOT EXISTS document_versions (
+    document_id TEXT NOT NULL,
+    version     INTEGER NOT NULL,
+    actor       TEXT NOT NULL,
+    at          TEXT NOT NULL,
+    title       TEXT NOT NULL,
+    ops         TEXT,
+    snapshot    TEXT,
+    PRIMARY KEY (document_id, version)
+) WITHOUT ROWID;
+-- Documents stored before versions were kept start their history at their current
+-- version, with a snapshot.
+INSERT INTO document_versions (document_id, version, actor, at, title, ops, snapshot)
+    SELECT id, version, json_extract(doc, '$.updatedBy'), json_extract(doc, '$.updatedAt'),
+           json_extract(doc, '$.title'), NULL, json_extract(doc, '$.body')
+    FROM documents
+    WHERE NOT EXISTS (SELECT 1 FROM document_versions v WHERE v.document_id = documents.id);
 ";
+
+/// How often a version row carries the whole body.
+pub const SNAPSHOT_EVERY: u64 = 64;
 
 enum Mutation {
     Create(Document),
-    Update(Document),
+    Update(Document, TextOperation),
     Delete(Document),
 }
 
@@ -120,8 +146,56 @@ impl DocumentStore for SqliteDocumentStore {
             .await
     }
 
-    async fn update(&self, doc: &Document) -> Result<()> {
-        self.write(Mutation::Update(doc.clone())).await
+    async fn update(&self, doc: &Document, body_ops: &TextOperation) -> Result<()> {
+        self.write(Mutation::Update(doc.clone(), body_ops.clone()))
+            .await
+    }
+
+    async fn operations_since(&self, id: &DocumentId, base: u64) -> Result<Vec<TextOperation>> {
+        let id = id.to_string();
+        self.reads
+            .call(move |conn| {
+                let mut stmt = conn
+                    .prepare_cached(
+                        "SELECT version, ops FROM document_versions
+                         WHERE document_id = ?1 AND version >= ?2 ORDER BY version",
+                    )
+                    .map_err(map_sqlite_error)?;
+                let rows = stmt
+                    .query_map(params![id, base as i64], |row| {
+                        Ok((row.get::<_, i64>(0)?, row.get::<_, Option<String>>(1)?))
+                    })
+                    .map_err(map_sqlite_error)?;
+                let mut ops = Vec::new();
+                let mut expected = base;
+                for row in rows {
+                    let (version, json) = row.map_err(map_sqlite_error)?;
+                    let version = version as u64;
+                    if version != expected {
+                        // The kept versions start after the base (or the document is
+                        // being deleted): the base cannot be transformed from.
+                        return Err(Error::BaseVersionGone { oldest: version });
+                    }
+                    if version > base {
+                        ops.push(decode_ops(json.as_deref())?);
+                    }
+                    expected = version + 1;
+                }
+                if expected == base {
+                    // Not even the base version is kept.
+                    return Err(oldest_kept(conn, &id)?);
+                }
+                Ok(ops)
+            })
+            .await
+    }
+
+    async fn version(&self, id: &DocumentId, version: u64) -> Result<Option<DocumentVersion>> {
+        let key = id.to_string();
+        let id = *id;
+        self.reads
+            .call(move |conn| read_version(conn, &key, id, version))
+            .await
     }
 
     async fn delete(&self, last: &Document) -> Result<()> {
@@ -169,6 +243,121 @@ impl DocumentStore for SqliteDocumentStore {
     }
 }
 
+fn decode_ops(json: Option<&str>) -> Result<TextOperation> {
+    match json {
+        None => Ok(TextOperation::new()),
+        Some(json) => serde_json::from_str(json)
+            .map_err(|e| Error::Unknown(anyhow::anyhow!("stored operation does not decode: {e}"))),
+    }
+}
+
+/// `BaseVersionGone` naming the oldest version kept, or `NotFound` when none is.
+fn oldest_kept(conn: &Connection, id: &str) -> Result<Error> {
+    let oldest: Option<i64> = conn
+        .prepare_cached("SELECT MIN(version) FROM document_versions WHERE document_id = ?1")
+        .and_then(|mut s| s.query_row([id], |row| row.get(0)))
+        .map_err(map_sqlite_error)?;
+    Ok(match oldest {
+        Some(v) => Error::BaseVersionGone { oldest: v as u64 },
+        None => Error::NotFound,
+    })
+}
+
+/// Rebuilds `version` from the snapshot at or before it and the operations after that.
+fn read_version(
+    conn: &Connection,
+    key: &str,
+    id: DocumentId,
+    version: u64,
+) -> Result<Option<DocumentVersion>> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT version, actor, at, title, ops, snapshot FROM document_versions
+             WHERE document_id = ?1 AND version <= ?2 AND version >= (
+                 SELECT MAX(version) FROM document_versions
+                 WHERE document_id = ?1 AND version <= ?2 AND snapshot IS NOT NULL)
+             ORDER BY version",
+        )
+        .map_err(map_sqlite_error)?;
+    type Row = (i64, String, String, String, Option<String>, Option<String>);
+    let rows = stmt
+        .query_map(params![key, version as i64], |row| {
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get(3)?,
+                row.get(4)?,
+                row.get(5)?,
+            ))
+        })
+        .map_err(map_sqlite_error)?;
+    let corrupt = |what: &str| Error::Unknown(anyhow::anyhow!("version row of {key}: {what}"));
+    let mut body: Option<String> = None;
+    let mut last: Option<Row> = None;
+    for row in rows {
+        let row: Row = row.map_err(map_sqlite_error)?;
+        body = match (&row.5, body) {
+            (Some(snapshot), _) => Some(snapshot.clone()),
+            (None, Some(text)) => Some(
+                decode_ops(row.4.as_deref())?
+                    .apply(&text)
+                    .map_err(|e| corrupt(&e.to_string()))?,
+            ),
+            (None, None) => return Err(corrupt("no snapshot before it")),
+        };
+        last = Some(row);
+    }
+    let Some((found, actor, at, title, _, _)) = last else {
+        return Ok(None);
+    };
+    if found as u64 != version {
+        return Ok(None);
+    }
+    Ok(Some(DocumentVersion {
+        id,
+        version,
+        title: Title::parse(title).map_err(|e| corrupt(&e.to_string()))?,
+        body: Body::parse(body.unwrap_or_default()).map_err(|e| corrupt(&e.to_string()))?,
+        actor: UserId::parse(actor).map_err(|e| corrupt(&e.to_string()))?,
+        at: at
+            .parse::<DateTime<Utc>>()
+            .map_err(|e| corrupt(&e.to_string()))?,
+    }))
+}
+
+/// Records `doc`'s version: its title, who made it and when, the body operation from
+/// the version before, and the whole body every [`SNAPSHOT_EVERY`] versions.
+fn record_version(tx: &Connection, doc: &Document, ops: Option<&TextOperation>) -> Result<()> {
+    let snapshot =
+        (doc.version == 1 || doc.version.is_multiple_of(SNAPSHOT_EVERY) || ops.is_none())
+            .then(|| doc.body.as_str());
+    let ops = ops
+        .filter(|o| !o.is_noop())
+        .map(|o| serde_json::to_string(o).expect("operations encode"));
+    tx.prepare_cached(
+        "INSERT INTO document_versions (document_id, version, actor, at, title, ops, snapshot)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (document_id, version) DO UPDATE SET
+             actor = excluded.actor, at = excluded.at, title = excluded.title,
+             ops = excluded.ops, snapshot = excluded.snapshot",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            doc.id.to_string(),
+            doc.version as i64,
+            doc.updated_by.as_str(),
+            doc.updated_at
+                .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+            doc.title.as_str(),
+            ops,
+            snapshot,
+        ])
+    })
+    .map_err(map_sqlite_error)?;
+    Ok(())
+}
+
 fn decode_document(json: &str) -> Result<Document> {
     serde_json::from_str(json)
         .map_err(|e| Error::Unknown(anyhow::anyhow!("stored document does not decode: {e}")))
@@ -203,6 +392,7 @@ fn apply(tx: &Connection, builder: &RecordBuilder<'_>, mutation: &Mutation) -> R
                 return Err(Error::AlreadyExists);
             }
             add_members(tx, &id, doc.readers())?;
+            record_version(tx, doc, None)?;
             let record = builder.record(
                 EventName::Insert,
                 &doc.id,
@@ -213,7 +403,7 @@ fn apply(tx: &Connection, builder: &RecordBuilder<'_>, mutation: &Mutation) -> R
             );
             change_log::append(tx, &doc.id, record, now).map_err(map_sqlite_error)
         }
-        Mutation::Update(doc) => {
+        Mutation::Update(doc, ops) => {
             let id = doc.id.to_string();
             let old = current(tx, &id, doc.version)?;
             tx.prepare_cached("UPDATE documents SET version = ?2, doc = ?3 WHERE id = ?1")
@@ -225,11 +415,12 @@ fn apply(tx: &Connection, builder: &RecordBuilder<'_>, mutation: &Mutation) -> R
                     .map_err(map_sqlite_error)?;
                 add_members(tx, &id, doc.readers())?;
             }
+            record_version(tx, doc, Some(ops))?;
             let record = builder.record(
                 EventName::Modify,
                 &doc.id,
                 Some(codec::document_to_item(&old)),
-                Some(codec::document_to_item(doc)),
+                Some(codec::document_to_item_with_ops(doc, Some(ops))),
                 0,
                 doc.updated_at,
             );
@@ -242,6 +433,9 @@ fn apply(tx: &Connection, builder: &RecordBuilder<'_>, mutation: &Mutation) -> R
                 .and_then(|mut s| s.execute([&id]))
                 .map_err(map_sqlite_error)?;
             tx.prepare_cached("DELETE FROM document_members WHERE document_id = ?1")
+                .and_then(|mut s| s.execute([&id]))
+                .map_err(map_sqlite_error)?;
+            tx.prepare_cached("DELETE FROM document_versions WHERE document_id = ?1")
                 .and_then(|mut s| s.execute([&id]))
                 .map_err(map_sqlite_error)?;
             let record = builder.record(

@@ -27,12 +27,35 @@ pub struct Connection {
     pub connected_at: DateTime<Utc>,
 }
 
+/// A subscriber's caret or selection in the body, in characters (code points) from the
+/// start: `anchor` where the selection began, `head` where it ends (equal for a caret).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PresenceCursor {
+    pub anchor: u64,
+    pub head: u64,
+}
+
+/// How a connection follows a document.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscribeOptions {
+    /// Whether change frames carry the whole document (`"include":"document"`).
+    #[serde(default)]
+    pub include_document: bool,
+}
+
 /// A connection subscribed to a document.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Subscriber {
     pub connection: ConnectionId,
     pub user: UserId,
+    #[serde(default)]
+    pub options: SubscribeOptions,
+    /// The last caret or selection the connection shared in this document (ephemeral:
+    /// never in the change stream or the audit trail).
+    #[serde(default)]
+    pub cursor: Option<PresenceCursor>,
 }
 
 /// Connections and their subscriptions.
@@ -63,9 +86,26 @@ pub trait ConnectionRegistry: Send + Sync + 'static {
     /// Errors: `Unavailable`.
     async fn remove(&self, id: &ConnectionId) -> Result<()>;
 
-    /// Subscribes the connection to the document (idempotent).
+    /// Subscribes the connection to the document (idempotent; a repeated subscribe
+    /// replaces the options and clears the cursor).
     /// Errors: `NotFound` for an unknown connection; `Unavailable`.
-    async fn subscribe(&self, id: &ConnectionId, document: &DocumentId) -> Result<()>;
+    async fn subscribe(
+        &self,
+        id: &ConnectionId,
+        document: &DocumentId,
+        options: SubscribeOptions,
+    ) -> Result<()>;
+
+    /// Records the connection's caret or selection in a document it is subscribed to
+    /// (`None`: it shares none).
+    /// Errors: `NotFound` when the connection is not subscribed to the document;
+    /// `Unavailable`.
+    async fn set_cursor(
+        &self,
+        id: &ConnectionId,
+        document: &DocumentId,
+        cursor: Option<PresenceCursor>,
+    ) -> Result<()>;
 
     /// Ends one subscription (idempotent: unknown connections and documents are fine).
     /// Errors: `Unavailable`.

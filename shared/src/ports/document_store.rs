@@ -1,7 +1,7 @@
 use async_trait::async_trait;
 
 use crate::Result;
-use crate::domain::{Document, DocumentId, UserId};
+use crate::domain::{Document, DocumentId, DocumentVersion, TextOperation, UserId};
 
 /// A page of a member's documents, newest first.
 #[derive(Debug, Clone)]
@@ -31,12 +31,28 @@ pub trait DocumentStore: Send + Sync + 'static {
     async fn get(&self, id: &DocumentId) -> Result<Option<Document>>;
 
     /// Replaces the document if its stored version is `doc.version - 1`, and emits a
-    /// MODIFY record with both images.
+    /// MODIFY record with both images. `body_ops` turns the stored body into `doc.body`
+    /// (the no-op when the body is unchanged); it is kept with the version, atomically
+    /// with the write, and carried in the record's NewImage (`ops`).
     ///
     /// Errors: [`Error::VersionMismatch`](crate::Error::VersionMismatch) with the stored
     /// version when it is another; [`Error::NotFound`](crate::Error::NotFound) when the
     /// document is gone; `Unavailable`.
-    async fn update(&self, doc: &Document) -> Result<()>;
+    async fn update(&self, doc: &Document, body_ops: &TextOperation) -> Result<()>;
+
+    /// The body operations of the versions after `base`, oldest first, up to the latest
+    /// kept (a version that left the body alone has the no-op).
+    ///
+    /// Errors: [`Error::BaseVersionGone`](crate::Error::BaseVersionGone) with the oldest
+    /// version kept when `base` is not kept; `NotFound` when the document is gone or was
+    /// never there; `Unavailable`.
+    async fn operations_since(&self, id: &DocumentId, base: u64) -> Result<Vec<TextOperation>>;
+
+    /// The document exactly as it was at `version`: `Ok(None)` when that version is not
+    /// kept or never existed (and for every version of a deleted document).
+    ///
+    /// Errors: `Unavailable`.
+    async fn version(&self, id: &DocumentId, version: u64) -> Result<Option<DocumentVersion>>;
 
     /// Deletes the document if its stored version is `last.version - 1`, and emits a
     /// REMOVE record whose OldImage is `last`: the document stamped with the deletion

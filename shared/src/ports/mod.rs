@@ -13,7 +13,9 @@ mod search_index;
 
 pub use analysis::{AnalysisJob, AnalysisQueue, AnalysisStore, ReceivedJob};
 pub use audit_log::AuditLog;
-pub use connection_registry::{Connection, ConnectionId, ConnectionRegistry, Subscriber};
+pub use connection_registry::{
+    Connection, ConnectionId, ConnectionRegistry, PresenceCursor, SubscribeOptions, Subscriber,
+};
 pub use dead_letter::{DeadLetter, DeadLetterQueue, DeadLetterSource};
 pub use document_store::{DocumentPage, DocumentStore};
 pub use notifier::Notifier;

@@ -8,7 +8,8 @@ use serde_json::{Map, Value, json};
 use super::merge_patch;
 use crate::clock::Clock;
 use crate::domain::{
-    Access, Body, Collaborators, Document, DocumentId, Title, UserId, check_collaborators,
+    Access, Body, Collaborators, Document, DocumentId, DocumentVersion, EditOutcome,
+    KEPT_OPERATIONS, MAX_BODY_BYTES, TextOperation, Title, UserId, check_collaborators,
 };
 use crate::ports::{DocumentPage, DocumentStore};
 use crate::{Error, Result};
@@ -30,6 +31,10 @@ pub struct Replacement {
 
 /// How many times a delete without `If-Match` retries when it races another write.
 const DELETE_RACE_RETRIES: usize = 3;
+
+/// How many times an edit is transformed again when another write commits first. Each
+/// round transforms only against what committed since the last one.
+const EDIT_RACE_RETRIES: usize = 32;
 
 #[derive(Clone)]
 pub struct DocumentService {
@@ -101,10 +106,112 @@ impl DocumentService {
             return Err(Error::Forbidden("viewers cannot edit"));
         }
         let expected = check_precondition(if_match, &current)?;
+        let ops = TextOperation::diff(current.body.as_str(), replacement.body.as_str());
         let mut next = current;
         next.title = replacement.title;
         next.body = replacement.body;
-        self.commit(actor, next, expected).await
+        self.commit(actor, next, expected, &ops).await
+    }
+
+    /// Applies a text operation made on `base` to the body: transforms it against every
+    /// version committed since (those go first where both insert at one place) and
+    /// commits the result as the next version. Never refused as stale; a base older than
+    /// the kept operations is [`Error::BaseVersionGone`].
+    pub async fn edit(
+        &self,
+        actor: &UserId,
+        id: &DocumentId,
+        base: u64,
+        ops: TextOperation,
+    ) -> Result<EditOutcome> {
+        let (mut base, mut ops) = (base, ops);
+        for _ in 0..EDIT_RACE_RETRIES {
+            let (current, access) = self.get(actor, id).await?;
+            if !access.can_edit() {
+                return Err(Error::Forbidden("viewers cannot edit"));
+            }
+            if base == 0 || base > current.version {
+                return Err(Error::InvalidOperation(format!(
+                    "baseVersion {base} is not a version of this document (its version is {})",
+                    current.version
+                )));
+            }
+            if current.version - base > KEPT_OPERATIONS {
+                return Err(Error::BaseVersionGone {
+                    oldest: current.version - KEPT_OPERATIONS,
+                });
+            }
+            let committed = if current.version > base {
+                let committed = self.store.operations_since(id, base).await?;
+                let behind = (current.version - base) as usize;
+                if committed.len() < behind {
+                    // A version row is missing: the kept operations do not reach back.
+                    return Err(Error::BaseVersionGone {
+                        oldest: current.version,
+                    });
+                }
+                committed[..behind].to_vec()
+            } else {
+                Vec::new()
+            };
+            // The operation must fit the body it was made on, not just the current one:
+            // the base's length is the current one less what came since.
+            let base_chars = current.body.as_str().chars().count() as i64
+                - committed.iter().map(TextOperation::len_delta).sum::<i64>();
+            if ops.reach() as i64 > base_chars {
+                return Err(Error::InvalidOperation(format!(
+                    "the operation reaches {} characters but the body at version {base} has {base_chars}",
+                    ops.reach()
+                )));
+            }
+            for done in &committed {
+                ops = TextOperation::transform(done, &ops).1;
+            }
+            base = current.version;
+            let body = ops
+                .apply(current.body.as_str())
+                .map_err(|e| Error::InvalidOperation(e.to_string()))?;
+            if body.len() > MAX_BODY_BYTES {
+                return Err(Error::TooLarge(format!(
+                    "the edited body would be {} bytes of UTF-8; the limit is {MAX_BODY_BYTES}",
+                    body.len()
+                )));
+            }
+            let mut next = current;
+            next.body = Body::parse(body).map_err(Error::Invalid)?;
+            match self.commit(actor, next, base, &ops).await {
+                Ok(doc) => {
+                    return Ok(EditOutcome {
+                        version: doc.version,
+                        base_version: base,
+                        ops,
+                    });
+                }
+                // Another write got in first: transform against it and try again.
+                Err(Error::VersionMismatch { .. }) => continue,
+                Err(other) => return Err(other),
+            }
+        }
+        Err(Error::Unavailable(
+            "the document kept changing while the edit was applied".into(),
+        ))
+    }
+
+    /// The document as it was at `version`, for a reader with access to it now.
+    pub async fn version(
+        &self,
+        actor: &UserId,
+        id: &DocumentId,
+        version: u64,
+    ) -> Result<DocumentVersion> {
+        let (current, _) = self.get(actor, id).await?;
+        if version == 0 || version > current.version {
+            return Err(Error::NotFound);
+        }
+        self.store
+            .version(id, version)
+            .await?
+            .ok_or(Error::NotFound)
     }
 
     /// Applies a JSON Merge Patch (RFC 7396) of `title`, `body` and `collaborators`.
@@ -148,6 +255,7 @@ impl DocumentService {
         let Value::Object(mut merged) = target else {
             unreachable!("an object patch keeps the target an object")
         };
+        let before = current.body.clone();
         let mut next = current;
         next.title = take(&mut merged, "title", "title cannot be removed")?;
         next.body = take(
@@ -165,7 +273,8 @@ impl DocumentService {
             })?,
         };
         check_collaborators(&next.owner, &next.collaborators)?;
-        self.commit(actor, next, expected).await
+        let ops = TextOperation::diff(before.as_str(), next.body.as_str());
+        self.commit(actor, next, expected, &ops).await
     }
 
     /// Deletes the document (owner only). With `If-Match`, only that version.
@@ -202,11 +311,17 @@ impl DocumentService {
         ))
     }
 
-    async fn commit(&self, actor: &UserId, mut next: Document, expected: u64) -> Result<Document> {
+    async fn commit(
+        &self,
+        actor: &UserId,
+        mut next: Document,
+        expected: u64,
+        body_ops: &TextOperation,
+    ) -> Result<Document> {
         next.version = expected + 1;
         next.updated_at = self.clock.now();
         next.updated_by = actor.clone();
-        match self.store.update(&next).await {
+        match self.store.update(&next, body_ops).await {
             Ok(()) => Ok(next),
             Err(Error::VersionMismatch { current }) => Err(Error::VersionMismatch { current }),
             Err(other) => Err(other),

@@ -54,7 +54,13 @@ async fn the_worker_takes_an_sqs_event_and_reports_what_failed() {
         d.body = shared::domain::Body::parse("one two three four five six").unwrap()
     });
     store.create(&v1).await.unwrap();
-    store.update(&v2).await.unwrap();
+    store
+        .update(
+            &v2,
+            &shared::domain::TextOperation::diff(v1.body.as_str(), v2.body.as_str()),
+        )
+        .await
+        .unwrap();
     // Version 3 does not exist yet: its job fails, and on its fifth receive it is
     // dead-lettered.
     for version in [1, 2, 3] {

@@ -8,7 +8,10 @@ use chrono::TimeDelta;
 use shared::clock::{Clock, ManualClock};
 use shared::codec;
 use shared::domain::{DocumentId, Role, UserId};
-use shared::ports::{Connection, ConnectionId, ConnectionRegistry, DocumentStore};
+use shared::ports::{
+    Connection, ConnectionId, ConnectionRegistry, DocumentStore, PresenceCursor, SubscribeOptions,
+    Subscriber,
+};
 use tests::port_suites::{new_document, next_version, now_millis, unique_user};
 
 use crate::emulators::{self, Wants};
@@ -42,7 +45,12 @@ async fn an_interrupted_deletion_reads_as_missing_and_a_retry_completes_it() {
             .is_empty()
     );
     assert!(matches!(
-        store.update(&next_version(&doc, &ann, |_| {})).await,
+        store
+            .update(
+                &next_version(&doc, &ann, |_| {}),
+                &shared::domain::TextOperation::new()
+            )
+            .await,
         Err(shared::Error::NotFound)
     ));
 
@@ -106,7 +114,10 @@ async fn more_readers_than_one_transaction_holds() {
     let v2 = next_version(&doc, &ann, |d| {
         d.collaborators = others.iter().map(|u| (u.clone(), Role::Editor)).collect();
     });
-    store.update(&v2).await.unwrap();
+    store
+        .update(&v2, &shared::domain::TextOperation::new())
+        .await
+        .unwrap();
     assert!(
         store
             .list_for_member(&many[50], 10, None)
@@ -156,7 +167,10 @@ async fn expired_connections_read_as_missing_before_ttl_deletes_them() {
         .await
         .unwrap();
     let document = DocumentId::generate();
-    registry.subscribe(&id, &document).await.unwrap();
+    registry
+        .subscribe(&id, &document, SubscribeOptions::default())
+        .await
+        .unwrap();
     assert_eq!(registry.subscribers(&document).await.unwrap().len(), 1);
 
     // Past the TTL (two hours by default) but not yet deleted by DynamoDB.
@@ -164,7 +178,9 @@ async fn expired_connections_read_as_missing_before_ttl_deletes_them() {
     assert_eq!(registry.get(&id).await.unwrap(), None);
     assert!(registry.subscribers(&document).await.unwrap().is_empty());
     assert!(matches!(
-        registry.subscribe(&id, &document).await,
+        registry
+            .subscribe(&id, &document, SubscribeOptions::default())
+            .await,
         Err(shared::Error::NotFound)
     ));
     assert!(matches!(
@@ -190,8 +206,14 @@ async fn a_subscription_set_left_untrimmed_still_counts_only_live_subscriptions(
         .await
         .unwrap();
     let (kept, ended) = (DocumentId::generate(), DocumentId::generate());
-    registry.subscribe(&id, &kept).await.unwrap();
-    registry.subscribe(&id, &ended).await.unwrap();
+    registry
+        .subscribe(&id, &kept, SubscribeOptions::default())
+        .await
+        .unwrap();
+    registry
+        .subscribe(&id, &ended, SubscribeOptions::default())
+        .await
+        .unwrap();
     // Ended by a process that could delete the subscription but not trim the set.
     clients
         .dynamodb
@@ -211,4 +233,62 @@ async fn a_subscription_set_left_untrimmed_still_counts_only_live_subscriptions(
     assert_eq!(registry.subscriptions(&id).await.unwrap(), vec![kept]);
     registry.remove(&id).await.unwrap();
     assert!(registry.subscribers(&kept).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+#[ignore = "needs moto and OpenSearch: run tests/run"]
+async fn subscriptions_written_before_options_and_cursors_still_read() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+
+    let clients = emulators::aws(Wants::default()).await;
+    let registry = clients.connection_registry(Arc::new(shared::clock::SystemClock));
+    let ann = unique_user("ann");
+    let id = ConnectionId(format!("c{}", uuid::Uuid::new_v4().simple()));
+    registry
+        .register(&Connection {
+            id: id.clone(),
+            user: ann.clone(),
+            expires_at: now_millis() + TimeDelta::hours(1),
+            connected_at: now_millis(),
+        })
+        .await
+        .unwrap();
+    let document = DocumentId::generate();
+    // The subscription item as `subscribe` wrote it before options and cursors (the
+    // connection's set is not needed to read it back).
+    clients
+        .dynamodb
+        .put_item()
+        .table_name(&clients.config.tables.subscriptions)
+        .item("documentId", AttributeValue::S(document.to_string()))
+        .item("connectionId", AttributeValue::S(id.0.clone()))
+        .item("userId", AttributeValue::S(ann.as_str().to_owned()))
+        .send()
+        .await
+        .unwrap();
+    let old = Subscriber {
+        connection: id.clone(),
+        user: ann,
+        options: SubscribeOptions::default(),
+        cursor: None,
+    };
+    assert_eq!(
+        registry.subscribers(&document).await.unwrap(),
+        vec![old.clone()]
+    );
+
+    let caret = PresenceCursor { anchor: 5, head: 5 };
+    registry
+        .set_cursor(&id, &document, Some(caret))
+        .await
+        .unwrap();
+    assert_eq!(
+        registry.subscribers(&document).await.unwrap(),
+        vec![Subscriber {
+            cursor: Some(caret),
+            ..old
+        }]
+    );
+    registry.unsubscribe(&id, &document).await.unwrap();
+    registry.remove(&id).await.unwrap();
 }

@@ -147,6 +147,7 @@ async fn invoke(
         .env("AWS_ENDPOINT_URL", config.endpoint_url.clone().unwrap())
         .env("DOCFAN_DOCUMENTS_TABLE", &config.tables.documents)
         .env("DOCFAN_MEMBERS_TABLE", &config.tables.members)
+        .env("DOCFAN_VERSIONS_TABLE", &config.tables.versions)
         .env("DOCFAN_CONNECTIONS_TABLE", &config.tables.connections)
         .env("DOCFAN_SUBSCRIPTIONS_TABLE", &config.tables.subscriptions)
         .env("DOCFAN_AUDIT_TABLE", &config.tables.audit)

@@ -12,6 +12,8 @@
 //! - [`dynamodb`]: what only the DynamoDB adapters must get right (an interrupted
 //!   deletion, more readers than a transaction holds, expired connections, an
 //!   untrimmed subscription set);
+//! - [`versions`]: the versions table behind the DynamoDB document store (operations
+//!   kept with their version in one transaction, trimmed bases, clean-up on deletion);
 //! - [`lambda`]: the four Lambda binaries, each run on one event through a Runtime API
 //!   of the test's own;
 //! - [`failures`]: unreachable services become `Unavailable` (no emulator needed);
@@ -46,4 +48,5 @@ mod serve;
 mod sqs;
 mod stream;
 mod suites;
+mod versions;
 mod websocket_lambda;

@@ -33,6 +33,7 @@ async fn the_binary_serves_the_rest_api_on_the_aws_adapters() {
         ("AWS_SECRET_ACCESS_KEY", "testing"),
         ("DOCFAN_DOCUMENTS_TABLE", tables.documents.as_str()),
         ("DOCFAN_MEMBERS_TABLE", tables.members.as_str()),
+        ("DOCFAN_VERSIONS_TABLE", tables.versions.as_str()),
         ("DOCFAN_CONNECTIONS_TABLE", tables.connections.as_str()),
         ("DOCFAN_SUBSCRIPTIONS_TABLE", tables.subscriptions.as_str()),
         ("DOCFAN_AUDIT_TABLE", tables.audit.as_str()),

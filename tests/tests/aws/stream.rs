@@ -14,7 +14,7 @@ use shared::aws::AwsClients;
 use shared::aws::tables::stream_arn;
 use shared::clock::{Clock, SystemClock};
 use shared::codec::{self, DocumentImage};
-use shared::domain::{Body, ChangeKind, Document, Role, Title, UserId};
+use shared::domain::{Body, ChangeKind, Document, Role, TextOperation, Title, UserId};
 use shared::embedded::{DATABASE_FILE, SqliteDocumentStore};
 use shared::ports::{
     AnalysisQueue, AnalysisStore, AuditLog, ConnectionId, ConnectionRegistry, DocumentStore,
@@ -167,13 +167,18 @@ fn scenario(ann: &UserId, bob: &UserId, cat: &UserId) -> (Vec<Document>, Documen
     (vec![a1, a2, a3, a4], b1, b2)
 }
 
+/// The operation from `old`'s body to `new`'s.
+fn ops(old: &Document, new: &Document) -> TextOperation {
+    TextOperation::diff(old.body.as_str(), new.body.as_str())
+}
+
 async fn apply(store: &dyn DocumentStore, a: &[Document], b1: &Document, b2: &Document) {
     store.create(&a[0]).await.unwrap();
-    store.update(&a[1]).await.unwrap();
-    store.update(&a[2]).await.unwrap();
+    store.update(&a[1], &ops(&a[0], &a[1])).await.unwrap();
+    store.update(&a[2], &ops(&a[1], &a[2])).await.unwrap();
     store.delete(&a[3]).await.unwrap();
     store.create(b1).await.unwrap();
-    store.update(b2).await.unwrap();
+    store.update(b2, &ops(b1, b2)).await.unwrap();
 }
 
 #[tokio::test]
@@ -213,7 +218,18 @@ async fn the_stream_carries_the_embedded_change_logs_records() {
     let stamped = DocumentImage {
         document: a[3].clone(),
         deleted: true,
+        ops: None,
     };
+    // An edit of the body carries its operation in the NewImage.
+    let (_, _, edited) = shape(&aws[1]);
+    let edited = edited
+        .unwrap()
+        .ops
+        .expect("the body edit's NewImage has `ops`");
+    assert_eq!(
+        edited.apply(a[0].body.as_str()).unwrap(),
+        a[1].body.as_str()
+    );
     let (_, old, new) = shape(&aws[3]);
     assert_eq!(old.unwrap().document, a[2]);
     assert_eq!(new.as_ref(), Some(&stamped));
@@ -230,8 +246,17 @@ async fn the_stream_carries_the_embedded_change_logs_records() {
         .filter(|(i, _)| *i != 3)
         .map(|(_, r)| r)
         .collect();
+    // One difference: a DynamoDB OldImage is the item as it was stored, so it still
+    // carries the `ops` that made the old version; the embedded log leaves it out. Only
+    // the NewImage's `ops` means anything (the operation of this change).
+    let without_old_ops = |(kind, old, new): (String, Option<DocumentImage>, _)| {
+        (kind, old.map(|old| DocumentImage { ops: None, ..old }), new)
+    };
     for (remote, local) in aws_without_stamp.iter().zip(&local) {
-        assert_eq!(shape(remote), shape(local));
+        assert_eq!(
+            without_old_ops(shape(remote)),
+            without_old_ops(shape(local))
+        );
         assert_eq!(meaning(remote), meaning(local));
         assert_eq!(remote["eventSource"], "aws:dynamodb");
         assert_eq!(remote["dynamodb"]["StreamViewType"], "NEW_AND_OLD_IMAGES");
@@ -389,11 +414,11 @@ async fn the_stream_handler_fans_out_to_the_aws_sinks() {
     assert_eq!(f.registry.subscribers(&a[0].id).await.unwrap().len(), 2);
     recorder.mark_gone("ann-old-tab=");
 
-    store.update(&a[1]).await.unwrap();
-    store.update(&a[2]).await.unwrap();
+    store.update(&a[1], &ops(&a[0], &a[1])).await.unwrap();
+    store.update(&a[2], &ops(&a[1], &a[2])).await.unwrap();
     store.delete(&a[3]).await.unwrap();
     store.create(&b1).await.unwrap();
-    store.update(&b2).await.unwrap();
+    store.update(&b2, &ops(&b1, &b2)).await.unwrap();
     let records = read_stream(&clients).await;
     assert_eq!(records.len(), 7);
 
