@@ -164,6 +164,19 @@ impl From<Error> for ApiError {
             Error::AlreadyExists => Problem::new(StatusCode::CONFLICT, "/problems/conflict", "Conflict", "it already exists"),
             Error::Invalid(v) => Problem::invalid(v.field, v.to_string()),
             Error::TooLarge(detail) => Problem::too_large(detail),
+            Error::InvalidOperation(detail) => Problem::new(
+                StatusCode::BAD_REQUEST,
+                "/problems/invalid-operation",
+                "Invalid operation",
+                detail,
+            ),
+            Error::BaseVersionGone { oldest } => Problem::new(
+                StatusCode::CONFLICT,
+                "/problems/base-version-gone",
+                "Base version gone",
+                format!("edits are transformed from version {oldest} on; fetch the document and make the edit again on its current version"),
+            )
+            .with("oldestBaseVersion", oldest),
             Error::Unavailable(detail) => {
                 tracing::warn!(%detail, "backend unavailable");
                 Problem::new(

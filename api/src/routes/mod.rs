@@ -2,13 +2,14 @@
 
 pub mod analysis;
 pub mod documents;
+pub mod edits;
 pub mod history;
 pub mod search;
 pub mod system;
 pub mod web;
 
 use axum::Router;
-use axum::routing::get;
+use axum::routing::{get, post};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -19,7 +20,7 @@ use crate::state::AppState;
     info(title = "docfan", description = "Collaborative documents with change fan-out. Errors are RFC 9457 problem details."),
     paths(
         documents::create, documents::get, documents::list, documents::replace,
-        documents::patch, documents::delete,
+        documents::patch, documents::delete, edits::edit, edits::version,
         system::healthz, system::openapi, system::metrics,
         search::search, history::list, history::get, analysis::get,
     ),
@@ -132,6 +133,8 @@ pub fn routes() -> Router<AppState> {
                 .patch(documents::patch)
                 .delete(documents::delete),
         )
+        .route("/documents/{id}/edits", post(edits::edit))
+        .route("/documents/{id}/versions/{version}", get(edits::version))
         .route("/search", get(search::search))
         .route("/documents/{id}/history", get(history::list))
         .route("/documents/{id}/history/{version}", get(history::get))

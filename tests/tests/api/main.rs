@@ -5,6 +5,7 @@ mod access;
 mod auth;
 mod change_log;
 mod documents;
+mod edits;
 mod input;
 mod pagination;
 mod system;
