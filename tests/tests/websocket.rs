@@ -18,6 +18,9 @@ struct Client {
     socket: WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>,
     /// `analysis.completed` frames set aside: they arrive whenever the worker is done.
     analyses: Vec<Value>,
+    /// `presence` and `presence.left` frames set aside: they arrive whenever others
+    /// come, go or move their caret.
+    presence: Vec<Value>,
 }
 
 impl Client {
@@ -33,6 +36,7 @@ impl Client {
         Self {
             socket,
             analyses: Vec::new(),
+            presence: Vec::new(),
         }
     }
 
@@ -58,7 +62,7 @@ impl Client {
         }
     }
 
-    /// The next frame that is not an analysis.
+    /// The next frame that is not an analysis or presence.
     async fn next(&mut self) -> Value {
         loop {
             let frame = self.next_any().await;
@@ -66,7 +70,26 @@ impl Client {
                 self.analyses.push(frame);
                 continue;
             }
+            if frame["type"] == "presence" || frame["type"] == "presence.left" {
+                self.presence.push(frame);
+                continue;
+            }
             return frame;
+        }
+    }
+
+    /// The next presence frame (set aside or still to come).
+    async fn next_presence(&mut self) -> Value {
+        if !self.presence.is_empty() {
+            return self.presence.remove(0);
+        }
+        loop {
+            let frame = self.next_any().await;
+            match frame["type"].as_str() {
+                Some("presence" | "presence.left") => return frame,
+                Some("analysis.completed") => self.analyses.push(frame),
+                _ => panic!("expected presence, got {frame}"),
+            }
         }
     }
 
@@ -165,7 +188,12 @@ async fn a_rest_edit_reaches_the_other_collaborators_and_no_stranger() {
     assert_eq!(frame["version"], 2);
     assert_eq!(frame["actor"], "ann");
     assert_eq!(frame["changedFields"], json!(["body"]));
-    assert_eq!(frame["document"]["body"], "second");
+    // The frame carries the operation from version 1, not the document.
+    assert_eq!(frame["baseVersion"], 1);
+    let ops: shared::domain::TextOperation = serde_json::from_value(frame["ops"].clone()).unwrap();
+    assert_eq!(ops.apply("first").unwrap(), "second");
+    assert!(frame.get("document").is_none());
+    assert!(frame.get("collaborators").is_none());
     // The analysis of the new version follows, to readers only.
     let analysis = bob.analysis_of(2).await;
     assert_eq!(analysis["documentId"], json!(id));
@@ -401,4 +429,247 @@ async fn a_connection_closes_when_its_token_expires() {
     };
     assert_eq!(u16::from(close.code), 1008);
     assert_eq!(close.reason.as_str(), "token expired");
+}
+
+fn ops_of(frame: &Value) -> shared::domain::TextOperation {
+    serde_json::from_value(frame["ops"].clone()).expect("frames carry OPS")
+}
+
+async fn edit(app: &TestApp, user: &str, id: &str, base: u64, ops: Value) -> Value {
+    let reply = app
+        .send(
+            app.request(Method::POST, &format!("/documents/{id}/edits"), Some(user))
+                .json(&json!({"baseVersion": base, "ops": ops})),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    reply.body
+}
+
+/// A subscriber that holds the text applies each frame's operation and ends with the
+/// server's text, even when the edits were made on stale bases; `include: document`
+/// subscriptions get the whole document as well.
+#[tokio::test]
+async fn frames_carry_operations_that_replay_to_the_stored_text() {
+    let app = TestApp::spawn().await;
+    let collaborators: serde_json::Map<String, Value> = (0..100)
+        .map(|n| (format!("user{n}"), json!("editor")))
+        .collect();
+    let doc = app
+        .create("ann", "Plans", "one two", Value::Object(collaborators))
+        .await;
+    let id = id_of(&doc);
+    let mut lean = Client::connect(&app, "user1").await;
+    let mut full = Client::connect(&app, "user2").await;
+    lean.subscribe(&id, None).await;
+    full.send(json!({"action": "subscribe", "documentId": id, "include": "document"}))
+        .await;
+    assert_eq!(full.next().await["type"], "subscribed");
+
+    // Three edits on version 1, one title change, then an edit on a stale base.
+    edit(&app, "ann", &id, 1, json!(["A"])).await;
+    edit(&app, "user3", &id, 1, json!([3, "B"])).await;
+    edit(&app, "user4", &id, 1, json!([7, "C"])).await;
+    let renamed = app
+        .put(
+            "ann",
+            &id,
+            4,
+            "Plans 2",
+            app.get("ann", &format!("/documents/{id}")).await.body["body"]
+                .as_str()
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(renamed.status, StatusCode::OK);
+    edit(&app, "user5", &id, 2, json!(["é🎉"])).await;
+    let stored = app.get("ann", &format!("/documents/{id}")).await.body;
+    let mut text = "one two".to_owned();
+    for version in 2..=6u64 {
+        let frame = lean.expect("document.updated").await;
+        assert_eq!(frame["version"], version);
+        assert!(frame.get("document").is_none());
+        assert!(
+            frame.get("collaborators").is_none(),
+            "unchanged collaborators stay out"
+        );
+        if version == 5 {
+            assert_eq!(frame["title"], "Plans 2");
+            assert!(frame.get("ops").is_none(), "the body did not change");
+            let with_document = full.expect("document.updated").await;
+            assert_eq!(with_document["version"], version);
+            assert_eq!(with_document["document"]["title"], "Plans 2");
+            continue;
+        }
+        assert!(frame.get("title").is_none());
+        assert_eq!(frame["baseVersion"], version - 1);
+        text = ops_of(&frame).apply(&text).unwrap();
+        // A one-character edit on a 100-collaborator document is a small frame.
+        assert!(
+            frame.to_string().len() <= 300,
+            "{} bytes: {frame}",
+            frame.to_string().len()
+        );
+        let with_document = full.expect("document.updated").await;
+        assert_eq!(with_document["version"], version);
+        assert_eq!(with_document["ops"], frame["ops"]);
+        assert_eq!(with_document["document"]["version"], version);
+        if version == 6 {
+            assert_eq!(with_document["document"]["body"], stored["body"]);
+        }
+    }
+    assert_eq!(text, stored["body"].as_str().unwrap());
+
+    // A reconnecting client catches up from the replayed operations alone.
+    let mut late = Client::connect(&app, "user6").await;
+    let subscribed = late.subscribe(&id, Some(1)).await;
+    assert_eq!(subscribed["version"], 6);
+    let mut text = "one two".to_owned();
+    for version in 2..=6u64 {
+        let frame = late.expect("document.updated").await;
+        assert_eq!(frame["version"], version);
+        if frame.get("ops").is_some() {
+            assert_eq!(frame["baseVersion"], version - 1);
+            text = ops_of(&frame).apply(&text).unwrap();
+        }
+    }
+    assert_eq!(text, stored["body"].as_str().unwrap());
+}
+
+#[tokio::test]
+async fn presence_joins_moves_and_leaves() {
+    let app = TestApp::spawn().await;
+    let doc = app
+        .create(
+            "ann",
+            "Plans",
+            "hello",
+            json!({"bob": "editor", "cat": "viewer"}),
+        )
+        .await;
+    let id = id_of(&doc);
+    let mut ann = Client::connect(&app, "ann").await;
+    let mut bob = Client::connect(&app, "bob").await;
+    ann.subscribe(&id, None).await;
+    assert_eq!(bob.subscribe(&id, None).await["type"], "subscribed");
+    // Following is not announced; sharing a cursor is, to the others only.
+    ann.send(json!({"action": "presence", "documentId": id, "cursor": {"anchor": 1, "head": 3}}))
+        .await;
+    assert_eq!(
+        bob.next_presence().await,
+        json!({"type": "presence", "documentId": id, "user": "ann", "cursor": {"anchor": 1, "head": 3}})
+    );
+    bob.send(json!({"action": "presence", "documentId": id, "cursor": {"anchor": 0, "head": 0}}))
+        .await;
+    assert_eq!(
+        ann.next_presence().await,
+        json!({"type": "presence", "documentId": id, "user": "bob", "cursor": {"anchor": 0, "head": 0}})
+    );
+    // A third subscriber gets everyone's current presence after `subscribed`.
+    let mut cat = Client::connect(&app, "cat").await;
+    assert_eq!(cat.subscribe(&id, None).await["type"], "subscribed");
+    let mut present = [cat.next_presence().await, cat.next_presence().await];
+    present.sort_by_key(|f| f["user"].as_str().unwrap().to_owned());
+    assert_eq!(present[0]["user"], "ann");
+    assert_eq!(present[0]["cursor"], json!({"anchor": 1, "head": 3}));
+    assert_eq!(present[1]["user"], "bob");
+    assert_eq!(present[1]["cursor"], json!({"anchor": 0, "head": 0}));
+    cat.send(json!({"action": "presence", "documentId": id, "cursor": null}))
+        .await;
+    assert_eq!(ann.next_presence().await["user"], "cat");
+    assert_eq!(bob.next_presence().await["user"], "cat");
+
+    // Unsubscribing leaves.
+    bob.send(json!({"action": "unsubscribe", "documentId": id}))
+        .await;
+    assert_eq!(bob.next().await["type"], "unsubscribed");
+    let left = json!({"type": "presence.left", "documentId": id, "user": "bob"});
+    assert_eq!(ann.next_presence().await, left);
+    assert_eq!(cat.next_presence().await, left);
+
+    // Losing access leaves.
+    let reply = app
+        .send(
+            app.request(Method::PATCH, &format!("/documents/{id}"), Some("ann"))
+                .header("If-Match", "\"1\"")
+                .header("Content-Type", "application/merge-patch+json")
+                .body(json!({"collaborators": {"cat": null}}).to_string()),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(cat.next().await["type"], "access.revoked");
+    assert_eq!(ann.expect("document.updated").await["version"], 2);
+    assert_eq!(
+        ann.next_presence().await,
+        json!({"type": "presence.left", "documentId": id, "user": "cat"})
+    );
+
+    // Disconnecting leaves.
+    let mut bob = Client::connect(&app, "bob").await;
+    bob.subscribe(&id, None).await;
+    bob.send(json!({"action": "presence", "documentId": id, "cursor": null}))
+        .await;
+    assert_eq!(ann.next_presence().await["user"], "bob");
+    drop(bob);
+    assert_eq!(
+        ann.next_presence().await,
+        json!({"type": "presence.left", "documentId": id, "user": "bob"})
+    );
+    // Presence never reaches the change stream: still version 2 everywhere.
+    let history = app
+        .get("ann", &format!("/documents/{id}/history"))
+        .await
+        .body;
+    assert!(
+        history["items"].as_array().map_or(0, Vec::len) <= 2,
+        "{history}"
+    );
+    assert_eq!(
+        app.get("ann", &format!("/documents/{id}")).await.body["version"],
+        2
+    );
+}
+
+#[tokio::test]
+async fn presence_frames_are_checked_and_limited() {
+    let app = TestApp::spawn().await;
+    let doc = app.create("ann", "Plans", "hello", json!({})).await;
+    let id = id_of(&doc);
+    let mut ann = Client::connect(&app, "ann").await;
+    // Not subscribed yet.
+    ann.send(json!({"action": "presence", "documentId": id, "cursor": null}))
+        .await;
+    assert_eq!(ann.next().await["code"], "document_not_found");
+    ann.subscribe(&id, None).await;
+    for bad in [
+        json!({"action": "presence", "documentId": id}),
+        json!({"action": "presence", "documentId": id, "cursor": {"anchor": -1, "head": 0}}),
+        json!({"action": "presence", "documentId": id, "cursor": {"anchor": 1}}),
+        json!({"action": "presence", "documentId": id, "cursor": "here"}),
+        json!({"action": "presence", "documentId": "nope", "cursor": null}),
+    ] {
+        ann.send(bad.clone()).await;
+        assert_eq!(ann.next().await["code"], "malformed_frame", "{bad}");
+    }
+    // A flood of cursor updates is refused past the per-connection limit (after a pause,
+    // so the connection's general frame budget is full again).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut limited = false;
+    for n in 0..15 {
+        ann.send(
+            json!({"action": "presence", "documentId": id, "cursor": {"anchor": n, "head": n}}),
+        )
+        .await;
+    }
+    ann.send(json!({"action": "ping"})).await;
+    loop {
+        let frame = ann.next().await;
+        if frame["type"] == "pong" {
+            break;
+        }
+        if frame["code"] == "rate_limited" {
+            limited = true;
+        }
+    }
+    assert!(limited, "15 cursor updates at once are over the limit");
 }

@@ -7,7 +7,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use shared::domain::{Analysis, AuditEntry, ChangeEvent, Document, DocumentId, Field, UserId};
+use shared::domain::{
+    Analysis, AuditEntry, ChangeEvent, ChangeKind, Collaborators, Document, DocumentId, Field,
+    TextOperation, Title, UserId,
+};
+use shared::ports::PresenceCursor;
 
 /// The largest frame accepted from a client and the largest notification that carries
 /// the document (API Gateway's WebSocket message limit, kept in both modes).
@@ -149,23 +153,53 @@ struct ChangeFrame<'a> {
     at: &'a DateTime<Utc>,
     changed_fields: &'a [Field],
     #[serde(skip_serializing_if = "Option::is_none")]
+    base_version: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ops: Option<&'a TextOperation>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    title: Option<&'a Title>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    collaborators: Option<&'a Collaborators>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     document: Option<&'a Document>,
 }
 
-/// `{"type":"document.*","documentId","version","actor","at","changedFields","document"?}`
-/// for a live change. The document (its new state) is included only when the frame
-/// stays under [`MAX_FRAME_BYTES`]; a deletion never carries it.
-pub fn change(change: &ChangeEvent) -> Frame {
-    let mut frame = ChangeFrame {
-        r#type: change.kind.frame_type(),
-        document_id: &change.document_id,
-        version: change.version,
-        actor: &change.actor,
-        at: &change.at,
-        changed_fields: &change.changed_fields,
-        document: change.new.as_ref(),
-    };
-    if frame.document.is_some() {
+impl<'a> ChangeFrame<'a> {
+    fn of(change: &'a ChangeEvent) -> Self {
+        let new = change
+            .new
+            .as_ref()
+            .filter(|_| change.kind == ChangeKind::Updated);
+        let ops = change.ops.as_ref().filter(|_| change.touches(Field::Body));
+        Self {
+            r#type: change.kind.frame_type(),
+            document_id: &change.document_id,
+            version: change.version,
+            actor: &change.actor,
+            at: &change.at,
+            changed_fields: &change.changed_fields,
+            base_version: ops.map(|_| change.version - 1),
+            ops,
+            title: new
+                .filter(|_| change.touches(Field::Title))
+                .map(|d| &d.title),
+            collaborators: new
+                .filter(|_| change.touches(Field::Collaborators))
+                .map(|d| &d.collaborators),
+            document: None,
+        }
+    }
+}
+
+/// `{"type":"document.*","documentId","version","actor","at","changedFields",…}` for a
+/// live change. An update carries `baseVersion` and `ops` (version - 1 → version) when
+/// the body changed, `title` when the title changed and `collaborators` when they did.
+/// With `include_document` the document (its new state) is added when the frame stays
+/// under [`MAX_FRAME_BYTES`]; a deletion never carries it.
+pub fn change(change: &ChangeEvent, include_document: bool) -> Frame {
+    let mut frame = ChangeFrame::of(change);
+    if include_document && let Some(document) = change.new.as_ref() {
+        frame.document = Some(document);
         let full = Frame::from_json(&frame);
         if full.len() < MAX_FRAME_BYTES {
             return full;
@@ -177,6 +211,17 @@ pub fn change(change: &ChangeEvent) -> Frame {
 
 /// The same frame as [`change`], without the document, rebuilt from the audit trail.
 pub fn replayed(entry: &AuditEntry) -> Frame {
+    let ops = entry
+        .detail
+        .ops
+        .as_ref()
+        .filter(|_| entry.changed_fields.contains(&Field::Body));
+    let title = entry
+        .detail
+        .title
+        .as_ref()
+        .and_then(|t| t.to.as_deref())
+        .and_then(|t| Title::parse(t).ok());
     Frame::from_json(&ChangeFrame {
         r#type: entry.action.frame_type(),
         document_id: &entry.document_id,
@@ -184,8 +229,31 @@ pub fn replayed(entry: &AuditEntry) -> Frame {
         actor: &entry.actor,
         at: &entry.at,
         changed_fields: &entry.changed_fields,
+        base_version: ops.map(|_| entry.version - 1),
+        ops,
+        title: title.as_ref(),
+        collaborators: None,
         document: None,
     })
+}
+
+/// `{"type":"presence","documentId","user","cursor"}`: where another subscriber is.
+pub fn presence(document: &DocumentId, user: &UserId, cursor: Option<PresenceCursor>) -> Frame {
+    Frame::from_json(&serde_json::json!({
+        "type": "presence",
+        "documentId": document,
+        "user": user,
+        "cursor": cursor,
+    }))
+}
+
+/// `{"type":"presence.left","documentId","user"}`: the user no longer follows the document.
+pub fn presence_left(document: &DocumentId, user: &UserId) -> Frame {
+    Frame::from_json(&serde_json::json!({
+        "type": "presence.left",
+        "documentId": document,
+        "user": user,
+    }))
 }
 
 /// `{"type":"analysis.completed","documentId","version","analysis"}`.
@@ -204,6 +272,12 @@ pub enum ClientFrame {
     Subscribe {
         document: DocumentId,
         since_version: Option<u64>,
+        /// `"include":"document"`: change frames carry the whole document.
+        include_document: bool,
+    },
+    Presence {
+        document: DocumentId,
+        cursor: Option<PresenceCursor>,
     },
     Unsubscribe {
         document: DocumentId,
@@ -240,6 +314,29 @@ struct SubscribeFields {
     document_id: DocumentId,
     #[serde(default)]
     since_version: Option<u64>,
+    #[serde(default)]
+    include: Option<Include>,
+}
+
+/// What a subscription's frames include beyond the change.
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Include {
+    Document,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PresenceFields {
+    document_id: DocumentId,
+    cursor: Option<CursorFields>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CursorFields {
+    anchor: u64,
+    head: u64,
 }
 
 #[derive(Deserialize)]
@@ -292,6 +389,23 @@ impl ClientFrame {
                 Ok(ClientFrame::Subscribe {
                     document: f.document_id,
                     since_version: f.since_version,
+                    include_document: matches!(f.include, Some(Include::Document)),
+                })
+            }
+            "presence" => {
+                let f: PresenceFields = serde_json::from_value(value.clone()).map_err(fields_of)?;
+                // A missing `cursor` is refused: `null` says "no cursor" explicitly.
+                if !fields.contains_key("cursor") {
+                    return Err(FrameRejection::malformed(
+                        "presence: missing `cursor` (an {anchor, head} object or null)",
+                    ));
+                }
+                Ok(ClientFrame::Presence {
+                    document: f.document_id,
+                    cursor: f.cursor.map(|c| PresenceCursor {
+                        anchor: c.anchor,
+                        head: c.head,
+                    }),
                 })
             }
             "unsubscribe" => {
@@ -311,7 +425,7 @@ impl ClientFrame {
                 Err(FrameRejection {
                     code: ErrorCode::UnknownAction,
                     message: format!(
-                        "unknown action `{shown}`: expected subscribe, unsubscribe, ping or auth"
+                        "unknown action `{shown}`: expected subscribe, unsubscribe, presence, ping or auth"
                     ),
                 })
             }
@@ -335,7 +449,8 @@ mod tests {
             ),
             Ok(ClientFrame::Subscribe {
                 document: doc,
-                since_version: Some(3)
+                since_version: Some(3),
+                include_document: false,
             })
         );
         assert_eq!(

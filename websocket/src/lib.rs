@@ -21,6 +21,7 @@ pub mod local;
 pub mod metrics;
 pub mod notifier;
 pub mod outbox;
+pub mod presence;
 pub mod registry;
 pub mod service;
 

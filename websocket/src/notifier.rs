@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
-use shared::domain::{Analysis, ChangeEvent, ChangeKind, Document};
+use shared::domain::{Analysis, ChangeEvent, ChangeKind, Document, UserId};
 use shared::ports::{ConnectionId, Notifier, Subscriber};
 use shared::{Error, Result};
 use tracing::Instrument;
@@ -98,20 +98,34 @@ impl Notifier for LiveNotifier {
             if subscribers.is_empty() {
                 return Ok(());
             }
-            let frame = frames::change(change);
+            // Each frame is serialized once, and the one with the document only when a
+            // subscriber asked for it.
+            let frame = frames::change(change, false);
+            let with_document = subscribers
+                .iter()
+                .any(|s| s.options.include_document)
+                .then(|| frames::change(change, true));
             let revoked = frames::access_revoked(&change.document_id);
             let deleted = change.kind == ChangeKind::Deleted;
             let latest = change.latest();
+            let mut departed: Vec<UserId> = Vec::new();
             let deliveries: Vec<Delivery> = subscribers
                 .into_iter()
                 .map(|subscriber| {
                     if latest.access_for(&subscriber.user).is_some() {
+                        let frame = match (&with_document, subscriber.options.include_document) {
+                            (Some(full), true) => full.clone(),
+                            _ => frame.clone(),
+                        };
                         Delivery {
                             subscriber,
-                            frame: frame.clone(),
+                            frame,
                             ends: deleted,
                         }
                     } else {
+                        if !departed.contains(&subscriber.user) {
+                            departed.push(subscriber.user.clone());
+                        }
                         Delivery {
                             subscriber,
                             frame: revoked.clone(),
@@ -133,6 +147,11 @@ impl Notifier for LiveNotifier {
                 })
                 .await;
             tracing::debug!(subscribers = count, bytes = frame.len(), "change delivered");
+            if !deleted {
+                for user in departed {
+                    crate::presence::announce_left(&self.inner, &change.document_id, &user).await;
+                }
+            }
             match failure.into_inner().expect("failure lock") {
                 Some(e) => Err(e),
                 None => Ok(()),

@@ -8,13 +8,21 @@ use std::sync::RwLock;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use shared::domain::{DocumentId, UserId};
-use shared::ports::{Connection, ConnectionId, ConnectionRegistry, Subscriber};
+use shared::ports::{
+    Connection, ConnectionId, ConnectionRegistry, PresenceCursor, SubscribeOptions, Subscriber,
+};
 use shared::{Error, Result};
 
 #[derive(Default)]
 struct State {
     connections: HashMap<ConnectionId, (Connection, HashSet<DocumentId>)>,
-    by_document: HashMap<DocumentId, HashMap<ConnectionId, UserId>>,
+    by_document: HashMap<DocumentId, HashMap<ConnectionId, Subscription>>,
+}
+
+struct Subscription {
+    user: UserId,
+    options: SubscribeOptions,
+    cursor: Option<PresenceCursor>,
 }
 
 /// Connections and subscriptions of this process.
@@ -82,16 +90,40 @@ impl ConnectionRegistry for InProcessRegistry {
         Ok(())
     }
 
-    async fn subscribe(&self, id: &ConnectionId, document: &DocumentId) -> Result<()> {
+    async fn subscribe(
+        &self,
+        id: &ConnectionId,
+        document: &DocumentId,
+        options: SubscribeOptions,
+    ) -> Result<()> {
         let mut state = self.state.write().expect("registry lock");
         let (connection, documents) = state.connections.get_mut(id).ok_or(Error::NotFound)?;
         documents.insert(*document);
         let user = connection.user.clone();
-        state
+        state.by_document.entry(*document).or_default().insert(
+            id.clone(),
+            Subscription {
+                user,
+                options,
+                cursor: None,
+            },
+        );
+        Ok(())
+    }
+
+    async fn set_cursor(
+        &self,
+        id: &ConnectionId,
+        document: &DocumentId,
+        cursor: Option<PresenceCursor>,
+    ) -> Result<()> {
+        let mut state = self.state.write().expect("registry lock");
+        let subscription = state
             .by_document
-            .entry(*document)
-            .or_default()
-            .insert(id.clone(), user);
+            .get_mut(document)
+            .and_then(|subscribers| subscribers.get_mut(id))
+            .ok_or(Error::NotFound)?;
+        subscription.cursor = cursor;
         Ok(())
     }
 
@@ -112,9 +144,11 @@ impl ConnectionRegistry for InProcessRegistry {
             .map(|subscribers| {
                 subscribers
                     .iter()
-                    .map(|(connection, user)| Subscriber {
+                    .map(|(connection, subscription)| Subscriber {
                         connection: connection.clone(),
-                        user: user.clone(),
+                        user: subscription.user.clone(),
+                        options: subscription.options,
+                        cursor: subscription.cursor,
                     })
                     .collect()
             })
@@ -152,10 +186,22 @@ mod tests {
         registry.register(&a).await.unwrap();
         registry.register(&b).await.unwrap();
         let (d1, d2) = (DocumentId::generate(), DocumentId::generate());
-        registry.subscribe(&a.id, &d1).await.unwrap();
-        registry.subscribe(&a.id, &d1).await.unwrap();
-        registry.subscribe(&b.id, &d1).await.unwrap();
-        registry.subscribe(&b.id, &d2).await.unwrap();
+        registry
+            .subscribe(&a.id, &d1, SubscribeOptions::default())
+            .await
+            .unwrap();
+        registry
+            .subscribe(&a.id, &d1, SubscribeOptions::default())
+            .await
+            .unwrap();
+        registry
+            .subscribe(&b.id, &d1, SubscribeOptions::default())
+            .await
+            .unwrap();
+        registry
+            .subscribe(&b.id, &d2, SubscribeOptions::default())
+            .await
+            .unwrap();
 
         let mut on_d1: Vec<_> = registry
             .subscribers(&d1)
@@ -184,7 +230,9 @@ mod tests {
         let ghost = ConnectionId("ghost".into());
         let doc = DocumentId::generate();
         assert!(matches!(
-            registry.subscribe(&ghost, &doc).await,
+            registry
+                .subscribe(&ghost, &doc, SubscribeOptions::default())
+                .await,
             Err(Error::NotFound)
         ));
         assert!(matches!(

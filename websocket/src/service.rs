@@ -10,7 +10,9 @@ use chrono::{DateTime, Utc};
 use shared::auth::{AuthError, Identity, TokenAuthority};
 use shared::clock::Clock;
 use shared::domain::DocumentId;
-use shared::ports::{AuditLog, Connection, ConnectionId, ConnectionRegistry, DocumentStore};
+use shared::ports::{
+    AuditLog, Connection, ConnectionId, ConnectionRegistry, DocumentStore, SubscribeOptions,
+};
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -19,6 +21,7 @@ use crate::frames::{self, ClientFrame, ErrorCode, Frame, MAX_FRAME_BYTES};
 use crate::metrics::{Metrics, bump};
 use crate::notifier::LiveNotifier;
 use crate::outbox::{Close, Outbox};
+use crate::presence::{self, PresenceLimit, PresenceLimiter};
 
 /// The service's knobs.
 #[derive(Debug, Clone)]
@@ -36,6 +39,8 @@ pub struct ServiceConfig {
     pub send_concurrency: usize,
     /// The most documents one connection may be subscribed to. Default: 100.
     pub max_subscriptions: usize,
+    /// How often one connection may share its cursor.
+    pub presence_limit: PresenceLimit,
 }
 
 impl Default for ServiceConfig {
@@ -46,6 +51,7 @@ impl Default for ServiceConfig {
             replay_wait: Duration::from_secs(5),
             send_concurrency: 64,
             max_subscriptions: 100,
+            presence_limit: PresenceLimit::default(),
         }
     }
 }
@@ -88,6 +94,7 @@ pub(crate) struct Inner {
     pub config: ServiceConfig,
     pub cursors: Cursors,
     pub metrics: Arc<Metrics>,
+    pub presence: PresenceLimiter,
 }
 
 /// Connect, frames, disconnect: the connection logic, free of any transport.
@@ -107,6 +114,7 @@ impl ConnectionService {
                 config,
                 cursors: Cursors::default(),
                 metrics: Arc::new(Metrics::default()),
+                presence: PresenceLimiter::default(),
             }),
         }
     }
@@ -161,9 +169,19 @@ impl ConnectionService {
 
     /// `$disconnect`: forgets the connection and its subscriptions.
     pub async fn disconnect(&self, id: &ConnectionId) {
+        let registry = &self.inner.ports.registry;
         self.inner.cursors.forget_connection(id);
-        if let Err(e) = self.inner.ports.registry.remove(id).await {
+        self.inner.presence.forget(id);
+        // Who to announce as gone, read before the registry forgets it.
+        let user = registry.get(id).await.ok().flatten().map(|c| c.user);
+        let documents = registry.subscriptions(id).await.unwrap_or_default();
+        if let Err(e) = registry.remove(id).await {
             tracing::warn!(connection = %id, error = %e, "could not forget a connection");
+        }
+        if let Some(user) = user {
+            for document in documents {
+                presence::announce_left(&self.inner, &document, &user).await;
+            }
         }
         tracing::info!(connection = %id, "disconnected");
     }
@@ -203,9 +221,11 @@ impl ConnectionService {
             ClientFrame::Subscribe {
                 document,
                 since_version,
+                include_document,
             } => {
                 let span = tracing::info_span!("subscribe", connection = %id, document = %document, since_version);
-                self.subscribe(&connection, document, since_version)
+                let options = SubscribeOptions { include_document };
+                self.subscribe(&connection, document, since_version, options)
                     .instrument(span)
                     .await;
                 FrameOutcome::Continue
@@ -221,10 +241,61 @@ impl ConnectionService {
                     .await;
                 } else {
                     self.reply(id, frames::unsubscribed(&document)).await;
+                    presence::announce_left(&self.inner, &document, &connection.user).await;
                 }
                 FrameOutcome::Continue
             }
+            ClientFrame::Presence { document, cursor } => {
+                self.share_presence(&connection, document, cursor).await;
+                FrameOutcome::Continue
+            }
             ClientFrame::Auth { token } => self.refresh(&connection, &token).await,
+        }
+    }
+
+    /// `presence`: records the connection's cursor and tells the document's other
+    /// subscribers, within the per-connection limit.
+    async fn share_presence(
+        &self,
+        connection: &Connection,
+        document: DocumentId,
+        cursor: Option<shared::ports::PresenceCursor>,
+    ) {
+        let id = &connection.id;
+        let limit = self.inner.config.presence_limit;
+        if !self.inner.presence.admit(limit, id, Instant::now()) {
+            let message = format!(
+                "share your cursor at most {} times a second",
+                limit.per_second
+            );
+            self.reply(
+                id,
+                frames::error(ErrorCode::RateLimited, &message, Some(&document)),
+            )
+            .await;
+            return;
+        }
+        match presence::share(&self.inner, id, &connection.user, &document, cursor).await {
+            Ok(()) => {}
+            Err(shared::Error::NotFound) => {
+                self.reply(
+                    id,
+                    frames::error(
+                        ErrorCode::DocumentNotFound,
+                        "subscribe to the document before sharing presence in it",
+                        Some(&document),
+                    ),
+                )
+                .await;
+            }
+            Err(e) => {
+                tracing::warn!(connection = %id, error = %e, "could not share presence");
+                self.reply(
+                    id,
+                    frames::error(ErrorCode::Unavailable, "try again", Some(&document)),
+                )
+                .await;
+            }
         }
     }
 
@@ -299,7 +370,13 @@ impl ConnectionService {
     ///    the cursor turns live from the last version sent (when the held frames took
     ///    over from the audit trail, the rest of the versions up to the current one are
     ///    still on their way from the stream).
-    async fn subscribe(&self, connection: &Connection, document: DocumentId, since: Option<u64>) {
+    async fn subscribe(
+        &self,
+        connection: &Connection,
+        document: DocumentId,
+        since: Option<u64>,
+        options: SubscribeOptions,
+    ) {
         let ports = &self.inner.ports;
         let cursors = &self.inner.cursors;
         let id = &connection.id;
@@ -332,7 +409,7 @@ impl ConnectionService {
             }
         }
         cursors.begin(id, &document);
-        if let Err(e) = ports.registry.subscribe(id, &document).await {
+        if let Err(e) = ports.registry.subscribe(id, &document, options).await {
             cursors.forget(id, &document);
             tracing::warn!(error = %e, "could not subscribe");
             self.reply(
@@ -363,6 +440,18 @@ impl ConnectionService {
         };
         if !self.reply(id, frames::subscribed(&document, current)).await {
             return;
+        }
+        // Where the others are: joining is announced by the newcomer's first presence
+        // frame, not here, so a thousand subscribers joining cost no million frames.
+        match presence::snapshot(&self.inner, &connection.user, &document).await {
+            Ok(present) => {
+                for frame in present {
+                    if !self.reply(id, frame).await {
+                        return;
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "could not read presence"),
         }
         let mut sent = since.unwrap_or(current).min(current);
         if sent < current {

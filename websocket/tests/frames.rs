@@ -2,7 +2,7 @@
 //! server sends has the documented shape.
 
 use serde_json::Value;
-use shared::domain::{ChangeEvent, Document, DocumentId};
+use shared::domain::{ChangeEvent, Document, DocumentId, TextOperation};
 use websocket::frames::{self, ClientFrame, MAX_FRAME_BYTES};
 
 const DOC: &str = "01936f0e-7c4a-7b2e-8f00-000000000001";
@@ -18,7 +18,8 @@ fn client_fixtures_parse() {
         parse(include_str!("fixtures/subscribe.json")),
         ClientFrame::Subscribe {
             document: doc,
-            since_version: Some(4)
+            since_version: Some(4),
+            include_document: false,
         }
     );
     assert_eq!(
@@ -40,8 +41,14 @@ fn change_frames_match_the_fixture() {
     let mut old = new.clone();
     old.version = 4;
     old.body = shared::domain::Body::parse("the fourth draft").unwrap();
-    let change = ChangeEvent::written(Some(old), new, "000000000000000000042".into());
-    assert_eq!(frames::change(&change).to_json(), expected);
+    let ops = TextOperation::diff(old.body.as_str(), new.body.as_str());
+    let change =
+        ChangeEvent::written(Some(old), new, "000000000000000000042".into()).with_ops(Some(ops));
+    assert_eq!(frames::change(&change, true).to_json(), expected);
+    // Without `include: document`, the same frame less the document.
+    let mut lean = expected.clone();
+    lean.as_object_mut().unwrap().remove("document");
+    assert_eq!(frames::change(&change, false).to_json(), lean);
 }
 
 #[test]
@@ -53,7 +60,7 @@ fn a_document_too_large_for_one_frame_is_left_out() {
     let mut old = new.clone();
     old.version = 4;
     old.body = shared::domain::Body::default();
-    let frame = frames::change(&ChangeEvent::written(Some(old), new, "1".into()));
+    let frame = frames::change(&ChangeEvent::written(Some(old), new, "1".into()), true);
     assert!(frame.len() < MAX_FRAME_BYTES);
     let json = frame.to_json();
     assert!(json.get("document").is_none());

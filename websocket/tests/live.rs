@@ -113,20 +113,25 @@ async fn an_edit_reaches_the_other_readers_and_no_stranger() {
     let mut bob = server.connect(&world.token("bob")).await;
     let mut dan = server.connect(&world.token("dan")).await;
     ann.subscribe(&id, None).await;
-    bob.subscribe(&id, None).await;
+    bob.subscribe_with_document(&id).await;
     dan.subscribe(&id, None).await;
 
+    let before = world.current(&id).await.body;
     let change = world.edit("ann", &id, "second draft").await;
     world.fan_out(&notifier, &change).await;
-    for client in [&mut ann, &mut bob] {
+    for (client, include) in [(&mut ann, false), (&mut bob, true)] {
         let frame = client.expect("document.updated").await;
+        // The whole document only for the subscription that asked for it.
+        assert_eq!(frame.get("document").is_some(), include, "{frame}");
         assert_eq!(frame["documentId"], json!(id));
         assert_eq!(frame["version"], 2);
+        assert_eq!(frame["baseVersion"], 1);
         assert_eq!(frame["actor"], "ann");
         assert_eq!(frame["changedFields"], json!(["body"]));
         assert_eq!(frame["at"], json!(change.at));
-        assert_eq!(frame["document"]["body"], "second draft");
-        assert_eq!(frame["document"]["version"], 2);
+        let ops: shared::domain::TextOperation =
+            serde_json::from_value(frame["ops"].clone()).unwrap();
+        assert_eq!(ops.apply(before.as_str()).unwrap(), "second draft");
     }
     dan.expect_nothing_pending().await;
 
@@ -480,12 +485,13 @@ async fn a_client_that_never_reads_does_not_delay_a_hundred_others() {
     let created = world.create("ann", &[("bob", Role::Viewer)]).await;
     let id = created.document_id;
 
+    // With the whole document in every frame, so frames stay big.
     let mut stuck = Client::connect(&server.url(&world.token("bob")), Some(4096)).await;
-    stuck.subscribe(&id, None).await;
+    stuck.subscribe_with_document(&id).await;
     let mut readers = Vec::new();
     for _ in 0..100 {
         let mut client = server.connect(&world.token("bob")).await;
-        client.subscribe(&id, None).await;
+        client.subscribe_with_document(&id).await;
         readers.push(client);
     }
 

@@ -24,6 +24,7 @@ fn entry(document: DocumentId, version: u64, action: ChangeKind) -> AuditEntry {
             }),
             body_diff: Some(format!("-old\n+new {version}\n")),
             collaborators: Vec::new(),
+            ops: None,
         },
     }
 }

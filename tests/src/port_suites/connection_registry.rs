@@ -1,12 +1,15 @@
 //! The [`ConnectionRegistry`] contract: connections, subscriptions both ways, refresh,
-//! removal with its subscriptions, and unknown connections.
+//! removal with its subscriptions, unknown connections, and what a subscription carries
+//! (its options and the connection's presence cursor).
 
 use std::sync::Arc;
 
 use chrono::TimeDelta;
 use shared::Error;
 use shared::domain::DocumentId;
-use shared::ports::{Connection, ConnectionId, ConnectionRegistry};
+use shared::ports::{
+    Connection, ConnectionId, ConnectionRegistry, PresenceCursor, SubscribeOptions, Subscriber,
+};
 
 use super::{now_millis, unique_user};
 
@@ -40,10 +43,22 @@ pub async fn run(registry: Arc<dyn ConnectionRegistry>) {
     );
 
     let (d1, d2) = (DocumentId::generate(), DocumentId::generate());
-    registry.subscribe(&a.id, &d1).await.unwrap();
-    registry.subscribe(&a.id, &d1).await.unwrap();
-    registry.subscribe(&b.id, &d1).await.unwrap();
-    registry.subscribe(&b.id, &d2).await.unwrap();
+    registry
+        .subscribe(&a.id, &d1, SubscribeOptions::default())
+        .await
+        .unwrap();
+    registry
+        .subscribe(&a.id, &d1, SubscribeOptions::default())
+        .await
+        .unwrap();
+    registry
+        .subscribe(&b.id, &d1, SubscribeOptions::default())
+        .await
+        .unwrap();
+    registry
+        .subscribe(&b.id, &d2, SubscribeOptions::default())
+        .await
+        .unwrap();
 
     let on_d1 = sorted(
         registry
@@ -79,7 +94,10 @@ pub async fn run(registry: Arc<dyn ConnectionRegistry>) {
     assert!(registry.subscriptions(&b.id).await.unwrap().is_empty());
 
     // Registering the same id again starts without subscriptions.
-    registry.subscribe(&a.id, &d2).await.unwrap();
+    registry
+        .subscribe(&a.id, &d2, SubscribeOptions::default())
+        .await
+        .unwrap();
     registry.register(&a).await.unwrap();
     assert!(registry.subscribers(&d2).await.unwrap().is_empty());
     assert!(registry.subscriptions(&a.id).await.unwrap().is_empty());
@@ -87,7 +105,9 @@ pub async fn run(registry: Arc<dyn ConnectionRegistry>) {
     // Unknown connections: subscribe and refresh fail, the rest is a no-op.
     let ghost = ConnectionId(format!("ghost{}", uuid::Uuid::new_v4().simple()));
     assert!(matches!(
-        registry.subscribe(&ghost, &d1).await,
+        registry
+            .subscribe(&ghost, &d1, SubscribeOptions::default())
+            .await,
         Err(Error::NotFound)
     ));
     assert!(matches!(
@@ -98,4 +118,165 @@ pub async fn run(registry: Arc<dyn ConnectionRegistry>) {
     registry.remove(&ghost).await.unwrap();
     assert_eq!(registry.get(&ghost).await.unwrap(), None);
     assert!(registry.subscribers(&d1).await.unwrap().is_empty());
+
+    options_and_cursors(registry.as_ref()).await;
+}
+
+/// The document's subscribers in connection order.
+async fn subscribers(registry: &dyn ConnectionRegistry, document: &DocumentId) -> Vec<Subscriber> {
+    let mut subscribers = registry.subscribers(document).await.unwrap();
+    subscribers.sort_by(|x, y| x.connection.cmp(&y.connection));
+    subscribers
+}
+
+fn subscriber(
+    connection: &Connection,
+    options: SubscribeOptions,
+    cursor: Option<PresenceCursor>,
+) -> Subscriber {
+    Subscriber {
+        connection: connection.id.clone(),
+        user: connection.user.clone(),
+        options,
+        cursor,
+    }
+}
+
+/// Options and cursors live on the subscription: set by `subscribe` and `set_cursor`,
+/// read back by `subscribers`, replaced or cleared by a repeated subscribe, and gone with
+/// the subscription.
+async fn options_and_cursors(registry: &dyn ConnectionRegistry) {
+    let (a, b) = (
+        connection(&unique_user("ann")),
+        connection(&unique_user("bob")),
+    );
+    let (a, b) = if a.id < b.id { (a, b) } else { (b, a) };
+    registry.register(&a).await.unwrap();
+    registry.register(&b).await.unwrap();
+    let (document, elsewhere) = (DocumentId::generate(), DocumentId::generate());
+    let whole = SubscribeOptions {
+        include_document: true,
+    };
+    let plain = SubscribeOptions::default();
+    registry.subscribe(&a.id, &document, whole).await.unwrap();
+    registry.subscribe(&b.id, &document, plain).await.unwrap();
+
+    // Options round-trip; nobody shares a cursor yet.
+    assert_eq!(
+        subscribers(registry, &document).await,
+        vec![subscriber(&a, whole, None), subscriber(&b, plain, None)]
+    );
+
+    // A caret, then a backwards selection replacing it; the other subscriber's is its own.
+    let caret = PresenceCursor { anchor: 3, head: 3 };
+    let selection = PresenceCursor {
+        anchor: 12,
+        head: 0,
+    };
+    let far = PresenceCursor {
+        anchor: u64::MAX,
+        head: 1 << 40,
+    };
+    registry
+        .set_cursor(&a.id, &document, Some(caret))
+        .await
+        .unwrap();
+    assert_eq!(
+        subscribers(registry, &document).await,
+        vec![
+            subscriber(&a, whole, Some(caret)),
+            subscriber(&b, plain, None)
+        ]
+    );
+    registry
+        .set_cursor(&a.id, &document, Some(selection))
+        .await
+        .unwrap();
+    registry
+        .set_cursor(&b.id, &document, Some(far))
+        .await
+        .unwrap();
+    assert_eq!(
+        subscribers(registry, &document).await,
+        vec![
+            subscriber(&a, whole, Some(selection)),
+            subscriber(&b, plain, Some(far))
+        ]
+    );
+
+    // `None` clears the connection's cursor (twice is fine) and leaves the options.
+    registry.set_cursor(&a.id, &document, None).await.unwrap();
+    registry.set_cursor(&a.id, &document, None).await.unwrap();
+    assert_eq!(
+        subscribers(registry, &document).await,
+        vec![
+            subscriber(&a, whole, None),
+            subscriber(&b, plain, Some(far))
+        ]
+    );
+
+    // No cursor without a subscription, and setting one subscribes no one.
+    let ghost = ConnectionId(format!("ghost{}", uuid::Uuid::new_v4().simple()));
+    for (id, on) in [(&a.id, &elsewhere), (&ghost, &document)] {
+        for cursor in [Some(caret), None] {
+            assert!(
+                matches!(
+                    registry.set_cursor(id, on, cursor).await,
+                    Err(Error::NotFound)
+                ),
+                "set_cursor({id}, {on}, {cursor:?})"
+            );
+        }
+    }
+    assert!(registry.subscribers(&elsewhere).await.unwrap().is_empty());
+    assert_eq!(registry.subscribers(&document).await.unwrap().len(), 2);
+
+    // Subscribing again replaces the options and clears the cursor.
+    registry
+        .set_cursor(&a.id, &document, Some(caret))
+        .await
+        .unwrap();
+    registry.subscribe(&a.id, &document, plain).await.unwrap();
+    registry.subscribe(&b.id, &document, whole).await.unwrap();
+    assert_eq!(
+        subscribers(registry, &document).await,
+        vec![subscriber(&a, plain, None), subscriber(&b, whole, None)]
+    );
+
+    // The cursor goes with the subscription, and does not bring it back.
+    registry
+        .set_cursor(&b.id, &document, Some(caret))
+        .await
+        .unwrap();
+    registry.unsubscribe(&b.id, &document).await.unwrap();
+    assert!(matches!(
+        registry.set_cursor(&b.id, &document, Some(far)).await,
+        Err(Error::NotFound)
+    ));
+    assert_eq!(
+        subscribers(registry, &document).await,
+        vec![subscriber(&a, plain, None)]
+    );
+    registry.subscribe(&b.id, &document, plain).await.unwrap();
+    assert_eq!(
+        subscribers(registry, &document).await,
+        vec![subscriber(&a, plain, None), subscriber(&b, plain, None)]
+    );
+
+    // So does removing the connection.
+    registry
+        .set_cursor(&a.id, &document, Some(caret))
+        .await
+        .unwrap();
+    registry.remove(&a.id).await.unwrap();
+    assert!(matches!(
+        registry.set_cursor(&a.id, &document, Some(caret)).await,
+        Err(Error::NotFound)
+    ));
+    assert_eq!(
+        subscribers(registry, &document).await,
+        vec![subscriber(&b, plain, None)]
+    );
+    registry.remove(&b.id).await.unwrap();
+    assert!(registry.subscribers(&document).await.unwrap().is_empty());
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
-use shared::domain::{ChangeEvent, DocumentId, Role};
+use shared::domain::{ChangeEvent, DocumentId, Role, TextOperation};
 use shared::ports::{ConnectionId, ConnectionRegistry, DocumentStore, Notifier};
 use websocket::ConnectionService;
 
@@ -53,6 +53,22 @@ fn kind(name: &str, version: Option<u64>) -> (String, Option<u64>) {
     (name.to_owned(), version)
 }
 
+/// The frames a connection received, less presence (which comes and goes with the
+/// other subscribers, and is tested on its own).
+async fn received(h: &NotifierHarness, id: &ConnectionId) -> Vec<Value> {
+    h.connections
+        .received(id)
+        .await
+        .into_iter()
+        .filter(|f| {
+            !f["type"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("presence")
+        })
+        .collect()
+}
+
 async fn subscribers(h: &NotifierHarness, document: &DocumentId) -> Vec<String> {
     let mut ids: Vec<_> = h
         .registry
@@ -86,15 +102,16 @@ pub async fn run(h: NotifierHarness) {
             .connect(id.clone(), &token_for(user.as_str()))
             .await
             .unwrap();
-        let subscribe = json!({"action": "subscribe", "documentId": v1.id}).to_string();
+        let subscribe =
+            json!({"action": "subscribe", "documentId": v1.id, "include": "document"}).to_string();
         h.service.handle_frame(id, &subscribe).await;
     }
     assert_eq!(
-        kinds(&h.connections.received(&bob_tab).await),
+        kinds(&received(&h, &bob_tab).await),
         [kind("subscribed", Some(1))]
     );
     assert_eq!(
-        h.connections.received(&cat_tab).await[0]["type"],
+        received(&h, &cat_tab).await[0]["type"],
         "error",
         "a stranger cannot subscribe"
     );
@@ -108,7 +125,13 @@ pub async fn run(h: NotifierHarness) {
     let v2 = next_version(&v1, &ann, |d| {
         d.body = shared::domain::Body::parse("second draft").unwrap()
     });
-    h.documents.update(&v2).await.unwrap();
+    h.documents
+        .update(
+            &v2,
+            &TextOperation::diff(v1.body.as_str(), v2.body.as_str()),
+        )
+        .await
+        .unwrap();
     notifier
         .publish_change(&ChangeEvent::written(
             Some(v1.clone()),
@@ -118,7 +141,7 @@ pub async fn run(h: NotifierHarness) {
         .await
         .unwrap();
     for tab in [&ann_tab, &bob_tab] {
-        let frames = h.connections.received(tab).await;
+        let frames = received(&h, tab).await;
         assert_eq!(
             kinds(&frames).last(),
             Some(&kind("document.updated", Some(2))),
@@ -126,7 +149,7 @@ pub async fn run(h: NotifierHarness) {
         );
         assert_eq!(frames.last().unwrap()["document"]["body"], "second draft");
     }
-    assert_eq!(h.connections.received(&cat_tab).await.len(), 1);
+    assert_eq!(received(&h, &cat_tab).await.len(), 1);
     assert_eq!(h.registry.get(&ann_old_tab).await.unwrap(), None);
     assert!(!subscribers(&h, &v1.id).await.contains(&ann_old_tab.0));
 
@@ -135,7 +158,13 @@ pub async fn run(h: NotifierHarness) {
         d.collaborators.remove(&bob);
         d.collaborators.insert(cat.clone(), Role::Editor);
     });
-    h.documents.update(&v3).await.unwrap();
+    h.documents
+        .update(
+            &v3,
+            &TextOperation::diff(v2.body.as_str(), v3.body.as_str()),
+        )
+        .await
+        .unwrap();
     notifier
         .publish_change(&ChangeEvent::written(
             Some(v2.clone()),
@@ -144,7 +173,7 @@ pub async fn run(h: NotifierHarness) {
         ))
         .await
         .unwrap();
-    let to_bob = h.connections.received(&bob_tab).await;
+    let to_bob = received(&h, &bob_tab).await;
     assert_eq!(kinds(&to_bob).last(), Some(&kind("access.revoked", None)));
     assert_eq!(subscribers(&h, &v1.id).await, vec![ann_tab.0.clone()]);
 
@@ -162,12 +191,12 @@ pub async fn run(h: NotifierHarness) {
         .await
         .unwrap();
     assert_eq!(
-        kinds(&h.connections.received(&ann_tab).await).last(),
+        kinds(&received(&h, &ann_tab).await).last(),
         Some(&kind("document.deleted", Some(4)))
     );
     assert!(subscribers(&h, &v1.id).await.is_empty());
     assert_eq!(
-        h.connections.received(&bob_tab).await.len(),
+        received(&h, &bob_tab).await.len(),
         to_bob.len(),
         "nothing after the revocation"
     );

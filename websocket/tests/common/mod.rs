@@ -17,8 +17,8 @@ use serde_json::{Value, json};
 use shared::auth::TokenAuthority;
 use shared::clock::{Clock, ManualClock};
 use shared::domain::{
-    AuditDetail, AuditEntry, Body, ChangeEvent, Collaborators, Document, DocumentId, Role, Title,
-    UserId,
+    AuditDetail, AuditEntry, Body, ChangeEvent, Collaborators, Document, DocumentId, Role,
+    TextOperation, Title, UserId,
 };
 use shared::embedded::SqliteDocumentStore;
 use shared::ports::{AuditLog, DocumentStore, Notifier, WriteOutcome};
@@ -206,7 +206,9 @@ impl World {
             )
             .await
             .unwrap();
-        ChangeEvent::written(Some(old), new, self.next_sequence())
+        // As the stream record carries it: the operation from the version before.
+        let ops = TextOperation::diff(old.body.as_str(), new.body.as_str());
+        ChangeEvent::written(Some(old), new, self.next_sequence()).with_ops(Some(ops))
     }
 
     /// Sets the collaborators (as the owner).
@@ -257,7 +259,10 @@ impl World {
             actor: change.actor.clone(),
             at: change.at,
             changed_fields: change.changed_fields.clone(),
-            detail: AuditDetail::default(),
+            detail: AuditDetail {
+                ops: change.ops.clone(),
+                ..AuditDetail::default()
+            },
         }
     }
 
@@ -390,10 +395,27 @@ impl Client {
     }
 
     /// The next frame, which must be of `kind`.
+    /// The next frame, which must be of `kind`; presence frames on the way are skipped
+    /// unless `kind` is one of them.
     pub async fn expect(&mut self, kind: &str) -> Value {
-        let frame = self.next().await;
-        assert_eq!(frame["type"], kind, "unexpected frame {frame}");
-        frame
+        loop {
+            let frame = self.next().await;
+            let presence = frame["type"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("presence"));
+            if presence && !kind.starts_with("presence") {
+                continue;
+            }
+            assert_eq!(frame["type"], kind, "unexpected frame {frame}");
+            return frame;
+        }
+    }
+
+    /// Subscribes with `"include": "document"`: change frames carry the whole document.
+    pub async fn subscribe_with_document(&mut self, document: &DocumentId) -> Value {
+        self.send(json!({"action": "subscribe", "documentId": document, "include": "document"}))
+            .await;
+        self.next().await
     }
 
     pub async fn subscribe(&mut self, document: &DocumentId, since: Option<u64>) -> Value {

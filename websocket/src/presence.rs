@@ -1,0 +1,160 @@
+//! Presence: who else follows a document and where their caret is. Ephemeral — kept
+//! with the subscription in the connection registry, never in the change stream or the
+//! audit trail — and pushed straight to the other subscribers through the outbox.
+//!
+//! A user appears to the others with their first presence frame, and to a newcomer in
+//! the snapshot after `subscribed` once they share a cursor; `presence.left` goes out
+//! when their last connection stops following the document (unsubscribe, disconnect,
+//! lost access).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use futures_util::StreamExt;
+use shared::domain::{DocumentId, UserId};
+use shared::ports::{ConnectionId, PresenceCursor, Subscriber};
+use tokio::time::Instant;
+
+use crate::frames::{self, Frame};
+use crate::metrics::bump;
+use crate::outbox::SendError;
+use crate::service::Inner;
+
+/// How often one connection may share its cursor: a bucket of `burst` updates refilled
+/// at `per_second`.
+#[derive(Debug, Clone, Copy)]
+pub struct PresenceLimit {
+    /// Default: 10.
+    pub burst: u32,
+    /// Default: 10 per second.
+    pub per_second: f64,
+}
+
+impl Default for PresenceLimit {
+    fn default() -> Self {
+        Self {
+            burst: 10,
+            per_second: 10.0,
+        }
+    }
+}
+
+/// The cursor-update buckets of this process's connections.
+#[derive(Default)]
+pub(crate) struct PresenceLimiter {
+    buckets: Mutex<HashMap<ConnectionId, (f64, Instant)>>,
+}
+
+impl PresenceLimiter {
+    /// Whether the connection may share its cursor now (and takes a token if so).
+    pub fn admit(&self, limit: PresenceLimit, id: &ConnectionId, now: Instant) -> bool {
+        let mut buckets = self.buckets.lock().expect("presence limiter lock");
+        let burst = f64::from(limit.burst.max(1));
+        let (tokens, at) = buckets.entry(id.clone()).or_insert((burst, now));
+        let refill = now.saturating_duration_since(*at).as_secs_f64() * limit.per_second;
+        *tokens = (*tokens + refill).min(burst);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    pub fn forget(&self, id: &ConnectionId) {
+        self.buckets
+            .lock()
+            .expect("presence limiter lock")
+            .remove(id);
+    }
+}
+
+/// Sends `frame` to every subscriber of the document but `user`'s connections.
+async fn to_others(inner: &Inner, others: Vec<Subscriber>, frame: Frame) {
+    futures_util::stream::iter(others)
+        .for_each_concurrent(inner.config.send_concurrency.max(1), |subscriber| {
+            let frame = frame.clone();
+            async move {
+                match inner.ports.outbox.send(&subscriber.connection, frame).await {
+                    Ok(()) => bump(&inner.metrics.notifications_sent),
+                    Err(SendError::Gone) => {}
+                    Err(e) => {
+                        tracing::debug!(connection = %subscriber.connection, error = %e, "could not push presence");
+                    }
+                }
+            }
+        })
+        .await;
+}
+
+/// Records the connection's cursor and tells the others. `NotFound` when the connection
+/// does not follow the document.
+pub(crate) async fn share(
+    inner: &Inner,
+    id: &ConnectionId,
+    user: &UserId,
+    document: &DocumentId,
+    cursor: Option<PresenceCursor>,
+) -> shared::Result<()> {
+    inner
+        .ports
+        .registry
+        .set_cursor(id, document, cursor)
+        .await?;
+    let others: Vec<Subscriber> = inner
+        .ports
+        .registry
+        .subscribers(document)
+        .await?
+        .into_iter()
+        .filter(|s| &s.user != user)
+        .collect();
+    if !others.is_empty() {
+        to_others(inner, others, frames::presence(document, user, cursor)).await;
+    }
+    Ok(())
+}
+
+/// The presence of everyone else following the document who shares a cursor, one frame
+/// per user. Those who follow without sharing one are announced by their first presence
+/// frame: listing them here would send a thousand frames to each of a thousand readers.
+pub(crate) async fn snapshot(
+    inner: &Inner,
+    user: &UserId,
+    document: &DocumentId,
+) -> shared::Result<Vec<Frame>> {
+    let mut by_user: HashMap<UserId, Option<PresenceCursor>> = HashMap::new();
+    for subscriber in inner.ports.registry.subscribers(document).await? {
+        if &subscriber.user == user {
+            continue;
+        }
+        let entry = by_user.entry(subscriber.user).or_insert(None);
+        if entry.is_none() {
+            *entry = subscriber.cursor;
+        }
+    }
+    let mut users: Vec<_> = by_user.into_iter().collect();
+    users.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(users
+        .into_iter()
+        .filter(|(_, cursor)| cursor.is_some())
+        .map(|(other, cursor)| frames::presence(document, &other, cursor))
+        .collect())
+}
+
+/// Tells the document's other subscribers that `user` left, unless another of their
+/// connections still follows it.
+pub(crate) async fn announce_left(inner: &Inner, document: &DocumentId, user: &UserId) {
+    let subscribers = match inner.ports.registry.subscribers(document).await {
+        Ok(subscribers) => subscribers,
+        Err(e) => {
+            tracing::debug!(document = %document, error = %e, "could not announce a departure");
+            return;
+        }
+    };
+    if subscribers.iter().any(|s| &s.user == user) || subscribers.is_empty() {
+        return;
+    }
+    to_others(inner, subscribers, frames::presence_left(document, user)).await;
+}
