@@ -26,7 +26,8 @@ use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value, json};
 use shared::clock::{Clock, ManualClock};
 use shared::domain::{
-    Body, Collaborators, Document, DocumentId, Role, Title, UserId, check_collaborators,
+    Body, Collaborators, Document, DocumentId, DocumentVersion, Role, TextOperation, Title, UserId,
+    check_collaborators,
 };
 use shared::ports::{DocumentPage, DocumentStore};
 use shared::service::{DocumentService, merge_patch};
@@ -257,7 +258,7 @@ impl DocumentStore for OneDocument {
         Ok((doc.id == *id).then_some(doc))
     }
 
-    async fn update(&self, doc: &Document) -> Result<()> {
+    async fn update(&self, doc: &Document, _body_ops: &TextOperation) -> Result<()> {
         let mut stored = self.0.lock().unwrap();
         if stored.id != doc.id {
             return Err(Error::NotFound);
@@ -272,6 +273,14 @@ impl DocumentStore for OneDocument {
     }
 
     async fn delete(&self, _last: &Document) -> Result<()> {
+        Err(Error::Unavailable("not part of a patch".into()))
+    }
+
+    async fn operations_since(&self, _id: &DocumentId, _base: u64) -> Result<Vec<TextOperation>> {
+        Err(Error::Unavailable("not part of a patch".into()))
+    }
+
+    async fn version(&self, _id: &DocumentId, _version: u64) -> Result<Option<DocumentVersion>> {
         Err(Error::Unavailable("not part of a patch".into()))
     }
 

@@ -188,7 +188,7 @@ fn check_change(record: &Value, meta: &RecordMeta, change: &ChangeEvent) {
     }
     let analysis = stream_handler::analysis::text::analyze(change.latest(), change.at);
     assert_eq!(analysis.version, change.latest().version);
-    let frame = websocket::frames::change(change);
+    let frame = websocket::frames::change(change, true);
     let json = frame.to_json();
     assert_eq!(json["version"], change.version);
     assert_eq!(json["documentId"], change.document_id.to_string());

@@ -18,7 +18,9 @@ use chrono::{DateTime, Utc};
 use serde_dynamo::Item;
 use serde_json::Value;
 use shared::codec::{self, EventName};
-use shared::domain::{ChangeEvent, DocumentId, UserId, check_collaborators};
+use shared::domain::{
+    ChangeEvent, Document, DocumentId, TextOperation, UserId, check_collaborators,
+};
 
 /// The principal of DynamoDB's own (TTL) deletions.
 pub const TTL_PRINCIPAL: &str = "dynamodb.amazonaws.com";
@@ -52,6 +54,12 @@ pub struct RecordMeta {
     pub event_id: String,
     /// The document the record is about (from `Keys`), when it parses.
     pub document_id: Option<DocumentId>,
+    /// A later change of the same document is in the same batch: sinks that only keep
+    /// the latest state (search, analysis) may leave this one to it.
+    pub superseded: bool,
+    /// A later change of the same document in the same batch changes its body or
+    /// deletes it: what is derived from the body alone (analysis) may wait for that one.
+    pub body_superseded: bool,
 }
 
 impl RecordMeta {
@@ -63,6 +71,8 @@ impl RecordMeta {
             document_id: change["Keys"][codec::KEY_ATTRIBUTE]["S"]
                 .as_str()
                 .and_then(|id| DocumentId::parse(id).ok()),
+            superseded: false,
+            body_superseded: false,
         }
     }
 }
@@ -95,6 +105,29 @@ pub fn approximate_creation(change: &Value) -> Option<DateTime<Utc>> {
     }
     let millis = (seconds * 1000.0).round() as i64;
     DateTime::from_timestamp_millis(millis)
+}
+
+/// The operation from `old`'s body to `new`'s: the one the record carries when it
+/// replays to the new body, else a diff of the two (records written before operations
+/// were stored, or by another writer). `None` when the body did not change.
+fn body_operation(
+    old: &Document,
+    new: &Document,
+    carried: Option<TextOperation>,
+) -> Option<TextOperation> {
+    if old.body == new.body {
+        return None;
+    }
+    if let Some(ops) = carried {
+        if ops
+            .apply(old.body.as_str())
+            .is_ok_and(|b| b == new.body.as_str())
+        {
+            return Some(ops);
+        }
+        tracing::warn!(document = %new.id, version = new.version, "the record's ops do not replay to its new image: using a diff");
+    }
+    Some(TextOperation::diff(old.body.as_str(), new.body.as_str()))
 }
 
 /// Decodes one record.
@@ -143,7 +176,8 @@ pub fn decode(record: &Value) -> Result<Decoded, DecodeError> {
                     old.document.version, new.document.version
                 )));
             }
-            ChangeEvent::written(Some(old.document), new.document, sequence_number)
+            let ops = body_operation(&old.document, &new.document, new.ops);
+            ChangeEvent::written(Some(old.document), new.document, sequence_number).with_ops(ops)
         }
         EventName::Remove => {
             let old = old.ok_or_else(|| fail("REMOVE without OldImage"))?;

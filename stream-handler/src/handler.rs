@@ -25,7 +25,7 @@ use futures_util::StreamExt;
 use futures_util::future::join_all;
 use serde_json::Value;
 use shared::clock::Clock;
-use shared::domain::{ChangeEvent, DocumentId};
+use shared::domain::{ChangeEvent, DocumentId, Field};
 use shared::ports::{DeadLetter, DeadLetterQueue, DeadLetterSource};
 use tracing::Instrument;
 
@@ -194,7 +194,7 @@ impl Fanout {
         let mut group_of: std::collections::HashMap<DocumentId, usize> = Default::default();
         let mut decoded: Vec<Option<Box<ChangeEvent>>> = Vec::with_capacity(records.len());
         let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(records.len());
-        let metas: Vec<RecordMeta> = records.iter().map(RecordMeta::of).collect();
+        let mut metas: Vec<RecordMeta> = records.iter().map(RecordMeta::of).collect();
         for (i, record) in records.iter().enumerate() {
             match decode(record) {
                 Ok(Decoded::Change(change)) => {
@@ -225,6 +225,18 @@ impl Fanout {
             }
         }
 
+        // Many small versions of one document in a batch (people typing): the sinks
+        // that keep only the latest state coalesce to the last one.
+        for (_, indices) in &groups {
+            let mut body_later = false;
+            for (n, &i) in indices.iter().enumerate().rev() {
+                metas[i].superseded = n + 1 < indices.len();
+                metas[i].body_superseded = body_later;
+                let change = decoded[i].as_deref().expect("grouped records decode");
+                body_later |= change.touches(Field::Body) || change.new.is_none();
+            }
+        }
+        let metas = metas;
         let results: Vec<Vec<(usize, Outcome)>> = futures_util::stream::iter(groups)
             .map(|(_, indices)| {
                 let decoded = &decoded;

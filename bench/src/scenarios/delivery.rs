@@ -170,7 +170,7 @@ pub async fn sample_frame() -> anyhow::Result<Value> {
     let world = World::new()?;
     let id = world.create().await?.document_id;
     let change = world.edit(&id, &edit_body(0)).await?;
-    Ok(websocket::frames::change(&change).to_json())
+    Ok(websocket::frames::change(&change, false).to_json())
 }
 
 /// The audit trail in memory: the replay path is not measured here.

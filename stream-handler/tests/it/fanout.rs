@@ -360,8 +360,9 @@ async fn a_batch_delivered_twice_changes_nothing() {
     assert_eq!(before[c.id.to_string()]["indexed"], json!([2, true]));
     assert_eq!(
         before["queue"],
-        json!(4),
-        "creations and the body edit, not the sharing"
+        json!(2),
+        "one analysis per document whose latest body in the batch still stands: \
+         not the first draft the edit replaced, not the deleted scratch, not the sharing"
     );
 
     let again = env.embedded.fanout.handle(&batch).await;

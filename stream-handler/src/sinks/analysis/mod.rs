@@ -42,8 +42,9 @@ impl Sink for AnalysisSink {
         "analysis"
     }
 
-    async fn deliver(&self, change: &ChangeEvent, _record: &RecordMeta) -> Result<()> {
-        if !needs_analysis(change) {
+    async fn deliver(&self, change: &ChangeEvent, record: &RecordMeta) -> Result<()> {
+        // A later body of the document in this batch is analysed instead.
+        if !needs_analysis(change) || record.body_superseded {
             return Ok(());
         }
         self.queue

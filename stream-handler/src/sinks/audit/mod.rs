@@ -63,6 +63,7 @@ pub fn entry_for(change: &ChangeEvent, event_id: &str, max_body_diff_bytes: usiz
                 change.version,
                 max_body_diff_bytes,
             ));
+            detail.ops = change.ops.clone();
         }
         if change.touches(Field::Collaborators) {
             detail.collaborators = collaborator_changes(change);

@@ -39,7 +39,11 @@ impl Sink for SearchSink {
         "search"
     }
 
-    async fn deliver(&self, change: &ChangeEvent, _record: &RecordMeta) -> Result<()> {
+    async fn deliver(&self, change: &ChangeEvent, record: &RecordMeta) -> Result<()> {
+        // A later version of the document in this batch replaces this one anyway.
+        if record.superseded {
+            return Ok(());
+        }
         match &change.new {
             Some(doc) => self.index.upsert(&SearchDocument::from(doc)).await?,
             None => {
