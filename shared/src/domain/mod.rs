@@ -7,6 +7,7 @@ mod audit;
 mod change;
 mod document;
 mod ids;
+pub mod search_query;
 mod validation;
 
 pub use analysis::{Analysis, TopTerm};
