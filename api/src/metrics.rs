@@ -136,10 +136,7 @@ mod tests {
         assert_eq!(method_label(&Method::GET), "GET");
         assert_eq!(method_label(&Method::OPTIONS), "OPTIONS");
         assert_eq!(method_label(&Method::TRACE), "other");
-        assert_eq!(
-            method_label(&Method::from_bytes(b"GETX").unwrap()),
-            "other"
-        );
+        assert_eq!(method_label(&Method::from_bytes(b"GETX").unwrap()), "other");
         assert_eq!(method_label(&Method::from_bytes(b"get").unwrap()), "other");
     }
 }

@@ -116,7 +116,9 @@ impl TokenAuthority {
         }
         let latest = (now + CLOCK_LEEWAY).timestamp();
         if data.claims.nbf.is_some_and(|nbf| nbf > latest) {
-            return Err(AuthError::Invalid("the token is not valid yet (nbf)".into()));
+            return Err(AuthError::Invalid(
+                "the token is not valid yet (nbf)".into(),
+            ));
         }
         if data.claims.iat.is_some_and(|iat| iat > latest) {
             return Err(AuthError::Invalid(
@@ -232,13 +234,34 @@ mod tests {
         let exp = now.timestamp() + 3600;
         let at = |offset: i64| now.timestamp() + offset;
         for (claims, accepted) in [
-            (serde_json::json!({"sub": "ann", "exp": exp, "nbf": at(-10)}), true),
-            (serde_json::json!({"sub": "ann", "exp": exp, "nbf": at(60)}), true),
-            (serde_json::json!({"sub": "ann", "exp": exp, "nbf": at(61)}), false),
-            (serde_json::json!({"sub": "ann", "exp": exp, "nbf": at(86_400)}), false),
-            (serde_json::json!({"sub": "ann", "exp": exp, "iat": at(60)}), true),
-            (serde_json::json!({"sub": "ann", "exp": exp, "iat": at(61)}), false),
-            (serde_json::json!({"sub": "ann", "exp": exp, "iat": at(365 * 86_400)}), false),
+            (
+                serde_json::json!({"sub": "ann", "exp": exp, "nbf": at(-10)}),
+                true,
+            ),
+            (
+                serde_json::json!({"sub": "ann", "exp": exp, "nbf": at(60)}),
+                true,
+            ),
+            (
+                serde_json::json!({"sub": "ann", "exp": exp, "nbf": at(61)}),
+                false,
+            ),
+            (
+                serde_json::json!({"sub": "ann", "exp": exp, "nbf": at(86_400)}),
+                false,
+            ),
+            (
+                serde_json::json!({"sub": "ann", "exp": exp, "iat": at(60)}),
+                true,
+            ),
+            (
+                serde_json::json!({"sub": "ann", "exp": exp, "iat": at(61)}),
+                false,
+            ),
+            (
+                serde_json::json!({"sub": "ann", "exp": exp, "iat": at(365 * 86_400)}),
+                false,
+            ),
         ] {
             let verified = authority().verify(&signed(claims.clone()), now);
             assert_eq!(verified.is_ok(), accepted, "{claims}: {verified:?}");

@@ -229,11 +229,22 @@ mod tests {
 
     #[test]
     fn invisible_only_titles_are_blank_and_bidi_controls_are_refused() {
-        for blank in ["\u{200B}", "\u{200B}\u{200C}\u{200D}", " \u{2060}\u{FEFF} ", "\u{FE0F}", "\u{00AD}\u{3164}"] {
+        for blank in [
+            "\u{200B}",
+            "\u{200B}\u{200C}\u{200D}",
+            " \u{2060}\u{FEFF} ",
+            "\u{FE0F}",
+            "\u{00AD}\u{3164}",
+        ] {
             let err = Title::parse(blank).unwrap_err();
             assert!(err.message.contains("blank"), "{blank:?}: {err}");
         }
-        for bidi in ["abc\u{202E}def", "\u{2066}x\u{2069}", "a\u{200F}", "\u{061C}b"] {
+        for bidi in [
+            "abc\u{202E}def",
+            "\u{2066}x\u{2069}",
+            "a\u{200F}",
+            "\u{061C}b",
+        ] {
             let err = Title::parse(bidi).unwrap_err();
             assert!(err.message.contains("bidirectional"), "{bidi:?}: {err}");
         }

@@ -159,7 +159,10 @@ fn lex(text: &str) -> Result<Vec<Token>, QueryError> {
                 tokens.push(Token::Phrase(chars[start..start + len].iter().collect()));
                 i = start + len + 1;
             }
-            '-' if chars.get(i + 1).is_some_and(|&n| !is_boundary(n) || n == '"' || n == '(') => {
+            '-' if chars
+                .get(i + 1)
+                .is_some_and(|&n| !is_boundary(n) || n == '"' || n == '(') =>
+            {
                 tokens.push(Token::Not);
                 i += 1;
             }
@@ -548,14 +551,29 @@ mod tests {
             ("zebra", word("zebra")),
             ("  Zebra  ", word("zebra")),
             ("zebra plan", Query::And(vec![word("zebra"), word("plan")])),
-            ("zebra AND plan", Query::And(vec![word("zebra"), word("plan")])),
-            ("zebra OR plan", Query::Or(vec![word("zebra"), word("plan")])),
-            ("zebra or plan", Query::And(vec![word("zebra"), word("or"), word("plan")])),
+            (
+                "zebra AND plan",
+                Query::And(vec![word("zebra"), word("plan")]),
+            ),
+            (
+                "zebra OR plan",
+                Query::Or(vec![word("zebra"), word("plan")]),
+            ),
+            (
+                "zebra or plan",
+                Query::And(vec![word("zebra"), word("or"), word("plan")]),
+            ),
             ("\"North wind\"", phrase.clone()),
             ("north-wind", phrase.clone()),
             ("zeb*", prefix.clone()),
-            ("zebra -plan", Query::And(vec![word("zebra"), not(word("plan"))])),
-            ("zebra NOT plan", Query::And(vec![word("zebra"), not(word("plan"))])),
+            (
+                "zebra -plan",
+                Query::And(vec![word("zebra"), not(word("plan"))]),
+            ),
+            (
+                "zebra NOT plan",
+                Query::And(vec![word("zebra"), not(word("plan"))]),
+            ),
             (
                 "title:zebra body:\"north wind\" title:pla*",
                 Query::And(vec![
@@ -582,11 +600,14 @@ mod tests {
                 "a -(b OR c)",
                 Query::And(vec![word("a"), not(Query::Or(vec![word("b"), word("c")]))]),
             ),
-            ("10:30", Query::Match(Match {
-                field: None,
-                words: vec!["10".into(), "30".into()],
-                prefix: false,
-            })),
+            (
+                "10:30",
+                Query::Match(Match {
+                    field: None,
+                    words: vec!["10".into(), "30".into()],
+                    prefix: false,
+                }),
+            ),
             ("title", word("title")),
             ("été", word("été")),
         ];
@@ -638,10 +659,7 @@ mod tests {
             "zebra - plan",
         ] {
             assert!(
-                matches!(
-                    parse(text),
-                    Err(QueryError::Syntax(_) | QueryError::Empty)
-                ),
+                matches!(parse(text), Err(QueryError::Syntax(_) | QueryError::Empty)),
                 "{text:?} gave {:?}",
                 parse(text)
             );
@@ -677,10 +695,7 @@ mod tests {
         assert!(parsed.depth() >= MAX_DEPTH);
         assert_eq!(parse(&parsed.to_string()).unwrap(), parsed);
         assert_eq!(parse(&format!("({text})")), Err(QueryError::TooDeep));
-        assert_eq!(
-            parse(&format!("x ({text} OR y)")),
-            Err(QueryError::TooDeep)
-        );
+        assert_eq!(parse(&format!("x ({text} OR y)")), Err(QueryError::TooDeep));
     }
 
     #[test]

@@ -630,8 +630,12 @@ impl SearchIndex for TantivySearchIndex {
                 .index
                 .tokenizer_for_field(f.body)
                 .map_err(unavailable("snippets"))?;
-            let snippets =
-                SnippetGenerator::new(snippet_words(&query.query), tokenizer, f.body, SNIPPET_CHARS);
+            let snippets = SnippetGenerator::new(
+                snippet_words(&query.query),
+                tokenizer,
+                f.body,
+                SNIPPET_CHARS,
+            );
             let mut hits = Vec::with_capacity(limit);
             for (_score, address) in top.into_iter().take(limit) {
                 let stored: TantivyDocument = searcher
@@ -831,7 +835,12 @@ mod tests {
         let farm = DocumentId::generate();
         let mut zoo_doc = doc(zoo, 1, "the zebra moves to the north wind", &["ann"]);
         zoo_doc.title = "Zoo plan".into();
-        let mut farm_doc = doc(farm, 1, "a cow and a zebu face the wind from the north", &["ann"]);
+        let mut farm_doc = doc(
+            farm,
+            1,
+            "a cow and a zebu face the wind from the north",
+            &["ann"],
+        );
         farm_doc.title = "Farm".into();
         index.upsert(&zoo_doc).await.unwrap();
         index.upsert(&farm_doc).await.unwrap();
@@ -840,8 +849,14 @@ mod tests {
             let index = index.clone();
             let q = query(text, "ann");
             async move {
-                let mut ids: Vec<DocumentId> =
-                    index.search(&q).await.unwrap().hits.iter().map(|h| h.id).collect();
+                let mut ids: Vec<DocumentId> = index
+                    .search(&q)
+                    .await
+                    .unwrap()
+                    .hits
+                    .iter()
+                    .map(|h| h.id)
+                    .collect();
                 ids.sort_by_key(|id| id.to_string());
                 ids
             }
@@ -884,7 +899,11 @@ mod tests {
         index.upsert(&doc(id, 1, &body, &["ann"])).await.unwrap();
         index.flush().await.unwrap();
         let snippet = || async {
-            index.search(&query("alpha beta", "ann")).await.unwrap().hits[0]
+            index
+                .search(&query("alpha beta", "ann"))
+                .await
+                .unwrap()
+                .hits[0]
                 .snippet
                 .clone()
         };
@@ -899,8 +918,9 @@ mod tests {
         }
         index.flush().await.unwrap();
         assert_eq!(snippet().await, alone);
-        let hit = serde_json::to_value(&index.search(&query("alpha", "ann")).await.unwrap().hits[0])
-            .unwrap();
+        let hit =
+            serde_json::to_value(&index.search(&query("alpha", "ann")).await.unwrap().hits[0])
+                .unwrap();
         assert_eq!(
             hit.as_object().unwrap().keys().cloned().collect::<Vec<_>>(),
             ["id", "snippet", "title", "version"]

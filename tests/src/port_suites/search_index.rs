@@ -128,9 +128,19 @@ pub async fn run(index: Arc<dyn SearchIndex>) {
     let north = format!("north{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let zoo = DocumentId::generate();
     let farm = DocumentId::generate();
-    let mut zoo_doc = doc(zoo, 1, &format!("the zebra moves to the {north} wind"), &[&ann]);
+    let mut zoo_doc = doc(
+        zoo,
+        1,
+        &format!("the zebra moves to the {north} wind"),
+        &[&ann],
+    );
     zoo_doc.title = format!("Zoo plan {north}");
-    let mut farm_doc = doc(farm, 1, &format!("a cow faces the wind from the {north}"), &[&ann]);
+    let mut farm_doc = doc(
+        farm,
+        1,
+        &format!("a cow faces the wind from the {north}"),
+        &[&ann],
+    );
     farm_doc.title = format!("Farm {north}");
     index.upsert(&zoo_doc).await.unwrap();
     index.upsert(&farm_doc).await.unwrap();

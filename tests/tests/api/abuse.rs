@@ -71,14 +71,27 @@ async fn results_carry_no_score() {
         if let Some(hit) = reply.body["results"].get(0) {
             break hit.clone();
         }
-        assert!(Instant::now() < deadline, "the document never became searchable");
+        assert!(
+            Instant::now() < deadline,
+            "the document never became searchable"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(hit["id"], id);
-    let mut keys: Vec<&str> = hit.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+    let mut keys: Vec<&str> = hit
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str())
+        .collect();
     keys.sort_unstable();
     assert_eq!(keys, ["id", "snippet", "title", "version"]);
-    assert!(hit["snippet"].as_str().unwrap().contains("<mark>zebra</mark>"));
+    assert!(
+        hit["snippet"]
+            .as_str()
+            .unwrap()
+            .contains("<mark>zebra</mark>")
+    );
 }
 
 /// Sends raw HTTP/1.1 requests on one connection and reads until the server closes it.
@@ -177,10 +190,22 @@ async fn tokens_from_the_future_are_401() {
     let now = Utc::now().timestamp();
     let exp = now + 3600;
     for (claims, expected) in [
-        (json!({"sub": "ann", "exp": exp, "iat": now, "nbf": now}), StatusCode::OK),
-        (json!({"sub": "ann", "exp": exp, "nbf": now + 30}), StatusCode::OK),
-        (json!({"sub": "ann", "exp": exp, "nbf": now + 600}), StatusCode::UNAUTHORIZED),
-        (json!({"sub": "ann", "exp": exp, "iat": now + 365 * 86_400}), StatusCode::UNAUTHORIZED),
+        (
+            json!({"sub": "ann", "exp": exp, "iat": now, "nbf": now}),
+            StatusCode::OK,
+        ),
+        (
+            json!({"sub": "ann", "exp": exp, "nbf": now + 30}),
+            StatusCode::OK,
+        ),
+        (
+            json!({"sub": "ann", "exp": exp, "nbf": now + 600}),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            json!({"sub": "ann", "exp": exp, "iat": now + 365 * 86_400}),
+            StatusCode::UNAUTHORIZED,
+        ),
     ] {
         let reply = app
             .send(
