@@ -1,4 +1,8 @@
 //! HTTP metrics: requests and latencies by route and status class, in Prometheus text.
+//!
+//! Every label comes from a fixed set, so no request can grow the metrics: the method
+//! is one of [`METHODS`] or `other`, the route is the matched route template (never
+//! the raw path) or `other`, and the status is a number below 1000.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -14,6 +18,17 @@ use axum::response::Response;
 /// Latency buckets, in seconds.
 const BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
 
+/// The methods that get their own label; any other is `other`.
+pub const METHODS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+
+/// The method's label: itself when it is one of [`METHODS`], else `other`.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    METHODS
+        .into_iter()
+        .find(|m| *m == method.as_str())
+        .unwrap_or("other")
+}
+
 #[derive(Default)]
 struct RouteStats {
     count: u64,
@@ -23,7 +38,7 @@ struct RouteStats {
 
 /// Request counts and latencies of one router.
 #[derive(Default)]
-pub struct HttpMetrics(Mutex<BTreeMap<(String, String, u16), RouteStats>>);
+pub struct HttpMetrics(Mutex<BTreeMap<(&'static str, String, u16), RouteStats>>);
 
 /// Middleware recording each request under its route template (never the raw path, so
 /// ids do not explode the label set).
@@ -35,8 +50,8 @@ pub async fn record(
     let route = request
         .extensions()
         .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = request.method().as_str().to_owned();
+        .map_or_else(|| "other".to_owned(), |p| p.as_str().to_owned());
+    let method = method_label(request.method());
     let started = Instant::now();
     let response = next.run(request).await;
     let elapsed = started.elapsed().as_secs_f64();
@@ -75,6 +90,7 @@ impl HttpMetrics {
         );
         let _ = writeln!(out, "# TYPE docfan_http_request_duration_seconds histogram");
         let mut by_route: BTreeMap<(&str, &str), RouteStats> = BTreeMap::new();
+
         for ((method, route, _), s) in stats.iter() {
             let agg = by_route.entry((method, route)).or_default();
             agg.count += s.count;
@@ -107,5 +123,20 @@ impl HttpMetrics {
                 s.count
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::Method;
+
+    #[test]
+    fn methods_outside_the_set_are_other() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::OPTIONS), "OPTIONS");
+        assert_eq!(method_label(&Method::TRACE), "other");
+        assert_eq!(method_label(&Method::from_bytes(b"GETX").unwrap()), "other");
+        assert_eq!(method_label(&Method::from_bytes(b"get").unwrap()), "other");
     }
 }

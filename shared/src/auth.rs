@@ -14,6 +14,9 @@ use crate::domain::UserId;
 pub const MIN_SECRET_BYTES: usize = 32;
 /// The file in the data directory that holds a generated secret.
 pub const SECRET_FILE: &str = "jwt-secret";
+/// How far ahead of our clock a token's `nbf` and `iat` may be (the issuer's clock may
+/// run a little fast).
+pub const CLOCK_LEEWAY: TimeDelta = TimeDelta::seconds(60);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
@@ -38,6 +41,8 @@ struct Claims {
     exp: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     iat: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    nbf: Option<i64>,
 }
 
 /// Signs and verifies tokens with one shared secret.
@@ -86,13 +91,15 @@ impl TokenAuthority {
             sub: user.as_str().to_owned(),
             exp: (now + ttl).timestamp(),
             iat: Some(now.timestamp()),
+            nbf: None,
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .expect("HS256 signing cannot fail")
     }
 
     /// Verifies signature, algorithm (HS256 only: `none` and others are refused), expiry
-    /// against `now`, and that `sub` is a valid user id.
+    /// against `now`, that `nbf` has come and `iat` is not in the future (both with
+    /// [`CLOCK_LEEWAY`]), and that `sub` is a valid user id.
     pub fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<Identity, AuthError> {
         if token.is_empty() {
             return Err(AuthError::Missing);
@@ -106,6 +113,17 @@ impl TokenAuthority {
             .ok_or_else(|| AuthError::Invalid("exp out of range".into()))?;
         if expires_at <= now {
             return Err(AuthError::Expired);
+        }
+        let latest = (now + CLOCK_LEEWAY).timestamp();
+        if data.claims.nbf.is_some_and(|nbf| nbf > latest) {
+            return Err(AuthError::Invalid(
+                "the token is not valid yet (nbf)".into(),
+            ));
+        }
+        if data.claims.iat.is_some_and(|iat| iat > latest) {
+            return Err(AuthError::Invalid(
+                "the token is issued in the future (iat)".into(),
+            ));
         }
         let user = UserId::parse(data.claims.sub)
             .map_err(|e| AuthError::Invalid(format!("sub: {}", e.message)))?;
@@ -199,6 +217,55 @@ mod tests {
             assert!(authority().verify(junk, now).is_err(), "{junk:?} accepted");
         }
         assert!(TokenAuthority::new(b"short").is_err());
+    }
+
+    fn signed(claims: serde_json::Value) -> String {
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(&[7u8; 32]),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn nbf_and_iat_in_the_future_are_refused_beyond_the_leeway() {
+        let now = Utc::now();
+        let exp = now.timestamp() + 3600;
+        let at = |offset: i64| now.timestamp() + offset;
+        for (claims, accepted) in [
+            (
+                serde_json::json!({"sub": "ann", "exp": exp, "nbf": at(-10)}),
+                true,
+            ),
+            (
+                serde_json::json!({"sub": "ann", "exp": exp, "nbf": at(60)}),
+                true,
+            ),
+            (
+                serde_json::json!({"sub": "ann", "exp": exp, "nbf": at(61)}),
+                false,
+            ),
+            (
+                serde_json::json!({"sub": "ann", "exp": exp, "nbf": at(86_400)}),
+                false,
+            ),
+            (
+                serde_json::json!({"sub": "ann", "exp": exp, "iat": at(60)}),
+                true,
+            ),
+            (
+                serde_json::json!({"sub": "ann", "exp": exp, "iat": at(61)}),
+                false,
+            ),
+            (
+                serde_json::json!({"sub": "ann", "exp": exp, "iat": at(365 * 86_400)}),
+                false,
+            ),
+        ] {
+            let verified = authority().verify(&signed(claims.clone()), now);
+            assert_eq!(verified.is_ok(), accepted, "{claims}: {verified:?}");
+        }
     }
 
     #[test]

@@ -31,6 +31,10 @@ pub enum Error {
     /// client must fetch the document again. `oldest` is the oldest base still accepted.
     #[error("base version gone: the oldest base version kept is {oldest}")]
     BaseVersionGone { oldest: u64 },
+    /// A search query outside the search language or its limits
+    /// ([`search_query`](crate::domain::search_query)).
+    #[error("invalid query: {0}")]
+    InvalidQuery(String),
     /// Input over a size limit.
     #[error("too large: {0}")]
     TooLarge(String),
@@ -62,6 +66,12 @@ impl Error {
 
     pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
         Error::Invalid(ValidationError::new(field, message))
+    }
+}
+
+impl From<crate::domain::search_query::QueryError> for Error {
+    fn from(e: crate::domain::search_query::QueryError) -> Self {
+        Error::InvalidQuery(e.to_string())
     }
 }
 

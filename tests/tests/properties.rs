@@ -8,6 +8,9 @@
 //!   decode or are refused, and a decoded change is consistent with its record.
 //! - WebSocket frames: arbitrary text and arbitrary JSON objects parse or are refused
 //!   with an error code.
+//! - Search queries: arbitrary text, and text built from the language's own pieces,
+//!   parses within the length and depth limits or is refused; what parses renders to
+//!   text that parses back to it.
 
 use chrono::{TimeDelta, Utc};
 use proptest::prelude::*;
@@ -108,6 +111,39 @@ proptest! {
             prop_assert!(change.version >= 1);
             let keyed = record["dynamodb"]["Keys"]["id"]["S"].as_str().map(str::to_owned);
             prop_assert_eq!(Some(change.document_id.to_string()), keyed);
+        }
+    }
+
+    #[test]
+    fn search_queries_parse_within_limits_and_render_stably(
+        text in prop_oneof![
+            ".{0,300}",
+            prop::collection::vec(
+                prop_oneof![
+                    Just("(".to_owned()), Just(")".to_owned()), Just(" ".to_owned()),
+                    Just("\"".to_owned()), Just("-".to_owned()), Just("*".to_owned()),
+                    Just(" OR ".to_owned()), Just(" AND ".to_owned()), Just("NOT ".to_owned()),
+                    Just("title:".to_owned()), Just("body:".to_owned()), "[a-zA-Zé0-9]{1,6}",
+                ],
+                0..80,
+            )
+            .prop_map(|pieces| pieces.concat()),
+        ],
+    ) {
+        use shared::domain::search_query::{MAX_DEPTH, MAX_QUERY_CHARS, QueryError, parse};
+        match parse(&text) {
+            Ok(query) => {
+                prop_assert!(text.chars().count() <= MAX_QUERY_CHARS);
+                let rendered = query.to_string();
+                if rendered.chars().count() <= MAX_QUERY_CHARS {
+                    prop_assert_eq!(parse(&rendered), Ok(query));
+                }
+            }
+            Err(QueryError::TooLong) => prop_assert!(text.chars().count() > MAX_QUERY_CHARS),
+            Err(QueryError::TooDeep) => {
+                prop_assert!(text.matches('(').count() > MAX_DEPTH)
+            }
+            Err(_) => {}
         }
     }
 

@@ -69,7 +69,7 @@ mod tests {
         let index = TantivySearchIndex::open(&dir.path().join(SEARCH_INDEX_DIR)).unwrap();
         let page = index
             .search(&SearchQuery {
-                text: "walrus".into(),
+                query: "walrus".parse().unwrap(),
                 reader: ann,
                 limit: 10,
                 offset: 0,

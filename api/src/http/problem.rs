@@ -163,6 +163,13 @@ impl From<Error> for ApiError {
             Error::Forbidden(why) => Problem::new(StatusCode::FORBIDDEN, "/problems/forbidden", "Forbidden", why),
             Error::AlreadyExists => Problem::new(StatusCode::CONFLICT, "/problems/conflict", "Conflict", "it already exists"),
             Error::Invalid(v) => Problem::invalid(v.field, v.to_string()),
+            Error::InvalidQuery(detail) => Problem::new(
+                StatusCode::BAD_REQUEST,
+                "/problems/invalid-query",
+                "Invalid query",
+                detail,
+            )
+            .with("field", "q"),
             Error::TooLarge(detail) => Problem::too_large(detail),
             Error::InvalidOperation(detail) => Problem::new(
                 StatusCode::BAD_REQUEST,

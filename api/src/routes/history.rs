@@ -70,9 +70,16 @@ pub async fn list(
     let limit = params.limit()?;
     let after = match params.cursor()? {
         None => None,
-        Some(raw) => Some(raw.parse::<u64>().map_err(|_| {
-            ApiError::from(Problem::invalid("cursor", "not a cursor this API issued"))
-        })?),
+        // Versions are stored as signed 64-bit integers: a larger cursor was never
+        // issued, and must not wrap around to the first page.
+        Some(raw) => Some(
+            raw.parse::<u64>()
+                .ok()
+                .filter(|v| i64::try_from(*v).is_ok())
+                .ok_or_else(|| {
+                    ApiError::from(Problem::invalid("cursor", "not a cursor this API issued"))
+                })?,
+        ),
     };
     // The caller must be able to read the document now.
     state.documents.get(&user, &id).await?;

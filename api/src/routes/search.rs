@@ -5,6 +5,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
+use shared::domain::search_query;
 use shared::ports::{SearchHit, SearchQuery};
 use stream_handler::ReadModels;
 use stream_handler::sinks::search::search_readable;
@@ -22,7 +23,12 @@ pub const MAX_SEARCH_DEPTH: usize = 10_000;
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct SearchParams {
-    /// The query: words (all must match), `"phrases"`, `title:word`, `OR`, `-word`.
+    /// The query, at most 256 characters: words (all must match; letters and digits,
+    /// case does not matter), `"a phrase"`, `a OR b`, `a AND b`, `-word` or `NOT word`,
+    /// `(grouping)` at most 8 levels deep, `title:word` / `body:"a phrase"`, and
+    /// `pre*` (words starting with at least 2 characters). A query that is not of this
+    /// language or over its limits is 400 `/problems/invalid-query`.
+    #[param(max_length = 256)]
     pub q: Option<String>,
     /// 1 to 100; 20 when absent.
     #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
@@ -59,8 +65,9 @@ pub(crate) fn read_models(state: &AppState) -> Result<&ReadModels, ApiError> {
     params(SearchParams),
     responses(
         (status = 200, description = "Matching documents the caller can read", body = SearchResults),
-        (status = 400, description = "Missing or malformed query, bad limit or cursor", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Missing or malformed query (`/problems/invalid-query`), bad limit or cursor", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The search ran out of its time budget, or search is not available", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -84,13 +91,11 @@ pub async fn search(
                 ApiError::from(Problem::invalid("cursor", "not a cursor this API issued"))
             })?,
     };
-    let text = params.q.unwrap_or_default();
-    if text.trim().is_empty() {
-        return Err(Problem::invalid("q", "q must be a non-empty query").into());
-    }
+    let parsed = search_query::parse(params.q.as_deref().unwrap_or_default())
+        .map_err(shared::Error::from)?;
     let models = read_models(&state)?;
     let query = SearchQuery {
-        text,
+        query: parsed,
         reader: user,
         limit,
         offset,
@@ -257,7 +262,8 @@ mod tests {
         assert_eq!(none["results"], json!([]));
         let (status, problem) = h.call("GET", "ann", "/search?q=title:(", None).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
-        assert_eq!(problem["type"], "/problems/invalid-input");
+        assert_eq!(problem["type"], "/problems/invalid-query");
+        assert!(found["results"][0].get("score").is_none());
         assert_eq!(
             h.call("GET", "ann", "/search", None).await.0,
             StatusCode::BAD_REQUEST

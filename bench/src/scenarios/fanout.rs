@@ -320,7 +320,7 @@ async fn throughput(factor: u32, sizes: &Sizes) -> anyhow::Result<(usize, Durati
         .fanout
         .search
         .search(&SearchQuery {
-            text: format!("word7x{}", sizes.versions),
+            query: format!("word7x{}", sizes.versions).parse()?,
             reader: UserId::parse("bench")?,
             limit: 10,
             offset: 0,
@@ -381,7 +381,7 @@ async fn latency(writers: usize, total: usize) -> anyhow::Result<(Vec<f64>, Dura
         .fanout
         .search
         .search(&SearchQuery {
-            text: format!("word0x{}", per_writer + 1),
+            query: format!("word0x{}", per_writer + 1).parse()?,
             reader: owner,
             limit: 1,
             offset: 0,

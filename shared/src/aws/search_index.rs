@@ -9,10 +9,15 @@
 //! - A deletion indexes a tombstone (`deleted: true`, no text, no readers) at the
 //!   deletion's version instead of removing the document, so a late older write still
 //!   meets a newer version and gets its 409.
-//! - Every search is filtered by `readers` = the caller and `deleted` = false. The query
-//!   is Lucene syntax (`query_string`, as the embedded index parses it) over `title`
-//!   (boosted) and `body`, AND by default; a query that does not parse is OpenSearch's
-//!   400 and becomes [`Error::Invalid`].
+//! - Every search is filtered by `readers` = the caller and `deleted` = false. The
+//!   caller's query comes parsed ([`search_query`]) and is mapped to the query DSL
+//!   ([`to_query_dsl`]: `bool`, `match`, `match_phrase`, `prefix`) over `title`
+//!   (boosted) and `body`, as the embedded index maps it; no user text ever reaches a
+//!   query-string parser.
+//! - A search has a time budget ([`SEARCH_TIME_BUDGET`]): OpenSearch's own `timeout`,
+//!   and the client gives up a little after it. A search that timed out on either side
+//!   is `Unavailable`, never a partial page.
+//! - Hits carry no score (it comes from statistics over every reader's documents).
 //! - Snippets are OpenSearch highlights with `<mark>` tags and the `html` encoder, so
 //!   the text around the marks is HTML-escaped; a hit matched only in its title shows
 //!   the start of its body, escaped the same way.
@@ -29,11 +34,116 @@ use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 
 use crate::domain::DocumentId;
+use crate::domain::search_query::{self, Match, SearchField};
 use crate::ports::{SearchDocument, SearchHit, SearchIndex, SearchPage, SearchQuery, WriteOutcome};
 use crate::{Error, Result};
 
 /// Characters of body in a snippet.
 const SNIPPET_CHARS: u32 = 160;
+/// How long OpenSearch may spend on one search.
+pub const SEARCH_TIME_BUDGET: std::time::Duration = std::time::Duration::from_secs(2);
+/// How much longer than the budget the client waits for the answer.
+const CLIENT_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
+/// How many indexed words a `prefix*` stands for at most.
+const PREFIX_EXPANSIONS: u32 = 50;
+/// A match in the title counts this much more than one in the body.
+const TITLE_BOOST: f64 = 2.0;
+
+/// The query DSL for a parsed query. The parser bounds the depth of the tree, so this
+/// recursion is bounded too.
+pub fn to_query_dsl(query: &search_query::Query) -> Value {
+    use search_query::Query as Q;
+    match query {
+        Q::Match(m) => match_to_dsl(m),
+        Q::Or(alternatives) => json!({
+            "bool": {
+                "should": alternatives.iter().map(to_query_dsl).collect::<Vec<_>>(),
+                "minimum_should_match": 1
+            }
+        }),
+        Q::And(clauses) => {
+            let (excluded, required): (Vec<_>, Vec<_>) =
+                clauses.iter().partition(|c| matches!(c, Q::Not(_)));
+            let excluded: Vec<Value> = excluded
+                .into_iter()
+                .filter_map(|c| match c {
+                    Q::Not(inner) => Some(to_query_dsl(inner)),
+                    _ => None,
+                })
+                .collect();
+            let mut bool_query = json!({
+                "must": required.into_iter().map(to_query_dsl).collect::<Vec<_>>()
+            });
+            if !excluded.is_empty() {
+                bool_query["must_not"] = Value::Array(excluded);
+            }
+            json!({ "bool": bool_query })
+        }
+        // The parser only puts a `Not` in an `And`; alone it means "all but".
+        Q::Not(inner) => json!({
+            "bool": { "must": { "match_all": {} }, "must_not": [to_query_dsl(inner)] }
+        }),
+    }
+}
+
+fn match_to_dsl(m: &Match) -> Value {
+    let on = |field: &str, boost: f64| {
+        if m.prefix {
+            json!({ "prefix": { field: {
+                "value": m.words[0],
+                "rewrite": format!("top_terms_{PREFIX_EXPANSIONS}"),
+                "boost": boost
+            } } })
+        } else if m.words.len() == 1 {
+            json!({ "match": { field: { "query": m.words[0], "boost": boost } } })
+        } else {
+            json!({ "match_phrase": { field: { "query": m.words.join(" "), "boost": boost } } })
+        }
+    };
+    match m.field {
+        Some(SearchField::Title) => on("title", TITLE_BOOST),
+        Some(SearchField::Body) => on("body", 1.0),
+        None => json!({
+            "bool": {
+                "should": [on("title", TITLE_BOOST), on("body", 1.0)],
+                "minimum_should_match": 1
+            }
+        }),
+    }
+}
+
+/// The body of the `_search` request for a query.
+fn search_body(query: &SearchQuery) -> Value {
+    let limit = query.limit.max(1);
+    json!({
+        "from": query.offset,
+        "size": limit + 1,
+        "timeout": format!("{}ms", SEARCH_TIME_BUDGET.as_millis()),
+        "track_total_hits": false,
+        "_source": ["title", "version"],
+        "query": {
+            "bool": {
+                "must": to_query_dsl(&query.query),
+                "filter": [
+                    { "term": { "readers": query.reader.as_str() } },
+                    { "term": { "deleted": false } }
+                ]
+            }
+        },
+        "highlight": {
+            "encoder": "html",
+            "pre_tags": ["<mark>"],
+            "post_tags": ["</mark>"],
+            "fields": {
+                "body": {
+                    "fragment_size": SNIPPET_CHARS,
+                    "number_of_fragments": 1,
+                    "no_match_size": SNIPPET_CHARS
+                }
+            }
+        }
+    })
+}
 
 /// The search index in OpenSearch.
 #[derive(Clone)]
@@ -103,6 +213,18 @@ impl OpenSearchIndex {
         query: &[(&str, &str)],
         body: Option<Value>,
     ) -> Result<Response, opensearch::Error> {
+        self.call_with_timeout(method, path, query, body, None)
+            .await
+    }
+
+    async fn call_with_timeout(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<Value>,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<Response, opensearch::Error> {
         self.client
             .send(
                 method,
@@ -110,7 +232,7 @@ impl OpenSearchIndex {
                 HeaderMap::new(),
                 Some(query),
                 body.map(JsonBody::new),
-                None,
+                timeout,
             )
             .await
     }
@@ -239,48 +361,17 @@ impl SearchIndex for OpenSearchIndex {
     }
 
     async fn search(&self, query: &SearchQuery) -> Result<SearchPage> {
-        let text = query.text.trim();
-        if text.is_empty() {
-            return Err(Error::invalid("q", "must not be empty"));
-        }
         let limit = query.limit.max(1);
-        let body = json!({
-            "from": query.offset,
-            "size": limit + 1,
-            "track_total_hits": false,
-            "_source": ["title", "version"],
-            "query": {
-                "bool": {
-                    "must": {
-                        "query_string": {
-                            "query": text,
-                            "fields": ["title^2", "body"],
-                            "default_operator": "and",
-                            "allow_leading_wildcard": false
-                        }
-                    },
-                    "filter": [
-                        { "term": { "readers": query.reader.as_str() } },
-                        { "term": { "deleted": false } }
-                    ]
-                }
-            },
-            "highlight": {
-                "encoder": "html",
-                "pre_tags": ["<mark>"],
-                "post_tags": ["</mark>"],
-                "fields": {
-                    "body": {
-                        "fragment_size": SNIPPET_CHARS,
-                        "number_of_fragments": 1,
-                        "no_match_size": SNIPPET_CHARS
-                    }
-                }
-            }
-        });
+        let body = search_body(query);
         let path = format!("/{}/_search", self.index);
         let response = self
-            .call(Method::Post, &path, &[], Some(body))
+            .call_with_timeout(
+                Method::Post,
+                &path,
+                &[],
+                Some(body),
+                Some(SEARCH_TIME_BUDGET + CLIENT_GRACE),
+            )
             .await
             .map_err(|e| unavailable("searching", e))?;
         let status = response.status_code();
@@ -292,14 +383,6 @@ impl SearchIndex for OpenSearchIndex {
                 more: false,
             });
         }
-        if status == StatusCode::BAD_REQUEST {
-            let body: Value = response.json().await.unwrap_or(Value::Null);
-            let reason = body["error"]["root_cause"][0]["reason"]
-                .as_str()
-                .or(body["error"]["reason"].as_str())
-                .unwrap_or("the query does not parse");
-            return Err(Error::invalid("q", format!("does not parse: {reason}")));
-        }
         if !status.is_success() {
             return Err(failure("searching", response).await);
         }
@@ -307,6 +390,11 @@ impl SearchIndex for OpenSearchIndex {
             .json()
             .await
             .map_err(|e| unavailable("reading hits", e))?;
+        if body["timed_out"].as_bool() == Some(true) {
+            return Err(Error::Unavailable(
+                "OpenSearch: the search ran out of time".into(),
+            ));
+        }
         let raw = body["hits"]["hits"].as_array().cloned().unwrap_or_default();
         let more = raw.len() > limit;
         let hits = raw
@@ -324,7 +412,6 @@ impl SearchIndex for OpenSearchIndex {
                         .as_str()
                         .unwrap_or_default()
                         .to_owned(),
-                    score: hit["_score"].as_f64().unwrap_or(0.0) as f32,
                     version: hit["_source"]["version"].as_u64().unwrap_or(0),
                 })
             })
@@ -350,5 +437,82 @@ impl SearchIndex for OpenSearchIndex {
                 "OpenSearch cluster status {other:?}"
             ))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::UserId;
+
+    fn dsl(text: &str) -> Value {
+        to_query_dsl(&search_query::parse(text).unwrap())
+    }
+
+    fn both(title: Value, body: Value) -> Value {
+        json!({ "bool": { "should": [title, body], "minimum_should_match": 1 } })
+    }
+
+    #[test]
+    fn words_phrases_and_prefixes_map_to_match_queries() {
+        assert_eq!(
+            dsl("Zebra"),
+            both(
+                json!({"match": {"title": {"query": "zebra", "boost": 2.0}}}),
+                json!({"match": {"body": {"query": "zebra", "boost": 1.0}}}),
+            )
+        );
+        assert_eq!(
+            dsl("body:\"North wind\""),
+            json!({"match_phrase": {"body": {"query": "north wind", "boost": 1.0}}})
+        );
+        assert_eq!(
+            dsl("north-wind"),
+            both(
+                json!({"match_phrase": {"title": {"query": "north wind", "boost": 2.0}}}),
+                json!({"match_phrase": {"body": {"query": "north wind", "boost": 1.0}}}),
+            )
+        );
+        assert_eq!(
+            dsl("title:zeb*"),
+            json!({"prefix": {"title": {"value": "zeb", "rewrite": "top_terms_50", "boost": 2.0}}})
+        );
+    }
+
+    #[test]
+    fn groups_map_to_bool_queries() {
+        let title = |w: &str| json!({"match": {"title": {"query": w, "boost": 2.0}}});
+        assert_eq!(
+            dsl("title:a (title:b OR title:c) -title:d NOT (title:e title:f)"),
+            json!({"bool": {
+                "must": [
+                    title("a"),
+                    {"bool": {"should": [title("b"), title("c")], "minimum_should_match": 1}}
+                ],
+                "must_not": [
+                    title("d"),
+                    {"bool": {"must": [title("e"), title("f")]}}
+                ]
+            }})
+        );
+    }
+
+    #[test]
+    fn the_search_is_filtered_bounded_in_time_and_free_of_query_strings() {
+        let body = search_body(&SearchQuery {
+            query: search_query::parse("a:b \"c\" dd* OR (e -f)").unwrap(),
+            reader: UserId::parse("ann").unwrap(),
+            limit: 20,
+            offset: 40,
+        });
+        assert_eq!(body["timeout"], "2000ms");
+        assert_eq!(body["from"], 40);
+        assert_eq!(body["size"], 21);
+        assert_eq!(
+            body["query"]["bool"]["filter"],
+            json!([{ "term": { "readers": "ann" } }, { "term": { "deleted": false } }])
+        );
+        let text = body.to_string();
+        assert!(!text.contains("query_string"), "{text}");
     }
 }

@@ -28,12 +28,44 @@ pub const MAX_COLLABORATORS: usize = 100;
 #[schema(value_type = String)]
 pub struct Title(String);
 
+/// Characters that change the direction of the text around them: a title holding one
+/// can display as something other than what it says.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Unicode's Default_Ignorable_Code_Point: characters that display as nothing.
+fn is_default_ignorable(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+        | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}'
+        | '\u{FFA0}' | '\u{FFF0}'..='\u{FFF8}' | '\u{1BCA0}'..='\u{1BCA3}'
+        | '\u{1D173}'..='\u{1D17A}' | '\u{E0000}'..='\u{E0FFF}')
+}
+
 impl Title {
+    /// Refuses (rather than strips, so what is stored is what was sent) titles that
+    /// would display as blank — whitespace and invisible characters only — and titles
+    /// with bidirectional control characters.
     pub fn parse(raw: impl Into<String>) -> Result<Self, ValidationError> {
         let raw = raw.into();
         let chars = raw.chars().count();
-        if chars == 0 || raw.trim().is_empty() {
-            return Err(ValidationError::new("title", "must not be blank"));
+        if raw.chars().any(is_bidi_control) {
+            return Err(ValidationError::new(
+                "title",
+                "must not contain bidirectional control characters (U+061C, U+200E, U+200F, U+202A to U+202E, U+2066 to U+2069)",
+            ));
+        }
+        if chars == 0
+            || raw
+                .chars()
+                .all(|c| c.is_whitespace() || is_default_ignorable(c))
+        {
+            return Err(ValidationError::new(
+                "title",
+                "must not be blank (whitespace or invisible characters only)",
+            ));
         }
         if chars > MAX_TITLE_CHARS {
             return Err(ValidationError::new(
@@ -193,6 +225,32 @@ mod tests {
         assert!(Title::parse("").is_err());
         assert!(Title::parse("   ").is_err());
         assert!(Title::parse("a\nb").is_err());
+    }
+
+    #[test]
+    fn invisible_only_titles_are_blank_and_bidi_controls_are_refused() {
+        for blank in [
+            "\u{200B}",
+            "\u{200B}\u{200C}\u{200D}",
+            " \u{2060}\u{FEFF} ",
+            "\u{FE0F}",
+            "\u{00AD}\u{3164}",
+        ] {
+            let err = Title::parse(blank).unwrap_err();
+            assert!(err.message.contains("blank"), "{blank:?}: {err}");
+        }
+        for bidi in [
+            "abc\u{202E}def",
+            "\u{2066}x\u{2069}",
+            "a\u{200F}",
+            "\u{061C}b",
+        ] {
+            let err = Title::parse(bidi).unwrap_err();
+            assert!(err.message.contains("bidirectional"), "{bidi:?}: {err}");
+        }
+        // Invisible characters among visible ones are kept (emoji sequences use them).
+        assert!(Title::parse("👩\u{200D}💻 plan").is_ok());
+        assert!(Title::parse("שלום plan").is_ok());
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod change;
 mod document;
 mod ids;
 mod operation;
+pub mod search_query;
 mod validation;
 mod version;
 

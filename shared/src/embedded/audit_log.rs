@@ -78,7 +78,8 @@ impl AuditLog for SqliteAuditLog {
         limit: usize,
     ) -> Result<Vec<AuditEntry>> {
         let id = document.to_string();
-        let after = after_version.map_or(-1, |v| v as i64);
+        // Past the largest stored version nothing follows (no wrap to -1).
+        let after = after_version.map_or(-1, |v| i64::try_from(v).unwrap_or(i64::MAX));
         self.db
             .call(move |conn| {
                 let mut stmt = conn

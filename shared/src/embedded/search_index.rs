@@ -11,23 +11,43 @@
 //! is the expensive part, so the stream handler calls it once per batch.
 //!
 //! Every search is a conjunction of the caller's query with `reader:<caller>`, so a
-//! document is only ever a candidate for the users it names.
+//! document is only ever a candidate for the users it names. The caller's query comes
+//! parsed ([`search_query`]) and is mapped here to tantivy's query objects; tantivy's
+//! own query parser never sees user text.
+//!
+//! A search runs under a time budget ([`SEARCH_TIME_BUDGET`] by default): the scorers
+//! check it, and whether the caller is still waiting, once per segment and every
+//! [`BUDGET_CHECK_EVERY`] documents, and stop when either is gone. A search that ran
+//! out of time is `Unavailable`, never a partial page.
+//!
+//! Hits carry no score, and the snippet's excerpt is chosen with every query word
+//! weighted alike, so nothing in an answer depends on other users' documents beyond
+//! the order of the hits.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use tantivy::collector::TopDocs;
 use tantivy::directory::MmapDirectory;
-use tantivy::query::{BooleanQuery, Occur, Query, QueryParser, TermQuery};
+use tantivy::query::{
+    AllQuery, BooleanQuery, BoostQuery, EnableScoring, Explanation, Occur, PhrasePrefixQuery,
+    PhraseQuery, Query, Scorer, TermQuery, Weight,
+};
 use tantivy::schema::{
     FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TEXT, TantivyDocument, Value,
 };
 use tantivy::snippet::SnippetGenerator;
-use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, Term, doc};
+use tantivy::{
+    DocId, DocSet, Index, IndexReader, IndexWriter, ReloadPolicy, Score, SegmentReader, TERMINATED,
+    Term, doc,
+};
 
 use crate::domain::DocumentId;
+use crate::domain::search_query::{self, Match, SearchField};
 use crate::ports::{SearchDocument, SearchHit, SearchIndex, SearchPage, SearchQuery, WriteOutcome};
 use crate::{Error, Result};
 
@@ -38,6 +58,14 @@ pub const SEARCH_INDEX_DIR: &str = "search-index";
 const WRITER_MEMORY: usize = 32 * 1024 * 1024;
 /// Characters of body around the matches in a snippet.
 const SNIPPET_CHARS: usize = 160;
+/// How long one search may run, unless set with [`TantivySearchIndex::with_time_budget`].
+pub const SEARCH_TIME_BUDGET: Duration = Duration::from_secs(2);
+/// How many documents a scorer visits between two looks at the clock.
+pub const BUDGET_CHECK_EVERY: u32 = 4096;
+/// How many indexed words a `prefix*` stands for at most (per segment).
+const PREFIX_EXPANSIONS: u32 = 50;
+/// A match in the title counts this much more than one in the body.
+const TITLE_BOOST: Score = 2.0;
 
 #[derive(Clone, Copy)]
 struct Fields {
@@ -91,6 +119,7 @@ struct Inner {
 #[derive(Clone)]
 pub struct TantivySearchIndex {
     inner: Arc<Inner>,
+    time_budget: Duration,
 }
 
 fn unavailable(context: &str) -> impl FnOnce(tantivy::TantivyError) -> Error + '_ {
@@ -132,7 +161,14 @@ impl TantivySearchIndex {
                     pending: HashMap::new(),
                 }),
             }),
+            time_budget: SEARCH_TIME_BUDGET,
         })
+    }
+
+    /// Sets how long one search may run before it is stopped.
+    pub fn with_time_budget(mut self, budget: Duration) -> Self {
+        self.time_budget = budget;
+        self
     }
 
     async fn blocking<R, F>(&self, f: F) -> Result<R>
@@ -249,8 +285,230 @@ impl Inner {
     }
 }
 
-fn invalid_query(message: impl Into<String>) -> Error {
-    Error::invalid("q", message)
+/// The tantivy query for a parsed query. The parser bounds the depth of the tree, so
+/// this recursion is bounded too.
+fn to_tantivy(f: Fields, query: &search_query::Query) -> Box<dyn Query> {
+    use search_query::Query as Q;
+    match query {
+        Q::Match(m) => match_to_tantivy(f, m),
+        Q::Or(alternatives) => Box::new(BooleanQuery::new(
+            alternatives
+                .iter()
+                .map(|a| (Occur::Should, to_tantivy(f, a)))
+                .collect(),
+        )),
+        Q::And(clauses) => Box::new(BooleanQuery::new(
+            clauses
+                .iter()
+                .map(|clause| match clause {
+                    Q::Not(excluded) => (Occur::MustNot, to_tantivy(f, excluded)),
+                    other => (Occur::Must, to_tantivy(f, other)),
+                })
+                .collect(),
+        )),
+        // The parser only puts a `Not` in an `And`; alone it means "all but".
+        Q::Not(excluded) => Box::new(BooleanQuery::new(vec![
+            (Occur::Must, Box::new(AllQuery)),
+            (Occur::MustNot, to_tantivy(f, excluded)),
+        ])),
+    }
+}
+
+fn match_to_tantivy(f: Fields, m: &Match) -> Box<dyn Query> {
+    let on = |field: Field| -> Box<dyn Query> {
+        let mut terms: Vec<Term> = m
+            .words
+            .iter()
+            .map(|w| Term::from_field_text(field, w))
+            .collect();
+        if m.prefix {
+            let mut prefix = PhrasePrefixQuery::new(terms);
+            prefix.set_max_expansions(PREFIX_EXPANSIONS);
+            Box::new(prefix)
+        } else if terms.len() == 1 {
+            Box::new(TermQuery::new(
+                terms.remove(0),
+                IndexRecordOption::WithFreqs,
+            ))
+        } else {
+            Box::new(PhraseQuery::new(terms))
+        }
+    };
+    let title = || -> Box<dyn Query> { Box::new(BoostQuery::new(on(f.title), TITLE_BOOST)) };
+    match m.field {
+        Some(SearchField::Title) => title(),
+        Some(SearchField::Body) => on(f.body),
+        None => Box::new(BooleanQuery::new(vec![
+            (Occur::Should, title()),
+            (Occur::Should, on(f.body)),
+        ])),
+    }
+}
+
+/// The end of a search's time: its deadline, or the caller leaving.
+#[derive(Clone)]
+struct Budget {
+    deadline: Instant,
+    /// Set when the caller stops waiting (its future was dropped).
+    cancelled: Arc<AtomicBool>,
+    /// Set when a scorer stopped because the budget was spent.
+    spent: Arc<AtomicBool>,
+}
+
+impl Budget {
+    fn is_spent(&self) -> bool {
+        if self.spent.load(Ordering::Relaxed) {
+            return true;
+        }
+        if self.cancelled.load(Ordering::Relaxed) || Instant::now() >= self.deadline {
+            self.spent.store(true, Ordering::Relaxed);
+            return true;
+        }
+        false
+    }
+}
+
+/// Sets the flag when dropped: the search's future is gone.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+fn out_of_time() -> tantivy::TantivyError {
+    tantivy::TantivyError::InternalError("the search ran out of time".into())
+}
+
+/// A query whose scorers stop when the budget is spent.
+struct BudgetedQuery {
+    inner: Box<dyn Query>,
+    budget: Budget,
+}
+
+impl Clone for BudgetedQuery {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.box_clone(),
+            budget: self.budget.clone(),
+        }
+    }
+}
+
+impl std::fmt::Debug for BudgetedQuery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BudgetedQuery")
+            .field("inner", &self.inner)
+            .finish()
+    }
+}
+
+impl Query for BudgetedQuery {
+    fn weight(&self, scoring: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
+        if self.budget.is_spent() {
+            return Err(out_of_time());
+        }
+        Ok(Box::new(BudgetedWeight {
+            inner: self.inner.weight(scoring)?,
+            budget: self.budget.clone(),
+        }))
+    }
+
+    fn query_terms<'a>(&'a self, visitor: &mut dyn FnMut(&'a Term, bool)) {
+        self.inner.query_terms(visitor)
+    }
+}
+
+struct BudgetedWeight {
+    inner: Box<dyn Weight>,
+    budget: Budget,
+}
+
+impl Weight for BudgetedWeight {
+    // Only `scorer` is provided: the default `for_each*` methods all go through it, so
+    // every way of collecting meets the budget checks.
+    fn scorer(&self, reader: &SegmentReader, boost: Score) -> tantivy::Result<Box<dyn Scorer>> {
+        if self.budget.is_spent() {
+            return Err(out_of_time());
+        }
+        Ok(Box::new(BudgetedScorer {
+            inner: self.inner.scorer(reader, boost)?,
+            budget: self.budget.clone(),
+            until_check: BUDGET_CHECK_EVERY,
+            stopped: false,
+        }))
+    }
+
+    fn explain(&self, reader: &SegmentReader, doc: DocId) -> tantivy::Result<Explanation> {
+        self.inner.explain(reader, doc)
+    }
+}
+
+struct BudgetedScorer {
+    inner: Box<dyn Scorer>,
+    budget: Budget,
+    until_check: u32,
+    stopped: bool,
+}
+
+impl BudgetedScorer {
+    /// Whether to stop now (looking at the clock every so often).
+    fn stop(&mut self) -> bool {
+        if self.stopped {
+            return true;
+        }
+        self.until_check -= 1;
+        if self.until_check == 0 {
+            self.until_check = BUDGET_CHECK_EVERY;
+            self.stopped = self.budget.is_spent();
+        }
+        self.stopped
+    }
+}
+
+impl DocSet for BudgetedScorer {
+    fn advance(&mut self) -> DocId {
+        if self.stop() {
+            return TERMINATED;
+        }
+        self.inner.advance()
+    }
+
+    fn seek(&mut self, target: DocId) -> DocId {
+        if self.stop() {
+            return TERMINATED;
+        }
+        self.inner.seek(target)
+    }
+
+    fn doc(&self) -> DocId {
+        if self.stopped {
+            TERMINATED
+        } else {
+            self.inner.doc()
+        }
+    }
+
+    fn size_hint(&self) -> u32 {
+        self.inner.size_hint()
+    }
+}
+
+impl Scorer for BudgetedScorer {
+    fn score(&mut self) -> Score {
+        self.inner.score()
+    }
+}
+
+/// The words of the query that a body snippet highlights, each weighted alike.
+fn snippet_words(query: &search_query::Query) -> BTreeMap<String, Score> {
+    query
+        .positive_matches()
+        .into_iter()
+        .filter(|m| m.field != Some(SearchField::Title) && !m.prefix)
+        .flat_map(|m| m.words.iter().map(|w| (w.clone(), 1.0)))
+        .collect()
 }
 
 #[async_trait]
@@ -335,40 +593,51 @@ impl SearchIndex for TantivySearchIndex {
 
     async fn search(&self, query: &SearchQuery) -> Result<SearchPage> {
         let query = query.clone();
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let _cancel_on_drop = CancelOnDrop(cancelled.clone());
+        let budget = Budget {
+            deadline: Instant::now() + self.time_budget,
+            cancelled,
+            spent: Arc::new(AtomicBool::new(false)),
+        };
         self.blocking(move |inner| {
             let f = inner.fields;
-            let text = query.text.trim();
-            if text.is_empty() {
-                return Err(invalid_query("must not be empty"));
-            }
-            let mut parser = QueryParser::for_index(&inner.index, vec![f.title, f.body]);
-            parser.set_conjunction_by_default();
-            parser.set_field_boost(f.title, 2.0);
-            let parsed = parser
-                .parse_query(text)
-                .map_err(|e| invalid_query(format!("does not parse: {e}")))?;
             let for_reader: Box<dyn Query> = Box::new(TermQuery::new(
                 Term::from_field_text(f.reader, query.reader.as_str()),
                 IndexRecordOption::Basic,
             ));
-            let filtered = BooleanQuery::new(vec![
-                (Occur::Must, parsed.box_clone()),
-                (Occur::Must, for_reader),
-            ]);
+            let filtered = BudgetedQuery {
+                inner: Box::new(BooleanQuery::new(vec![
+                    (Occur::Must, to_tantivy(f, &query.query)),
+                    (Occur::Must, for_reader),
+                ])),
+                budget: budget.clone(),
+            };
             let searcher = inner.reader.searcher();
             let limit = query.limit.max(1);
-            let top = searcher
-                .search(
-                    &filtered,
-                    &TopDocs::with_limit(limit + 1).and_offset(query.offset),
-                )
-                .map_err(unavailable("searching"))?;
+            let top = searcher.search(
+                &filtered,
+                &TopDocs::with_limit(limit + 1).and_offset(query.offset),
+            );
+            if budget.is_spent() {
+                return Err(Error::Unavailable(
+                    "the search ran out of time: try more specific words".into(),
+                ));
+            }
+            let top = top.map_err(unavailable("searching"))?;
             let more = top.len() > limit;
-            let mut snippets = SnippetGenerator::create(&searcher, &*parsed, f.body)
+            let tokenizer = inner
+                .index
+                .tokenizer_for_field(f.body)
                 .map_err(unavailable("snippets"))?;
-            snippets.set_max_num_chars(SNIPPET_CHARS);
+            let snippets = SnippetGenerator::new(
+                snippet_words(&query.query),
+                tokenizer,
+                f.body,
+                SNIPPET_CHARS,
+            );
             let mut hits = Vec::with_capacity(limit);
-            for (score, address) in top.into_iter().take(limit) {
+            for (_score, address) in top.into_iter().take(limit) {
                 let stored: TantivyDocument = searcher
                     .doc(address)
                     .map_err(unavailable("reading a hit"))?;
@@ -395,7 +664,6 @@ impl SearchIndex for TantivySearchIndex {
                     id,
                     title: text_of(f.title),
                     snippet,
-                    score,
                     version: stored
                         .get_first(f.version)
                         .and_then(|v| v.as_u64())
@@ -452,7 +720,7 @@ mod tests {
 
     fn query(text: &str, reader: &str) -> SearchQuery {
         SearchQuery {
-            text: text.into(),
+            query: search_query::parse(text).unwrap(),
             reader: user(reader),
             limit: 10,
             offset: 0,
@@ -538,7 +806,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn bad_queries_are_invalid_and_pages_report_more() {
+    async fn pages_report_more() {
         let dir = tempfile::tempdir().unwrap();
         let index = TantivySearchIndex::open(dir.path()).unwrap();
         for _ in 0..3 {
@@ -548,14 +816,6 @@ mod tests {
                 .unwrap();
         }
         index.flush().await.unwrap();
-        assert!(matches!(
-            index.search(&query("title:(", "ann")).await,
-            Err(Error::Invalid(_))
-        ));
-        assert!(matches!(
-            index.search(&query("  ", "ann")).await,
-            Err(Error::Invalid(_))
-        ));
         let mut q = query("apple", "ann");
         q.limit = 2;
         let first = index.search(&q).await.unwrap();
@@ -565,5 +825,158 @@ mod tests {
         let second = index.search(&q).await.unwrap();
         assert_eq!(second.hits.len(), 1);
         assert!(!second.more);
+    }
+
+    #[tokio::test]
+    async fn every_construct_of_the_language_maps() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = TantivySearchIndex::open(dir.path()).unwrap();
+        let zoo = DocumentId::generate();
+        let farm = DocumentId::generate();
+        let mut zoo_doc = doc(zoo, 1, "the zebra moves to the north wind", &["ann"]);
+        zoo_doc.title = "Zoo plan".into();
+        let mut farm_doc = doc(
+            farm,
+            1,
+            "a cow and a zebu face the wind from the north",
+            &["ann"],
+        );
+        farm_doc.title = "Farm".into();
+        index.upsert(&zoo_doc).await.unwrap();
+        index.upsert(&farm_doc).await.unwrap();
+        index.flush().await.unwrap();
+        let found = |text: &str| {
+            let index = index.clone();
+            let q = query(text, "ann");
+            async move {
+                let mut ids: Vec<DocumentId> = index
+                    .search(&q)
+                    .await
+                    .unwrap()
+                    .hits
+                    .iter()
+                    .map(|h| h.id)
+                    .collect();
+                ids.sort_by_key(|id| id.to_string());
+                ids
+            }
+        };
+        let both = {
+            let mut both = vec![zoo, farm];
+            both.sort_by_key(|id| id.to_string());
+            both
+        };
+        for (text, expected) in [
+            ("zebra", vec![zoo]),
+            ("ZEBRA north", vec![zoo]),
+            ("wind north", both.clone()),
+            ("\"north wind\"", vec![zoo]),
+            ("north-wind", vec![zoo]),
+            ("\"wind north\"", vec![]),
+            ("zebra OR cow", both.clone()),
+            ("zebra AND cow", vec![]),
+            ("wind -zebra", vec![farm]),
+            ("wind NOT (zebra OR giraffe)", vec![farm]),
+            ("zeb*", both.clone()),
+            ("zebr*", vec![zoo]),
+            ("title:plan", vec![zoo]),
+            ("body:plan", vec![]),
+            ("title:\"zoo plan\"", vec![zoo]),
+            ("title:fa* OR title:zo*", both.clone()),
+            ("((wind) (north OR south)) -cow", vec![zoo]),
+        ] {
+            assert_eq!(found(text).await, expected, "{text}");
+        }
+    }
+
+    #[tokio::test]
+    async fn hits_carry_no_score_and_snippets_weigh_words_alike() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = TantivySearchIndex::open(dir.path()).unwrap();
+        let id = DocumentId::generate();
+        let filler = " filler".repeat(60);
+        let body = format!("alpha{filler} beta{filler}");
+        index.upsert(&doc(id, 1, &body, &["ann"])).await.unwrap();
+        index.flush().await.unwrap();
+        let snippet = || async {
+            index
+                .search(&query("alpha beta", "ann"))
+                .await
+                .unwrap()
+                .hits[0]
+                .snippet
+                .clone()
+        };
+        let alone = snippet().await;
+        // Someone else's documents make `beta` rarer than `alpha` in the index: the
+        // excerpt chosen for ann's document must not change.
+        for _ in 0..20 {
+            index
+                .upsert(&doc(DocumentId::generate(), 1, "alpha", &["bob"]))
+                .await
+                .unwrap();
+        }
+        index.flush().await.unwrap();
+        assert_eq!(snippet().await, alone);
+        let hit =
+            serde_json::to_value(&index.search(&query("alpha", "ann")).await.unwrap().hits[0])
+                .unwrap();
+        assert_eq!(
+            hit.as_object().unwrap().keys().cloned().collect::<Vec<_>>(),
+            ["id", "snippet", "title", "version"]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_spent_budget_stops_the_search() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = TantivySearchIndex::open(dir.path())
+            .unwrap()
+            .with_time_budget(Duration::ZERO);
+        index
+            .upsert(&doc(DocumentId::generate(), 1, "apple", &["ann"]))
+            .await
+            .unwrap();
+        index.flush().await.unwrap();
+        assert!(matches!(
+            index.search(&query("apple", "ann")).await,
+            Err(Error::Unavailable(_))
+        ));
+    }
+
+    #[test]
+    fn scorers_stop_when_the_caller_leaves() {
+        let dir = tempfile::tempdir().unwrap();
+        let (schema, f) = schema();
+        let index = Index::create_in_dir(dir.path(), schema).unwrap();
+        let mut writer: IndexWriter = index.writer_with_num_threads(1, WRITER_MEMORY).unwrap();
+        for _ in 0..(3 * BUDGET_CHECK_EVERY) {
+            writer.add_document(doc!(f.body => "apple")).unwrap();
+        }
+        writer.commit().unwrap();
+        let searcher = index.reader().unwrap().searcher();
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let budget = Budget {
+            deadline: Instant::now() + Duration::from_secs(60),
+            cancelled: cancelled.clone(),
+            spent: Arc::new(AtomicBool::new(false)),
+        };
+        let query = BudgetedQuery {
+            inner: to_tantivy(f, &search_query::parse("apple").unwrap()),
+            budget: budget.clone(),
+        };
+        let all = searcher.search(&query, &tantivy::collector::Count).unwrap();
+        assert_eq!(all, 3 * BUDGET_CHECK_EVERY as usize);
+        let weight = query
+            .weight(EnableScoring::enabled_from_searcher(&searcher))
+            .unwrap();
+        let mut scorer = weight.scorer(searcher.segment_reader(0), 1.0).unwrap();
+        drop(CancelOnDrop(cancelled));
+        let mut visited = 0;
+        while scorer.advance() != TERMINATED {
+            visited += 1;
+        }
+        assert!(visited < BUDGET_CHECK_EVERY, "{visited}");
+        assert!(budget.is_spent());
     }
 }

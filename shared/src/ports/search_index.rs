@@ -4,6 +4,7 @@ use utoipa::ToSchema;
 
 use super::WriteOutcome;
 use crate::Result;
+use crate::domain::search_query::Query;
 use crate::domain::{Document, DocumentId, UserId};
 
 /// What the index holds of a document: its text and who may read it.
@@ -31,7 +32,9 @@ impl From<&Document> for SearchDocument {
 /// A search on behalf of `reader`: only documents they may read are candidates.
 #[derive(Debug, Clone)]
 pub struct SearchQuery {
-    pub text: String,
+    /// The parsed query: adapters map it to their backend's query objects, never to
+    /// its query syntax.
+    pub query: Query,
     pub reader: UserId,
     pub limit: usize,
     pub offset: usize,
@@ -43,10 +46,10 @@ pub struct SearchHit {
     #[schema(value_type = String, format = Uuid)]
     pub id: DocumentId,
     pub title: String,
-    /// An excerpt with the matched terms wrapped in `<mark>`…`</mark>`; the rest is
-    /// HTML-escaped.
+    /// An excerpt of this document's body with the matched terms wrapped in
+    /// `<mark>`…`</mark>`; the rest is HTML-escaped. Which excerpt is chosen depends
+    /// only on this document and the query.
     pub snippet: String,
-    pub score: f32,
     pub version: u64,
 }
 
@@ -77,10 +80,14 @@ pub trait SearchIndex: Send + Sync + 'static {
     /// Errors: `Unavailable`.
     async fn flush(&self) -> Result<()>;
 
-    /// The hits for a query, best first, only among documents the reader may read.
+    /// The hits for a query, best first, only among documents the reader may read. Hits
+    /// carry no relevance score: it is computed from statistics of the whole index,
+    /// documents the reader cannot see included.
     ///
-    /// Errors: [`Error::Invalid`](crate::Error::Invalid) for a query that does not parse;
-    /// `Unavailable`.
+    /// The search stops at the adapter's time budget and when the returned future is
+    /// dropped; no work outlives it for long.
+    ///
+    /// Errors: `Unavailable` when the index cannot serve or the search ran out of time.
     async fn search(&self, query: &SearchQuery) -> Result<SearchPage>;
 
     /// Errors: `Unavailable` when the index cannot serve.

@@ -175,7 +175,7 @@ impl Env {
 
 fn query(text: &str, reader: &str) -> SearchQuery {
     SearchQuery {
-        text: text.into(),
+        query: text.parse().unwrap(),
         reader: user(reader),
         limit: 100,
         offset: 0,

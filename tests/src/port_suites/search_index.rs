@@ -1,10 +1,9 @@
 //! The [`SearchIndex`] contract: version-guarded writes, tombstones that stop late
-//! writes, the reader filter, `<mark>` snippets over escaped text, invalid queries and
-//! paging.
+//! writes, the reader filter, `<mark>` snippets over escaped text, every construct of
+//! the search language and paging.
 
 use std::sync::Arc;
 
-use shared::Error;
 use shared::domain::{DocumentId, UserId};
 use shared::ports::{SearchDocument, SearchIndex, SearchQuery, WriteOutcome};
 
@@ -22,7 +21,7 @@ fn doc(id: DocumentId, version: u64, body: &str, readers: &[&UserId]) -> SearchD
 
 fn query(text: &str, reader: &UserId) -> SearchQuery {
     SearchQuery {
-        text: text.into(),
+        query: text.parse().expect("a query of the search language"),
         reader: reader.clone(),
         limit: 10,
         offset: 0,
@@ -125,15 +124,55 @@ pub async fn run(index: Arc<dyn SearchIndex>) {
             .is_empty()
     );
 
-    // Queries that do not parse are invalid, not failures.
-    assert!(matches!(
-        index.search(&query("title:(", &ann)).await,
-        Err(Error::Invalid(_))
-    ));
-    assert!(matches!(
-        index.search(&query("   ", &ann)).await,
-        Err(Error::Invalid(_))
-    ));
+    // Every construct of the search language, the same in every adapter.
+    let north = format!("north{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let zoo = DocumentId::generate();
+    let farm = DocumentId::generate();
+    let mut zoo_doc = doc(
+        zoo,
+        1,
+        &format!("the zebra moves to the {north} wind"),
+        &[&ann],
+    );
+    zoo_doc.title = format!("Zoo plan {north}");
+    let mut farm_doc = doc(
+        farm,
+        1,
+        &format!("a cow faces the wind from the {north}"),
+        &[&ann],
+    );
+    farm_doc.title = format!("Farm {north}");
+    index.upsert(&zoo_doc).await.unwrap();
+    index.upsert(&farm_doc).await.unwrap();
+    index.flush().await.unwrap();
+    let mut both = vec![zoo, farm];
+    both.sort_by_key(|id| id.to_string());
+    for (text, expected) in [
+        (format!("{north} zebra"), vec![zoo]),
+        (format!("\"{north} wind\""), vec![zoo]),
+        (format!("{north}-wind"), vec![zoo]),
+        (format!("\"wind {north}\""), vec![]),
+        (format!("{north} (zebra OR cow)"), both.clone()),
+        (format!("{north} zebra AND cow"), vec![]),
+        (format!("{north} -zebra"), vec![farm]),
+        (format!("{north} NOT (zebra OR giraffe)"), vec![farm]),
+        (format!("{}* zebra", &north[..7]), vec![zoo]),
+        (format!("{north} title:plan"), vec![zoo]),
+        (format!("{north} body:plan"), vec![]),
+        (format!("title:\"zoo plan\" {north}"), vec![zoo]),
+        (format!("{north} (title:fa* OR title:zo*)"), both.clone()),
+    ] {
+        let mut found: Vec<DocumentId> = index
+            .search(&query(&text, &ann))
+            .await
+            .unwrap()
+            .hits
+            .iter()
+            .map(|h| h.id)
+            .collect();
+        found.sort_by_key(|id| id.to_string());
+        assert_eq!(found, expected, "{text}");
+    }
 
     // Paging.
     let common = format!("apple{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);

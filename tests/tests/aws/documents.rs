@@ -269,6 +269,7 @@ async fn search_history_and_analysis_read_what_the_fan_out_wrote() {
     assert_eq!(results.len(), 1);
     assert_eq!(results[0]["id"], id.as_str());
     assert_eq!(results[0]["version"], 2);
+    assert!(results[0].get("score").is_none(), "{}", results[0]);
     let snippet = results[0]["snippet"].as_str().unwrap();
     assert!(
         snippet.contains("<mark>zebra</mark> &lt;crossed&gt;"),
@@ -282,6 +283,19 @@ async fn search_history_and_analysis_read_what_the_fan_out_wrote() {
         .call(Method::GET, "/search?q=title%3A(", &ann, None, None)
         .await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.body);
+    assert_eq!(bad.body["type"], "/problems/invalid-query");
+    let deep = format!("{}zebra{}", "(".repeat(2_000), ")".repeat(2_000));
+    let deep = server
+        .call(
+            Method::GET,
+            &format!("/search?q={}", deep.replace('(', "%28").replace(')', "%29")),
+            &ann,
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(deep.status, StatusCode::BAD_REQUEST, "{}", deep.body);
+    assert_eq!(deep.body["type"], "/problems/invalid-query");
 
     let history = server
         .call(Method::GET, &format!("{path}/history"), &ann, None, None)

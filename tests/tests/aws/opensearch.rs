@@ -17,7 +17,7 @@ async fn searching_before_the_first_write_finds_nothing() {
     .await;
     let index = clients.search_index().unwrap();
     let query = SearchQuery {
-        text: "anything".into(),
+        query: "anything".parse().unwrap(),
         reader: unique_user("ann"),
         limit: 10,
         offset: 0,

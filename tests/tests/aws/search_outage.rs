@@ -203,7 +203,7 @@ async fn the_opensearch_node_killed_and_restarted_mid_run_loses_nothing() {
             }
             let found = search
                 .search(&SearchQuery {
-                    text: word.clone(),
+                    query: word.parse().unwrap(),
                     reader: user.clone(),
                     limit: 10,
                     offset: 0,

@@ -427,7 +427,7 @@ async fn the_stream_handler_fans_out_to_the_aws_sinks() {
     assert!(response.batch_item_failures.is_empty(), "{response:?}");
     let hits = |user: &UserId, text: &str| {
         let query = SearchQuery {
-            text: text.into(),
+            query: text.parse().unwrap(),
             reader: user.clone(),
             limit: 10,
             offset: 0,
