@@ -20,10 +20,10 @@ use crate::state::AppState;
     paths(
         documents::create, documents::get, documents::list, documents::replace,
         documents::patch, documents::delete,
-        system::healthz, system::openapi, system::metrics,
+        system::healthz, system::readyz, system::openapi, system::metrics,
         search::search, history::list, history::get, analysis::get,
     ),
-    components(schemas(crate::http::Problem)),
+    components(schemas(crate::http::Problem, system::Ready)),
     modifiers(&BearerAuth, &CommonResponses),
 )]
 pub struct ApiDoc;
@@ -137,6 +137,7 @@ pub fn routes() -> Router<AppState> {
         .route("/documents/{id}/history/{version}", get(history::get))
         .route("/documents/{id}/analysis", get(analysis::get))
         .route("/healthz", get(system::healthz))
+        .route("/readyz", get(system::readyz))
         .route("/openapi.json", get(system::openapi))
         .route("/metrics", get(system::metrics))
         .merge(web::routes())
