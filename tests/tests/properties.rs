@@ -9,6 +9,9 @@
 //! - WebSocket frames: arbitrary text and arbitrary JSON objects parse or are refused
 //!   with an error code.
 
+// A test target sees all of its package's dependencies; the library is where unused ones are caught.
+#![allow(unused_crate_dependencies)]
+
 use chrono::{TimeDelta, Utc};
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
