@@ -61,7 +61,7 @@ mod tests {
     fn the_default_filter_parses_and_quiets_libraries() {
         let filter = EnvFilter::try_new(DEFAULT_FILTER).unwrap();
         let shown = filter.to_string();
-        assert!(shown.starts_with("warn"), "{shown}");
+        assert!(shown.split(',').any(|d| d == "warn"), "{shown}");
         assert!(shown.contains("api=info") && shown.contains("stream_handler=info"));
         assert!(!shown.contains("tantivy"), "{shown}");
     }
