@@ -2,22 +2,31 @@
 //! Lambda `api` function both serve, plus the `docfan` command line.
 //!
 //! - [`routes`]: the handlers, one module per resource, and the OpenAPI document;
-//! - [`http`]: problem details, authentication, JSON bodies, preconditions, pagination;
-//! - [`state`]: what handlers share;
+//! - [`http`]: problem details, authentication, JSON bodies, preconditions, pagination,
+//!   request ids and the request log line;
+//! - [`state`]: what handlers share; [`readiness`]: what `/readyz` checks;
 //! - [`server`]: serving a router on a listener until a shutdown signal;
 //! - [`commands`]: the `docfan` subcommands.
+
+// The library's unit tests see the dev-dependencies the integration tests use.
+#![cfg_attr(test, allow(unused_crate_dependencies))]
+
+// The `lambda-api` binary's runtime, a dependency of the package for it alone.
+#[cfg(feature = "lambda")]
+use lambda_http as _;
 
 pub mod commands;
 pub mod http;
 pub mod metrics;
+pub mod readiness;
 pub mod routes;
 pub mod server;
 pub mod state;
 
-use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request};
-use tower_http::trace::TraceLayer;
+use axum::extract::DefaultBodyLimit;
+use axum::{Extension, Router};
 
+pub use readiness::Readiness;
 pub use state::{AppState, MetricsSource};
 
 /// The largest request body accepted, in bytes. A document body is at most 128 KiB of
@@ -25,9 +34,16 @@ pub use state::{AppState, MetricsSource};
 /// 413 before it is read.
 pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
 
-/// The REST API with its layers: body limit, metrics, a tracing span per request, and
-/// problem answers for unknown routes and methods.
-pub fn router(mut state: AppState) -> Router {
+/// The REST API with its layers: body limit, metrics, request ids with a tracing span
+/// and a log line per request, and problem answers for unknown routes and methods.
+/// `/readyz` checks only that the document store answers.
+pub fn router(state: AppState) -> Router {
+    router_with(state, Readiness::default(), Router::new())
+}
+
+/// [`router`] with the driver's readiness checks, and `extra` routes (the local
+/// WebSocket endpoint) merged under the same request ids and request logging.
+pub fn router_with(mut state: AppState, readiness: Readiness, extra: Router) -> Router {
     let http_metrics = std::sync::Arc::new(metrics::HttpMetrics::default());
     let rendered = std::sync::Arc::clone(&http_metrics);
     state.metrics.insert(
@@ -42,15 +58,8 @@ pub fn router(mut state: AppState) -> Router {
             http_metrics,
             metrics::record,
         ))
-        .layer(
-            TraceLayer::new_for_http().make_span_with(|request: &Request| {
-                tracing::info_span!(
-                    "request",
-                    method = %request.method(),
-                    path = %request.uri().path(),
-                    user = tracing::field::Empty,
-                )
-            }),
-        )
+        .layer(Extension(readiness))
         .with_state(state)
+        .merge(extra)
+        .layer(axum::middleware::from_fn(http::request_id::track))
 }

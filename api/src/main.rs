@@ -1,5 +1,8 @@
 //! `docfan`: the all-in-one local binary. See `docfan --help`.
 
+// A binary sees all of its package's dependencies; the library is where unused ones are caught.
+#![allow(unused_crate_dependencies)]
+
 use api::commands::cli::Backend;
 use api::commands::{Cli, Command, dlq, reindex, serve, token};
 use clap::Parser;

@@ -7,6 +7,13 @@
 //! - [`child`]: servers in child processes (`docfan serve`, the bare server);
 //! - [`report`], [`charts`]: what a run writes; [`machine`], [`stats`]: what they hold.
 
+// The library's unit tests see the dev-dependencies the integration tests use.
+#![cfg_attr(test, allow(unused_crate_dependencies))]
+
+// The `docfan-bench` binary's command line and the app it starts, dependencies of the
+// package for it alone.
+use {api as _, clap as _};
+
 pub mod bare;
 pub mod charts;
 pub mod child;

@@ -4,6 +4,9 @@
 //! cargo run --release -p docfan-bench -- [--quick] [--only NAME...] [--out bench/report]
 //! ```
 
+// A binary sees all of its package's dependencies; the library is where unused ones are caught.
+#![allow(unused_crate_dependencies)]
+
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -10,6 +10,9 @@
 //! - `aws` (cargo feature `aws`): the AWS adapters (DynamoDB, SQS, API Gateway, OpenSearch);
 //! - [`clock`], [`error`] and [`telemetry`]: time, the error type, logging setup.
 
+// The library's unit tests see the dev-dependencies the integration tests use.
+#![cfg_attr(test, allow(unused_crate_dependencies))]
+
 pub mod auth;
 #[cfg(feature = "aws")]
 pub mod aws;

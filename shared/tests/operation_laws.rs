@@ -15,6 +15,9 @@
 //! accent and a zero-width joiner, so a slip between bytes, UTF-16 units and code points
 //! shows.
 
+// A test target sees all of its package's dependencies; the library is where unused ones are caught.
+#![allow(unused_crate_dependencies)]
+
 use std::collections::VecDeque;
 
 use proptest::prelude::*;

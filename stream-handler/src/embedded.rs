@@ -43,6 +43,27 @@ pub struct FanoutConfig {
     pub analysis: AnalysisSinkConfig,
 }
 
+/// Whether one of the fan-out's background tasks runs, for readiness checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskState {
+    NotStarted,
+    Running,
+    /// Ended (shut down, failed or panicked), and how.
+    Stopped(String),
+}
+
+/// The states of the two background tasks [`EmbeddedFanout::start`] runs.
+#[derive(Debug, Clone)]
+pub struct TaskStates {
+    pub poller: watch::Receiver<TaskState>,
+    pub worker: watch::Receiver<TaskState>,
+}
+
+struct TaskSenders {
+    poller: watch::Sender<TaskState>,
+    worker: watch::Sender<TaskState>,
+}
+
 /// The embedded fan-out's ports and handler.
 #[derive(Clone)]
 pub struct EmbeddedFanout {
@@ -56,6 +77,7 @@ pub struct EmbeddedFanout {
     notifier: Arc<dyn Notifier>,
     clock: Arc<dyn Clock>,
     config: FanoutConfig,
+    tasks: Arc<TaskSenders>,
 }
 
 impl EmbeddedFanout {
@@ -103,7 +125,19 @@ impl EmbeddedFanout {
             notifier,
             clock,
             config,
+            tasks: Arc::new(TaskSenders {
+                poller: watch::channel(TaskState::NotStarted).0,
+                worker: watch::channel(TaskState::NotStarted).0,
+            }),
         })
+    }
+
+    /// Whether the stream poller and the analysis worker run, as they change.
+    pub fn task_states(&self) -> TaskStates {
+        TaskStates {
+            poller: self.tasks.poller.subscribe(),
+            worker: self.tasks.worker.subscribe(),
+        }
     }
 
     /// The analysis worker over these stores, woken by the queue on every enqueue.
@@ -142,10 +176,30 @@ impl EmbeddedFanout {
             stopped(stop.clone()),
         );
         let worker = self.analysis_worker().spawn(stopped(stop));
+        let tasks = Arc::clone(&self.tasks);
+        tasks.poller.send_replace(TaskState::Running);
+        tasks.worker.send_replace(TaskState::Running);
+        // Each task's end is published as soon as it happens, not when both have ended.
+        let worker = {
+            let tasks = Arc::clone(&tasks);
+            tokio::spawn(async move {
+                let ended = match worker.await {
+                    Ok(()) => "stopped".to_owned(),
+                    Err(e) => format!("failed: {e}"),
+                };
+                tasks.worker.send_replace(TaskState::Stopped(ended));
+            })
+        };
         tokio::spawn(async move {
-            let polled = poller
-                .await
-                .map_err(|e| shared::Error::Unknown(anyhow::anyhow!("poller task: {e}")))?;
+            let polled = poller.await;
+            let ended = match &polled {
+                Ok(Ok(())) => "stopped".to_owned(),
+                Ok(Err(e)) => format!("failed: {e}"),
+                Err(e) => format!("failed: {e}"),
+            };
+            tasks.poller.send_replace(TaskState::Stopped(ended));
+            let polled =
+                polled.map_err(|e| shared::Error::Unknown(anyhow::anyhow!("poller task: {e}")))?;
             let _ = worker.await;
             polled
         })

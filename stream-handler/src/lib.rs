@@ -12,6 +12,14 @@
 //! - [`metrics`]: stream lag and per-sink counts and latencies for `/metrics`;
 //! - [`embedded`]: every embedded port and task, opened from the data directory.
 
+// The library's unit tests see the dev-dependencies the integration tests use.
+#![cfg_attr(test, allow(unused_crate_dependencies))]
+
+// The Lambda binaries' runtime and WebSocket notifier, dependencies of the package for
+// them alone.
+#[cfg(feature = "lambda")]
+use {lambda_runtime as _, websocket as _};
+
 pub mod analysis;
 #[cfg(feature = "aws")]
 pub mod aws;

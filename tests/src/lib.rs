@@ -2,6 +2,9 @@
 //! as a child `docfan serve` process that a test may SIGKILL), mint tokens, and call the
 //! REST API.
 
+// The library's unit tests see the dev-dependencies the integration tests use.
+#![cfg_attr(test, allow(unused_crate_dependencies))]
+
 pub mod child;
 pub mod data_dir;
 pub mod port_suites;

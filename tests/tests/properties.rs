@@ -12,6 +12,9 @@
 //!   parses within the length and depth limits or is refused; what parses renders to
 //!   text that parses back to it.
 
+// A test target sees all of its package's dependencies; the library is where unused ones are caught.
+#![allow(unused_crate_dependencies)]
+
 use chrono::{TimeDelta, Utc};
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};

@@ -2,6 +2,9 @@
 //! change log, the in-process stream poller and the fan-out, and arrive as frames on
 //! real WebSocket clients of `/ws`.
 
+// A test target sees all of its package's dependencies; the library is where unused ones are caught.
+#![allow(unused_crate_dependencies)]
+
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};

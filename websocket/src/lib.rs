@@ -13,6 +13,13 @@
 //!
 //! Replay and live delivery meet in `cursors`, which makes the switch between them exact.
 
+// The library's unit tests see the dev-dependencies the integration tests use.
+#![cfg_attr(test, allow(unused_crate_dependencies))]
+
+// The `lambda-websocket` binary's runtime, a dependency of the package for it alone.
+#[cfg(feature = "lambda")]
+use lambda_runtime as _;
+
 #[cfg(feature = "aws")]
 pub mod apigateway;
 mod cursors;

@@ -1,6 +1,9 @@
 //! The frames of the contract against fixtures: what clients send parses, and what the
 //! server sends has the documented shape.
 
+// A test target sees all of its package's dependencies; the library is where unused ones are caught.
+#![allow(unused_crate_dependencies)]
+
 use serde_json::Value;
 use shared::domain::{ChangeEvent, Document, DocumentId, TextOperation};
 use websocket::frames::{self, ClientFrame, MAX_FRAME_BYTES};

@@ -2,6 +2,9 @@
 //! real documents in SQLite, and the fan-out played by calling the notifier with the
 //! ChangeEvents of real commits.
 
+// A test target sees all of its package's dependencies; the library is where unused ones are caught.
+#![allow(unused_crate_dependencies)]
+
 mod common;
 
 use std::time::Duration;

@@ -2,6 +2,9 @@
 //! with the in-process outbox: no gap, no duplicate, whatever the stream and the audit
 //! trail do meanwhile.
 
+// A test target sees all of its package's dependencies; the library is where unused ones are caught.
+#![allow(unused_crate_dependencies)]
+
 mod common;
 
 use std::sync::Arc;

@@ -5,6 +5,9 @@
 //! members, audit and analysis tables, and OpenSearch) and `DOCFAN_JWT_SECRET`; logs
 //! follow `RUST_LOG` and `DOCFAN_LOG_FORMAT` (JSON unless set to `human`).
 
+// A binary sees all of its package's dependencies; the library is where unused ones are caught.
+#![allow(unused_crate_dependencies)]
+
 use api::commands::serve::App;
 
 #[tokio::main]

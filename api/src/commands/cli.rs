@@ -1,4 +1,5 @@
-//! Argument parsing (clap). Every flag also reads an environment variable.
+//! Argument parsing (clap). Every flag of the server also reads an environment
+//! variable; `docfan --help` lists them all, with the ones that have no flag.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -6,11 +7,36 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use shared::telemetry::LogFormat;
 
+/// The environment `docfan --help` lists after the options.
+pub const ENVIRONMENT_HELP: &str = "\
+Environment:
+  DOCFAN_DATA_DIR        data directory (--data-dir) [default: ./docfan-data]
+  DOCFAN_LISTEN          address `serve` listens on (--listen) [default: 127.0.0.1:8080]
+  DOCFAN_JWT_SECRET      HS256 secret tokens are signed with (32+ bytes); unset: the
+                         data directory's jwt-secret, which `serve` creates on first start
+  DOCFAN_URL             the server's address in links `token` prints (--url)
+  DOCFAN_BACKEND         embedded or aws (--backend)
+  DOCFAN_LOG_FORMAT      human or json log lines (--log-format)
+  RUST_LOG               log filter [default: docfan at info, libraries at warn]
+  DOCFAN_WS_IDLE_TIMEOUT_SECS, DOCFAN_STREAM_*
+                         server and stream options (see `docfan serve --help`)
+  AWS_REGION, AWS_ENDPOINT_URL, DOCFAN_DOCUMENTS_TABLE, DOCFAN_MEMBERS_TABLE,
+  DOCFAN_AUDIT_TABLE, DOCFAN_ANALYSIS_TABLE, DOCFAN_ANALYSIS_QUEUE_URL,
+  DOCFAN_DEAD_LETTER_QUEUE_URL, DOCFAN_OPENSEARCH_URL, DOCFAN_OPENSEARCH_INDEX,
+  DOCFAN_OPENSEARCH_SIGV4
+                         the AWS backend (--backend aws; README, \"On AWS\")";
+
+/// The heading of the options every command takes.
+const GLOBAL: &str = "Global options";
+/// The heading of the server's own options.
+const SERVER: &str = "Server options";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "docfan",
     version,
-    about = "Collaborative documents with change fan-out"
+    about = "Collaborative documents with change fan-out",
+    after_help = ENVIRONMENT_HELP
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -20,6 +46,7 @@ pub struct Cli {
     #[arg(
         long,
         global = true,
+        help_heading = GLOBAL,
         env = "DOCFAN_DATA_DIR",
         default_value = "./docfan-data"
     )]
@@ -29,6 +56,7 @@ pub struct Cli {
     #[arg(
         long,
         global = true,
+        help_heading = GLOBAL,
         env = "DOCFAN_LOG_FORMAT",
         default_value = "human"
     )]
@@ -40,6 +68,7 @@ pub struct Cli {
     #[arg(
         long,
         global = true,
+        help_heading = GLOBAL,
         env = "DOCFAN_BACKEND",
         default_value = "embedded"
     )]
@@ -61,8 +90,10 @@ pub enum Backend {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server (the default when no command is given).
+    #[command(after_help = ENVIRONMENT_HELP)]
     Serve(ServeArgs),
-    /// Print a token for a user, signed with the configured secret, and a sign-in link.
+    /// Print a token for a user, signed with the server's secret, and a sign-in link.
+    #[command(after_help = ENVIRONMENT_HELP)]
     Token(TokenArgs),
     /// Dead letters: list them, or redrive them once the cause is fixed.
     Dlq(super::dlq::DlqArgs),
@@ -72,23 +103,25 @@ pub enum Command {
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
-    /// The address to listen on.
-    #[arg(long, env = "DOCFAN_LISTEN", default_value = "127.0.0.1:8080")]
+    /// The address to listen on (recorded in the data directory's `server.json`, where
+    /// `docfan token` finds it).
+    #[arg(long, env = "DOCFAN_LISTEN", default_value = "127.0.0.1:8080", help_heading = SERVER)]
     pub listen: SocketAddr,
-
-    #[command(flatten)]
-    pub stream: StreamArgs,
 
     /// Close WebSocket connections that send nothing for this long (seconds), like API
     /// Gateway's idle timeout.
-    #[arg(long, env = "DOCFAN_WS_IDLE_TIMEOUT_SECS", default_value_t = 600,
+    #[arg(long, env = "DOCFAN_WS_IDLE_TIMEOUT_SECS", default_value_t = 600, help_heading = SERVER,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub ws_idle_timeout_secs: u64,
+
+    #[command(flatten)]
+    pub stream: StreamArgs,
 }
 
 /// The knobs of the embedded event source mapping, named and bounded like the Lambda
 /// event source mapping's.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Stream options (the embedded event source mapping)")]
 pub struct StreamArgs {
     /// Records per handler call (BatchSize).
     #[arg(long, env = "DOCFAN_STREAM_BATCH_SIZE", default_value_t = 100,
@@ -149,9 +182,15 @@ pub struct TokenArgs {
     /// How long the token is valid: e.g. `30m`, `12h`, `7d`, or seconds.
     #[arg(long, default_value = "12h", value_parser = parse_ttl)]
     pub ttl: chrono::TimeDelta,
-    /// The server address the printed sign-in link points at.
-    #[arg(long, env = "DOCFAN_LISTEN", default_value = "127.0.0.1:8080")]
-    pub listen: SocketAddr,
+    /// The server's address for the printed sign-in link, e.g. `https://docs.example`;
+    /// by default the address `docfan serve` last recorded in the data directory, else
+    /// `DOCFAN_LISTEN`, else http://127.0.0.1:8080.
+    #[arg(long, env = "DOCFAN_URL")]
+    pub url: Option<String>,
+    /// Create a new secret in the data directory when there is none (a running server
+    /// keeps its own secret until restarted, and rejects tokens signed with another).
+    #[arg(long)]
+    pub create_secret: bool,
 }
 
 /// Parses `90`, `90s`, `30m`, `12h` or `7d` into a positive duration of at most a year.

@@ -3,6 +3,7 @@
 //! here holds business rules.
 
 use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -66,22 +67,52 @@ pub fn load_secret(data_dir: &Path) -> anyhow::Result<Vec<u8>> {
     Ok(secret)
 }
 
+/// The file in the data directory where `serve` records the address it listens on, for
+/// `docfan token`'s links.
+pub const SERVER_FILE: &str = "server.json";
+
+/// The base URL of a server listening on `addr`; an unspecified address (all
+/// interfaces) is reached on loopback.
+pub fn url_of(addr: SocketAddr) -> String {
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("http://{}", SocketAddr::new(ip, addr.port()))
+}
+
+/// Records where this server listens in the data directory's [`SERVER_FILE`].
+fn record_address(data_dir: &Path, addr: SocketAddr) -> anyhow::Result<()> {
+    let record = serde_json::json!({
+        "url": url_of(addr),
+        "listen": addr.to_string(),
+        "pid": std::process::id(),
+        "startedAt": chrono::Utc::now().to_rfc3339(),
+    });
+    let path = data_dir.join(SERVER_FILE);
+    let staged = data_dir.join(format!("{SERVER_FILE}.tmp"));
+    std::fs::write(&staged, serde_json::to_vec_pretty(&record)?)
+        .and_then(|()| std::fs::rename(&staged, &path))
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// The URL the last `serve` on this data directory recorded, if any.
+pub fn recorded_url(data_dir: &Path) -> Option<String> {
+    let raw = std::fs::read(data_dir.join(SERVER_FILE)).ok()?;
+    let record: serde_json::Value = serde_json::from_slice(&raw).ok()?;
+    record["url"].as_str().map(str::to_owned)
+}
+
 /// Fails early, naming the directory and the cause, when the data directory cannot take
 /// writes (a read-only file system, a full disk, no permission): every write and the
 /// fan-out would fail later otherwise.
 fn check_writable(dir: &Path) -> anyhow::Result<()> {
-    let probe = dir.join(".docfan-write-check");
-    let written = std::fs::write(&probe, b"ok").and_then(|()| std::fs::remove_file(&probe));
-    written.map_err(|e| {
-        let why = match e.kind() {
-            std::io::ErrorKind::ReadOnlyFilesystem => "is on a read-only file system",
-            std::io::ErrorKind::StorageFull => "is on a full disk",
-            std::io::ErrorKind::PermissionDenied => "is not writable by this user",
-            _ => "cannot be written to",
-        };
+    crate::readiness::probe_writable(dir).map_err(|why| {
+        let named = format!("the data directory {}", dir.display());
         anyhow::anyhow!(
-            "the data directory {} {why} ({e}); docfan keeps its documents there and needs to write",
-            dir.display()
+            "{}; docfan keeps its documents there and needs to write",
+            why.replacen("the data directory", &named, 1)
         )
     })
 }
@@ -149,6 +180,7 @@ impl App {
         )
         .map_err(|e| anyhow::anyhow!("opening the fan-out stores: {e}"))?;
 
+        let readiness = crate::readiness::embedded(&config.data_dir, &fanout);
         let ws_metrics = websocket.clone();
         let state = AppState {
             documents: DocumentService::new(store, Arc::clone(&clock)),
@@ -161,7 +193,7 @@ impl App {
             read_models: Some(fanout.read_models()),
         };
         Ok(Self {
-            router: crate::router(state).merge(websocket.router()),
+            router: crate::router_with(state, readiness, websocket.router()),
             clock,
             embedded: Some(EmbeddedParts {
                 fanout,
@@ -230,12 +262,24 @@ pub async fn run(data_dir: &Path, backend: Backend, args: &ServeArgs) -> anyhow:
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
     let addr = listener.local_addr()?;
+    if backend == Backend::Embedded
+        && let Err(e) = record_address(data_dir, addr)
+    {
+        tracing::warn!(error = %e, "could not record the address for `docfan token`");
+    }
     println!("docfan is serving on http://{addr}");
     match backend {
         Backend::Embedded => println!("  data directory:  {}", data_dir.display()),
         Backend::Aws => println!("  backend:         AWS (the fan-out and /ws run in Lambda)"),
     }
-    println!("  get a token:     cargo run --release -- token alice   (or: docfan token alice)");
+    let same_dir = if data_dir == Path::new("./docfan-data") {
+        String::new()
+    } else {
+        format!(" --data-dir {}", data_dir.display())
+    };
+    println!(
+        "  get a token:     cargo run --release -- token alice{same_dir}   (or: docfan token alice{same_dir})"
+    );
     println!(
         "  web editor:      http://{addr}/#token=<token>   (the token command prints the link)"
     );

@@ -1,5 +1,5 @@
 //! HTTP plumbing shared by the routes: problem details, the authenticated caller, JSON
-//! bodies, preconditions and pagination.
+//! bodies, preconditions, pagination, and request ids with the request log line.
 
 pub mod auth;
 pub mod json;
@@ -7,6 +7,7 @@ pub mod pagination;
 pub mod precondition;
 pub mod problem;
 pub mod query;
+pub mod request_id;
 
 pub use auth::Caller;
 pub use json::JsonBody;

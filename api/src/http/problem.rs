@@ -18,6 +18,10 @@ pub struct Problem {
     pub title: &'static str,
     pub status: u16,
     pub detail: String,
+    /// The id of the request this problem answers (its `x-request-id`), so a report of
+    /// it finds the request's log lines. Filled in when the problem becomes a response.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
     /// Extension members (`currentVersion`, `field`…).
     #[serde(flatten)]
     #[schema(value_type = Object)]
@@ -36,6 +40,7 @@ impl Problem {
             title,
             status: status.as_u16(),
             detail: detail.into(),
+            instance: None,
             extensions: Map::new(),
         }
     }
@@ -93,7 +98,10 @@ impl Problem {
 }
 
 impl IntoResponse for Problem {
-    fn into_response(self) -> Response {
+    fn into_response(mut self) -> Response {
+        if self.instance.is_none() {
+            self.instance = super::request_id::current().map(|id| id.to_string());
+        }
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut response = (status, axum::Json(&self)).into_response();
         let headers = response.headers_mut();

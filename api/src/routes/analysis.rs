@@ -10,7 +10,7 @@ use crate::http::{ApiError, ApiResult, Caller, Problem};
 use crate::state::AppState;
 
 #[utoipa::path(
-    get, path = "/documents/{id}/analysis", tag = "analysis",
+    get, path = "/documents/{id}/analysis", tag = "analysis", operation_id = "getAnalysis",
     params(("id" = String, Path, description = "Document id")),
     responses(
         (status = 200, description = "The latest analysis", body = Analysis),

@@ -116,7 +116,7 @@ fn with_etag(status: StatusCode, doc: Document) -> Response {
 }
 
 #[utoipa::path(
-    post, path = "/documents", tag = "documents",
+    post, path = "/documents", tag = "documents", operation_id = "createDocument",
     request_body = CreateDocument,
     responses(
         (status = 201, description = "Created", body = Document, headers(("ETag" = String), ("Location" = String))),
@@ -147,7 +147,7 @@ pub async fn create(
 }
 
 #[utoipa::path(
-    get, path = "/documents/{id}", tag = "documents",
+    get, path = "/documents/{id}", tag = "documents", operation_id = "getDocument",
     params(("id" = String, Path, description = "Document id")),
     responses(
         (status = 200, description = "The document", body = Document, headers(("ETag" = String))),
@@ -166,7 +166,7 @@ pub async fn get(
 }
 
 #[utoipa::path(
-    get, path = "/documents", tag = "documents",
+    get, path = "/documents", tag = "documents", operation_id = "listDocuments",
     params(PageParams),
     responses(
         (status = 200, description = "The caller's documents, newest first", body = DocumentList),
@@ -194,7 +194,7 @@ pub async fn list(
 }
 
 #[utoipa::path(
-    put, path = "/documents/{id}", tag = "documents",
+    put, path = "/documents/{id}", tag = "documents", operation_id = "replaceDocument",
     params(("id" = String, Path), ("If-Match" = String, Header, description = "The version being replaced, e.g. \"3\"")),
     request_body = ReplaceDocument,
     responses(
@@ -229,7 +229,7 @@ pub async fn replace(
 }
 
 #[utoipa::path(
-    patch, path = "/documents/{id}", tag = "documents",
+    patch, path = "/documents/{id}", tag = "documents", operation_id = "patchDocument",
     params(("id" = String, Path), ("If-Match" = String, Header, description = "The version being patched, e.g. \"3\"")),
     request_body(content = Object, content_type = "application/merge-patch+json",
         description = "JSON Merge Patch (RFC 7396) of title, body and collaborators (owner only); null removes a collaborator"),
@@ -263,7 +263,7 @@ pub async fn patch(
 }
 
 #[utoipa::path(
-    delete, path = "/documents/{id}", tag = "documents",
+    delete, path = "/documents/{id}", tag = "documents", operation_id = "deleteDocument",
     params(("id" = String, Path), ("If-Match" = Option<String>, Header, description = "Optional: delete only this version")),
     responses(
         (status = 204, description = "Deleted"),

@@ -51,7 +51,7 @@ pub struct History {
 }
 
 #[utoipa::path(
-    get, path = "/documents/{id}/history", tag = "history",
+    get, path = "/documents/{id}/history", tag = "history", operation_id = "getHistory",
     params(("id" = String, Path, description = "Document id"), PageParams),
     responses(
         (status = 200, description = "The document's changes, oldest first", body = History),
@@ -101,7 +101,7 @@ pub async fn list(
 }
 
 #[utoipa::path(
-    get, path = "/documents/{id}/history/{version}", tag = "history",
+    get, path = "/documents/{id}/history/{version}", tag = "history", operation_id = "getHistoryEntry",
     params(("id" = String, Path, description = "Document id"), ("version" = u64, Path, description = "Document version")),
     responses(
         (status = 200, description = "The change with its detail (body diff, title and collaborator changes)", body = AuditEntry),

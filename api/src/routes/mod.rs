@@ -21,10 +21,10 @@ use crate::state::AppState;
     paths(
         documents::create, documents::get, documents::list, documents::replace,
         documents::patch, documents::delete, edits::edit, edits::version,
-        system::healthz, system::openapi, system::metrics,
+        system::healthz, system::readyz, system::openapi, system::metrics,
         search::search, history::list, history::get, analysis::get,
     ),
-    components(schemas(crate::http::Problem)),
+    components(schemas(crate::http::Problem, system::Ready)),
     modifiers(&BearerAuth, &CommonResponses),
 )]
 pub struct ApiDoc;
@@ -140,6 +140,7 @@ pub fn routes() -> Router<AppState> {
         .route("/documents/{id}/history/{version}", get(history::get))
         .route("/documents/{id}/analysis", get(analysis::get))
         .route("/healthz", get(system::healthz))
+        .route("/readyz", get(system::readyz))
         .route("/openapi.json", get(system::openapi))
         .route("/metrics", get(system::metrics))
         .merge(web::routes())

@@ -61,7 +61,7 @@ pub(crate) fn read_models(state: &AppState) -> Result<&ReadModels, ApiError> {
 }
 
 #[utoipa::path(
-    get, path = "/search", tag = "search",
+    get, path = "/search", tag = "search", operation_id = "searchDocuments",
     params(SearchParams),
     responses(
         (status = 200, description = "Matching documents the caller can read", body = SearchResults),

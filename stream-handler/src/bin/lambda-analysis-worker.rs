@@ -9,6 +9,9 @@
 //! optionally `DOCFAN_DEAD_LETTER_QUEUE_URL` to dead-letter jobs with their reason
 //! instead); logs follow `RUST_LOG` and `DOCFAN_LOG_FORMAT`.
 
+// A binary sees all of its package's dependencies; the library is where unused ones are caught.
+#![allow(unused_crate_dependencies)]
+
 use std::sync::Arc;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};

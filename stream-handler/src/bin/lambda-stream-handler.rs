@@ -9,6 +9,9 @@
 //! `DOCFAN_DEAD_LETTER_QUEUE_URL`, `DOCFAN_OPENSEARCH_URL`, `DOCFAN_OPENSEARCH_INDEX`,
 //! `DOCFAN_WEBSOCKET_ENDPOINT`); logs follow `RUST_LOG` and `DOCFAN_LOG_FORMAT`.
 
+// A binary sees all of its package's dependencies; the library is where unused ones are caught.
+#![allow(unused_crate_dependencies)]
+
 use std::sync::Arc;
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};

@@ -2,6 +2,9 @@
 //! DynamoDB stream event fixtures, and the whole embedded fan-out (SQLite change log,
 //! poller, sinks, tantivy index, analysis worker) in temporary data directories.
 
+// A test target sees all of its package's dependencies; the library is where unused ones are caught.
+#![allow(unused_crate_dependencies)]
+
 mod common;
 mod crash;
 mod fanout;

@@ -34,6 +34,9 @@
 //! source /tmp/env && cargo test -p tests --test aws -- --include-ignored
 //! ```
 
+// A test target sees all of its package's dependencies; the library is where unused ones are caught.
+#![allow(unused_crate_dependencies)]
+
 mod analysis_worker;
 mod dead_letters;
 mod documents;

@@ -243,3 +243,52 @@ async fn a_read_only_data_directory_is_refused_clearly_and_nothing_is_lost() {
     let (status, _) = create(&server.base, owner, "disk after", "after").await;
     assert_eq!(status, 201);
 }
+
+async fn readyz(base: &str) -> (u16, Value) {
+    let r = reqwest::get(format!("{base}/readyz")).await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+#[ignore = "needs root to mount a tmpfs: run tests/run"]
+async fn readiness_turns_503_while_the_data_directory_is_read_only_and_back() {
+    let disk = Tmpfs::mount("64m");
+    let server = ChildServer::start(&disk.data_dir()).await;
+    let (status, ready) = readyz(&server.base).await;
+    assert_eq!(status, 200, "{ready}");
+    assert_eq!(ready["checks"]["store-writable"], "ok");
+
+    // Linux refuses to remount a file system read-only while the server holds files
+    // open for writing, so a read-only file system is mounted over the data directory:
+    // the database the server already holds open stays writable underneath, and
+    // everything opened by path, the readiness probe's file included, meets a
+    // read-only directory.
+    let data_dir = disk.data_dir();
+    mount(&["-t", "tmpfs", "-o", "ro,size=1m", "tmpfs"], &data_dir);
+    let (status, problem) = readyz(&server.base).await;
+    let unmounted = Command::new("umount").arg(&data_dir).status();
+    assert_eq!(status, 503, "{problem}");
+    assert_eq!(problem["type"], "/problems/not-ready");
+    assert!(
+        problem["failing"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("store-writable")),
+        "{problem}"
+    );
+    assert!(
+        problem["checks"]["store-writable"]
+            .as_str()
+            .unwrap()
+            .contains("read-only"),
+        "{problem}"
+    );
+    assert!(unmounted.unwrap().success());
+
+    // Writable again: ready again, and writes are taken.
+    let (status, ready) = readyz(&server.base).await;
+    assert_eq!(status, 200, "{ready}");
+    let (status, _) = create(&server.base, "disk-carol", "disk ready", "after").await;
+    assert_eq!(status, 201);
+}

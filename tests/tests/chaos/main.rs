@@ -13,6 +13,9 @@
 //! The same faults on the AWS side (the OpenSearch node stopped and restarted) are in
 //! the `aws` target.
 
+// A test target sees all of its package's dependencies; the library is where unused ones are caught.
+#![allow(unused_crate_dependencies)]
+
 mod disk;
 mod poison;
 mod sigkill;

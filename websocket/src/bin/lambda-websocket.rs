@@ -8,6 +8,9 @@
 //! `DOCFAN_CONNECTION_TTL_SECONDS`) and `DOCFAN_JWT_SECRET`; logs follow `RUST_LOG` and
 //! `DOCFAN_LOG_FORMAT`.
 
+// A binary sees all of its package's dependencies; the library is where unused ones are caught.
+#![allow(unused_crate_dependencies)]
+
 use std::sync::Arc;
 
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
