@@ -139,20 +139,30 @@ export class CollabClient extends EventTarget {
     this.emit('state');
   }
 
+  /** The sign-in ended (known here before the server says so): nothing is sent until `resume()`. */
+  block() {
+    if (this.blocked) return;
+    this.blocked = true;
+    this.emit('state');
+  }
+
   /** After a new sign-in: sends again what waited. */
   resume() {
     if (!this.blocked) return;
     this.blocked = false;
-    if (this.inflight) this.post(this.inflight);
+    this.timers.clearTimeout(this.retryTimer);
+    if (this.inflight && !this.inflight.posting) this.post(this.inflight);
     else this.flush();
     this.emit('state');
   }
 
   async post(inflight) {
     let answer;
+    inflight.posting = true;
     try {
       answer = await this.send(inflight.base, normalize(inflight.ops));
     } catch (error) {
+      inflight.posting = false;
       if (this.closed || this.inflight !== inflight) return;
       const status = error?.status ?? 0;
       if (status === 401) {
@@ -181,6 +191,7 @@ export class CollabClient extends EventTarget {
       this.emit('state');
       return;
     }
+    inflight.posting = false;
     if (this.closed || this.inflight !== inflight) return;
     this.retries = 0;
     this.ackVersion = answer.version;

@@ -130,7 +130,7 @@ export class AnalysisPanel {
       el('dl', { class: 'stats' },
         el('div', {}, el('dt', {}, 'Words'), el('dd', { id: 'analysis-words' }, Number(analysis.wordCount).toLocaleString())),
         el('div', {}, el('dt', {}, 'Reading time'), el('dd', {}, readingTime(Number(analysis.readingTimeSeconds)))),
-        el('div', {}, el('dt', {}, 'Language'), el('dd', {}, languageName(analysis.language))),
+        el('div', { class: 'language' }, el('dt', {}, 'Language'), el('dd', {}, languageName(analysis.language))),
       ),
       terms.length
         ? el('div', {},
