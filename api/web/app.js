@@ -260,6 +260,7 @@ class App {
     this.editor.user = null;
     this.session = null;
     clearInterval(this.renewTimer);
+    clearTimeout(this.expiryTimer);
     clearInterval(this.clockTimer);
     clear($('banners'));
     this.search.reset();
@@ -453,6 +454,10 @@ class App {
     };
     check();
     this.renewTimer = setInterval(check, 15_000);
+    // And at the moment it ends, so nothing is sent with a token the server refuses.
+    clearTimeout(this.expiryTimer);
+    const left = this.session?.remaining() ?? Infinity;
+    if (left < 2 ** 31 - 1000) this.expiryTimer = setTimeout(check, Math.max(0, left) + 50);
   }
 
   /** A token pasted here: checked, kept for every tab, and used at once. */
