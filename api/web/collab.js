@@ -14,8 +14,10 @@
 
 import { apply, compose, transform, isNoop, normalize } from './operation.js';
 
-/** Local typing waits this long for more before it is sent. */
+/** Local typing waits this long for more before it is sent… */
 export const SEND_DELAY_MS = 150;
+/** …but never longer than this while someone keeps typing. */
+export const MAX_SEND_DELAY_MS = 500;
 /** A missing version this long means a gap: ask for a replay, then for the document. */
 const GAP_MS = 1500;
 const RETRY_MS = [500, 1000, 2000, 5000, 10000];
@@ -38,7 +40,7 @@ export class CollabClient extends EventTarget {
    * @param {string} options.user who is typing (frames by them may be our own edits)
    * @param {(base: number, ops: Array) => Promise<{version: number, baseVersion: number, ops: Array}>} options.send
    */
-  constructor({ version, text, user, send, delay = SEND_DELAY_MS, gapDelay = GAP_MS, timers = globalThis }) {
+  constructor({ version, text, user, send, delay = SEND_DELAY_MS, maxDelay = MAX_SEND_DELAY_MS, gapDelay = GAP_MS, timers = globalThis }) {
     super();
     this.version = version;
     this.serverText = text;
@@ -46,6 +48,9 @@ export class CollabClient extends EventTarget {
     this.user = user;
     this.send = send;
     this.delay = delay;
+    this.maxDelay = maxDelay;
+    /** When the oldest unsent keystroke was typed. */
+    this.bufferedAt = null;
     this.gapDelay = gapDelay;
     this.timers = timers;
     /** The edit awaiting its answer: {ops, base, detached}. A detached edit is not in `text`. */
@@ -106,8 +111,10 @@ export class CollabClient extends EventTarget {
     if (isNoop(ops)) return;
     this.text = apply(this.text, ops);
     this.buffer = this.buffer ? compose(this.buffer, ops) : normalize(ops);
+    this.bufferedAt ??= Date.now();
     this.timers.clearTimeout(this.sendTimer);
-    this.sendTimer = this.timers.setTimeout(() => this.flush(), this.delay);
+    const wait = Math.max(0, Math.min(this.delay, this.bufferedAt + this.maxDelay - Date.now()));
+    this.sendTimer = this.timers.setTimeout(() => this.flush(), wait);
     this.emit('state');
   }
 
@@ -122,6 +129,7 @@ export class CollabClient extends EventTarget {
     } else if (this.buffer) {
       const ops = this.buffer;
       this.buffer = null;
+      this.bufferedAt = null;
       if (isNoop(ops)) return;
       this.inflight = { base: this.version, ops, detached: false };
     } else {
@@ -182,11 +190,13 @@ export class CollabClient extends EventTarget {
         const text = this.text;
         if (!inflight.detached) {
           this.buffer = null;
+          this.bufferedAt = null;
           this.text = this.serverText;
           this.emit('reset', { text: this.text });
         }
         this.emit('failed', { error, ops: inflight.ops, base: inflight.base, detached: inflight.detached, text });
-        this.flush();
+        this.ackVersion = null;
+        this.drain(); // frames held back in case they were this edit can go now
       }
       this.emit('state');
       return;
@@ -314,6 +324,7 @@ export class CollabClient extends EventTarget {
     if (version < this.version) return true;
     const pieces = this.buffer && !isNoop(this.buffer) ? [{ base: this.version, ops: this.buffer }] : [];
     this.buffer = null;
+    this.bufferedAt = null;
     this.version = version;
     this.serverText = text;
     this.text = text;
