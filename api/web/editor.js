@@ -247,8 +247,11 @@ export class Editor extends EventTarget {
       const before = this.body.value;
       const focused = document.activeElement === this.body;
       const { selectionStart, selectionEnd, selectionDirection, scrollTop } = this.body;
-      const start = transformPosition(cpIndex(before, selectionStart), ops);
-      const end = transformPosition(cpIndex(before, selectionEnd), ops);
+      // Text someone else inserts right at the caret goes after it (and outside a
+      // selection), so that two people typing at one spot each keep their words whole.
+      const collapsed = selectionStart === selectionEnd;
+      const start = transformPosition(cpIndex(before, selectionStart), ops, collapsed);
+      const end = transformPosition(cpIndex(before, selectionEnd), ops, true);
       const text = this.client.text;
       this.body.value = text;
       if (focused) this.body.setSelectionRange(utf16Index(text, start), utf16Index(text, end), selectionDirection);

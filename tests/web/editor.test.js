@@ -229,10 +229,9 @@ test('a third person sees where the other two are, carets and all', async () => 
   }
   await carol.locator('#body-overlay .remote-selection[data-user="alice"]', { hasText: 'zeppelin' }).waitFor();
   // The caret is drawn where the text is: bob's is on the line of "Risks".
-  const [caretBox, textBox] = await Promise.all([
-    carol.locator('#body-overlay .remote-caret[data-user="bob"]').boundingBox(),
-    body(carol).boundingBox(),
-  ]);
+  // (The marks are redrawn as things move: measure until one stays put long enough.)
+  const caretBox = await eventually(() => carol.locator('#body-overlay .remote-caret[data-user="bob"]').boundingBox(), { what: "bob's caret on the page" });
+  const textBox = await body(carol).boundingBox();
   assert.ok(caretBox.y > textBox.y && caretBox.y < textBox.y + textBox.height, 'the caret is inside the text box');
   // Alice and bob see each other too, never themselves.
   await alice.locator('#presence-list .avatar[data-user="bob"]').waitFor();
