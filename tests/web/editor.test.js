@@ -210,6 +210,19 @@ test('a whole-document save by someone else merges into text being typed', async
   assert.equal(await alice.locator('dialog[open]').count(), 0);
 });
 
+test('a new title is saved on its own while someone types, and reaches them', async () => {
+  await caretAfter(bob, 'rollout plan.');
+  const typing = bob.keyboard.type(' Soon.', { delay: 40 });
+  await alice.fill('#title-input', `${TITLE} v2`);
+  await typing;
+  await Promise.all([waitForSaved(alice), waitForSaved(bob)]);
+  await eventually(async () => (await serverDoc()).title === `${TITLE} v2`, { what: 'the new title on the server' });
+  await eventually(async () => (await bob.inputValue('#title-input')) === `${TITLE} v2`, { what: "the new title on bob's page" });
+  assert.match((await serverDoc()).body, /rollout plan\. Soon\./);
+  await eventually(async () => (await body(alice).inputValue()).includes('rollout plan. Soon.'), { what: "bob's typing on alice's page" });
+  assert.equal(await alice.locator('dialog[open]').count(), 0);
+});
+
 test('a third person sees where the other two are, carets and all', async () => {
   const carol = await browser.page('carol');
   await signIn(carol, 'carol');

@@ -383,3 +383,23 @@ test('an expired sign-in holds the edit until resume', async () => {
   assert.equal(server.text, 'abc!?');
   assert.equal(client.hasPending(), false);
 });
+
+test('after a gap the document read again takes the place of the local copy; typing is sent on, detached', async () => {
+  const server = new Server('one');
+  server.clients.push({ frames: [] });
+  const timers = new FakeTimers();
+  const client = new CollabClient({ version: 1, text: 'one', user: 'ann', timers, send: async (base, ops) => server.edit('ann', base, ops) });
+  const shown = [];
+  client.addEventListener('reset', (event) => shown.push(event.detail.text));
+  client.local([3, ' two']); // typed, not sent yet
+  // Meanwhile two versions the client never hears of.
+  server.edit('ben', 1, ['zero ']);
+  server.edit('ben', 2, [8, '!']);
+  assert.equal(client.reset(server.version, server.text), true);
+  assert.deepEqual(shown, ['zero one!']);
+  await settle();
+  assert.equal(server.text, 'zero one! two', 'transformed past both, committed inserts first');
+  assert.equal(client.text, server.text);
+  assert.equal(client.version, server.version);
+  assert.equal(client.hasPending(), false);
+});
