@@ -204,6 +204,12 @@ export class CollabClient extends EventTarget {
     inflight.posting = false;
     if (this.closed || this.inflight !== inflight) return;
     this.retries = 0;
+    if (answer.version <= this.version) {
+      // Already in the text read after a gap (a detached edit committed meanwhile).
+      this.inflight = null;
+      this.drain();
+      return;
+    }
     this.ackVersion = answer.version;
     this.receive({ version: answer.version, baseVersion: answer.baseVersion, ops: answer.ops, source: 'answer' });
   }

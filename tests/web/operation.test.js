@@ -233,7 +233,7 @@ class FakeTimers {
 
 const settle = () => new Promise((resolve) => setImmediate(resolve));
 
-function simulate(seed, users) {
+function simulate(seed, users, { gaps = false } = {}) {
   return async () => {
     const random = rng(seed);
     const server = new Server('Shared 😀 text\n');
@@ -260,6 +260,9 @@ function simulate(seed, users) {
       const pick = random();
       if (typing && pick < 0.35) {
         peer.client.local(randomOp(random, peer.client.text));
+      } else if (gaps && pick < 0.38) {
+        // Frames lost: the document is read again (refused while an edit is in flight).
+        if (peer.client.reset(server.version, server.text)) peer.frames.length = 0;
       } else if (pick < 0.5) {
         peer.timers.fireAll();
       } else if (pick < 0.7 && requests.length) {
@@ -291,6 +294,10 @@ function simulate(seed, users) {
 
 for (const [seed, users] of [[1, ['ann', 'ben']], [2, ['ann', 'ben', 'cy']], [3, ['ann', 'ann']], [4, ['ann', 'ben', 'ann', 'dee', 'eve']], [5, ['ann', 'ben', 'cy']]]) {
   test(`clients ${users.join(', ')} typing at once converge on the server's text (seed ${seed})`, simulate(seed, users));
+}
+
+for (const [seed, users] of [[6, ['ann', 'ben']], [7, ['ann', 'ben', 'cy']], [8, ['ann', 'ann', 'ben']]]) {
+  test(`clients ${users.join(', ')} converge when some lose frames and read the document again (seed ${seed})`, simulate(seed, users, { gaps: true }));
 }
 
 test('a draft made on an old version is sent detached and lands transformed', async () => {
