@@ -83,6 +83,16 @@ export class Api {
     });
   }
 
+  /** An operation on the body, made on version `baseVersion`; the server transforms it. */
+  edit(id, baseVersion, ops) {
+    return this.request('POST', `/documents/${encodeURIComponent(id)}/edits`, { body: { baseVersion, ops } });
+  }
+
+  /** The document exactly as it was at `version`. */
+  version(id, version) {
+    return this.request('GET', `/documents/${encodeURIComponent(id)}/versions/${version}`);
+  }
+
   deleteDocument(id) {
     return this.request('DELETE', `/documents/${encodeURIComponent(id)}`);
   }

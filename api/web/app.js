@@ -7,7 +7,7 @@ import { Session, takeFragmentToken } from './session.js';
 import { LiveConnection } from './live.js';
 import { Editor } from './editor.js';
 import { AnalysisPanel, HistoryPanel, SearchPanel, renderVersion } from './panels.js';
-import { wireDialogs, wireNewDocument, wireDelete, wireShare, wireToken, openDialog } from './dialogs.js';
+import { wireDialogs, wireNewDocument, wireDelete, wireShare, wireToken, openDialog, closeDialog } from './dialogs.js';
 
 /** How long before expiry the page asks for a new token. */
 const RENEW_WARNING_MS = 10 * 60 * 1000;
@@ -102,6 +102,7 @@ class App {
     this.editor.addEventListener('gone', (event) => this.list.remove(event.detail));
     this.editor.addEventListener('closed', () => this.closeDocument());
     this.editor.addEventListener('error', (event) => this.notify(event.detail));
+    this.editor.addEventListener('expired', () => this.expire());
     this.renewTimer = null;
     wireDialogs();
     this.openNew = wireNewDocument((title) => this.create(title));
@@ -141,8 +142,23 @@ class App {
     document.addEventListener('visibilitychange', () => {
       if (document.visibilityState === 'visible' && this.session) this.list.load();
     });
-    window.addEventListener('beforeunload', (event) => {
-      if (this.editor?.isDirty()) event.preventDefault();
+    // Nothing to ask before leaving: what is not sent yet stays as a draft.
+    window.addEventListener('pagehide', () => this.editor.persist());
+    Session.watch((token) => this.fromOtherTab(token));
+    $('version-restore').addEventListener('click', async () => {
+      const dialog = $('version-dialog');
+      const version = Number(dialog.dataset.version);
+      const button = $('version-restore');
+      button.disabled = true;
+      try {
+        await this.editor.restoreVersion(version);
+        closeDialog(dialog);
+        $('body-input').focus();
+      } catch (error) {
+        clear($('version-body')).append(el('p', { class: 'error' }, `Version ${version} cannot be restored: ${error.message}`));
+      } finally {
+        button.disabled = false;
+      }
     });
     window.addEventListener('hashchange', () => {
       const token = takeFragmentToken();
@@ -172,7 +188,36 @@ class App {
     }
     const session = Session.restore();
     if (session) this.begin(session);
-    else this.showSignedOut();
+    else if (Session.stored()?.expired()) {
+      this.showSignedOut('Your sign-in has expired. Sign in again: changes you had not saved are kept on this device and sent when you open the document.');
+    } else this.showSignedOut();
+  }
+
+  /** Another tab signed in, renewed or signed out: this one follows. */
+  fromOtherTab(token) {
+    if (!token) {
+      if (!this.session) return;
+      this.editor.persist();
+      this.end();
+      this.showSignedOut('You signed out in another tab.');
+      return;
+    }
+    let next;
+    try {
+      next = new Session(token);
+    } catch {
+      return;
+    }
+    if (next.expired()) return;
+    if (this.session?.user === next.user) {
+      this.useToken(next.token);
+    } else {
+      if (this.session) {
+        this.editor.persist();
+        this.end();
+      }
+      this.begin(next);
+    }
   }
 
   signIn(token) {
@@ -185,6 +230,7 @@ class App {
 
   begin(session) {
     this.session = session;
+    this.expired = false;
     this.list.user = session.user;
     this.editor.user = session.user;
     this.renewDismissed = false;
@@ -214,6 +260,7 @@ class App {
     this.editor.user = null;
     this.session = null;
     clearInterval(this.renewTimer);
+    clearTimeout(this.expiryTimer);
     clearInterval(this.clockTimer);
     clear($('banners'));
     this.search.reset();
@@ -223,19 +270,33 @@ class App {
     for (const dialog of document.querySelectorAll('dialog[open]')) dialog.close();
   }
 
-  signOut() {
-    if (this.editor?.isDirty() && !window.confirm('You have unsaved changes. Sign out anyway?')) return;
+  async signOut() {
+    await this.editor.settle();
     Session.clear();
     this.end();
     history.replaceState(null, '', location.pathname + location.search);
     this.showSignedOut('You are signed out.');
   }
 
+  /**
+   * The server refused the token (expired or revoked). The page stays as it is: what is
+   * typed is kept on this device and sent once a new token is pasted here, or a sign-in
+   * link is opened in another tab.
+   */
   expire() {
-    if (!this.session) return;
-    Session.clear();
-    this.end();
-    this.showSignedOut('Your sign-in has expired or is no longer valid. Get a new token with docfan token.');
+    if (!this.session || this.expired) return;
+    this.expired = true;
+    this.editor.client?.block();
+    this.live.stop();
+    clearInterval(this.renewTimer);
+    document.getElementById('renew-banner')?.remove();
+    const user = this.session.user;
+    const banner = this.notify(
+      `Your sign-in has expired. Run docfan token ${user} and paste the new token, or open its link in another tab: ` +
+      'what you type meanwhile is kept on this device and saved once you are signed in again.',
+      [['Paste a new token', () => this.openToken(user)]],
+    );
+    banner.id = 'expired-banner';
   }
 
   showSignedOut(reason) {
@@ -263,7 +324,8 @@ class App {
 
   async openDocument(id) {
     if (!this.session || this.editor.id === id) return;
-    if (this.editor.isDirty() && !window.confirm('You have unsaved changes. Open another document and lose them?')) return;
+    // Edits on their way are given a moment; anything left stays as a draft.
+    await this.editor.settle();
     const opened = await this.editor.open(id);
     if (!opened) return;
     this.list.select(id);
@@ -272,9 +334,9 @@ class App {
     history.replaceState(null, '', `#doc=${encodeURIComponent(id)}`);
   }
 
-  closeDocument() {
-    if (this.editor?.isDirty() && !window.confirm('You have unsaved changes. Close the document and lose them?')) return;
-    this.editor?.close();
+  async closeDocument() {
+    await this.editor.settle();
+    this.editor.close();
     this.list.select(null);
     show($('panels'), false);
     document.body.classList.remove('doc-open');
@@ -287,6 +349,8 @@ class App {
     const doc = await this.api.createDocument({ title, body: '' });
     this.list.upsert(doc);
     await this.openDocument(doc.id);
+    // The dialog gives focus back to what opened it when it closes: close it first.
+    closeDialog($('new-dialog'));
     $('body-input').focus();
   }
 
@@ -302,6 +366,8 @@ class App {
     const id = this.editor?.id;
     if (!id) return;
     const dialog = $('version-dialog');
+    dialog.dataset.version = String(version);
+    show($('version-restore'), this.editor.canEdit());
     $('version-heading').textContent = `Version ${version}`;
     clear($('version-body')).append(el('p', { class: 'muted' }, 'Loading…'));
     openDialog(dialog, dialog.querySelector('[data-close]'));
@@ -388,14 +454,36 @@ class App {
     };
     check();
     this.renewTimer = setInterval(check, 15_000);
+    // And at the moment it ends, so nothing is sent with a token the server refuses.
+    clearTimeout(this.expiryTimer);
+    const left = this.session?.remaining() ?? Infinity;
+    if (left < 2 ** 31 - 1000) this.expiryTimer = setTimeout(check, Math.max(0, left) + 50);
   }
 
+  /** A token pasted here: checked, kept for every tab, and used at once. */
   async renew(token) {
     this.session.replace(token);
+    this.useToken(this.session.token);
+  }
+
+  useToken(token) {
+    if (!this.session) return;
+    if (this.session.token !== token) this.session.replace(token);
     this.renewDismissed = false;
-    this.live.refreshToken(this.session.token);
+    if (this.expired) {
+      // The connection was closed with the old token: a new one, and catch up.
+      this.expired = false;
+      this.live.start();
+      this.list.load();
+      if (this.editor.id) this.live.resubscribe(this.editor.id);
+      closeDialog($('token-dialog'));
+    } else {
+      this.live.refreshToken(token);
+    }
+    this.editor.client?.resume();
     this.watchExpiry();
     document.getElementById('renew-banner')?.remove();
+    document.getElementById('expired-banner')?.remove();
   }
 }
 

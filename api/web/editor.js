@@ -1,10 +1,22 @@
-// The document editor: the server copy the local edits are based on, saving with
-// If-Match, live changes from others, and the flow when a save meets 412.
+// The document editor: the body is co-edited live (operations through CollabClient,
+// sent as people type, others' applied as they arrive, carets kept in place), the title
+// is saved on its own with PATCH and If-Match, others' carets are shown, and what is not
+// committed yet is kept as a draft in localStorage until it is.
 
-import { $, el, clear, show, ago, clockTime } from './dom.js';
+import { $, el, clear, show, ago, debounce } from './dom.js';
 import { ApiError } from './api.js';
-import { openDialog, closeDialog } from './dialogs.js';
-import { mergeText, markUniqueLines } from './merge.js';
+import { CollabClient } from './collab.js';
+import { diff, transformPosition, utf16Index, cpIndex, cpLength, apply } from './operation.js';
+import { Presence } from './presence.js';
+import { readDraft, writeDraft, dropDraft } from './drafts.js';
+import { mergeText } from './merge.js';
+
+/** Own caret sent at most this often (the server limits presence per connection). */
+const PRESENCE_EVERY_MS = 150;
+/** The title is saved once typing in it pauses this long. */
+const TITLE_DELAY_MS = 700;
+/** Closing or switching documents waits this long for edits in flight. */
+const SETTLE_MS = 3000;
 
 function accessOf(doc, user) {
   if (!doc) return null;
@@ -20,30 +32,42 @@ export class Editor extends EventTarget {
     this.user = user;
     this.analysis = analysis;
     this.history = history;
-    /** The server copy the inputs are based on. */
+    /** The document's metadata as last heard (title, owner, collaborators, version…). */
     this.doc = null;
-    /** A newer server copy not loaded because the inputs have unsaved edits. */
-    this.theirs = null;
-    /** The highest version heard of, from any source. */
-    this.seen = 0;
-    this.saving = false;
+    /** The body's co-editing client. */
+    this.client = null;
+    /** The version whose body is the latest: a sharing-only change has no new analysis. */
+    this.bodyVersion = null;
     this.gone = false;
-    this.conflictState = null;
+    this.titleDirty = false;
+    this.titleSaving = false;
     this.loadToken = 0;
 
     this.section = $('editor');
     this.empty = $('empty-editor');
     this.title = $('title-input');
     this.body = $('body-input');
-    this.saveButton = $('save');
     this.status = $('editor-status');
+    this.sync = $('sync-state');
     this.banner = $('doc-banner');
+    this.presence = new Presence(this.body, $('body-overlay'), $('presence-list'));
 
-    this.title.addEventListener('input', () => this.updateDirty());
-    this.body.addEventListener('input', () => this.updateDirty());
-    this.saveButton.addEventListener('click', () => this.save());
-    this.refetchSoon = null;
-    this.wireConflictDialog();
+    this.body.addEventListener('input', () => this.onBodyInput());
+    this.title.addEventListener('input', () => {
+      this.titleDirty = true;
+      this.saveTitleSoon();
+      this.updateSync();
+    });
+    this.title.addEventListener('blur', () => this.titleDirty && this.saveTitle());
+    this.saveTitleSoon = debounce(() => this.saveTitle(), TITLE_DELAY_MS);
+    this.persistSoon = debounce(() => this.persist(), 250);
+    // Own caret: on every way it can move, at most every PRESENCE_EVERY_MS.
+    for (const type of ['keyup', 'mouseup', 'select', 'focus']) this.body.addEventListener(type, () => this.sendCaretSoon());
+    document.addEventListener('selectionchange', () => {
+      if (document.activeElement === this.body) this.sendCaretSoon();
+    });
+    this.caretTimer = null;
+    this.caretSentAt = 0;
   }
 
   get id() {
@@ -58,8 +82,9 @@ export class Editor extends EventTarget {
     return !this.gone && (this.access === 'owner' || this.access === 'editor');
   }
 
+  /** True while something typed here is not committed yet. */
   isDirty() {
-    return Boolean(this.doc) && (this.title.value !== this.doc.title || this.body.value !== this.doc.body);
+    return Boolean(this.doc) && (this.titleDirty || Boolean(this.client?.hasPending()));
   }
 
   async open(id) {
@@ -80,30 +105,76 @@ export class Editor extends EventTarget {
     if (token !== this.loadToken) return false;
     this.close();
     this.doc = doc;
-    this.seen = doc.version;
     this.gone = false;
+    this.titleDirty = false;
+    this.bodyVersion = null;
     this.title.value = doc.title;
     this.body.value = doc.body;
+    this.startClient(doc);
     show(this.empty, false);
     show(this.section, true);
     this.status.textContent = '';
     this.render();
-    this.live.subscribe(doc.id, () => this.seen);
-    this.analysis.load(doc.id, doc.version);
+    this.live.subscribe(doc.id, () => this.client?.version ?? doc.version);
+    this.analysis.load(doc.id, null);
     this.history.load(doc.id, doc.version);
+    this.restoreDraft(doc);
     return true;
   }
 
+  startClient(doc) {
+    const id = doc.id;
+    const client = new CollabClient({
+      version: doc.version,
+      text: doc.body,
+      user: this.user,
+      send: (base, ops) => this.api.edit(id, base, ops),
+    });
+    this.client = client;
+    const mine = (fn) => (event) => {
+      if (this.client === client) fn(event.detail ?? {});
+    };
+    client.addEventListener('remote', mine((detail) => this.onRemote(detail)));
+    client.addEventListener('reset', mine(({ text }) => this.showText(text, null)));
+    client.addEventListener('state', mine(() => this.onState()));
+    client.addEventListener('gap', mine(({ refetch }) => (refetch ? this.refetch() : this.live.resubscribe(id))));
+    client.addEventListener('failed', mine((detail) => this.onFailed(detail)));
+    client.addEventListener('blocked', mine(() => {
+      this.updateSync();
+      this.dispatchEvent(new CustomEvent('expired'));
+    }));
+  }
+
+  /** Sends what is typed and waits (a little) for it to be committed. */
+  async settle(ms = SETTLE_MS) {
+    const client = this.client;
+    if (!client) return true;
+    if (this.titleDirty) await this.saveTitle();
+    client.flush();
+    const deadline = Date.now() + ms;
+    while (client.hasPending() && !client.blocked && Date.now() < deadline && this.client === client) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    this.persist();
+    return !client.hasPending();
+  }
+
   close() {
-    if (this.doc) this.live.unsubscribe(this.doc.id);
-    clearTimeout(this.refetchSoon);
+    if (this.doc) {
+      this.persist();
+      this.live.unsubscribe(this.doc.id);
+    }
+    this.client?.close();
+    this.client = null;
+    clearTimeout(this.caretTimer);
+    clearTimeout(this.catchUpTimer);
+    this.presence.clear();
     this.analysis.close();
     this.history.close();
     this.doc = null;
-    this.theirs = null;
     this.gone = false;
+    this.titleDirty = false;
     this.hideBanner();
-    closeDialog($('conflict-dialog'));
     show(this.section, false);
     show(this.empty, true);
   }
@@ -115,23 +186,42 @@ export class Editor extends EventTarget {
     const editable = this.canEdit();
     this.title.readOnly = !editable;
     this.body.readOnly = !editable;
-    this.saveButton.hidden = !editable;
     show($('readonly-badge'), !editable);
     $('readonly-badge').textContent = this.gone ? 'Closed' : 'Read only: you are a viewer';
     show($('share'), access === 'owner' && !this.gone);
     show($('delete'), access === 'owner' && !this.gone);
     const people = Object.keys(doc.collaborators || {}).length;
-    const role = access === 'owner' ? 'you own it' : `owned by ${doc.owner}, you are ${access === 'editor' ? 'an editor' : 'a viewer'}`;
-    $('doc-meta').textContent = `Version ${doc.version} · saved by ${doc.updatedBy} ${ago(doc.updatedAt)} · ${role}` +
-      (people ? ` · shared with ${people} ${people === 1 ? 'person' : 'people'}` : '');
-    this.updateDirty();
+    let role;
+    if (this.gone) role = 'you no longer have access';
+    else if (access === 'owner') role = 'you own it';
+    else role = `owned by ${doc.owner}, you are ${access === 'editor' ? 'an editor' : 'a viewer'}`;
+    const by = doc.updatedBy === this.user ? 'you' : doc.updatedBy;
+    $('doc-meta').textContent = `Version ${doc.version} · changed by ${by} ${ago(doc.updatedAt)} · ${role}` +
+      (people && !this.gone ? ` · shared with ${people} ${people === 1 ? 'person' : 'people'}` : '');
+    this.updateSync();
   }
 
-  updateDirty() {
-    const dirty = this.isDirty();
-    show($('dirty'), dirty && this.canEdit());
-    this.saveButton.disabled = this.saving || !dirty;
-    document.title = this.doc ? `${dirty ? '• ' : ''}${this.doc.title} · docfan` : 'docfan';
+  /** The saving state next to the toolbar: saved, saving, or kept here until it can be. */
+  updateSync() {
+    const client = this.client;
+    let state = 'saved';
+    let text = 'All changes saved';
+    if (!this.doc || !this.canEdit()) {
+      show(this.sync, false);
+      document.title = this.doc ? `${this.doc.title} · docfan` : 'docfan';
+      return;
+    }
+    if (client?.blocked) {
+      state = 'blocked';
+      text = 'Sign in again to save · kept on this device';
+    } else if (client?.hasPending() || this.titleDirty || this.titleSaving) {
+      state = 'saving';
+      text = client?.retries ? 'Offline · kept on this device, retrying' : 'Saving…';
+    }
+    this.sync.dataset.state = state;
+    this.sync.textContent = text;
+    show(this.sync, true);
+    document.title = `${state === 'saved' ? '' : '• '}${this.doc.title} · docfan`;
   }
 
   say(text, kind = '') {
@@ -139,81 +229,230 @@ export class Editor extends EventTarget {
     this.status.className = `small ${kind || 'muted'}`;
   }
 
-  /** Takes `doc` as the new base; `replaceInputs` also loads its text into the inputs. */
-  adopt(doc, replaceInputs) {
-    const previous = this.doc;
-    this.doc = doc;
-    this.seen = Math.max(this.seen, doc.version);
-    if (this.theirs && this.theirs.version <= doc.version) {
-      this.theirs = null;
-      this.hideBanner();
+  // The body.
+
+  onBodyInput() {
+    const client = this.client;
+    if (!client || !this.canEdit()) return;
+    const ops = diff(client.text, this.body.value, this.body.selectionEnd);
+    if (!ops.length) return;
+    client.local(ops);
+    this.presence.transform(ops);
+    this.sendCaretSoon();
+  }
+
+  /** Someone else's edit (already transformed past ours): into the textarea, caret kept. */
+  onRemote({ ops, version, actor, frame }) {
+    if (ops.length) {
+      const before = this.body.value;
+      const focused = document.activeElement === this.body;
+      const { selectionStart, selectionEnd, selectionDirection, scrollTop } = this.body;
+      // Text someone else inserts right at the caret goes after it (and outside a
+      // selection), so that two people typing at one spot each keep their words whole.
+      const collapsed = selectionStart === selectionEnd;
+      const start = transformPosition(cpIndex(before, selectionStart), ops, collapsed);
+      const end = transformPosition(cpIndex(before, selectionEnd), ops, true);
+      const text = this.client.text;
+      this.body.value = text;
+      if (focused) this.body.setSelectionRange(utf16Index(text, start), utf16Index(text, end), selectionDirection);
+      this.body.scrollTop = scrollTop;
+      this.presence.transform(ops);
     }
-    if (replaceInputs) {
-      this.setInput(this.title, doc.title);
-      this.setInput(this.body, doc.body);
+    this.advance(version, {
+      actor,
+      at: frame?.at,
+      bodyChanged: ops.length > 0 || (frame?.changedFields ?? []).includes('body'),
+      title: frame?.title,
+      collaborators: frame?.collaborators,
+    });
+  }
+
+  /** Replaces the shown text (after a refetch), keeping the caret near where it was. */
+  showText(text, caretOps) {
+    const before = this.body.value;
+    if (before === text) return;
+    const ops = caretOps ?? diff(before, text);
+    const focused = document.activeElement === this.body;
+    const { selectionStart, selectionEnd } = this.body;
+    const start = transformPosition(cpIndex(before, selectionStart), ops);
+    const end = transformPosition(cpIndex(before, selectionEnd), ops);
+    this.body.value = text;
+    if (focused) this.body.setSelectionRange(utf16Index(text, start), utf16Index(text, end));
+    this.presence.transform(ops);
+  }
+
+  onState() {
+    const client = this.client;
+    if (client.version > this.doc.version) {
+      // Our own edit was committed (others' arrive through onRemote first).
+      this.advance(client.version, { actor: this.user, bodyChanged: true });
     }
+    this.persistSoon();
+    this.updateSync();
+    if (this.pendingReset && !client.inflight) {
+      const { version, body } = this.pendingReset;
+      this.pendingReset = null;
+      client.reset(version, body);
+    }
+  }
+
+  /** The document reached `version`. */
+  advance(version, { actor, at, bodyChanged, title, collaborators }) {
+    const doc = this.doc;
+    if (!doc || version <= doc.version) return;
+    doc.version = version;
+    doc.updatedBy = actor ?? doc.updatedBy;
+    doc.updatedAt = at ?? new Date().toISOString();
+    if (typeof title === 'string') {
+      doc.title = title;
+      if (!this.titleDirty && this.title.value !== title) this.title.value = title;
+    }
+    if (collaborators && typeof collaborators === 'object') doc.collaborators = collaborators;
+    if (bodyChanged) {
+      doc.body = this.client?.serverText ?? doc.body;
+      this.bodyVersion = version;
+      this.analysis.versionChanged(version);
+    }
+    this.history.changed(version);
     this.render();
-    if (!previous || previous.version !== doc.version) {
-      this.analysis.versionChanged(doc.version);
-      this.history.changed(doc.version);
-      this.dispatchEvent(new CustomEvent('changed', { detail: doc }));
-    }
+    this.dispatchEvent(new CustomEvent('changed', { detail: { ...doc, body: undefined } }));
   }
 
-  /** Replaces an input's text, keeping the caret where it was when the input has focus. */
-  setInput(input, value) {
-    if (input.value === value) return;
-    const focused = document.activeElement === input;
-    const { selectionStart, selectionEnd } = input;
-    input.value = value;
-    if (focused) input.setSelectionRange(Math.min(selectionStart, value.length), Math.min(selectionEnd, value.length));
+  onFailed({ error, detached, base, ops, text }) {
+    const status = error?.status;
+    if (status === 403) {
+      this.say('You can no longer edit this document; your last change was not saved.', 'error');
+      this.refetch();
+    } else if (status === 404) {
+      this.markGone('This document was deleted, or it is no longer shared with you.');
+    } else if (status === 409 && error.type.endsWith('/base-version-gone')) {
+      this.recover(base, ops, detached ? null : text);
+    } else if (status === 413) {
+      this.say('That change would make the document too large; it was not saved.', 'error');
+    } else {
+      this.say(`A change was not saved: ${error?.message ?? 'unknown error'}`, 'error');
+    }
+    this.persist();
   }
 
-  async save() {
-    if (!this.doc || !this.canEdit() || this.saving) return;
-    if (!this.title.value.trim()) {
-      this.say('A title is needed before saving.', 'error');
-      this.title.focus();
-      return;
-    }
-    if (!this.isDirty()) {
-      this.say('Nothing to save.');
-      return;
-    }
-    await this.put(this.doc.version);
-  }
-
-  async put(version) {
-    const id = this.doc.id;
-    const sent = { title: this.title.value, body: this.body.value };
-    this.saving = true;
-    this.updateDirty();
-    this.say('Saving…');
+  /**
+   * An edit on a version the server no longer keeps operations for: merged by lines
+   * with the text of now, when the two do not touch the same lines.
+   */
+  async recover(base, ops, mine) {
+    const id = this.doc?.id;
     try {
-      const saved = await this.api.replaceDocument(id, version, sent);
+      const [then, now] = await Promise.all([this.api.version(id, base), this.api.getDocument(id)]);
       if (this.doc?.id !== id) return;
-      this.adopt(saved, false);
-      this.say(`Saved version ${saved.version} at ${clockTime(saved.updatedAt)}.`, 'ok');
+      const intended = mine ?? apply(then.body, ops);
+      const merged = mergeText(then.body, intended, now.body);
+      await this.refetch();
+      if (merged.conflicted) {
+        this.offerDraft(intended, base);
+        return;
+      }
+      const change = diff(this.client.text, merged.text);
+      this.applyLocal(change);
+      this.say(`Your changes from version ${base} were combined with the current text.`, 'ok');
+    } catch (error) {
+      if (this.doc?.id === id) this.offerDraft(mine ?? '', base);
+    }
+  }
+
+  /** A draft that cannot be combined automatically: the person decides. */
+  offerDraft(text, base) {
+    if (!text) {
+      this.say(`Changes made on version ${base} could not be combined with the current text.`, 'error');
+      return;
+    }
+    this.showBanner(`Your unsaved text from version ${base} overlaps changes made since; it could not be combined automatically.`, [
+      ['Use my text', () => {
+        this.hideBanner();
+        this.applyLocal(diff(this.client.text, text));
+        this.body.focus();
+      }],
+      ['Copy my text', () => navigator.clipboard?.writeText(text)],
+      ['Discard it', () => this.hideBanner()],
+    ]);
+  }
+
+  /** A change made here other than by typing (restore, merge): shown and sent. */
+  applyLocal(ops) {
+    if (!this.client || !ops.length) return;
+    const text = apply(this.client.text, ops);
+    this.showText(text, ops);
+    this.client.local(ops);
+    this.client.flush();
+  }
+
+  /** Sends what is typed now (Ctrl-S). */
+  async save() {
+    if (!this.doc || !this.canEdit()) return;
+    this.client?.flush();
+    if (this.titleDirty) await this.saveTitle();
+    if (this.client?.blocked) this.dispatchEvent(new CustomEvent('expired'));
+  }
+
+  persist() {
+    const client = this.client;
+    if (!client || !this.doc || !this.user) return;
+    writeDraft(this.user, this.doc.id, client.hasPending() ? client.pending() : [], client.text);
+  }
+
+  /** Edits left from an earlier visit (reload, closed tab, expired sign-in) are sent now. */
+  restoreDraft(doc) {
+    if (!this.canEdit()) return;
+    const draft = readDraft(this.user, doc.id);
+    if (!draft) return;
+    if (draft.text === doc.body) {
+      dropDraft(this.user, doc.id);
+      return;
+    }
+    for (const { base, ops } of draft.pieces) {
+      if (Number.isInteger(base) && base <= doc.version && Array.isArray(ops)) this.client.submitDetached(base, ops);
+    }
+    this.say(`Sending the changes you made here ${ago(draft.savedAt)} that were not saved yet.`, 'live');
+  }
+
+  // The title.
+
+  async saveTitle() {
+    if (!this.doc || !this.canEdit() || !this.titleDirty || this.titleSaving) return;
+    const title = this.title.value;
+    if (!title.trim()) {
+      this.say('A title is needed; the old one stays until there is one.', 'error');
+      return;
+    }
+    const id = this.doc.id;
+    this.titleSaving = true;
+    this.updateSync();
+    try {
+      let version = this.doc.version;
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await this.api.patchDocument(id, version, { title });
+          break;
+        } catch (error) {
+          // Someone (perhaps our own typing) made a newer version: the title still applies.
+          if (!(error instanceof ApiError && error.status === 412) || attempt >= 5) throw error;
+          version = (await this.api.getDocument(id)).version;
+        }
+      }
+      if (this.doc?.id === id && this.title.value === title) this.titleDirty = false;
     } catch (error) {
       if (this.doc?.id !== id) return;
-      if (error instanceof ApiError && error.status === 412) {
-        this.say('Someone else saved first.', 'error');
-        await this.conflict(sent);
-      } else if (error instanceof ApiError && error.status === 403) {
-        this.say('You can no longer edit this document.', 'error');
-        this.refetch();
-      } else if (error instanceof ApiError && error.status === 404) {
-        this.markGone('This document was deleted, or it is no longer shared with you.');
-      } else {
-        this.say(`Not saved: ${error.message}`, 'error');
-      }
+      if (error instanceof ApiError && error.status === 401) return;
+      if (error instanceof ApiError && error.status === 404) this.markGone('This document was deleted, or it is no longer shared with you.');
+      else this.say(`The title was not saved: ${error.message}`, 'error');
     } finally {
-      this.saving = false;
-      this.updateDirty();
+      this.titleSaving = false;
+      this.updateSync();
     }
   }
 
-  /** Rebases after a collaborators change made here (title and body are unchanged). */
+  // Sharing.
+
+  /** A collaborators change made here; the frame of it updates the page. */
   async patchCollaborators(patch) {
     const id = this.doc.id;
     const attempt = async (version) => this.api.patchDocument(id, version, { collaborators: patch });
@@ -227,34 +466,72 @@ export class Editor extends EventTarget {
       saved = await attempt(latest.version);
     }
     if (this.doc?.id !== id) return;
-    if (saved.version === this.doc.version + 1 && saved.title === this.doc.title && saved.body === this.doc.body) {
-      this.adopt(saved, false);
-    } else {
-      this.receive(saved, this.user);
-    }
+    this.doc.collaborators = saved.collaborators;
+    this.render();
     this.say(`Sharing saved (version ${saved.version}).`, 'ok');
   }
+
+  // Versions.
+
+  /** Makes a new version whose body is that of `version`. */
+  async restoreVersion(version) {
+    const id = this.doc?.id;
+    if (!id || !this.canEdit()) return;
+    const old = await this.api.version(id, version);
+    if (this.doc?.id !== id) return;
+    const ops = diff(this.client.text, old.body);
+    if (!ops.length) {
+      this.say(`The text is already that of version ${version}.`);
+      return;
+    }
+    this.applyLocal(ops);
+    this.say(`Restored the text of version ${version}.`, 'ok');
+  }
+
+  // Presence.
+
+  sendCaretSoon() {
+    if (!this.doc || this.caretTimer) return;
+    const wait = Math.max(0, this.caretSentAt + PRESENCE_EVERY_MS - Date.now());
+    this.caretTimer = setTimeout(() => {
+      this.caretTimer = null;
+      this.sendCaret();
+    }, wait);
+  }
+
+  sendCaret() {
+    if (!this.doc || this.gone) return;
+    const value = this.body.value;
+    const { selectionStart, selectionEnd, selectionDirection } = this.body;
+    const start = cpIndex(value, selectionStart);
+    const end = selectionEnd === selectionStart ? start : start + cpLength(value.slice(selectionStart, selectionEnd));
+    const cursor = selectionDirection === 'backward' ? { anchor: end, head: start } : { anchor: start, head: end };
+    this.caretSentAt = Date.now();
+    this.live.presence(this.doc.id, cursor);
+  }
+
+  // Frames.
 
   /** A live frame about any document. */
   handleFrame(frame) {
     if (!this.doc || frame.documentId !== this.doc.id) return;
     switch (frame.type) {
       case 'subscribed':
-        if (frame.version > this.seen) this.scheduleRefetch(null);
+        // Replayed versions follow; if they do not, the document is read again.
+        clearTimeout(this.catchUpTimer);
+        if (frame.version > this.client.version) {
+          this.catchUpTimer = setTimeout(() => {
+            if (this.doc && this.client.version < frame.version) this.refetch();
+          }, 2000);
+        }
+        if (document.activeElement === this.body) this.sendCaretSoon();
         break;
       case 'document.created':
-      case 'document.updated': {
-        if (!(frame.version > this.seen)) return;
-        this.seen = frame.version;
-        // The answer to our own PUT carries this version; do not treat it as theirs.
-        if (this.saving && frame.actor === this.user) return;
-        if (frame.document) this.receive(frame.document, frame.actor);
-        else this.scheduleRefetch(frame.actor);
+      case 'document.updated':
+        this.client.frame(frame);
         break;
-      }
       case 'document.deleted':
         if (frame.version <= this.doc.version) return;
-        this.seen = frame.version;
         this.markGone(`${frame.actor === this.user ? 'You' : frame.actor} deleted this document.`);
         break;
       case 'access.revoked':
@@ -263,8 +540,14 @@ export class Editor extends EventTarget {
       case 'analysis.completed':
         this.analysis.update(frame.documentId, frame.analysis);
         break;
+      case 'presence':
+        if (frame.user && frame.user !== this.user) this.presence.set(frame.user, frame.cursor);
+        break;
+      case 'presence.left':
+        if (frame.user) this.presence.remove(frame.user);
+        break;
       case 'error':
-        if (frame.code === 'replay_incomplete') this.scheduleRefetch(null);
+        if (frame.code === 'replay_incomplete') this.refetch();
         else if (frame.code === 'document_not_found') this.markGone('This document is no longer available to you.');
         break;
       default:
@@ -272,21 +555,29 @@ export class Editor extends EventTarget {
     }
   }
 
-  /** Several replayed frames (they carry no document) end in one read of the latest. */
-  scheduleRefetch(actor) {
-    this.refetchActor = actor ?? this.refetchActor ?? null;
-    clearTimeout(this.refetchSoon);
-    this.refetchSoon = setTimeout(() => this.refetch(), 150);
-  }
-
+  /** Reads the document again: after a gap no replay filled, or a refused edit. */
   async refetch() {
     if (!this.doc) return;
     const id = this.doc.id;
-    const actor = this.refetchActor;
-    this.refetchActor = null;
     try {
       const latest = await this.api.getDocument(id);
-      if (this.doc?.id === id) this.receive(latest, actor ?? latest.updatedBy);
+      if (this.doc?.id !== id) return;
+      const doc = this.doc;
+      if (latest.version > doc.version) {
+        doc.title = latest.title;
+        if (!this.titleDirty) this.title.value = latest.title;
+      }
+      doc.collaborators = latest.collaborators;
+      doc.owner = latest.owner;
+      if (!this.client.reset(latest.version, latest.body)) this.pendingReset = latest;
+      if (latest.version > doc.version) {
+        doc.version = latest.version;
+        doc.updatedAt = latest.updatedAt;
+        doc.updatedBy = latest.updatedBy;
+        this.history.changed(latest.version);
+        this.dispatchEvent(new CustomEvent('changed', { detail: { ...latest, body: undefined } }));
+      }
+      this.render();
     } catch (error) {
       if (this.doc?.id !== id) return;
       if (error instanceof ApiError && error.status === 404) {
@@ -295,51 +586,13 @@ export class Editor extends EventTarget {
     }
   }
 
-  /** A newer server copy made by `actor`. */
-  receive(remote, actor) {
-    if (!this.doc || remote.version <= this.doc.version) return;
-    this.seen = Math.max(this.seen, remote.version);
-    const who = actor === this.user ? 'You (in another window)' : actor;
-    const sameText = remote.title === this.doc.title && remote.body === this.doc.body;
-    if (!this.isDirty()) {
-      this.adopt(remote, true);
-      this.say(`${who} saved version ${remote.version} at ${clockTime(remote.updatedAt)}.`, 'live');
-      this.flash();
-    } else if (sameText) {
-      // Only the sharing changed: the local edits still apply to the new version.
-      this.adopt(remote, false);
-    } else {
-      this.theirs = remote;
-      this.theirsActor = actor;
-      this.seen = Math.max(this.seen, remote.version);
-      this.showBanner(`${who} saved version ${remote.version} while you were editing.`, [
-        ['Load theirs', () => {
-          this.adopt(this.theirs, true);
-          this.say(`Loaded version ${this.doc.version} by ${actor}.`, 'live');
-          this.body.focus();
-        }],
-        ['Keep editing', () => {
-          this.hideBanner();
-          this.say(`Your next save will ask how to combine your edits with version ${remote.version}.`);
-          this.body.focus();
-        }],
-      ]);
-      this.history.changed(remote.version);
-      this.dispatchEvent(new CustomEvent('changed', { detail: remote }));
-    }
-  }
-
-  flash() {
-    this.body.classList.remove('flash');
-    void this.body.offsetWidth;
-    this.body.classList.add('flash');
-  }
-
   markGone(message) {
-    if (!this.doc) return;
+    if (!this.doc || this.gone) return;
     this.gone = true;
+    this.persist();
     this.live.unsubscribe(this.doc.id);
-    clearTimeout(this.refetchSoon);
+    this.client?.close();
+    this.presence.clear();
     this.history.stop();
     this.render();
     this.showBanner(message, [['Close document', () => this.dispatchEvent(new CustomEvent('closed'))]]);
@@ -356,120 +609,5 @@ export class Editor extends EventTarget {
   hideBanner() {
     show(this.banner, false);
     clear(this.banner);
-  }
-
-  // The 412 flow: both versions side by side; keep mine, take theirs, or merge.
-
-  async conflict(mine) {
-    const id = this.doc.id;
-    let theirs;
-    try {
-      theirs = await this.api.getDocument(id);
-    } catch (error) {
-      if (error instanceof ApiError && error.status === 404) {
-        this.markGone('This document was deleted, or it is no longer shared with you.');
-      } else {
-        this.say(`Someone else saved first, and their version cannot be read: ${error.message}`, 'error');
-      }
-      return;
-    }
-    if (this.doc?.id !== id) return;
-    if (theirs.title === mine.title && theirs.body === mine.body) {
-      this.adopt(theirs, false);
-      this.say(`Version ${theirs.version} already has your text.`, 'ok');
-      return;
-    }
-    this.conflictState = { base: { title: this.doc.title, body: this.doc.body, version: this.doc.version }, theirs };
-    this.theirs = theirs;
-    // The live frame of their save may still be on its way: it is not news any more.
-    this.seen = Math.max(this.seen, theirs.version);
-    this.hideBanner();
-    const dialog = $('conflict-dialog');
-    $('conflict-summary').textContent =
-      `${theirs.updatedBy} saved version ${theirs.version} (${ago(theirs.updatedAt)}) while you were editing version ${this.doc.version}. ` +
-      'Keep your text, take theirs, or merge the two.';
-    $('conflict-theirs-heading').textContent = `Theirs: version ${theirs.version}, saved by ${theirs.updatedBy}`;
-    this.fillCompare();
-    show($('conflict-merge'), false);
-    dialog.classList.remove('merging');
-    for (const button of ['conflict-keep-mine', 'conflict-take-theirs', 'conflict-merge-start']) show($(button), true);
-    show($('conflict-merge-save'), false);
-    openDialog(dialog, $('conflict-keep-mine'));
-  }
-
-  fillCompare() {
-    const { theirs } = this.conflictState;
-    const mine = { title: this.title.value, body: this.body.value };
-    const fill = (titleNode, bodyNode, side, other) => {
-      titleNode.textContent = side.title;
-      titleNode.classList.toggle('differs', side.title !== other.title);
-      clear(bodyNode).append(...markUniqueLines(side.body, other.body).map(({ line, unique }) =>
-        el('span', { class: unique ? 'line differs' : 'line' }, line === '' ? '\u200b' : line)));
-    };
-    fill($('conflict-mine-title'), $('conflict-mine-body'), mine, theirs);
-    fill($('conflict-theirs-title'), $('conflict-theirs-body'), theirs, mine);
-  }
-
-  wireConflictDialog() {
-    const dialog = $('conflict-dialog');
-    const finish = () => {
-      this.conflictState = null;
-      closeDialog(dialog);
-    };
-    dialog.addEventListener('close', () => {
-      if (!this.conflictState) return;
-      // Back to editing: the newer version stays on offer.
-      const { theirs } = this.conflictState;
-      this.conflictState = null;
-      if (this.doc && this.theirs === theirs) {
-        this.showBanner(`Version ${theirs.version} by ${theirs.updatedBy} is newer than the one you are editing.`, [
-          ['Load theirs', () => this.adopt(this.theirs, true)],
-          ['Compare again', () => this.conflict({ title: this.title.value, body: this.body.value })],
-        ]);
-      }
-    });
-    $('conflict-keep-mine').addEventListener('click', async () => {
-      const { theirs } = this.conflictState;
-      finish();
-      await this.put(theirs.version);
-      this.body.focus();
-    });
-    $('conflict-take-theirs').addEventListener('click', () => {
-      const { theirs } = this.conflictState;
-      finish();
-      this.adopt(theirs, true);
-      this.say(`Loaded version ${theirs.version} by ${theirs.updatedBy}; your edits were discarded.`);
-      this.body.focus();
-    });
-    $('conflict-merge-start').addEventListener('click', () => {
-      const { base, theirs } = this.conflictState;
-      const mine = { title: this.title.value, body: this.body.value };
-      const merged = mergeText(base.body, mine.body, theirs.body, `theirs (version ${theirs.version} by ${theirs.updatedBy})`);
-      $('merge-title').value = mine.title !== base.title ? mine.title : theirs.title;
-      $('merge-body').value = merged.text;
-      $('conflict-merge-hint').textContent = merged.conflicted
-        ? 'Both of you changed the same lines: both are kept between <<<<<<< and >>>>>>> markers. Edit the text into what it should say, then save.'
-        : 'Your changes and theirs are combined below. Check the text, then save.';
-      show($('conflict-merge'), true);
-      $('conflict-dialog').classList.add('merging');
-      for (const button of ['conflict-keep-mine', 'conflict-take-theirs', 'conflict-merge-start']) show($(button), false);
-      show($('conflict-merge-save'), true);
-      $('merge-body').focus();
-    });
-    $('conflict-merge-save').addEventListener('click', async () => {
-      const { theirs } = this.conflictState;
-      const title = $('merge-title').value;
-      if (!title.trim()) {
-        $('conflict-error').textContent = 'A title is needed.';
-        $('merge-title').focus();
-        return;
-      }
-      finish();
-      this.title.value = title;
-      this.body.value = $('merge-body').value;
-      this.updateDirty();
-      await this.put(theirs.version);
-      this.body.focus();
-    });
   }
 }

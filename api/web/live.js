@@ -50,6 +50,16 @@ export class LiveConnection extends EventTarget {
     this.send({ action: 'unsubscribe', documentId });
   }
 
+  /** Asks again, from the version the page has now: the server replays what is missing. */
+  resubscribe(documentId) {
+    if (this.subscriptions.has(documentId)) this.sendSubscribe(documentId);
+  }
+
+  /** Where this person's caret is (code points), or null; false when not connected. */
+  presence(documentId, cursor) {
+    return this.send({ action: 'presence', documentId, cursor });
+  }
+
   /** Replaces the connection's token before the old one expires. */
   refreshToken(token) {
     this.send({ action: 'auth', token });

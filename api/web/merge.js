@@ -1,7 +1,9 @@
 // Combining two edits of the same text: a line-based three-way merge (diff3) against
 // the version both started from. Changes to different lines are combined; where both
-// sides changed the same lines differently, both are kept between conflict markers for
-// the person to settle.
+// sides changed the same lines differently, both are kept between conflict markers.
+// Typing together never needs it (the server transforms operations); the editor uses it
+// only for a draft made on a version too old for the server to transform from, and
+// only when the merge is clean.
 
 /** Above this many line pairs the diff gives up on precision and treats the changed middle as one block. */
 const MAX_CELLS = 4_000_000;
@@ -113,10 +115,4 @@ export function mergeText(base, mine, theirs, theirsLabel = 'theirs') {
   }
   out.push(...b.slice(at));
   return { text: out.join('\n'), conflicted };
-}
-
-/** The lines of `text`, each flagged when it does not appear in `other`. */
-export function markUniqueLines(text, other) {
-  const present = new Set(other.split('\n'));
-  return text.split('\n').map((line) => ({ line, unique: !present.has(line) }));
 }

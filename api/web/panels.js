@@ -84,19 +84,28 @@ export class AnalysisPanel {
     this.shown = null;
   }
 
-  async load(documentId, currentVersion) {
+  async load(documentId, currentVersion, attempt = 0) {
+    clearTimeout(this.retryTimer);
     this.documentId = documentId;
-    this.shown = null;
     this.currentVersion = currentVersion;
-    clear(this.root).append(el('p', { class: 'muted' }, 'Loading…'));
+    if (!attempt) {
+      this.shown = null;
+      clear(this.root).append(el('p', { class: 'muted' }, 'Loading…'));
+    }
     try {
       const analysis = await this.api.analysis(documentId);
-      if (this.documentId === documentId) this.render(analysis);
+      if (this.documentId === documentId && !(this.shown?.version > analysis.version)) this.render(analysis);
     } catch (error) {
-      if (this.documentId !== documentId) return;
+      if (this.documentId !== documentId || this.shown) return;
       clear(this.root);
       if (error instanceof ApiError && error.status === 404) {
         this.root.append(el('p', { class: 'muted' }, 'No analysis yet: it appears shortly after the document is saved.'));
+        // It may have been published before this page was listening: ask again a few times.
+        if (attempt < 5) {
+          this.retryTimer = setTimeout(() => {
+            if (this.documentId === documentId && !this.shown) this.load(documentId, this.currentVersion, attempt + 1);
+          }, 1000 * 2 ** attempt);
+        }
       } else {
         this.root.append(el('p', { class: 'error small' }, `Analysis unavailable: ${error.message}`));
       }
@@ -104,6 +113,7 @@ export class AnalysisPanel {
   }
 
   close() {
+    clearTimeout(this.retryTimer);
     this.documentId = null;
     this.shown = null;
     clear(this.root);
@@ -130,7 +140,7 @@ export class AnalysisPanel {
       el('dl', { class: 'stats' },
         el('div', {}, el('dt', {}, 'Words'), el('dd', { id: 'analysis-words' }, Number(analysis.wordCount).toLocaleString())),
         el('div', {}, el('dt', {}, 'Reading time'), el('dd', {}, readingTime(Number(analysis.readingTimeSeconds)))),
-        el('div', {}, el('dt', {}, 'Language'), el('dd', {}, languageName(analysis.language))),
+        el('div', { class: 'language' }, el('dt', {}, 'Language'), el('dd', {}, languageName(analysis.language))),
       ),
       terms.length
         ? el('div', {},

@@ -1,5 +1,6 @@
-// Sign-in: a JWT taken from the URL fragment (`/#token=…`), kept in sessionStorage so a
-// reload stays signed in while closing the tab forgets it.
+// Sign-in: a JWT taken from the URL fragment (`/#token=…`) or pasted, kept in
+// localStorage so that one sign-in covers every tab of the browser: the other tabs hear
+// of a new token (or a sign-out) through the `storage` event and follow it.
 
 const KEY = 'docfan.token';
 
@@ -41,20 +42,36 @@ export class Session {
     this.expiresAt = typeof claims.exp === 'number' ? claims.exp * 1000 : null;
   }
 
-  static restore() {
-    const stored = sessionStorage.getItem(KEY);
+  /** The stored session, expired or not; null when there is none. */
+  static stored() {
+    const stored = localStorage.getItem(KEY);
     if (!stored) return null;
     try {
-      const session = new Session(stored);
-      return session.expired() ? null : session;
+      return new Session(stored);
     } catch {
-      sessionStorage.removeItem(KEY);
+      localStorage.removeItem(KEY);
       return null;
     }
   }
 
+  /** The stored session while it is valid. */
+  static restore() {
+    const session = Session.stored();
+    return session && !session.expired() ? session : null;
+  }
+
+  /**
+   * Calls `onChange(token | null)` when another tab signs in, renews or signs out.
+   * (`storage` events fire in the other tabs only, never in the one that wrote.)
+   */
+  static watch(onChange) {
+    window.addEventListener('storage', (event) => {
+      if (event.key === KEY || event.key === null) onChange(event.key === null ? null : event.newValue);
+    });
+  }
+
   save() {
-    sessionStorage.setItem(KEY, this.token);
+    localStorage.setItem(KEY, this.token);
   }
 
   /** Swaps in a new token for the same user. */
@@ -79,6 +96,6 @@ export class Session {
   }
 
   static clear() {
-    sessionStorage.removeItem(KEY);
+    localStorage.removeItem(KEY);
   }
 }

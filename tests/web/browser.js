@@ -3,6 +3,7 @@
 
 import { chromium } from 'playwright-core';
 import { mkdirSync, copyFileSync } from 'node:fs';
+import { createHmac } from 'node:crypto';
 import path from 'node:path';
 
 export const BASE = process.env.DOCFAN_URL;
@@ -35,7 +36,7 @@ export const LAUNCH_ARGS = [
 const EXPECTED_NETWORK = [
   // GET /documents/{id}/analysis is 404 until the first analysis of a document.
   { status: 404, url: /\/documents\/[0-9a-f-]+\/analysis$/ },
-  // A save from a stale version: the 412 the conflict flow is about.
+  // A title save from a version that typing has since moved past: retried on the newer one.
   { status: 412, url: /\/documents\/[0-9a-f-]+$/ },
 ];
 
@@ -66,10 +67,22 @@ export class Browser {
     await this.browser?.close();
   }
 
-  /** A fresh context (its own sessionStorage) with console collection on its pages. */
-  async page(name, viewport = { width: 1280, height: 800 }) {
+  /**
+   * A fresh context (its own storage) with console collection on its pages. `tolerate`
+   * lists console messages this page is expected to log (e.g. the 401s of an expired
+   * sign-in), as regular expressions over the message text.
+   */
+  async page(name, viewport = { width: 1280, height: 800 }, { tolerate = [] } = {}) {
     const context = await this.browser.newContext({ viewport, deviceScaleFactor: 1, reducedMotion: 'reduce' });
-    const page = await context.newPage();
+    return this.watch(name, await context.newPage(), tolerate);
+  }
+
+  /** Another page (tab) in the context of `page`, watched the same way. */
+  async tab(name, page, { tolerate = [] } = {}) {
+    return this.watch(name, await page.context().newPage(), tolerate);
+  }
+
+  watch(name, page, tolerate) {
     page.setDefaultTimeout(10_000);
     page.on('console', (message) => {
       const type = message.type();
@@ -82,11 +95,28 @@ export class Browser {
         this.tolerated.push(`${name}: ${status} ${url}`);
         return;
       }
+      if (tolerate.some((pattern) => pattern.test(text))) {
+        this.tolerated.push(`${name}: ${redact(text)}`);
+        return;
+      }
       this.problems.push(`${name} console ${type}: ${redact(text)} (${redact(url)})`);
     });
     page.on('pageerror', (error) => this.problems.push(`${name} page error: ${redact(error.message)}`));
     return page;
   }
+}
+
+/**
+ * An HS256 token for `user` that expires in `seconds`, signed with the server's secret
+ * (tests/web/run exports it), for tests that need an expiry they can wait for.
+ */
+export function tokenExpiringIn(user, seconds) {
+  const secret = process.env.DOCFAN_JWT_SECRET;
+  if (!secret) throw new Error('DOCFAN_JWT_SECRET is not set: run these tests with tests/web/run');
+  const b64 = (value) => Buffer.from(JSON.stringify(value)).toString('base64url');
+  const now = Math.floor(Date.now() / 1000);
+  const unsigned = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64({ sub: user, iat: now, exp: now + seconds })}`;
+  return `${unsigned}.${createHmac('sha256', secret).update(unsigned).digest('base64url')}`;
 }
 
 export async function shot(page, name) {

@@ -68,6 +68,10 @@ static ASSETS: &[Asset] = &[
     asset!("dialogs.js", JS),
     asset!("panels.js", JS),
     asset!("merge.js", JS),
+    asset!("operation.js", JS),
+    asset!("collab.js", JS),
+    asset!("presence.js", JS),
+    asset!("drafts.js", JS),
 ];
 
 /// The page and its assets.
