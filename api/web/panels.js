@@ -3,6 +3,7 @@
 
 import { $, el, clear, show, timeEl, fullTime, plural, debounce } from './dom.js';
 import { ApiError } from './api.js';
+import { groupSessions } from './sessions.js';
 
 const ENTITIES = { amp: '&', lt: '<', gt: '>', quot: '"', apos: "'", nbsp: '\u00a0' };
 
@@ -243,18 +244,35 @@ export class HistoryPanel {
   render(items) {
     clear(this.list);
     this.status.textContent = items.length ? '' : 'No history yet.';
-    for (const entry of [...items].reverse()) {
-      this.list.append(el('li', {},
-        el('button', {
-          type: 'button',
-          class: 'history-item',
-          dataset: { version: String(entry.version) },
-          onclick: () => this.openVersion(entry.version),
-        },
-        el('span', { class: 'version' }, `v${entry.version}`),
-        el('span', { class: 'what' }, describe(entry)),
-        el('span', { class: 'when' }, timeEl(entry.at)))));
-    }
+    const sessions = groupSessions(items).reverse();
+    sessions.forEach((session, index) => {
+      const rows = [...session.entries].reverse().map((entry) => this.item(entry));
+      if (!session.typing || session.entries.length < 3) {
+        this.list.append(...rows);
+        return;
+      }
+      // A typing session reads as one line; the newest, and short ones, stay open.
+      const open = index === 0 || session.entries.length <= 10;
+      this.list.append(el('li', { class: 'history-session', dataset: { first: String(session.first), last: String(session.last) } },
+        el('details', { open },
+          el('summary', {},
+            el('span', { class: 'what' }, `${session.actor} typed: ${plural(session.entries.length, 'version')} (v${session.first}–v${session.last})`),
+            el('span', { class: 'when' }, timeEl(session.from), ' – ', timeEl(session.to))),
+          el('ol', { class: 'history-list history-session-items' }, rows))));
+    });
+  }
+
+  item(entry) {
+    return el('li', {},
+      el('button', {
+        type: 'button',
+        class: 'history-item',
+        dataset: { version: String(entry.version) },
+        onclick: () => this.openVersion(entry.version),
+      },
+      el('span', { class: 'version' }, `v${entry.version}`),
+      el('span', { class: 'what' }, describe(entry)),
+      el('span', { class: 'when' }, timeEl(entry.at))));
   }
 }
 
