@@ -25,6 +25,7 @@ const FONT: &[u8] = include_bytes!("../fonts/DejaVuSans-subset.ttf");
 const BLUE_: RGBColor = RGBColor(31, 119, 180);
 const ORANGE: RGBColor = RGBColor(230, 120, 20);
 const GREY: RGBColor = RGBColor(90, 90, 90);
+const GREEN_: RGBColor = RGBColor(44, 160, 44);
 
 /// Draws every chart the report has data for into `dir`; returns (file, caption) pairs.
 pub fn draw_all(report: &Report, dir: &Path) -> anyhow::Result<Vec<(&'static str, &'static str)>> {
@@ -41,7 +42,7 @@ pub fn draw_all(report: &Report, dir: &Path) -> anyhow::Result<Vec<(&'static str
         drawn.push(("writes.png", caption));
     }
     let floor = report.scenario("floor-broadcast");
-    let docfan: Vec<&Scenario> = ["delivery", "notifications"]
+    let docfan: Vec<&Scenario> = ["delivery", "notifications", "edits"]
         .iter()
         .filter_map(|name| report.scenario(name))
         .collect();
@@ -198,12 +199,20 @@ fn delivery_chart(area: &Area, docfan: &[&Scenario], floor: &Scenario) -> anyhow
     let mut lines: Vec<Line> = Vec::new();
     let sources = docfan
         .iter()
-        .map(|s| (*s, if s.name == "delivery" { BLUE_ } else { ORANGE }))
+        .map(|s| {
+            let color = match s.name.as_str() {
+                "delivery" => BLUE_,
+                "edits" => GREEN_,
+                _ => ORANGE,
+            };
+            (*s, color)
+        })
         .chain([(floor, GREY)]);
     for (s, color) in sources {
         let name = match s.name.as_str() {
             "delivery" => "docfan notifier → frame",
             "notifications" => "docfan REST → /ws frame",
+            "edits" => "docfan edit → /ws frame",
             _ => "bare broadcast (floor)",
         };
         for (p, dashed) in [("p50", false), ("p99", true)] {

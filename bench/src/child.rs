@@ -37,7 +37,9 @@ impl ChildServer {
                 "DOCFAN_JWT_SECRET",
                 std::str::from_utf8(tests::TEST_SECRET).context("the test secret is ASCII")?,
             )
-            .env("RUST_LOG", "warn");
+            .env("RUST_LOG", "warn")
+            // Every held connection is bob's.
+            .env("DOCFAN_WS_MAX_CONNECTIONS_PER_USER", "1000000");
         let server = Self::spawn(command, addr)?;
         let client = reqwest::Client::new();
         for _ in 0..400 {

@@ -294,6 +294,10 @@ impl Report {
                 "notifications",
                 "live delivery p50 / p99 ms, PUT answered → frame",
             ),
+            (
+                "edits",
+                "co-editing p50 / p99 ms, one-character edit answered → frame",
+            ),
         ] {
             if let Some((case, floor)) = self.with_floor(scenario, |s| largest(s, "subscribers")) {
                 lines.push(Headline {

@@ -10,13 +10,14 @@ use std::time::Instant;
 
 use docfan_bench::report::{Kind, Report};
 
-const SCENARIOS: [&str; 10] = [
+const SCENARIOS: [&str; 11] = [
     "floor-sqlite",
     "writes",
     "fanout",
     "floor-broadcast",
     "delivery",
     "notifications",
+    "edits",
     "floor-sustained-broadcast",
     "sustained",
     "floor-held-connections",

@@ -19,7 +19,9 @@ use chrono::TimeDelta;
 use serde_json::{Value, json};
 use shared::auth::TokenAuthority;
 use shared::clock::{Clock, ManualClock};
-use shared::domain::{AuditDetail, AuditEntry, Body, ChangeEvent, DocumentId, Role, Title, UserId};
+use shared::domain::{
+    AuditDetail, AuditEntry, Body, ChangeEvent, DocumentId, Role, TextOperation, Title, UserId,
+};
 use shared::embedded::SqliteDocumentStore;
 use shared::ports::{AuditLog, DocumentStore, Notifier, WriteOutcome};
 use shared::service::{DocumentService, NewDocument, Replacement};
@@ -289,7 +291,9 @@ impl World {
                 },
             )
             .await?;
-        Ok(ChangeEvent::written(Some(old), new, self.next_sequence()))
+        // As the stream record carries it: the operation from the version before.
+        let ops = TextOperation::diff(old.body.as_str(), new.body.as_str());
+        Ok(ChangeEvent::written(Some(old), new, self.next_sequence()).with_ops(Some(ops)))
     }
 
     /// The fan-out, by hand: audit first, then the notification.

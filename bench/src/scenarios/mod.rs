@@ -13,6 +13,7 @@
 
 pub mod connections;
 pub mod delivery;
+pub mod edits;
 pub mod fanout;
 pub mod live;
 pub mod notifications;
@@ -26,11 +27,12 @@ use crate::machine::load_average;
 use crate::report::Scenario;
 
 /// The scenarios `--only` accepts, in the order they run.
-pub const NAMES: [&str; 6] = [
+pub const NAMES: [&str; 7] = [
     "writes",
     "fanout",
     "delivery",
     "notifications",
+    "edits",
     "sustained",
     "connections",
 ];
@@ -63,12 +65,18 @@ pub async fn run(mode: Mode, only: &[String]) -> anyhow::Result<Vec<Scenario>> {
     if selected("fanout") {
         out.push(timed("fanout", fanout::run(mode)).await?);
     }
-    let live = ["delivery", "notifications", "sustained", "connections"];
+    let live = [
+        "delivery",
+        "notifications",
+        "edits",
+        "sustained",
+        "connections",
+    ];
     if live.iter().any(|name| selected(name)) {
         // Every live floor sends frames of the size docfan sends.
         let frame = delivery::sample_frame().await?;
         let frame_bytes = delivery::with_version(&frame, 2).len();
-        if selected("delivery") || selected("notifications") {
+        if selected("delivery") || selected("notifications") || selected("edits") {
             let floor = timed(delivery::FLOOR, delivery::floor(mode, &frame)).await?;
             let mut docfan = Vec::new();
             if selected("delivery") {
@@ -76,6 +84,9 @@ pub async fn run(mode: Mode, only: &[String]) -> anyhow::Result<Vec<Scenario>> {
             }
             if selected("notifications") {
                 docfan.push(timed("notifications", notifications::run(mode, &floor)).await?);
+            }
+            if selected("edits") {
+                docfan.push(timed("edits", edits::run(mode, &floor)).await?);
             }
             out.push(floor);
             out.extend(docfan);
