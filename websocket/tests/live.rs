@@ -605,3 +605,64 @@ async fn shutting_down_closes_every_connection() {
     }
     wait_until(|| world.registry.connection_count() == 0).await;
 }
+
+/// One user may hold `max_connections_per_user` connections at once; the next upgrade is
+/// refused with 429 and a problem, another user is not affected, and a closed connection
+/// frees its slot. The server as a whole is capped the same way (503).
+#[tokio::test]
+async fn connections_are_capped_per_user_and_per_server() {
+    let world = World::new();
+    let server = Server::start(
+        &world,
+        LocalConfig {
+            max_connections_per_user: 3,
+            max_connections: 5,
+            ..LocalConfig::default()
+        },
+    )
+    .await;
+    let refused = |url: String| async move {
+        match tokio_tungstenite::connect_async(url).await {
+            Err(tungstenite::Error::Http(response)) => {
+                let body: serde_json::Value =
+                    serde_json::from_slice(response.body().as_deref().unwrap_or_default()).unwrap();
+                (
+                    response.status().as_u16(),
+                    response.headers().contains_key("retry-after"),
+                    body["type"].as_str().unwrap_or_default().to_owned(),
+                )
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    };
+    let mut mallory = Vec::new();
+    for _ in 0..3 {
+        mallory.push(server.connect(&world.token("mallory")).await);
+    }
+    assert_eq!(
+        refused(server.url(&world.token("mallory"))).await,
+        (429, true, "/problems/too-many-connections".to_owned())
+    );
+    let _ann = server.connect(&world.token("ann")).await;
+    let _bob = server.connect(&world.token("bob")).await;
+    assert_eq!(
+        refused(server.url(&world.token("cat"))).await,
+        (503, true, "/problems/unavailable".to_owned())
+    );
+    // A closed connection gives its slot back once the server has seen it go.
+    let mut first = mallory.remove(0);
+    first.socket.close(None).await.unwrap();
+    drop(first);
+    wait_until(|| server.ws.open_connections() == 4).await;
+    let mut again = None;
+    for _ in 0..200 {
+        if let Ok((socket, _)) =
+            tokio_tungstenite::connect_async(server.url(&world.token("mallory"))).await
+        {
+            again = Some(socket);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(again.is_some(), "the freed slot came back");
+}

@@ -18,7 +18,7 @@ Environment:
   DOCFAN_BACKEND         embedded or aws (--backend)
   DOCFAN_LOG_FORMAT      human or json log lines (--log-format)
   RUST_LOG               log filter [default: docfan at info, libraries at warn]
-  DOCFAN_WS_IDLE_TIMEOUT_SECS, DOCFAN_STREAM_*
+  DOCFAN_WS_IDLE_TIMEOUT_SECS, DOCFAN_WS_MAX_CONNECTIONS_PER_USER, DOCFAN_STREAM_*
                          server and stream options (see `docfan serve --help`)
   AWS_REGION, AWS_ENDPOINT_URL, DOCFAN_DOCUMENTS_TABLE, DOCFAN_MEMBERS_TABLE,
   DOCFAN_AUDIT_TABLE, DOCFAN_ANALYSIS_TABLE, DOCFAN_ANALYSIS_QUEUE_URL,
@@ -113,6 +113,11 @@ pub struct ServeArgs {
     #[arg(long, env = "DOCFAN_WS_IDLE_TIMEOUT_SECS", default_value_t = 600, help_heading = SERVER,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub ws_idle_timeout_secs: u64,
+
+    /// WebSocket connections one user may hold open at once; the next is refused (429).
+    #[arg(long, env = "DOCFAN_WS_MAX_CONNECTIONS_PER_USER", default_value_t = 1024, help_heading = SERVER,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub ws_max_connections_per_user: u64,
 
     #[command(flatten)]
     pub stream: StreamArgs,

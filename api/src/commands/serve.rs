@@ -254,6 +254,8 @@ pub async fn run(data_dir: &Path, backend: Backend, args: &ServeArgs) -> anyhow:
             config.fanout.poller = args.stream.poller();
             config.websocket.idle_timeout =
                 std::time::Duration::from_secs(args.ws_idle_timeout_secs);
+            config.websocket.max_connections_per_user =
+                usize::try_from(args.ws_max_connections_per_user).unwrap_or(usize::MAX);
             App::build(&config).await?
         }
         Backend::Aws => aws_app().await?,

@@ -72,6 +72,7 @@ static ASSETS: &[Asset] = &[
     asset!("collab.js", JS),
     asset!("presence.js", JS),
     asset!("drafts.js", JS),
+    asset!("sessions.js", JS),
 ];
 
 /// The page and its assets.

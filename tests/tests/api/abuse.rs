@@ -1,6 +1,7 @@
 //! Abuse that a valid token (or none) must not turn into an outage or a leak: bounded
 //! search queries, answers free of index-wide statistics, metrics whose labels cannot
-//! be made up, cursors that do not wrap, tokens from the future, invisible titles.
+//! be made up, cursors that do not wrap, tokens from the future, invisible titles,
+//! connections that never send a request.
 
 use std::time::{Duration, Instant};
 
@@ -240,6 +241,51 @@ async fn invisible_and_bidi_titles_are_refused() {
             reply.body["detail"].as_str().unwrap().contains(says),
             "{title:?}: {}",
             reply.body
+        );
+    }
+}
+
+/// Reads until the server closes the connection; how long that took.
+async fn closed_within(mut socket: TcpStream, patience: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    let mut buffer = [0u8; 1024];
+    loop {
+        match tokio::time::timeout_at(
+            tokio::time::Instant::from_std(started + patience),
+            socket.read(&mut buffer),
+        )
+        .await
+        {
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(started.elapsed()),
+            Ok(Ok(_)) => continue,
+            Err(_) => return None,
+        }
+    }
+}
+
+/// A connection that sends nothing, and one that sends half a request head and stops,
+/// are both closed once the header timeout (10 s) passes; the server answers others
+/// meanwhile.
+#[tokio::test]
+async fn silent_and_half_sent_requests_are_closed() {
+    let app = TestApp::spawn().await;
+    let silent = TcpStream::connect(app.addr).await.unwrap();
+    let mut half = TcpStream::connect(app.addr).await.unwrap();
+    half.write_all(b"GET /healthz HTTP/1.1\r\nHost: docfan\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let patience = Duration::from_secs(25);
+    let (silent, half, healthz) = tokio::join!(
+        closed_within(silent, patience),
+        closed_within(half, patience),
+        app.send(app.request(Method::GET, "/healthz", None)),
+    );
+    assert_eq!(healthz.status, StatusCode::OK);
+    for (what, took) in [("silent", silent), ("half-sent", half)] {
+        let took = took.unwrap_or_else(|| panic!("the {what} connection is still open"));
+        assert!(
+            took >= Duration::from_secs(9),
+            "the {what} connection was closed too soon: {took:?}"
         );
     }
 }

@@ -5,10 +5,12 @@
 //!   checked before upgrading: a bad one gets a plain 401);
 //! - `connection.rs`: one connection's reader and writer tasks (pings, idle and expiry
 //!   timeouts, flood control, slow clients);
-//! - `rate_limit.rs`: the per-connection token bucket.
+//! - `rate_limit.rs`: the per-connection token bucket;
+//! - `slots.rs`: how many connections one user, and the server, may hold open.
 
 mod connection;
 mod rate_limit;
+mod slots;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,6 +70,12 @@ pub struct LocalConfig {
     pub max_message_bytes: usize,
     /// Flood control per connection.
     pub rate_limit: RateLimit,
+    /// Open connections one user may hold; the next upgrade is refused with 429.
+    /// Default: 1,024 (a load test's thousand subscribers on one token still fit).
+    pub max_connections_per_user: usize,
+    /// Open connections on this server; the next upgrade is refused with 503.
+    /// Default: 20,000.
+    pub max_connections: usize,
 }
 
 impl Default for LocalConfig {
@@ -83,6 +91,8 @@ impl Default for LocalConfig {
             check_interval: Duration::from_secs(1),
             max_message_bytes: 1024 * 1024,
             rate_limit: RateLimit::default(),
+            max_connections_per_user: 1024,
+            max_connections: 20_000,
         }
     }
 }
@@ -104,6 +114,7 @@ pub struct LocalWebSocket {
     service: ConnectionService,
     outbox: Arc<LocalOutbox>,
     config: Arc<LocalConfig>,
+    slots: Arc<slots::Slots>,
 }
 
 impl LocalWebSocket {
@@ -124,6 +135,7 @@ impl LocalWebSocket {
             service,
             outbox,
             config: Arc::new(config),
+            slots: Arc::default(),
         }
     }
 
@@ -225,6 +237,32 @@ async fn upgrade(
             };
         }
     };
+    let slot = match ws.slots.take(
+        &connection.user,
+        ws.config.max_connections_per_user,
+        ws.config.max_connections,
+    ) {
+        Ok(slot) => slot,
+        Err(full) => {
+            ws.outbox.remove(&id);
+            ws.service.disconnect(&id).await;
+            return match full {
+                slots::Full::User(most) => {
+                    tracing::info!(user = %connection.user, most, "websocket refused: too many connections for one user");
+                    too_many(&format!(
+                        "one user may hold at most {most} WebSocket connections at once"
+                    ))
+                }
+                slots::Full::Server(most) => {
+                    tracing::warn!(
+                        most,
+                        "websocket refused: the server holds as many connections as it may"
+                    );
+                    unavailable()
+                }
+            };
+        }
+    };
     let on_failure = ws.clone();
     let failed_id = id.clone();
     upgrade
@@ -240,7 +278,10 @@ async fn upgrade(
             on_failure.outbox.remove(&failed_id);
             tokio::spawn(async move { on_failure.service.disconnect(&failed_id).await });
         })
-        .on_upgrade(move |socket| connection::run(ws, connection, mailbox, socket))
+        .on_upgrade(move |socket| async move {
+            connection::run(ws, connection, mailbox, socket).await;
+            drop(slot);
+        })
 }
 
 fn problem(status: StatusCode, kind: &str, title: &str, detail: &str) -> Response {
@@ -268,6 +309,19 @@ fn unauthorized(detail: &str) -> Response {
     response
         .headers_mut()
         .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
+}
+
+fn too_many(detail: &str) -> Response {
+    let mut response = problem(
+        StatusCode::TOO_MANY_REQUESTS,
+        "/problems/too-many-connections",
+        "Too many connections",
+        detail,
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
     response
 }
 
