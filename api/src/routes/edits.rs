@@ -29,25 +29,9 @@ pub struct Edit {
     pub ops: serde_json::Value,
 }
 
-/// OPS as a JSON Schema: an array of non-zero integers and non-empty strings.
-pub(crate) fn ops_schema() -> utoipa::openapi::schema::Array {
-    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Type};
-    ArrayBuilder::new()
-        .items(
-            OneOfBuilder::new()
-                .item(
-                    ObjectBuilder::new()
-                        .schema_type(Type::Integer)
-                        .description(Some("keep (> 0) or delete (< 0) that many characters")),
-                )
-                .item(
-                    ObjectBuilder::new()
-                        .schema_type(Type::String)
-                        .min_length(Some(1))
-                        .description(Some("insert this text")),
-                ),
-        )
-        .build()
+/// OPS as a JSON Schema: the operation type's own.
+fn ops_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    <TextOperation as utoipa::PartialSchema>::schema()
 }
 
 fn invalid_operation(detail: impl Into<String>) -> ApiError {

@@ -35,6 +35,5 @@ pub struct DocumentVersion {
 pub struct EditOutcome {
     pub version: u64,
     pub base_version: u64,
-    #[schema(value_type = Vec<Object>)]
     pub ops: TextOperation,
 }
