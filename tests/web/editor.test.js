@@ -377,6 +377,29 @@ test('history shows who changed what, and a version\'s diff', async () => {
   await dialog.waitFor({ state: 'hidden' });
 });
 
+test('a typing session reads as one line in the history', async () => {
+  const created = await rest('alice', 'POST', '/documents', { body: { title: 'Typed', body: '' } });
+  const id = created.body.id;
+  let version = 1;
+  for (const letter of 'hello world!') {
+    const answer = await rest('alice', 'POST', `/documents/${id}/edits`, {
+      body: { baseVersion: version, ops: version === 1 ? [letter] : [version - 1, letter] },
+    });
+    assert.equal(answer.status, 200);
+    version = answer.body.version;
+  }
+  const page = await browser.page('alice-typing');
+  await signIn(page, 'alice');
+  await page.goto(`${BASE}/#doc=${id}`);
+  const session = page.locator('#history-list .history-session[data-first="2"][data-last="13"]');
+  await session.locator('summary', { hasText: 'alice typed: 12 versions (v2–v13)' }).waitFor({ timeout: 15_000 });
+  // The newest session is open: each version is still there to open.
+  await session.locator('.history-item[data-version="7"]').click();
+  await page.locator('#version-dialog').waitFor();
+  assert.equal(await page.locator('#history-list > li > .history-item[data-version="1"]').count(), 1, 'the creation stands alone');
+  await page.context().close();
+});
+
 test('restoring a version makes a new version with its text', async () => {
   const before = await serverDoc();
   const old = (await rest('alice', 'GET', `/documents/${docId}/versions/3`)).body;
