@@ -169,6 +169,11 @@ impl Scenario {
     pub fn case(&self, label: &str) -> Option<&Case> {
         self.cases.iter().find(|c| c.label == label)
     }
+
+    /// The case whose parameter `name` is `value` (a floor's case for the same size).
+    pub fn case_where(&self, name: &str, value: f64) -> Option<&Case> {
+        self.cases.iter().find(|c| c.number(name) == Some(value))
+    }
 }
 
 impl Report {

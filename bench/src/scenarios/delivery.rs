@@ -113,11 +113,7 @@ pub async fn run(mode: Mode, floor: &Scenario) -> anyhow::Result<Scenario> {
     let mut cases = Vec::new();
     for (subscribers, edits) in sizes(mode) {
         let mut case = one(subscribers, edits).await?;
-        if let Some(f) = floor
-            .cases
-            .iter()
-            .find(|f| f.number("subscribers") == Some(subscribers as f64))
-        {
+        if let Some(f) = floor.case_where("subscribers", subscribers as f64) {
             case.compare_with(f);
         }
         cases.push(case);

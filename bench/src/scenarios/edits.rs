@@ -4,22 +4,24 @@
 //! with 100 collaborators; and the size of that frame, beside the operation's own bytes
 //! (what any server must send) and the whole-document frame it replaces.
 
-use std::time::Instant;
-
 use anyhow::{Context, bail, ensure};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tests::{TestApp, token_for};
 use tokio_tungstenite::tungstenite::Message;
 
+use super::Mode;
 use super::delivery::{FLOOR, sizes};
-use super::live::{self, Sequential};
-use super::{Mode, count};
-use crate::report::{Case, Kind, Scenario};
+use super::live;
+use super::notifications::{Write, through_the_app};
+use crate::report::{Kind, Scenario};
 
 /// Creates "ann"'s document shared with "bob" and 99 other collaborators; returns its
 /// id.
-async fn crowded_document(app: &TestApp, http: &reqwest::Client) -> anyhow::Result<String> {
+pub(super) async fn crowded_document(
+    app: &TestApp,
+    http: &reqwest::Client,
+) -> anyhow::Result<String> {
     let mut collaborators: serde_json::Map<String, Value> = (1..100)
         .map(|n| (format!("reader{n:02}"), json!("viewer")))
         .collect();
@@ -38,8 +40,9 @@ async fn crowded_document(app: &TestApp, http: &reqwest::Client) -> anyhow::Resu
         .to_owned())
 }
 
-/// Edit `n` as "ann": one character typed at the end of the body, made on `version`.
-async fn type_one(
+/// One character typed by "ann" at the end of the body (one character per version
+/// before it), made on `version`.
+pub(super) async fn type_one(
     app: &TestApp,
     http: &reqwest::Client,
     token: &str,
@@ -111,16 +114,12 @@ pub async fn run(mode: Mode, floor: &Scenario) -> anyhow::Result<Scenario> {
     let ops_bytes = frame["ops"].to_string().len();
     let mut cases = Vec::new();
     for (subscribers, edits) in sizes(mode) {
-        let mut case = one(subscribers, edits)
+        let mut case = through_the_app(Write::TypedCharacter, subscribers, edits)
             .await?
             .figure("frame_bytes", lean.len() as f64)
             .figure("operation_bytes", ops_bytes as f64)
             .figure("whole_document_frame_bytes", full.len() as f64);
-        if let Some(f) = floor
-            .cases
-            .iter()
-            .find(|f| f.number("subscribers") == Some(subscribers as f64))
-        {
+        if let Some(f) = floor.case_where("subscribers", subscribers as f64) {
             case.compare_with(f);
         }
         cases.push(case);
@@ -149,33 +148,4 @@ pub async fn run(mode: Mode, floor: &Scenario) -> anyhow::Result<Scenario> {
             full.len()
         )],
     })
-}
-
-async fn one(subscribers: usize, edits: usize) -> anyhow::Result<Case> {
-    let app = TestApp::spawn().await;
-    let http = reqwest::Client::new();
-    let id = crowded_document(&app, &http).await?;
-    let url = format!("ws://{}/ws?token={}", app.addr, token_for("bob"));
-    let subscribe = json!({"action": "subscribe", "documentId": id}).to_string();
-    let sockets = live::subscribers(&url, &subscribe, subscribers).await?;
-    let mut received = live::read_updates(sockets);
-    let ann = token_for("ann");
-    let mut figures = Sequential::default();
-    let started = Instant::now();
-    for n in 0..edits {
-        let version = n as u64 + 1;
-        type_one(&app, &http, &ann, &id, version).await?;
-        let acknowledged = Instant::now();
-        figures
-            .collect(&mut received, subscribers, version + 1, acknowledged)
-            .await?;
-    }
-    let elapsed = started.elapsed();
-    app.stop().await;
-    Ok(figures.case(
-        format!("docfan edits → /ws, {}", count(subscribers, "subscriber")),
-        subscribers,
-        edits,
-        elapsed,
-    ))
 }

@@ -28,12 +28,8 @@ fn sizes(mode: Mode) -> [(usize, usize); 3] {
 pub async fn run(mode: Mode, floor: &Scenario) -> anyhow::Result<Scenario> {
     let mut cases = Vec::new();
     for (subscribers, edits) in sizes(mode) {
-        let mut case = one(subscribers, edits).await?;
-        if let Some(f) = floor
-            .cases
-            .iter()
-            .find(|f| f.number("subscribers") == Some(subscribers as f64))
-        {
+        let mut case = through_the_app(Write::Put, subscribers, edits).await?;
+        if let Some(f) = floor.case_where("subscribers", subscribers as f64) {
             case.compare_with(f);
         }
         cases.push(case);
@@ -91,10 +87,28 @@ pub async fn put(
     Ok(())
 }
 
-async fn one(subscribers: usize, edits: usize) -> anyhow::Result<Case> {
+/// How the measured edits are written.
+#[derive(Debug, Clone, Copy)]
+pub enum Write {
+    /// `PUT` of a whole new body on "ann"'s document shared with "bob".
+    Put,
+    /// One character typed with `POST …/edits` on a document with 100 collaborators.
+    TypedCharacter,
+}
+
+/// Sequential edits written as `write` through the whole app, each timed from its HTTP
+/// answer to its frame at every one of `subscribers` clients of "bob".
+pub async fn through_the_app(
+    write: Write,
+    subscribers: usize,
+    edits: usize,
+) -> anyhow::Result<Case> {
     let app = TestApp::spawn().await;
     let http = reqwest::Client::new();
-    let id = shared_document(&app, &http).await?;
+    let id = match write {
+        Write::Put => shared_document(&app, &http).await?,
+        Write::TypedCharacter => super::edits::crowded_document(&app, &http).await?,
+    };
     let url = format!("ws://{}/ws?token={}", app.addr, token_for("bob"));
     let subscribe = json!({"action": "subscribe", "documentId": id}).to_string();
     let sockets = live::subscribers(&url, &subscribe, subscribers).await?;
@@ -104,7 +118,12 @@ async fn one(subscribers: usize, edits: usize) -> anyhow::Result<Case> {
     let started = Instant::now();
     for n in 0..edits {
         let version = n as u64 + 1;
-        put(&app, &http, &ann, &id, version, n).await?;
+        match write {
+            Write::Put => put(&app, &http, &ann, &id, version, n).await?,
+            Write::TypedCharacter => {
+                super::edits::type_one(&app, &http, &ann, &id, version).await?;
+            }
+        }
         let acknowledged = Instant::now();
         figures
             .collect(&mut received, subscribers, version + 1, acknowledged)
@@ -112,8 +131,12 @@ async fn one(subscribers: usize, edits: usize) -> anyhow::Result<Case> {
     }
     let elapsed = started.elapsed();
     app.stop().await;
+    let what = match write {
+        Write::Put => "docfan REST → /ws",
+        Write::TypedCharacter => "docfan edits → /ws",
+    };
     Ok(figures.case(
-        format!("docfan REST → /ws, {}", count(subscribers, "subscriber")),
+        format!("{what}, {}", count(subscribers, "subscriber")),
         subscribers,
         edits,
         elapsed,
