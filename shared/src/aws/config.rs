@@ -46,7 +46,7 @@ pub struct TableNames {
     pub documents: String,
     pub members: String,
     /// One item per kept version of a document (its body operation, every
-    /// [`SNAPSHOT_EVERY`](super::document_store::SNAPSHOT_EVERY) versions its whole body).
+    /// [`SNAPSHOT_EVERY`](crate::domain::SNAPSHOT_EVERY) versions its whole body).
     pub versions: String,
     pub connections: String,
     pub subscriptions: String,

@@ -36,12 +36,10 @@ use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemOutput};
-use aws_sdk_dynamodb::types::{
-    AttributeValue, DeleteRequest, Put, ReturnValue, TransactWriteItem, Update, WriteRequest,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem, Update};
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use super::document_store::batch_write;
+use super::document_store::batch_delete;
 use super::errors::{build_error, decode_error, sdk_error};
 use super::tables::{BY_CONNECTION_INDEX, EXPIRES_AT};
 use crate::clock::Clock;
@@ -233,20 +231,13 @@ impl DynamoDbConnectionRegistry {
             .iter()
             .map(|document| Self::subscription_key(id, document))
             .collect();
-        for chunk in keys.chunks(25) {
-            let mut requests = chunk
-                .iter()
-                .map(|key| {
-                    DeleteRequest::builder()
-                        .set_key(Some(key.clone()))
-                        .build()
-                        .map(|d| WriteRequest::builder().delete_request(d).build())
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| build_error("a subscription delete", e))?;
-            batch_write(&self.client, &self.subscriptions, &mut requests).await?;
-        }
-        Ok(())
+        batch_delete(
+            &self.client,
+            &self.subscriptions,
+            &keys,
+            "a subscription delete",
+        )
+        .await
     }
 
     /// The documents the `byConnection` index lists for the connection (eventually

@@ -55,7 +55,10 @@ use serde_dynamo::Item;
 
 use super::errors::{build_error, decode_error, sdk_error};
 use crate::codec::{self, DocumentImage};
-use crate::domain::{Body, Document, DocumentId, DocumentVersion, TextOperation, Title, UserId};
+use crate::domain::{
+    Body, Document, DocumentId, DocumentVersion, SNAPSHOT_EVERY, TextOperation, Title, UserId,
+    keeps_snapshot,
+};
 use crate::ports::{DocumentPage, DocumentStore};
 use crate::{Error, Result};
 
@@ -71,9 +74,6 @@ const BATCH_GET_LIMIT: usize = 100;
 /// Attribute names of membership items.
 const MEMBER_USER: &str = "userId";
 const MEMBER_DOCUMENT: &str = "documentId";
-
-/// How often a version item carries the whole body (version 1 always does).
-pub const SNAPSHOT_EVERY: u64 = 64;
 
 /// Attribute names of version items.
 const VERSION_DOCUMENT: &str = "documentId";
@@ -398,25 +398,42 @@ impl DynamoDbDocumentStore {
                 .send()
                 .await
                 .map_err(|e| sdk_error("Query", e))?;
-            for chunk in out.items().chunks(BATCH_WRITE_LIMIT) {
-                let mut requests = chunk
-                    .iter()
-                    .map(|key| {
-                        DeleteRequest::builder()
-                            .set_key(Some(key.clone()))
-                            .build()
-                            .map(|d| WriteRequest::builder().delete_request(d).build())
-                    })
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| build_error("a version delete", e))?;
-                batch_write(&self.client, &self.versions, &mut requests).await?;
-            }
+            batch_delete(
+                &self.client,
+                &self.versions,
+                out.items(),
+                "a version delete",
+            )
+            .await?;
             start = out.last_evaluated_key;
             if start.is_none() {
                 return Ok(());
             }
         }
     }
+}
+
+/// Deletes the items with `keys` from `table`, [`BATCH_WRITE_LIMIT`] at a time.
+pub(crate) async fn batch_delete(
+    client: &Client,
+    table: &str,
+    keys: &[Attributes],
+    what: &str,
+) -> Result<()> {
+    for chunk in keys.chunks(BATCH_WRITE_LIMIT) {
+        let mut requests = chunk
+            .iter()
+            .map(|key| {
+                DeleteRequest::builder()
+                    .set_key(Some(key.clone()))
+                    .build()
+                    .map(|d| WriteRequest::builder().delete_request(d).build())
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| build_error(what, e))?;
+        batch_write(client, table, &mut requests).await?;
+    }
+    Ok(())
 }
 
 /// Writes a batch, retrying its unprocessed requests with backoff.
@@ -504,7 +521,7 @@ fn version_item(doc: &Document, ops: Option<&TextOperation>) -> Attributes {
             text(&serde_json::to_string(ops).expect("operations encode")),
         );
     }
-    if ops.is_none() || doc.version == 1 || doc.version.is_multiple_of(SNAPSHOT_EVERY) {
+    if keeps_snapshot(doc.version, ops) {
         item.insert(VERSION_SNAPSHOT.to_owned(), text(doc.body.as_str()));
     }
     item

@@ -23,4 +23,4 @@ pub use document::{
 pub use ids::{DocumentId, MAX_USER_ID_LEN, UserId};
 pub use operation::{Component, MAX_COMPONENTS, OperationError, TextOperation};
 pub use validation::ValidationError;
-pub use version::{DocumentVersion, EditOutcome, KEPT_OPERATIONS};
+pub use version::{DocumentVersion, EditOutcome, KEPT_OPERATIONS, SNAPSHOT_EVERY, keeps_snapshot};

@@ -12,6 +12,18 @@ use super::{Body, DocumentId, TextOperation, Title, UserId};
 /// [`Error::BaseVersionGone`](crate::Error::BaseVersionGone).
 pub const KEPT_OPERATIONS: u64 = 1_000;
 
+/// How often a stored version keeps the whole body besides its operation: any version
+/// is then rebuilt from the nearest snapshot at or before it and at most
+/// `SNAPSHOT_EVERY - 1` operations.
+pub const SNAPSHOT_EVERY: u64 = 64;
+
+/// Whether the stored version `version`, whose body operation from the version before
+/// is `ops`, keeps the whole body: version 1, every [`SNAPSHOT_EVERY`]-th, and any whose
+/// operation is not known.
+pub fn keeps_snapshot(version: u64, ops: Option<&TextOperation>) -> bool {
+    ops.is_none() || version == 1 || version.is_multiple_of(SNAPSHOT_EVERY)
+}
+
 /// A document exactly as it was at one version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]

@@ -10,7 +10,7 @@
 //!
 //! Every version also gets a row in `document_versions`, in the same savepoint: who made
 //! it and when, its title, the body operation from the version before (the edits
-//! endpoint transforms against these), and every [`SNAPSHOT_EVERY`] versions the whole
+//! endpoint transforms against these), and every [`SNAPSHOT_EVERY`](crate::domain::SNAPSHOT_EVERY) versions the whole
 //! body, so any version is rebuilt from the snapshot before it and at most
 //! `SNAPSHOT_EVERY - 1` operations.
 
@@ -26,7 +26,9 @@ use super::change_log::{self, ChangeFeed};
 use super::group_commit::GroupCommit;
 use super::sqlite::{ConnectionPool, map_sqlite_error, open_connection};
 use crate::codec::{self, EventName, RecordBuilder};
-use crate::domain::{Body, Document, DocumentId, DocumentVersion, TextOperation, Title, UserId};
+use crate::domain::{
+    Body, Document, DocumentId, DocumentVersion, TextOperation, Title, UserId, keeps_snapshot,
+};
 use crate::ports::{DocumentPage, DocumentStore};
 use crate::{Error, Result};
 
@@ -60,9 +62,6 @@ INSERT INTO document_versions (document_id, version, actor, at, title, ops, snap
     FROM documents
     WHERE NOT EXISTS (SELECT 1 FROM document_versions v WHERE v.document_id = documents.id);
 ";
-
-/// How often a version row carries the whole body.
-pub const SNAPSHOT_EVERY: u64 = 64;
 
 enum Mutation {
     Create(Document),
@@ -327,11 +326,9 @@ fn read_version(
 }
 
 /// Records `doc`'s version: its title, who made it and when, the body operation from
-/// the version before, and the whole body every [`SNAPSHOT_EVERY`] versions.
+/// the version before, and the whole body every [`SNAPSHOT_EVERY`](crate::domain::SNAPSHOT_EVERY) versions.
 fn record_version(tx: &Connection, doc: &Document, ops: Option<&TextOperation>) -> Result<()> {
-    let snapshot =
-        (doc.version == 1 || doc.version.is_multiple_of(SNAPSHOT_EVERY) || ops.is_none())
-            .then(|| doc.body.as_str());
+    let snapshot = keeps_snapshot(doc.version, ops).then(|| doc.body.as_str());
     let ops = ops
         .filter(|o| !o.is_noop())
         .map(|o| serde_json::to_string(o).expect("operations encode"));

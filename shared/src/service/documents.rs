@@ -142,7 +142,7 @@ impl DocumentService {
                 });
             }
             let committed = if current.version > base {
-                let committed = self.store.operations_since(id, base).await?;
+                let mut committed = self.store.operations_since(id, base).await?;
                 let behind = (current.version - base) as usize;
                 if committed.len() < behind {
                     // A version row is missing: the kept operations do not reach back.
@@ -150,7 +150,9 @@ impl DocumentService {
                         oldest: current.version,
                     });
                 }
-                committed[..behind].to_vec()
+                // A commit may have landed after `current` was read.
+                committed.truncate(behind);
+                committed
             } else {
                 Vec::new()
             };
