@@ -110,19 +110,22 @@ async fn the_document_item_and_the_version_item_carry_the_operation() {
     assert_eq!(text(&items[2], "title"), Some("Renamed"));
     assert_eq!(text(&items[2], "ops"), None);
 
-    let document_item = |version: Item| codec::item_to_document(&version.into()).unwrap();
-    let stored = clients
-        .dynamodb
-        .get_item()
-        .table_name(&clients.config.tables.documents)
-        .set_key(Some(codec::document_key(&v1.id).into()))
-        .consistent_read(true)
-        .send()
-        .await
-        .unwrap()
-        .item
-        .unwrap();
-    let image = document_item(stored);
+    // The document item as it is now, decoded as its stream image would be.
+    let document_image = || async {
+        let item: Item = clients
+            .dynamodb
+            .get_item()
+            .table_name(&clients.config.tables.documents)
+            .set_key(Some(codec::document_key(&v1.id).into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap()
+            .item
+            .unwrap();
+        codec::item_to_document(&item.into()).unwrap()
+    };
+    let image = document_image().await;
     assert_eq!(image.document, v3);
     assert_eq!(image.ops, None, "a title change carries no operation");
     store
@@ -132,18 +135,7 @@ async fn the_document_item_and_the_version_item_carry_the_operation() {
         )
         .await
         .unwrap();
-    let stored = clients
-        .dynamodb
-        .get_item()
-        .table_name(&clients.config.tables.documents)
-        .set_key(Some(codec::document_key(&v1.id).into()))
-        .consistent_read(true)
-        .send()
-        .await
-        .unwrap()
-        .item
-        .unwrap();
-    let image = document_item(stored);
+    let image = document_image().await;
     assert_eq!(
         image
             .ops
