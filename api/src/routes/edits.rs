@@ -4,7 +4,7 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use shared::domain::{DocumentVersion, EditOutcome, TextOperation};
@@ -34,16 +34,6 @@ fn ops_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
     <TextOperation as utoipa::PartialSchema>::schema()
 }
 
-fn invalid_operation(detail: impl Into<String>) -> ApiError {
-    Problem::new(
-        StatusCode::BAD_REQUEST,
-        "/problems/invalid-operation",
-        "Invalid operation",
-        detail,
-    )
-    .into()
-}
-
 #[utoipa::path(
     post, path = "/documents/{id}/edits", tag = "documents", operation_id = "editDocument",
     params(("id" = String, Path, description = "Document id")),
@@ -67,8 +57,10 @@ pub async fn edit(
     JsonBody(input): JsonBody<Edit>,
 ) -> ApiResult<Response> {
     let id = parse_id(&id)?;
-    let ops: TextOperation =
-        serde_json::from_value(input.ops).map_err(|e| invalid_operation(e.to_string()))?;
+    // Read here rather than by the body extractor, so that a bad operation is
+    // /problems/invalid-operation and not a generic invalid input.
+    let ops: TextOperation = serde_json::from_value(input.ops)
+        .map_err(|e| shared::Error::InvalidOperation(e.to_string()))?;
     let outcome = state
         .documents
         .edit(&user, &id, input.base_version, ops)
