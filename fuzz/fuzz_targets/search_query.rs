@@ -26,7 +26,11 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(outcome, Err(QueryError::TooLong));
         return;
     }
-    assert_ne!(outcome, Err(QueryError::TooLong), "{text:?} is within the limit");
+    assert_ne!(
+        outcome,
+        Err(QueryError::TooLong),
+        "{text:?} is within the limit"
+    );
     let nesting = paren_nesting(&text);
     match outcome {
         Ok(query) => {
@@ -86,14 +90,20 @@ fn check_tree(query: &Query, positive: bool) {
             assert!(clauses.len() >= 2);
             assert!(clauses.iter().any(|c| !matches!(c, Query::Not(_))));
             for clause in clauses {
-                assert!(!matches!(clause, Query::And(_)), "an AND directly in an AND");
+                assert!(
+                    !matches!(clause, Query::And(_)),
+                    "an AND directly in an AND"
+                );
                 check_tree(clause, !matches!(clause, Query::Not(_)));
             }
         }
         Query::Or(alternatives) => {
             assert!(alternatives.len() >= 2);
             for alternative in alternatives {
-                assert!(!matches!(alternative, Query::Or(_)), "an OR directly in an OR");
+                assert!(
+                    !matches!(alternative, Query::Or(_)),
+                    "an OR directly in an OR"
+                );
                 check_tree(alternative, true);
             }
         }

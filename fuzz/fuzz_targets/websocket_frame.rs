@@ -82,11 +82,25 @@ fn check(text: &str) {
                 ClientFrame::Subscribe {
                     document,
                     since_version,
+                    include_document,
                 } => {
                     assert_eq!(json["action"], "subscribe");
                     let id = json["documentId"].as_str().expect("documentId is a string");
                     assert_eq!(shared::domain::DocumentId::parse(id).as_ref(), Ok(document));
                     assert_eq!(json["sinceVersion"].as_u64(), *since_version);
+                    assert_eq!(*include_document, json["include"] == "document");
+                }
+                ClientFrame::Presence { document, cursor } => {
+                    assert_eq!(json["action"], "presence");
+                    let id = json["documentId"].as_str().expect("documentId is a string");
+                    assert_eq!(shared::domain::DocumentId::parse(id).as_ref(), Ok(document));
+                    match cursor {
+                        None => assert!(json["cursor"].is_null()),
+                        Some(c) => {
+                            assert_eq!(json["cursor"]["anchor"].as_u64(), Some(c.anchor));
+                            assert_eq!(json["cursor"]["head"].as_u64(), Some(c.head));
+                        }
+                    }
                 }
                 ClientFrame::Unsubscribe { document } => {
                     assert_eq!(json["action"], "unsubscribe");
@@ -129,15 +143,20 @@ fn encode(frame: &ClientFrame) -> String {
     match frame {
         ClientFrame::Subscribe {
             document,
-            since_version: None,
+            since_version,
+            include_document,
         } => {
-            json!({"action": "subscribe", "documentId": document})
+            let mut frame = json!({"action": "subscribe", "documentId": document});
+            if let Some(v) = since_version {
+                frame["sinceVersion"] = json!(v);
+            }
+            if *include_document {
+                frame["include"] = json!("document");
+            }
+            frame
         }
-        ClientFrame::Subscribe {
-            document,
-            since_version: Some(v),
-        } => {
-            json!({"action": "subscribe", "documentId": document, "sinceVersion": v})
+        ClientFrame::Presence { document, cursor } => {
+            json!({"action": "presence", "documentId": document, "cursor": cursor})
         }
         ClientFrame::Unsubscribe { document } => {
             json!({"action": "unsubscribe", "documentId": document})
