@@ -4,7 +4,7 @@
 //! with 100 collaborators; and the size of that frame, beside the operation's own bytes
 //! (what any server must send) and the whole-document frame it replaces.
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, bail};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tests::{TestApp, token_for};
@@ -13,61 +13,8 @@ use tokio_tungstenite::tungstenite::Message;
 use super::Mode;
 use super::delivery::{FLOOR, sizes};
 use super::live;
-use super::notifications::{Write, through_the_app};
+use super::notifications::{Write, crowded_document, through_the_app, type_one};
 use crate::report::{Kind, Scenario};
-
-/// Creates "ann"'s document shared with "bob" and 99 other collaborators; returns its
-/// id.
-pub(super) async fn crowded_document(
-    app: &TestApp,
-    http: &reqwest::Client,
-) -> anyhow::Result<String> {
-    let mut collaborators: serde_json::Map<String, Value> = (1..100)
-        .map(|n| (format!("reader{n:02}"), json!("viewer")))
-        .collect();
-    collaborators.insert("bob".into(), json!("viewer"));
-    let created: Value = http
-        .post(app.url("/documents"))
-        .bearer_auth(token_for("ann"))
-        .json(&json!({"title": "Bench", "body": "", "collaborators": collaborators}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    Ok(created["id"]
-        .as_str()
-        .context("the document's id")?
-        .to_owned())
-}
-
-/// One character typed by "ann" at the end of the body (one character per version
-/// before it), made on `version`.
-pub(super) async fn type_one(
-    app: &TestApp,
-    http: &reqwest::Client,
-    token: &str,
-    id: &str,
-    version: u64,
-) -> anyhow::Result<Value> {
-    let typed = version - 1;
-    let ops = if typed == 0 {
-        json!(["x"])
-    } else {
-        json!([typed, "x"])
-    };
-    let response = http
-        .post(app.url(&format!("/documents/{id}/edits")))
-        .bearer_auth(token)
-        .json(&json!({"baseVersion": version, "ops": ops}))
-        .send()
-        .await?;
-    ensure!(
-        response.status() == 200,
-        "POST edits: {}",
-        response.status()
-    );
-    Ok(response.json().await?)
-}
 
 /// The frames one subscriber gets for a one-character edit on the crowded document:
 /// (the frame it gets, the frame an `"include":"document"` subscription gets).

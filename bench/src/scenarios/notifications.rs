@@ -6,6 +6,10 @@
 //!
 //! Latencies are signed: a frame can arrive before the client has read the `PUT`'s
 //! answer (the poller wakes on the commit, not on the HTTP response).
+//!
+//! The measured loop ([`through_the_app`]) and the ways of writing through the app
+//! (a `PUT`, or one character typed with `POST …/edits`) are here; `edits` and
+//! `sustained` use them too.
 
 use std::time::Instant;
 
@@ -87,6 +91,56 @@ pub async fn put(
     Ok(())
 }
 
+/// Creates "ann"'s document shared with "bob" and 99 other collaborators; returns its
+/// id.
+pub async fn crowded_document(app: &TestApp, http: &reqwest::Client) -> anyhow::Result<String> {
+    let mut collaborators: serde_json::Map<String, Value> = (1..100)
+        .map(|n| (format!("reader{n:02}"), json!("viewer")))
+        .collect();
+    collaborators.insert("bob".into(), json!("viewer"));
+    let created: Value = http
+        .post(app.url("/documents"))
+        .bearer_auth(token_for("ann"))
+        .json(&json!({"title": "Bench", "body": "", "collaborators": collaborators}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    Ok(created["id"]
+        .as_str()
+        .context("the document's id")?
+        .to_owned())
+}
+
+/// One character typed by "ann" at the end of the body (one character per version
+/// before it), made on `version`.
+pub async fn type_one(
+    app: &TestApp,
+    http: &reqwest::Client,
+    token: &str,
+    id: &str,
+    version: u64,
+) -> anyhow::Result<Value> {
+    let typed = version - 1;
+    let ops = if typed == 0 {
+        json!(["x"])
+    } else {
+        json!([typed, "x"])
+    };
+    let response = http
+        .post(app.url(&format!("/documents/{id}/edits")))
+        .bearer_auth(token)
+        .json(&json!({"baseVersion": version, "ops": ops}))
+        .send()
+        .await?;
+    ensure!(
+        response.status() == 200,
+        "POST edits: {}",
+        response.status()
+    );
+    Ok(response.json().await?)
+}
+
 /// How the measured edits are written.
 #[derive(Debug, Clone, Copy)]
 pub enum Write {
@@ -107,7 +161,7 @@ pub async fn through_the_app(
     let http = reqwest::Client::new();
     let id = match write {
         Write::Put => shared_document(&app, &http).await?,
-        Write::TypedCharacter => super::edits::crowded_document(&app, &http).await?,
+        Write::TypedCharacter => crowded_document(&app, &http).await?,
     };
     let url = format!("ws://{}/ws?token={}", app.addr, token_for("bob"));
     let subscribe = json!({"action": "subscribe", "documentId": id}).to_string();
@@ -121,7 +175,7 @@ pub async fn through_the_app(
         match write {
             Write::Put => put(&app, &http, &ann, &id, version, n).await?,
             Write::TypedCharacter => {
-                super::edits::type_one(&app, &http, &ann, &id, version).await?;
+                type_one(&app, &http, &ann, &id, version).await?;
             }
         }
         let acknowledged = Instant::now();
