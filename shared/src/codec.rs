@@ -8,6 +8,14 @@
 //! `updatedBy` (S); `ops` (S: the OPS JSON array that turned the body of the previous
 //! version into this one, present when that change altered the body); and on the last
 //! image of a deleted document, `deleted` (BOOL true).
+//!
+//! A body over [`INLINE_BODY_BYTES`] may be paged out of the item ([`page_out_body`]):
+//! `body` is then absent and `bodyPaged` (BOOL true) says the body is kept with the
+//! document's versions instead. The AWS store does this so that a keystroke's write
+//! costs the same whatever the document's size; such an image decodes with an empty
+//! body and [`DocumentImage::body_paged`] set, and whoever reads it fetches the body of
+//! its version (the stream handler through a
+//! [`BodyArchive`](crate::ports::BodyArchive)).
 
 use aws_lambda_events::dynamodb::{EventRecord, StreamRecord, StreamViewType};
 
@@ -22,6 +30,13 @@ use crate::domain::{Document, DocumentId, TextOperation};
 pub const DELETED_ATTRIBUTE: &str = "deleted";
 /// The attribute holding the body operation that made the item's version.
 pub const OPS_ATTRIBUTE: &str = "ops";
+/// The attribute that says an item's body is paged out.
+pub const BODY_PAGED_ATTRIBUTE: &str = "bodyPaged";
+/// The body attribute.
+const BODY_ATTRIBUTE: &str = "body";
+/// The longest body an item keeps inline when paging out is asked for: an item of a
+/// document up to this size costs at most 5 write units.
+pub const INLINE_BODY_BYTES: usize = 4 * 1024;
 /// The partition key attribute of the documents table.
 pub const KEY_ATTRIBUTE: &str = "id";
 /// `eventSource` of every record.
@@ -64,6 +79,9 @@ pub struct DocumentImage {
     pub deleted: bool,
     /// The body operation that made this version, when the item carries one.
     pub ops: Option<TextOperation>,
+    /// The item's body is paged out: `document.body` is empty and stands for the body
+    /// kept with version `document.version`.
+    pub body_paged: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +90,8 @@ pub enum CodecError {
     NotADocument(#[from] serde_dynamo::Error),
     #[error("the item's `ops` is not an operation: {0}")]
     BadOperation(String),
+    #[error("the item says its body is paged out but holds one")]
+    PagedBodyInline,
 }
 
 /// The item that stores `doc`.
@@ -99,6 +119,17 @@ pub fn tombstone_to_item(last: &Document) -> Item {
     item
 }
 
+/// `item` with its body paged out when the body is longer than [`INLINE_BODY_BYTES`]:
+/// the `body` attribute removed and `bodyPaged` set. Smaller bodies stay inline.
+pub fn page_out_body(mut item: Item) -> Item {
+    let long = matches!(item.get(BODY_ATTRIBUTE), Some(AttributeValue::S(body)) if body.len() > INLINE_BODY_BYTES);
+    if long {
+        item.remove(BODY_ATTRIBUTE);
+        item.insert(BODY_PAGED_ATTRIBUTE.to_owned(), AttributeValue::Bool(true));
+    }
+    item
+}
+
 /// Reads a document back from an item. Attributes it does not know are ignored, so
 /// items written by a newer version still decode.
 pub fn item_to_document(item: &Item) -> Result<DocumentImage, CodecError> {
@@ -114,11 +145,25 @@ pub fn item_to_document(item: &Item) -> Result<DocumentImage, CodecError> {
         ),
         Some(_) => return Err(CodecError::BadOperation("not a string".into())),
     };
-    let document = serde_dynamo::from_item(item.clone())?;
+    let body_paged = matches!(
+        item.get(BODY_PAGED_ATTRIBUTE),
+        Some(AttributeValue::Bool(true))
+    );
+    let document = if body_paged {
+        if item.get(BODY_ATTRIBUTE).is_some() {
+            return Err(CodecError::PagedBodyInline);
+        }
+        let mut head = item.clone();
+        head.insert(BODY_ATTRIBUTE.to_owned(), AttributeValue::S(String::new()));
+        serde_dynamo::from_item(head)?
+    } else {
+        serde_dynamo::from_item(item.clone())?
+    };
     Ok(DocumentImage {
         document,
         deleted,
         ops,
+        body_paged,
     })
 }
 
@@ -234,6 +279,41 @@ mod tests {
         assert_eq!(back.document, doc);
         assert!(!back.deleted);
         assert!(item_to_document(&tombstone_to_item(&doc)).unwrap().deleted);
+    }
+
+    #[test]
+    fn long_bodies_are_paged_out_and_short_ones_stay() {
+        let short = doc();
+        assert_eq!(
+            page_out_body(document_to_item(&short)),
+            document_to_item(&short)
+        );
+
+        let mut long = doc();
+        long.body = Body::parse("é".repeat(INLINE_BODY_BYTES / 2 + 1)).unwrap();
+        let item = page_out_body(document_to_item(&long));
+        assert!(item.get("body").is_none());
+        assert!(
+            serde_json::to_vec(&item).unwrap().len() < 1024,
+            "the head stays small"
+        );
+        let back = item_to_document(&item).unwrap();
+        assert!(back.body_paged);
+        assert_eq!(back.document.body.as_str(), "");
+        assert_eq!(
+            back.document,
+            Document {
+                body: Body::parse("").unwrap(),
+                ..long.clone()
+            }
+        );
+        // A paged-out flag beside a body is a corrupt item, not a guess.
+        let mut both = document_to_item(&long);
+        both.insert(BODY_PAGED_ATTRIBUTE.into(), AttributeValue::Bool(true));
+        assert!(matches!(
+            item_to_document(&both),
+            Err(CodecError::PagedBodyInline)
+        ));
     }
 
     #[test]

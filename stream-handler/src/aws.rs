@@ -1,6 +1,8 @@
 //! The fan-out on the AWS adapters (cargo feature `aws`): OpenSearch, the DynamoDB
 //! audit table, the SQS analysis queue and the SQS dead-letter queue, with the notifier
-//! the caller chooses (API Gateway pushes in Lambda, none for operator redrives).
+//! the caller chooses (API Gateway pushes in Lambda, none for operator redrives). The
+//! document store's versions table is its body archive: records of documents over 4 KB
+//! carry no body, and the fan-out reads it back from there.
 
 use std::sync::Arc;
 
@@ -37,10 +39,8 @@ pub fn fanout(
         )),
     ];
     let dead_letters = Arc::new(clients.dead_letter_queue(Arc::clone(&clock))?);
-    Ok(Fanout::new(
-        sinks,
-        dead_letters,
-        clock,
-        HandlerConfig::default(),
-    ))
+    Ok(
+        Fanout::new(sinks, dead_letters, clock, HandlerConfig::default())
+            .with_body_archive(Arc::new(clients.document_store())),
+    )
 }

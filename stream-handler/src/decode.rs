@@ -13,13 +13,18 @@
 //! - REMOVE of an unmarked image (a TTL expiry or an operator's delete): a deletion one
 //!   version after the image, by `dynamodb.amazonaws.com` for TTL and `unknown`
 //!   otherwise, at the record's creation time.
+//!
+//! An image whose body is paged out (the AWS store keeps bodies over 4 KB out of the
+//! document item) decodes to [`Decoded::Unfinished`]: the handler reads the bodies back
+//! from the document's versions and finishes it. A deletion never needs its body, so
+//! its old image keeps the empty stand-in.
 
 use chrono::{DateTime, Utc};
 use serde_dynamo::Item;
 use serde_json::Value;
 use shared::codec::{self, EventName};
 use shared::domain::{
-    ChangeEvent, Document, DocumentId, TextOperation, UserId, check_collaborators,
+    Body, ChangeEvent, Document, DocumentId, TextOperation, UserId, check_collaborators,
 };
 
 /// The principal of DynamoDB's own (TTL) deletions.
@@ -32,6 +37,8 @@ pub const UNKNOWN_ACTOR: &str = "unknown";
 pub enum Decoded {
     /// A change for the sinks.
     Change(Box<ChangeEvent>),
+    /// A change whose bodies must be read back first.
+    Unfinished(Box<Unfinished>),
     /// A record with nothing to fan out (the MODIFY that marks a document deleted).
     Skip,
 }
@@ -159,33 +166,34 @@ pub fn decode(record: &Value) -> Result<Decoded, DecodeError> {
         }
     }
 
-    let decoded = match name {
+    let mut unstamped_removal = None;
+    match name {
         EventName::Insert => {
-            let new = new.ok_or_else(|| fail("INSERT without NewImage"))?;
-            ChangeEvent::written(None, new.document, sequence_number)
+            new.as_ref()
+                .ok_or_else(|| fail("INSERT without NewImage"))?;
         }
         EventName::Modify => {
-            let new = new.ok_or_else(|| fail("MODIFY without NewImage"))?;
+            let new = new
+                .as_ref()
+                .ok_or_else(|| fail("MODIFY without NewImage"))?;
             if new.deleted {
                 return Ok(Decoded::Skip);
             }
-            let old = old.ok_or_else(|| fail("MODIFY without OldImage"))?;
+            let old = old
+                .as_ref()
+                .ok_or_else(|| fail("MODIFY without OldImage"))?;
             if new.document.version <= old.document.version {
                 return Err(fail(format!(
                     "MODIFY from version {} to {}",
                     old.document.version, new.document.version
                 )));
             }
-            let ops = body_operation(&old.document, &new.document, new.ops);
-            ChangeEvent::written(Some(old.document), new.document, sequence_number).with_ops(ops)
         }
         EventName::Remove => {
-            let old = old.ok_or_else(|| fail("REMOVE without OldImage"))?;
-            if old.deleted {
-                let last = old.document;
-                let (version, actor, at) = (last.version, last.updated_by.clone(), last.updated_at);
-                ChangeEvent::deleted(last, version, actor, at, sequence_number)
-            } else {
+            let old = old
+                .as_ref()
+                .ok_or_else(|| fail("REMOVE without OldImage"))?;
+            if !old.deleted {
                 let by_ttl = record["userIdentity"]["type"].as_str() == Some("Service")
                     && record["userIdentity"]["principalId"].as_str() == Some(TTL_PRINCIPAL);
                 let actor = UserId::parse(if by_ttl { TTL_PRINCIPAL } else { UNKNOWN_ACTOR })
@@ -197,11 +205,140 @@ pub fn decode(record: &Value) -> Result<Decoded, DecodeError> {
                     .version
                     .checked_add(1)
                     .ok_or_else(|| fail("REMOVE of an image at the last possible version"))?;
-                ChangeEvent::deleted(old.document, version, actor, at, sequence_number)
+                unstamped_removal = Some((version, actor, at));
             }
         }
+    }
+    let unfinished = Unfinished {
+        name,
+        sequence_number,
+        old,
+        new,
+        unstamped_removal,
     };
-    Ok(Decoded::Change(Box::new(decoded)))
+    // A deletion's consumers read nothing of the body it removed, so a paged-out one
+    // is not read back.
+    if name != EventName::Remove && unfinished.pages_out() {
+        return Ok(Decoded::Unfinished(Box::new(unfinished)));
+    }
+    Ok(Decoded::Change(Box::new(unfinished.build())))
+}
+
+/// A decoded record whose images have their bodies paged out
+/// ([`codec::page_out_body`]): the handler reads the bodies of the versions named by
+/// [`Unfinished::old_body_version`] and [`Unfinished::new_body_version`] back and
+/// [finishes](Unfinished::finish) it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unfinished {
+    name: EventName,
+    sequence_number: String,
+    old: Option<codec::DocumentImage>,
+    new: Option<codec::DocumentImage>,
+    /// The version, actor and time of a removal that is not a stamped deletion.
+    unstamped_removal: Option<(u64, UserId, DateTime<Utc>)>,
+}
+
+impl Unfinished {
+    fn pages_out(&self) -> bool {
+        [&self.old, &self.new]
+            .into_iter()
+            .flatten()
+            .any(|i| i.body_paged)
+    }
+
+    pub fn document_id(&self) -> DocumentId {
+        self.new
+            .as_ref()
+            .or(self.old.as_ref())
+            .map(|i| i.document.id)
+            .expect("a decoded record has an image")
+    }
+
+    /// The version of the new image, when its body is paged out.
+    pub fn new_body_version(&self) -> Option<u64> {
+        self.new
+            .as_ref()
+            .filter(|i| i.body_paged)
+            .map(|i| i.document.version)
+    }
+
+    /// The version of the old image, when its body is paged out and differs from the
+    /// new one's (the record carries an operation).
+    pub fn old_body_version(&self) -> Option<u64> {
+        self.old
+            .as_ref()
+            .filter(|i| i.body_paged && self.ops().is_some())
+            .map(|i| i.document.version)
+    }
+
+    /// The old image's body, when the record carries it.
+    pub fn old_body(&self) -> Option<&Body> {
+        self.old
+            .as_ref()
+            .filter(|i| !i.body_paged)
+            .map(|i| &i.document.body)
+    }
+
+    /// The body operation the record carries.
+    pub fn ops(&self) -> Option<&TextOperation> {
+        self.new.as_ref().and_then(|i| i.ops.as_ref())
+    }
+
+    /// The change, given the bodies that were paged out: `old` when
+    /// [`Unfinished::old_body_version`] named one, `new` when
+    /// [`Unfinished::new_body_version`] did. An old body that was paged out but not
+    /// asked for is the new one (the body did not change).
+    pub fn finish(
+        mut self,
+        old: Option<Body>,
+        new: Option<Body>,
+    ) -> Result<ChangeEvent, DecodeError> {
+        let wanted_new = self.new_body_version().is_some();
+        let wanted_old = self.old_body_version().is_some();
+        if wanted_new != new.is_some() || wanted_old != old.is_some() {
+            return Err(fail("the bodies given do not match the paged-out images"));
+        }
+        if let (Some(image), Some(body)) = (self.new.as_mut(), new) {
+            image.document.body = body;
+            image.body_paged = false;
+        }
+        let new_body = self.new.as_ref().map(|i| i.document.body.clone());
+        if let Some(image) = self.old.as_mut().filter(|i| i.body_paged) {
+            image.document.body = match old {
+                Some(body) => body,
+                None => new_body.ok_or_else(|| fail("a paged-out old image without a new one"))?,
+            };
+            image.body_paged = false;
+        }
+        Ok(self.build())
+    }
+
+    /// The change of images whose bodies are in place (or not read, for a removal).
+    fn build(self) -> ChangeEvent {
+        let sequence_number = self.sequence_number;
+        match (self.name, self.old, self.new) {
+            (EventName::Insert, _, Some(new)) => {
+                ChangeEvent::written(None, new.document, sequence_number)
+            }
+            (EventName::Modify, Some(old), Some(new)) => {
+                let ops = body_operation(&old.document, &new.document, new.ops);
+                ChangeEvent::written(Some(old.document), new.document, sequence_number)
+                    .with_ops(ops)
+            }
+            (EventName::Remove, Some(old), _) => match self.unstamped_removal {
+                None => {
+                    let last = old.document;
+                    let (version, actor, at) =
+                        (last.version, last.updated_by.clone(), last.updated_at);
+                    ChangeEvent::deleted(last, version, actor, at, sequence_number)
+                }
+                Some((version, actor, at)) => {
+                    ChangeEvent::deleted(old.document, version, actor, at, sequence_number)
+                }
+            },
+            _ => unreachable!("decode checks which images each event has"),
+        }
+    }
 }
 
 #[cfg(test)]

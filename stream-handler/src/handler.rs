@@ -4,7 +4,8 @@
 //!
 //! For each record, in order per document:
 //! 1. decode it once into a [`ChangeEvent`] (an undecodable record goes to the
-//!    dead-letter queue whole, with the reason, and counts as handled);
+//!    dead-letter queue whole, with the reason, and counts as handled), reading back
+//!    the bodies a record left out ([`crate::bodies`]);
 //! 2. deliver it to every sink concurrently, each in its own span; a transient failure
 //!    is retried in-process with bounded exponential backoff (on tokio's clock);
 //! 3. a sink still failing transiently after that makes the record a batch item
@@ -15,7 +16,9 @@
 //!
 //! Records of different documents are processed concurrently. The sinks are flushed
 //! once at the end of the batch; a failed flush reports the whole batch for a retry.
+//! With a body archive, a delivered deletion then forgets the document's kept versions.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,11 +28,13 @@ use futures_util::StreamExt;
 use futures_util::future::join_all;
 use serde_json::Value;
 use shared::clock::Clock;
+use shared::domain::ChangeKind;
 use shared::domain::{ChangeEvent, DocumentId, Field};
-use shared::ports::{DeadLetter, DeadLetterQueue, DeadLetterSource};
+use shared::ports::{BodyArchive, DeadLetter, DeadLetterQueue, DeadLetterSource};
 use tracing::Instrument;
 
-use crate::decode::{Decoded, RecordMeta, decode};
+use crate::bodies::{BodyError, BodyReader};
+use crate::decode::{Decoded, RecordMeta, Unfinished, decode};
 use crate::metrics::{self, DeliveryOutcome};
 use crate::sinks::Sink;
 
@@ -85,6 +90,32 @@ pub struct Fanout {
     dlq: Arc<dyn DeadLetterQueue>,
     clock: Arc<dyn Clock>,
     config: HandlerConfig,
+    bodies: Option<BodyReader>,
+}
+
+/// A decoded record on its way to the sinks.
+enum Pending {
+    Ready(Box<ChangeEvent>),
+    /// Its bodies are paged out: read them back first.
+    Unfinished(Box<Unfinished>),
+}
+
+impl Pending {
+    fn document_id(&self) -> DocumentId {
+        match self {
+            Pending::Ready(change) => change.document_id,
+            Pending::Unfinished(unfinished) => unfinished.document_id(),
+        }
+    }
+
+    /// Whether it changes the body or deletes the document.
+    fn replaces_body(&self) -> bool {
+        match self {
+            Pending::Ready(change) => change.touches(Field::Body) || change.new.is_none(),
+            // Never a deletion; the store writes an operation whenever the body changes.
+            Pending::Unfinished(unfinished) => unfinished.ops().is_some(),
+        }
+    }
 }
 
 /// What became of a batch: the response, and why each reported record failed.
@@ -155,7 +186,15 @@ impl Fanout {
             dlq,
             clock,
             config,
+            bodies: None,
         }
+    }
+
+    /// The same fan-out reading paged-out bodies back from `archive`, and forgetting a
+    /// document's kept versions there once its deletion is delivered.
+    pub fn with_body_archive(mut self, archive: Arc<dyn BodyArchive>) -> Self {
+        self.bodies = Some(BodyReader::new(archive));
+        self
     }
 
     pub fn sinks(&self) -> &[Arc<dyn Sink>] {
@@ -192,21 +231,28 @@ impl Fanout {
         // Decode once; group the changes by document, keeping their order.
         let mut groups: Vec<(DocumentId, Vec<usize>)> = Vec::new();
         let mut group_of: std::collections::HashMap<DocumentId, usize> = Default::default();
-        let mut decoded: Vec<Option<Box<ChangeEvent>>> = Vec::with_capacity(records.len());
+        let mut decoded: Vec<Option<Pending>> = Vec::with_capacity(records.len());
         let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(records.len());
         let mut metas: Vec<RecordMeta> = records.iter().map(RecordMeta::of).collect();
         for (i, record) in records.iter().enumerate() {
-            match decode(record) {
-                Ok(Decoded::Change(change)) => {
-                    let g = *group_of.entry(change.document_id).or_insert_with(|| {
-                        groups.push((change.document_id, Vec::new()));
+            let pending = match decode(record) {
+                Ok(Decoded::Change(change)) => Ok(Some(Pending::Ready(change))),
+                Ok(Decoded::Unfinished(unfinished)) => Ok(Some(Pending::Unfinished(unfinished))),
+                Ok(Decoded::Skip) => Ok(None),
+                Err(e) => Err(e),
+            };
+            match pending {
+                Ok(Some(pending)) => {
+                    let id = pending.document_id();
+                    let g = *group_of.entry(id).or_insert_with(|| {
+                        groups.push((id, Vec::new()));
                         groups.len() - 1
                     });
                     groups[g].1.push(i);
-                    decoded.push(Some(change));
+                    decoded.push(Some(pending));
                     outcomes.push(None);
                 }
-                Ok(Decoded::Skip) => {
+                Ok(None) => {
                     decoded.push(None);
                     outcomes.push(Some(Outcome::Skipped));
                 }
@@ -232,8 +278,8 @@ impl Fanout {
             for (n, &i) in indices.iter().enumerate().rev() {
                 metas[i].superseded = n + 1 < indices.len();
                 metas[i].body_superseded = body_later;
-                let change = decoded[i].as_deref().expect("grouped records decode");
-                body_later |= change.touches(Field::Body) || change.new.is_none();
+                let pending = decoded[i].as_ref().expect("grouped records decode");
+                body_later |= pending.replaces_body();
             }
         }
         let metas = metas;
@@ -254,10 +300,14 @@ impl Fanout {
                             ));
                             continue;
                         }
-                        let change = decoded[i].as_deref().expect("grouped records decode");
-                        let outcome = self.process(change, &metas[i]).await;
+                        let pending = decoded[i].as_ref().expect("grouped records decode");
+                        let outcome = match self.ready(pending).await {
+                            Ok(Some(change)) => self.process(&change, &metas[i]).await,
+                            Ok(None) => Outcome::Skipped,
+                            Err(outcome) => outcome,
+                        };
                         if matches!(outcome, Outcome::Retry(_)) {
-                            blocked = Some(change.sequence_number.clone());
+                            blocked = Some(metas[i].sequence_number.clone().unwrap_or_default());
                         }
                         results.push((i, outcome));
                     }
@@ -315,9 +365,16 @@ impl Fanout {
     /// redrive. `Err` carries why it still fails.
     pub async fn redrive(&self, record: &Value) -> Result<(), String> {
         let meta = RecordMeta::of(record);
-        let change = match decode(record).map_err(|e| e.to_string())? {
+        let pending = match decode(record).map_err(|e| e.to_string())? {
             Decoded::Skip => return Ok(()),
-            Decoded::Change(change) => change,
+            Decoded::Change(change) => Pending::Ready(change),
+            Decoded::Unfinished(unfinished) => Pending::Unfinished(unfinished),
+        };
+        let change = match self.ready(&pending).await {
+            Ok(Some(change)) => change,
+            Ok(None) => return Ok(()),
+            Err(Outcome::Retry(reason) | Outcome::Dead { reason, .. }) => return Err(reason),
+            Err(Outcome::Done | Outcome::Skipped) => return Ok(()),
         };
         match self.process(&change, &meta).await {
             Outcome::Done | Outcome::Skipped => {}
@@ -340,6 +397,42 @@ impl Fanout {
         } else {
             tracing::warn!(failures = ?failures, "sink flush failed; the batch will be retried");
             Err(failures.join("; "))
+        }
+    }
+
+    /// The change a record makes, its bodies read back when they are paged out; `None`
+    /// when there is nothing left to deliver (the document's deletion has been fanned
+    /// out since, and its versions forgotten); `Err` with the record's outcome when the
+    /// bodies cannot be read.
+    async fn ready<'p>(
+        &self,
+        pending: &'p Pending,
+    ) -> Result<Option<Cow<'p, ChangeEvent>>, Outcome> {
+        let unfinished = match pending {
+            Pending::Ready(change) => return Ok(Some(Cow::Borrowed(change))),
+            Pending::Unfinished(unfinished) => unfinished,
+        };
+        let Some(bodies) = &self.bodies else {
+            // A deployment error (the handler is not given the versions table), not a
+            // bad record: it blocks until it is fixed.
+            return Err(Outcome::Retry(
+                "the record's body is paged out, and this fan-out has no body archive to read it from".into(),
+            ));
+        };
+        match bodies.finish(Unfinished::clone(unfinished)).await {
+            Ok(Some(change)) => Ok(Some(Cow::Owned(change))),
+            Ok(None) => {
+                tracing::warn!(
+                    document_id = %unfinished.document_id(),
+                    "the versions of this change are no longer kept (the document's deletion was fanned out since): nothing to deliver"
+                );
+                Ok(None)
+            }
+            Err(BodyError::Archive(e)) => Err(Outcome::Retry(e.to_string())),
+            Err(e @ BodyError::Corrupt(_)) => Err(Outcome::Dead {
+                reason: e.to_string(),
+                attempts: 1,
+            }),
         }
     }
 
@@ -367,10 +460,17 @@ impl Fanout {
                     }
                 }
             }
-            match permanent {
-                Some((reason, attempts)) => Outcome::Dead { reason, attempts },
-                None => Outcome::Done,
+            if let Some((reason, attempts)) = permanent {
+                return Outcome::Dead { reason, attempts };
             }
+            if let (ChangeKind::Deleted, Some(bodies)) = (change.kind, &self.bodies)
+                && let Err(e) = bodies.forget(&change.document_id).await
+            {
+                return Outcome::Retry(format!(
+                    "the deletion was delivered, but forgetting the document's versions failed: {e}"
+                ));
+            }
+            Outcome::Done
         }
         .instrument(span)
         .await

@@ -2,6 +2,7 @@
 //! four independent sinks.
 //!
 //! - [`decode`]: a DynamoDB stream record (JSON) into a [`ChangeEvent`](shared::domain::ChangeEvent);
+//!   [`bodies`]: reading back the bodies a record left out;
 //! - [`handler`]: [`handle`], the batch handler shared by the embedded poller and the
 //!   Lambda entry point, with its retries, partial batch response and dead letters;
 //! - [`sinks`]: search, notifications, audit and analysis, one folder each;
@@ -23,6 +24,7 @@ use {lambda_runtime as _, websocket as _};
 pub mod analysis;
 #[cfg(feature = "aws")]
 pub mod aws;
+pub mod bodies;
 pub mod decode;
 pub mod embedded;
 pub mod handler;

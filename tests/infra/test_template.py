@@ -638,10 +638,14 @@ def check_outputs(t: Template) -> Problems:
     return problems
 
 
-# What the api function does with the versions table: puts a version item in each
-# document transaction, Queries operations and snapshots, deletes a deleted document's
-# items in batches. Nothing else, and no other function touches it.
-VERSIONS_ACTIONS = {"dynamodb:Query", "dynamodb:PutItem", "dynamodb:BatchWriteItem"}
+# What each function does with the versions table. The api function puts a version
+# item in each document transaction and Queries operations and snapshots; the stream
+# handler Queries paged-out bodies back and deletes a deleted document's items in
+# batches once its deletion is delivered. No other function touches it.
+VERSIONS_ACTIONS = {
+    "ApiFunction": {"dynamodb:Query", "dynamodb:PutItem"},
+    "StreamHandlerFunction": {"dynamodb:Query", "dynamodb:BatchWriteItem"},
+}
 
 
 def _grants_on(t: Template, role: str | None, table: str) -> set[str]:
@@ -658,20 +662,21 @@ def _grants_on(t: Template, role: str | None, table: str) -> set[str]:
 
 
 def check_versions(t: Template) -> Problems:
-    """The kept versions: a table the api function alone reads and writes, with
-    exactly the actions the DynamoDB document store uses, and named in its environment."""
+    """The kept versions: a table only the api function and the stream handler use,
+    with exactly the actions each needs, and named in their environments."""
     problems: Problems = []
     if "VersionsTable" not in resources(t, "AWS::DynamoDB::Table"):
         return ["VersionsTable is missing"]
     if "StreamSpecification" in props(t, "VersionsTable"):
         problems.append("VersionsTable must have no stream: the documents stream already carries each version")
-    if function_env(t, "ApiFunction").get("DOCFAN_VERSIONS_TABLE") != {"Ref": "VersionsTable"}:
-        problems.append("ApiFunction: DOCFAN_VERSIONS_TABLE must be VersionsTable's name")
-    api = _grants_on(t, role_of(t, "ApiFunction"), "VersionsTable")
-    if api != VERSIONS_ACTIONS:
-        problems.append(f"ApiRole: actions on VersionsTable must be {sorted(VERSIONS_ACTIONS)}, not {sorted(api)}")
+    for fn, actions in VERSIONS_ACTIONS.items():
+        if function_env(t, fn).get("DOCFAN_VERSIONS_TABLE") != {"Ref": "VersionsTable"}:
+            problems.append(f"{fn}: DOCFAN_VERSIONS_TABLE must be VersionsTable's name")
+        granted = _grants_on(t, role_of(t, fn), "VersionsTable")
+        if granted != actions:
+            problems.append(f"{fn}: actions on VersionsTable must be {sorted(actions)}, not {sorted(granted)}")
     for fn in FUNCTIONS:
-        if fn == "ApiFunction":
+        if fn in VERSIONS_ACTIONS:
             continue
         others = _grants_on(t, role_of(t, fn), "VersionsTable")
         if others:
@@ -931,8 +936,12 @@ WEAKENINGS: list[tuple[str, Callable[[Template], Problems], Callable[[Template],
     ("no versions table", check_versions, _del("Resources/VersionsTable")),
     ("versions streamed", check_versions, _set("Resources/VersionsTable/Properties/StreamSpecification", {"StreamViewType": "NEW_IMAGE"})),
     ("api not told the versions table", check_versions, _del("Resources/ApiFunction/Properties/Environment/Variables/DOCFAN_VERSIONS_TABLE")),
-    ("api cannot put versions", check_versions, _in_statement("ApiRole", "Versions", "Action", ["dynamodb:Query", "dynamodb:BatchWriteItem"])),
-    ("api may scan versions", check_versions, _in_statement("ApiRole", "Versions", "Action", ["dynamodb:Query", "dynamodb:PutItem", "dynamodb:BatchWriteItem", "dynamodb:Scan"])),
+    ("api cannot put versions", check_versions, _in_statement("ApiRole", "Versions", "Action", ["dynamodb:Query"])),
+    ("api may scan versions", check_versions, _in_statement("ApiRole", "Versions", "Action", ["dynamodb:Query", "dynamodb:PutItem", "dynamodb:Scan"])),
+    ("api may delete versions", check_versions, _in_statement("ApiRole", "Versions", "Action", ["dynamodb:Query", "dynamodb:PutItem", "dynamodb:BatchWriteItem"])),
+    ("stream handler not told the versions table", check_versions, _del("Resources/StreamHandlerFunction/Properties/Environment/Variables/DOCFAN_VERSIONS_TABLE")),
+    ("stream handler cannot forget versions", check_versions, _in_statement("StreamHandlerRole", "Versions", "Action", ["dynamodb:Query"])),
+    ("stream handler may put versions", check_versions, _in_statement("StreamHandlerRole", "Versions", "Action", ["dynamodb:Query", "dynamodb:BatchWriteItem", "dynamodb:PutItem"])),
     ("versions granted on documents' statement", check_versions, _in_statement("ApiRole", "Documents", "Resource", [{"Fn::GetAtt": ["DocumentsTable", "Arn"]}, {"Fn::GetAtt": ["VersionsTable", "Arn"]}])),
     ("websocket reads versions", check_versions, _in_statement("WebSocketRole", "DocumentsAndHistory", "Resource", [{"Fn::GetAtt": ["DocumentsTable", "Arn"]}, {"Fn::GetAtt": ["AuditTable", "Arn"]}, {"Fn::GetAtt": ["VersionsTable", "Arn"]}])),
     ("worker told the versions table", check_versions, _set("Resources/AnalysisWorkerFunction/Properties/Environment/Variables/DOCFAN_VERSIONS_TABLE", {"Ref": "VersionsTable"})),

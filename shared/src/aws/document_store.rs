@@ -7,6 +7,14 @@
 //!   stored `version`; a failed condition returns the stored item
 //!   (`ReturnValuesOnConditionCheckFailure = ALL_OLD`), which says whether it is a
 //!   version mismatch or a missing document.
+//! - A body over [`codec::INLINE_BODY_BYTES`] is paged out of the document item: the
+//!   item is then a head (title, owner, collaborators, version, the last operation) of
+//!   well under 1 KB, and the body is read back from the versions table (below). A
+//!   write's cost is what it writes, rounded up to 1 KB per item and doubled in a
+//!   transaction, so a keystroke in a 100 KB document would otherwise cost over 200
+//!   write units; paged out it costs the head and the version item (about 4), plus a
+//!   snapshot every [`SNAPSHOT_EVERY`] versions. Reading such a document costs one
+//!   `Query` of at most `SNAPSHOT_EVERY` version items more than a `GetItem`.
 //! - Who may list a document is kept as membership items in the members table
 //!   (`userId`, `documentId`), one per reader, written in the same `TransactWriteItems`
 //!   as the document. Document ids are UUIDv7, so "my documents, newest first" is a
@@ -35,11 +43,12 @@
 //!   the snapshot at or before it and at most `SNAPSHOT_EVERY - 1` operations (one
 //!   `Query` backwards, at most `SNAPSHOT_EVERY` items). The document item carries the
 //!   same operation as `ops`, so the stream record's NewImage has it.
-//! - A deleted document's version items are deleted after the document (a `Query` and
-//!   `BatchWriteItem`s), best effort: the deletion is committed and announced by then,
-//!   so a failure here is logged, not returned. Deleting them, rather than stamping a
-//!   TTL on them, costs the same writes (a TTL needs an update per item) and leaves no
-//!   window of up to two days in which a deleted document's versions still read back.
+//! - A deleted document's version items are what the stream handler reads the bodies
+//!   of its last changes from, so they are deleted by the fan-out once it has delivered
+//!   the deletion ([`BodyArchive::forget`]: a `Query` and `BatchWriteItem`s), not by the
+//!   deletion itself; [`DocumentStore::version`] checks the document first, so they
+//!   never read back in between. Deleting them, rather than stamping a TTL on them,
+//!   costs the same writes (a TTL needs an update per item).
 
 use std::collections::{HashMap, HashSet};
 
@@ -59,7 +68,7 @@ use crate::domain::{
     Body, Document, DocumentId, DocumentVersion, SNAPSHOT_EVERY, TextOperation, Title, UserId,
     keeps_snapshot,
 };
-use crate::ports::{DocumentPage, DocumentStore};
+use crate::ports::{BodyArchive, DocumentPage, DocumentStore};
 use crate::{Error, Result};
 
 type Attributes = HashMap<String, AttributeValue>;
@@ -116,7 +125,8 @@ impl DynamoDbDocumentStore {
         }
     }
 
-    /// The stored item, stamped tombstones included (strongly consistent).
+    /// The stored item, stamped tombstones included (strongly consistent), its body
+    /// possibly paged out.
     async fn read(&self, id: &DocumentId) -> Result<Option<DocumentImage>> {
         let out = self
             .client
@@ -128,6 +138,47 @@ impl DynamoDbDocumentStore {
             .await
             .map_err(|e| sdk_error("GetItem", e))?;
         out.item.map(decode).transpose()
+    }
+
+    /// Whether `id` is a document that is not deleted (one strongly consistent read of
+    /// its item, the body left out).
+    async fn live(&self, id: &DocumentId) -> Result<bool> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.documents)
+            .set_key(Some(document_key(id)))
+            .projection_expression("#deleted, #v")
+            .expression_attribute_names("#deleted", codec::DELETED_ATTRIBUTE)
+            .expression_attribute_names("#v", "version")
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error("GetItem", e))?;
+        Ok(out.item.is_some_and(|item| {
+            !matches!(
+                item.get(codec::DELETED_ATTRIBUTE),
+                Some(AttributeValue::Bool(true))
+            )
+        }))
+    }
+
+    /// The live document of `image` with its body: read back from the versions table
+    /// when the item has it paged out.
+    async fn with_body(&self, image: DocumentImage) -> Result<Document> {
+        let mut doc = image.document;
+        if image.body_paged {
+            doc.body = self.body_at(&doc.id, doc.version).await?.ok_or_else(|| {
+                decode_error(
+                    "a document item",
+                    format!(
+                        "the body of {} is paged out, but version {} is not kept",
+                        doc.id, doc.version
+                    ),
+                )
+            })?;
+        }
+        Ok(doc)
     }
 
     /// The error a failed condition on the document means, from the stored item.
@@ -314,15 +365,26 @@ impl DynamoDbDocumentStore {
                     .send()
                     .await
                     .map_err(|e| sdk_error("BatchGetItem", e))?;
+                let mut paged = tokio::task::JoinSet::new();
                 for item in out
                     .responses
                     .and_then(|mut r| r.remove(&self.documents))
                     .unwrap_or_default()
                 {
                     let image = decode(item)?;
-                    if !image.deleted {
+                    if image.deleted {
+                        continue;
+                    }
+                    if image.body_paged {
+                        let store = self.clone();
+                        paged.spawn(async move { store.with_body(image).await });
+                    } else {
                         found.insert(image.document.id, image.document);
                     }
+                }
+                while let Some(doc) = paged.join_next().await {
+                    let doc = doc.map_err(|e| Error::Unknown(e.into()))??;
+                    found.insert(doc.id, doc);
                 }
                 keys = out
                     .unprocessed_keys
@@ -385,6 +447,50 @@ impl DynamoDbDocumentStore {
             },
             None => Error::NotFound,
         })
+    }
+
+    /// Version `version` of `id` rebuilt from its version items, whether or not the
+    /// document is still there: `None` when it is not kept.
+    async fn kept_version(&self, id: &DocumentId, version: u64) -> Result<Option<DocumentVersion>> {
+        // Newest first from `version` down to the first snapshot: at most
+        // SNAPSHOT_EVERY items, since version 1 and every multiple of it has one.
+        let mut chain: Vec<Attributes> = Vec::new();
+        let mut start = None;
+        'pages: loop {
+            let out = self
+                .versions_query(id, "#d = :id AND #v <= :version")
+                .expression_attribute_values(":version", number(version))
+                .scan_index_forward(false)
+                .limit((SNAPSHOT_EVERY as usize - chain.len()) as i32)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error("Query", e))?;
+            for item in out.items.unwrap_or_default() {
+                let snapshot = item.contains_key(VERSION_SNAPSHOT);
+                chain.push(item);
+                if snapshot {
+                    break 'pages;
+                }
+            }
+            start = out.last_evaluated_key;
+            if start.is_none() || chain.len() >= SNAPSHOT_EVERY as usize {
+                break;
+            }
+        }
+        match chain.first() {
+            Some(newest) if version_number(newest)? == version => {}
+            // That version is not kept (or never was).
+            _ => return Ok(None),
+        }
+        if !chain
+            .last()
+            .is_some_and(|i| i.contains_key(VERSION_SNAPSHOT))
+        {
+            // No snapshot within reach: the versions before it are not kept.
+            return Ok(None);
+        }
+        rebuild(*id, &chain).map(Some)
     }
 
     /// Deletes every version item of `id`.
@@ -624,7 +730,8 @@ fn readers(doc: &Document) -> HashSet<UserId> {
 #[async_trait]
 impl DocumentStore for DynamoDbDocumentStore {
     async fn create(&self, doc: &Document) -> Result<()> {
-        let put = guarded_put(&self.documents, codec::document_to_item(doc), 0)?;
+        let item = codec::page_out_body(codec::document_to_item(doc));
+        let put = guarded_put(&self.documents, item, 0)?;
         let writes = vec![
             TransactWriteItem::builder().put(put).build(),
             self.version_write(doc, None)?,
@@ -638,11 +745,10 @@ impl DocumentStore for DynamoDbDocumentStore {
     }
 
     async fn get(&self, id: &DocumentId) -> Result<Option<Document>> {
-        Ok(self
-            .read(id)
-            .await?
-            .filter(|image| !image.deleted)
-            .map(|image| image.document))
+        match self.read(id).await? {
+            Some(image) if !image.deleted => self.with_body(image).await.map(Some),
+            _ => Ok(None),
+        }
     }
 
     async fn update(&self, doc: &Document, body_ops: &TextOperation) -> Result<()> {
@@ -655,7 +761,7 @@ impl DocumentStore for DynamoDbDocumentStore {
         }
         // The readers of the stored version: the condition below guarantees that the
         // version replaced is the one read here, so the membership diff is exact.
-        let stored = match self.read(&doc.id).await? {
+        let (stored, paged) = match self.read(&doc.id).await? {
             None => return Err(Error::NotFound),
             Some(image) if image.deleted => return Err(Error::NotFound),
             Some(image) if image.document.version != previous => {
@@ -663,12 +769,19 @@ impl DocumentStore for DynamoDbDocumentStore {
                     current: image.document.version,
                 });
             }
-            Some(image) => image.document,
+            Some(image) => (image.document, image.body_paged),
         };
         // The kept operations are what versions are rebuilt from: one that does not
-        // replay would corrupt every later version, so it is refused here.
-        let replayed = body_ops.apply(stored.body.as_str());
-        if replayed.as_deref().ok() != Some(doc.body.as_str()) {
+        // replay would corrupt every later version, so it is refused here. A paged-out
+        // body is not read back for this (that would cost a `Query` per keystroke):
+        // the body the operation was made on must at least be long enough for it.
+        let replays = if paged {
+            let made_on = doc.body.as_str().chars().count() as i64 - body_ops.len_delta();
+            made_on >= body_ops.base_len() as i64
+        } else {
+            body_ops.apply(stored.body.as_str()).as_deref().ok() == Some(doc.body.as_str())
+        };
+        if !replays {
             return Err(Error::Unknown(anyhow::anyhow!(
                 "the body operation of version {} of {} does not turn version {previous}'s body into it",
                 doc.version,
@@ -678,7 +791,7 @@ impl DocumentStore for DynamoDbDocumentStore {
         let (before, after) = (readers(&stored), readers(doc));
         let added = after.difference(&before).cloned().collect();
         let removed = before.difference(&after).cloned().collect();
-        let item = codec::document_to_item_with_ops(doc, Some(body_ops));
+        let item = codec::page_out_body(codec::document_to_item_with_ops(doc, Some(body_ops)));
         let put = guarded_put(&self.documents, item, previous)?;
         let writes = vec![
             TransactWriteItem::builder().put(put).build(),
@@ -704,7 +817,9 @@ impl DocumentStore for DynamoDbDocumentStore {
             .client
             .put_item()
             .table_name(&self.documents)
-            .set_item(Some(codec::tombstone_to_item(last).into()))
+            .set_item(Some(
+                codec::page_out_body(codec::tombstone_to_item(last)).into(),
+            ))
             .condition_expression(GUARD)
             .expression_attribute_names("#id", codec::KEY_ATTRIBUTE)
             .expression_attribute_names("#v", "version")
@@ -765,16 +880,16 @@ impl DocumentStore for DynamoDbDocumentStore {
             }
             Err(TransactionFailure::Other(e)) => return Err(e),
         }
-        // Step 3: the versions. The deletion is committed and its REMOVE record is in
-        // the stream, so a failure here must not turn it into an error the caller
-        // would retry against a document that is gone.
-        if let Err(e) = self.forget_versions(&last.id).await {
-            tracing::warn!(document = %last.id, error = %e, "the deleted document's version items were not all deleted");
-        }
+        // The version items stay until the fan-out has delivered the deletion
+        // (`BodyArchive::forget`): the records before it may need their bodies.
         Ok(())
     }
 
     async fn operations_since(&self, id: &DocumentId, base: u64) -> Result<Vec<TextOperation>> {
+        // A deleted document's version items outlive it until the fan-out forgets them.
+        if !self.live(id).await? {
+            return Err(Error::NotFound);
+        }
         let mut ops = Vec::new();
         let mut expected = base;
         let mut start = None;
@@ -813,45 +928,11 @@ impl DocumentStore for DynamoDbDocumentStore {
     }
 
     async fn version(&self, id: &DocumentId, version: u64) -> Result<Option<DocumentVersion>> {
-        // Newest first from `version` down to the first snapshot: at most
-        // SNAPSHOT_EVERY items, since version 1 and every multiple of it has one.
-        let mut chain: Vec<Attributes> = Vec::new();
-        let mut start = None;
-        'pages: loop {
-            let out = self
-                .versions_query(id, "#d = :id AND #v <= :version")
-                .expression_attribute_values(":version", number(version))
-                .scan_index_forward(false)
-                .limit((SNAPSHOT_EVERY as usize - chain.len()) as i32)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| sdk_error("Query", e))?;
-            for item in out.items.unwrap_or_default() {
-                let snapshot = item.contains_key(VERSION_SNAPSHOT);
-                chain.push(item);
-                if snapshot {
-                    break 'pages;
-                }
-            }
-            start = out.last_evaluated_key;
-            if start.is_none() || chain.len() >= SNAPSHOT_EVERY as usize {
-                break;
-            }
-        }
-        match chain.first() {
-            Some(newest) if version_number(newest)? == version => {}
-            // That version is not kept (or never was).
-            _ => return Ok(None),
-        }
-        if !chain
-            .last()
-            .is_some_and(|i| i.contains_key(VERSION_SNAPSHOT))
-        {
-            // No snapshot within reach: the versions before it are not kept.
+        // A deleted document's version items outlive it until the fan-out forgets them.
+        if !self.live(id).await? {
             return Ok(None);
         }
-        rebuild(*id, &chain).map(Some)
+        self.kept_version(id, version).await
     }
 
     async fn list_for_member(
@@ -918,4 +999,15 @@ fn codec_item(image: &DocumentImage) -> Attributes {
         codec::document_to_item(&image.document)
     };
     item.into()
+}
+
+#[async_trait]
+impl BodyArchive for DynamoDbDocumentStore {
+    async fn body_at(&self, id: &DocumentId, version: u64) -> Result<Option<Body>> {
+        Ok(self.kept_version(id, version).await?.map(|v| v.body))
+    }
+
+    async fn forget(&self, id: &DocumentId) -> Result<()> {
+        self.forget_versions(id).await
+    }
 }

@@ -1,7 +1,7 @@
 use async_trait::async_trait;
 
 use crate::Result;
-use crate::domain::{Document, DocumentId, DocumentVersion, TextOperation, UserId};
+use crate::domain::{Body, Document, DocumentId, DocumentVersion, TextOperation, UserId};
 
 /// A page of a member's documents, newest first.
 #[derive(Debug, Clone)]
@@ -71,4 +71,24 @@ pub trait DocumentStore: Send + Sync + 'static {
         limit: usize,
         after: Option<&DocumentId>,
     ) -> Result<DocumentPage>;
+}
+
+/// Where the bodies of versions are read back when a change record does not carry them
+/// (an image whose body is paged out, see [`crate::codec::page_out_body`]), and
+/// forgotten once a deletion has been fanned out. The AWS document store is one: its
+/// versions table keeps every version's body (a snapshot and the operations after it).
+#[async_trait]
+pub trait BodyArchive: Send + Sync + 'static {
+    /// The body of `id` at `version`: `Ok(None)` when that version is not kept (the
+    /// document's versions were forgotten after its deletion was fanned out).
+    ///
+    /// Errors: `Unavailable` on a transient backend failure.
+    async fn body_at(&self, id: &DocumentId, version: u64) -> Result<Option<Body>>;
+
+    /// Forgets every kept version of a deleted document. Called by the fan-out after
+    /// it has delivered the deletion, so that every earlier change could still read
+    /// its bodies; idempotent.
+    ///
+    /// Errors: `Unavailable`.
+    async fn forget(&self, id: &DocumentId) -> Result<()>;
 }

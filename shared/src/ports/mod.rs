@@ -17,7 +17,7 @@ pub use connection_registry::{
     Connection, ConnectionId, ConnectionRegistry, PresenceCursor, SubscribeOptions, Subscriber,
 };
 pub use dead_letter::{DeadLetter, DeadLetterQueue, DeadLetterSource};
-pub use document_store::{DocumentPage, DocumentStore};
+pub use document_store::{BodyArchive, DocumentPage, DocumentStore};
 pub use notifier::Notifier;
 pub use search_index::{SearchDocument, SearchHit, SearchIndex, SearchPage, SearchQuery};
 

@@ -286,3 +286,31 @@ async fn a_permanent_failure_is_dead_lettered_and_the_document_moves_on() {
     assert_eq!(fixed.fanout.redrive(&letters[0].payload).await, Ok(()));
     assert_eq!(fixed.sinks[0].versions(), [(doc_id(), 1)]);
 }
+
+/// The MODIFY fixture as the AWS store writes it for a long document: both bodies
+/// paged out.
+fn paged_modify() -> Vec<Value> {
+    let mut records = records(MODIFY);
+    for image in ["OldImage", "NewImage"] {
+        let item = records[0]["dynamodb"][image].as_object_mut().unwrap();
+        item.remove("body");
+        item.insert("bodyPaged".into(), serde_json::json!({"BOOL": true}));
+    }
+    records
+}
+
+#[tokio::test]
+async fn a_paged_out_body_without_an_archive_blocks_the_record_and_loses_nothing() {
+    let s = setup();
+    let response = s.fanout.handle(&paged_modify()).await;
+    assert_eq!(failed(&response).len(), 1, "reported for a retry");
+    assert!(
+        s.sinks[0].delivered().is_empty(),
+        "no sink saw an empty body"
+    );
+    assert_eq!(
+        s.dlq.depth().await.unwrap(),
+        0,
+        "a deployment error, not a poison record"
+    );
+}

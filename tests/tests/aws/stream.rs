@@ -144,6 +144,7 @@ fn meaning(record: &Value) -> Option<shared::domain::ChangeEvent> {
             change.sequence_number.clear();
             Some(*change)
         }
+        Decoded::Unfinished(u) => panic!("a short document's body is never paged out: {u:?}"),
     }
 }
 
@@ -219,6 +220,7 @@ async fn the_stream_carries_the_embedded_change_logs_records() {
         document: a[3].clone(),
         deleted: true,
         ops: None,
+        body_paged: false,
     };
     // An edit of the body carries its operation in the NewImage.
     let (_, _, edited) = shape(&aws[1]);
@@ -313,7 +315,8 @@ pub fn fan_out(clients: &AwsClients) -> Fanned {
         Arc::new(AnalysisSink::new(queue.clone(), Default::default())),
     ];
     let dead_letters = Arc::new(clients.dead_letter_queue(Arc::clone(&clock)).unwrap());
-    let fanout = Fanout::new(sinks, dead_letters, Arc::clone(&clock), Default::default());
+    let fanout = Fanout::new(sinks, dead_letters, Arc::clone(&clock), Default::default())
+        .with_body_archive(Arc::new(clients.document_store()));
     let worker = AnalysisWorker::new(
         queue.clone(),
         Arc::clone(&analyses),
@@ -539,4 +542,116 @@ async fn the_stream_handler_fans_out_to_the_aws_sinks() {
     f.search.flush().await.unwrap();
     assert_eq!(f.search.indexed(&a[0].id).await.unwrap(), Some((4, true)));
     assert!(hits(&ann, "crossing").await.is_empty());
+}
+
+/// A document over the inline limit: its items carry no body, its stream records stay
+/// small, and the fan-out reads the bodies back from the kept versions (once, then
+/// applies each record's operation), delivers every change whole, and forgets the
+/// versions once the deletion is delivered.
+#[tokio::test]
+#[ignore = "needs moto and OpenSearch: run tests/run"]
+async fn a_long_documents_changes_fan_out_from_its_kept_versions() {
+    let clients = emulators::aws(Wants {
+        search: true,
+        ..Wants::default()
+    })
+    .await;
+    let f = fan_out(&clients);
+    let store = clients.document_store();
+    let ann = unique_user("ann");
+    let long = format!("okapi {}", "lorem ipsum dolor sit amet\n".repeat(4_000));
+    assert!(long.len() > 100_000);
+    let mut history = vec![new_document(&ann, "Long", &long, &[])];
+    store.create(&history[0]).await.unwrap();
+    // Keystrokes, then a rename.
+    for word in ["quokka ", "wombat "] {
+        let previous = history.last().unwrap();
+        let next = next_version(previous, &ann, |d| {
+            d.body = Body::parse(format!("{word}{}", d.body.as_str())).unwrap()
+        });
+        store.update(&next, &ops(previous, &next)).await.unwrap();
+        history.push(next);
+    }
+    let renamed = next_version(history.last().unwrap(), &ann, |d| {
+        d.title = Title::parse("Longer").unwrap()
+    });
+    store.update(&renamed, &TextOperation::new()).await.unwrap();
+    history.push(renamed);
+    assert_eq!(
+        store.get(&history[0].id).await.unwrap().as_ref(),
+        history.last(),
+        "read back whole"
+    );
+
+    let records = read_stream(&clients).await;
+    let ours: Vec<Value> = records
+        .into_iter()
+        .filter(|r| r["dynamodb"]["Keys"]["id"]["S"] == history[0].id.to_string())
+        .collect();
+    assert_eq!(ours.len(), 4);
+    for record in &ours {
+        let size = record["dynamodb"]["SizeBytes"].as_u64().unwrap();
+        assert!(size < 2_048, "a record of {size} bytes");
+        assert!(record["dynamodb"]["NewImage"].get("body").is_none());
+        assert_eq!(record["dynamodb"]["NewImage"]["bodyPaged"]["BOOL"], true);
+    }
+    let response = f.fanout.handle_event(&event(&ours)).await;
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+
+    let id = history[0].id;
+    let audit = f.audit.list(&id, None, 100).await.unwrap();
+    assert_eq!(audit.len(), 4);
+    let quokka = f.audit.get(&id, 2).await.unwrap().unwrap();
+    let diff = quokka.detail.body_diff.unwrap();
+    assert!(diff.contains("+quokka"), "{diff}");
+    assert!(
+        diff.len() < 4_096,
+        "a keystroke's diff is small: {}",
+        diff.len()
+    );
+    assert_eq!(quokka.detail.ops, Some(ops(&history[0], &history[1])));
+    let rename = f.audit.get(&id, 4).await.unwrap().unwrap();
+    assert!(
+        rename.detail.body_diff.is_none(),
+        "the rename left the body"
+    );
+    assert_eq!(f.search.indexed(&id).await.unwrap(), Some((4, false)));
+    let query = SearchQuery {
+        query: "wombat".parse().unwrap(),
+        reader: ann.clone(),
+        limit: 10,
+        offset: 0,
+    };
+    assert_eq!(f.search.search(&query).await.unwrap().hits[0].id, id);
+
+    // The deletion: the versions stay until the fan-out has delivered it.
+    let deleted = next_version(history.last().unwrap(), &ann, |_| {});
+    store.delete(&deleted).await.unwrap();
+    assert_eq!(store.version(&id, 2).await.unwrap(), None);
+    let kept = shared::ports::BodyArchive::body_at(&store, &id, 2)
+        .await
+        .unwrap();
+    assert_eq!(kept.as_ref(), Some(&history[1].body));
+    let removal: Vec<Value> = read_stream(&clients)
+        .await
+        .into_iter()
+        .filter(|r| r["dynamodb"]["Keys"]["id"]["S"] == id.to_string())
+        .skip(4)
+        .collect();
+    assert_eq!(removal.len(), 2, "the stamp and the removal");
+    let response = f.fanout.handle_event(&event(&removal)).await;
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    assert_eq!(
+        shared::ports::BodyArchive::body_at(&store, &id, 2)
+            .await
+            .unwrap(),
+        None,
+        "forgotten once the deletion is delivered"
+    );
+    assert_eq!(f.search.indexed(&id).await.unwrap(), Some((5, true)));
+    // A redelivery of the earlier records finds nothing to read back: it is skipped,
+    // not dead-lettered or retried for ever.
+    let response = f.fanout.handle_event(&event(&ours)).await;
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    assert_eq!(f.fanout.dead_letters().depth().await.unwrap(), 0);
 }

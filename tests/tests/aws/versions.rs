@@ -1,6 +1,7 @@
 //! The versions table behind the DynamoDB document store, read and written directly:
 //! what each write leaves there, the transaction that keeps a version and its document
-//! together, versions older than the kept ones, and the clean-up after a deletion.
+//! together, versions older than the kept ones, the clean-up after a deletion, and
+//! what a keystroke costs in write units.
 
 use std::collections::HashMap;
 
@@ -10,7 +11,7 @@ use shared::aws::AwsClients;
 use shared::codec;
 use shared::domain::SNAPSHOT_EVERY;
 use shared::domain::{Body, Document, DocumentId, TextOperation, Title};
-use shared::ports::DocumentStore;
+use shared::ports::{BodyArchive, DocumentStore};
 use tests::port_suites::{new_document, next_version, unique_user};
 
 use crate::emulators::{self, Wants};
@@ -249,7 +250,7 @@ async fn versions_before_the_kept_ones_are_gone() {
 
 #[tokio::test]
 #[ignore = "needs moto and OpenSearch: run tests/run"]
-async fn deleting_a_document_deletes_its_version_items() {
+async fn a_deleted_documents_version_items_are_forgotten_when_asked() {
     let clients = emulators::aws(Wants::default()).await;
     let store = clients.document_store();
     // More items than one BatchWriteItem deletes.
@@ -261,8 +262,87 @@ async fn deleting_a_document_deletes_its_version_items() {
         .delete(&next_version(last, &last.owner, |_| {}))
         .await
         .unwrap();
-    assert!(version_items(&clients, &last.id).await.is_empty());
+    // Gone for readers at once; the items stay until the fan-out, having delivered
+    // the deletion, forgets them (the records before it may need their bodies).
     assert_eq!(store.version(&last.id, 1).await.unwrap(), None);
+    assert_eq!(version_items(&clients, &last.id).await.len(), 60);
+    store.forget(&last.id).await.unwrap();
+    assert!(version_items(&clients, &last.id).await.is_empty());
+    store.forget(&last.id).await.unwrap();
     // Another document's versions stay.
     assert_eq!(version_items(&clients, &kept[0].id).await.len(), 3);
+}
+
+/// The size DynamoDB bills an item at: attribute names and values, in bytes (numbers
+/// at one byte per two significant digits and one more; maps and lists with 3 bytes of
+/// their own and 1 per element).
+fn billed_size(item: &Item) -> usize {
+    fn value(v: &AttributeValue) -> usize {
+        match v {
+            AttributeValue::S(s) => s.len(),
+            AttributeValue::N(n) => n.trim_start_matches(['-', '0']).len().div_ceil(2) + 1,
+            AttributeValue::Bool(_) | AttributeValue::Null(_) => 1,
+            AttributeValue::M(m) => {
+                3 + m.iter().map(|(k, v)| k.len() + value(v) + 1).sum::<usize>()
+            }
+            AttributeValue::L(l) => 3 + l.iter().map(|v| value(v) + 1).sum::<usize>(),
+            other => panic!("an attribute the store never writes: {other:?}"),
+        }
+    }
+    item.iter().map(|(k, v)| k.len() + value(v)).sum()
+}
+
+/// Write units of a transactional write of `item`: 2 per started KB.
+fn transaction_units(item: &Item) -> usize {
+    2 * billed_size(item).div_ceil(1024)
+}
+
+/// One keystroke (a word typed at the start) in a document of `size` bytes: the write
+/// units of its transaction (the document item and the version item).
+async fn keystroke_units(clients: &AwsClients, store: &dyn DocumentStore, size: usize) -> usize {
+    let ann = unique_user("ann");
+    let line = "lorem ipsum dolor sit amet, consectetur adipiscing\n";
+    let body = line.repeat(size / line.len() + 1)[..size].to_owned();
+    let first = new_document(&ann, "Costs", &body, &[]);
+    store.create(&first).await.unwrap();
+    let typed = next_version(&first, &ann, |d| {
+        d.body = Body::parse(format!("hello {}", d.body.as_str())).unwrap()
+    });
+    store.update(&typed, &ops(&first, &typed)).await.unwrap();
+    let head = clients
+        .dynamodb
+        .get_item()
+        .table_name(&clients.config.tables.documents)
+        .key("id", AttributeValue::S(first.id.to_string()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    let version = version_items(clients, &first.id).await.pop().unwrap();
+    assert_eq!(text(&version, "ops"), Some(r#"["hello "]"#));
+    assert_eq!(
+        store.get(&first.id).await.unwrap().unwrap().body,
+        typed.body
+    );
+    transaction_units(&head) + transaction_units(&version)
+}
+
+#[tokio::test]
+#[ignore = "needs moto and OpenSearch: run tests/run"]
+async fn a_keystroke_costs_the_same_write_units_whatever_the_document_size() {
+    let clients = emulators::aws(Wants::default()).await;
+    let store = clients.document_store();
+    let small = keystroke_units(&clients, &store, 1_000).await;
+    let large = keystroke_units(&clients, &store, 100_000).await;
+    let largest = keystroke_units(&clients, &store, shared::domain::MAX_BODY_BYTES - 8).await;
+    println!(
+        "write units of one keystroke: 1 KB document {small}, 100 KB {large}, 128 KB {largest}"
+    );
+    assert!(small <= 6, "{small}");
+    assert!(large <= small, "{large} > {small}");
+    assert_eq!(large, largest);
+    // Without paging out, the document item alone would be 2 units per KB.
+    assert!(large < 2 * 100);
 }
