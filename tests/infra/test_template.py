@@ -641,10 +641,12 @@ def check_outputs(t: Template) -> Problems:
 # What each function does with the versions table. The api function puts a version
 # item in each document transaction and Queries operations and snapshots; the stream
 # handler Queries paged-out bodies back and deletes a deleted document's items in
-# batches once its deletion is delivered. No other function touches it.
+# batches once its deletion is delivered; the analysis worker Queries paged-out bodies.
+# The WebSocket function reads only document heads and never touches it.
 VERSIONS_ACTIONS = {
     "ApiFunction": {"dynamodb:Query", "dynamodb:PutItem"},
     "StreamHandlerFunction": {"dynamodb:Query", "dynamodb:BatchWriteItem"},
+    "AnalysisWorkerFunction": {"dynamodb:Query"},
 }
 
 
@@ -944,7 +946,8 @@ WEAKENINGS: list[tuple[str, Callable[[Template], Problems], Callable[[Template],
     ("stream handler may put versions", check_versions, _in_statement("StreamHandlerRole", "Versions", "Action", ["dynamodb:Query", "dynamodb:BatchWriteItem", "dynamodb:PutItem"])),
     ("versions granted on documents' statement", check_versions, _in_statement("ApiRole", "Documents", "Resource", [{"Fn::GetAtt": ["DocumentsTable", "Arn"]}, {"Fn::GetAtt": ["VersionsTable", "Arn"]}])),
     ("websocket reads versions", check_versions, _in_statement("WebSocketRole", "DocumentsAndHistory", "Resource", [{"Fn::GetAtt": ["DocumentsTable", "Arn"]}, {"Fn::GetAtt": ["AuditTable", "Arn"]}, {"Fn::GetAtt": ["VersionsTable", "Arn"]}])),
-    ("worker told the versions table", check_versions, _set("Resources/AnalysisWorkerFunction/Properties/Environment/Variables/DOCFAN_VERSIONS_TABLE", {"Ref": "VersionsTable"})),
+    ("worker not told the versions table", check_versions, _del("Resources/AnalysisWorkerFunction/Properties/Environment/Variables/DOCFAN_VERSIONS_TABLE")),
+    ("websocket told the versions table", check_versions, _set("Resources/WebSocketFunction/Properties/Environment/Variables/DOCFAN_VERSIONS_TABLE", {"Ref": "VersionsTable"})),
     # TTL.
     ("connections TTL off", check_ttl, _set("Resources/ConnectionsTable/Properties/TimeToLiveSpecification/Enabled", False)),
     ("subscriptions without TTL", check_ttl, _del("Resources/SubscriptionsTable/Properties/TimeToLiveSpecification")),

@@ -419,7 +419,7 @@ impl ConnectionService {
             .await;
             return;
         }
-        let current = match ports.documents.get(&document).await {
+        let current = match ports.documents.head(&document).await {
             Ok(Some(doc)) if doc.access_for(&connection.user).is_some() => doc.version,
             outcome => {
                 self.abandon(id, &document).await;

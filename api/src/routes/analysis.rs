@@ -24,7 +24,7 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Analysis>> {
     let id = parse_id(&id)?;
-    state.documents.get(&user, &id).await?;
+    state.documents.access(&user, &id).await?;
     let models = read_models(&state)?;
     let analysis = models
         .analyses

@@ -82,7 +82,7 @@ pub async fn list(
         ),
     };
     // The caller must be able to read the document now.
-    state.documents.get(&user, &id).await?;
+    state.documents.access(&user, &id).await?;
     let models = read_models(&state)?;
     let mut entries = models.audit.list(&id, after, limit + 1).await?;
     let more = entries.len() > limit;
@@ -118,7 +118,7 @@ pub async fn get(
     let version: u64 = version
         .parse()
         .map_err(|_| ApiError::from(Problem::not_found()))?;
-    state.documents.get(&user, &id).await?;
+    state.documents.access(&user, &id).await?;
     let models = read_models(&state)?;
     let entry = models
         .audit

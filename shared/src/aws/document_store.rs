@@ -65,8 +65,8 @@ use serde_dynamo::Item;
 use super::errors::{build_error, decode_error, sdk_error};
 use crate::codec::{self, DocumentImage};
 use crate::domain::{
-    Body, Document, DocumentId, DocumentVersion, SNAPSHOT_EVERY, TextOperation, Title, UserId,
-    keeps_snapshot,
+    Body, Document, DocumentHead, DocumentId, DocumentVersion, SNAPSHOT_EVERY, TextOperation,
+    Title, UserId, keeps_snapshot,
 };
 use crate::ports::{BodyArchive, DocumentPage, DocumentStore};
 use crate::{Error, Result};
@@ -749,6 +749,14 @@ impl DocumentStore for DynamoDbDocumentStore {
             Some(image) if !image.deleted => self.with_body(image).await.map(Some),
             _ => Ok(None),
         }
+    }
+
+    async fn head(&self, id: &DocumentId) -> Result<Option<DocumentHead>> {
+        // The item alone: a paged-out body is not read back for an access check.
+        Ok(match self.read(id).await? {
+            Some(image) if !image.deleted => Some(image.document.into()),
+            _ => None,
+        })
     }
 
     async fn update(&self, doc: &Document, body_ops: &TextOperation) -> Result<()> {

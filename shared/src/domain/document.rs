@@ -178,19 +178,51 @@ pub struct Document {
 impl Document {
     /// What `user` may do with this document, or `None` when it does not exist for them.
     pub fn access_for(&self, user: &UserId) -> Option<Access> {
-        if &self.owner == user {
-            return Some(Access::Owner);
-        }
-        self.collaborators.get(user).map(|role| match role {
-            Role::Editor => Access::Editor,
-            Role::Viewer => Access::Viewer,
-        })
+        access_of(&self.owner, &self.collaborators, user)
     }
 
     /// Everyone who may read the document: the owner, then the collaborators.
     pub fn readers(&self) -> impl Iterator<Item = &UserId> {
         std::iter::once(&self.owner).chain(self.collaborators.keys())
     }
+}
+
+/// A document without its title and body: who may do what with it, and the version it
+/// stands at. What an access check needs, read without the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocumentHead {
+    pub id: DocumentId,
+    pub version: u64,
+    pub owner: UserId,
+    pub collaborators: Collaborators,
+}
+
+impl DocumentHead {
+    /// What `user` may do with the document, or `None` when it does not exist for them.
+    pub fn access_for(&self, user: &UserId) -> Option<Access> {
+        access_of(&self.owner, &self.collaborators, user)
+    }
+}
+
+impl From<Document> for DocumentHead {
+    fn from(doc: Document) -> Self {
+        Self {
+            id: doc.id,
+            version: doc.version,
+            owner: doc.owner,
+            collaborators: doc.collaborators,
+        }
+    }
+}
+
+fn access_of(owner: &UserId, collaborators: &Collaborators, user: &UserId) -> Option<Access> {
+    if owner == user {
+        return Some(Access::Owner);
+    }
+    collaborators.get(user).map(|role| match role {
+        Role::Editor => Access::Editor,
+        Role::Viewer => Access::Viewer,
+    })
 }
 
 /// Checks a collaborator map against its owner: not too many, and the owner not in it.

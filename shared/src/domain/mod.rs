@@ -17,8 +17,8 @@ pub use analysis::{Analysis, TopTerm};
 pub use audit::{AuditDetail, AuditEntry, CollaboratorChange, TextChange};
 pub use change::{ChangeEvent, ChangeKind, Field};
 pub use document::{
-    Access, Body, Collaborators, Document, MAX_BODY_BYTES, MAX_COLLABORATORS, MAX_TITLE_CHARS,
-    Role, Title, check_collaborators,
+    Access, Body, Collaborators, Document, DocumentHead, MAX_BODY_BYTES, MAX_COLLABORATORS,
+    MAX_TITLE_CHARS, Role, Title, check_collaborators,
 };
 pub use ids::{DocumentId, MAX_USER_ID_LEN, UserId};
 pub use operation::{Component, MAX_COMPONENTS, OperationError, TextOperation};

@@ -1,7 +1,9 @@
 use async_trait::async_trait;
 
 use crate::Result;
-use crate::domain::{Body, Document, DocumentId, DocumentVersion, TextOperation, UserId};
+use crate::domain::{
+    Body, Document, DocumentHead, DocumentId, DocumentVersion, TextOperation, UserId,
+};
 
 /// A page of a member's documents, newest first.
 #[derive(Debug, Clone)]
@@ -29,6 +31,15 @@ pub trait DocumentStore: Send + Sync + 'static {
     ///
     /// Errors: `Unavailable` on a transient backend failure. A missing document is `Ok(None)`.
     async fn get(&self, id: &DocumentId) -> Result<Option<Document>>;
+
+    /// The document's head (who may read it, its version) without its body: what an
+    /// access check needs. `Ok(None)` when missing or deleted. Read after every
+    /// acknowledged write, like [`DocumentStore::get`], which the default reads.
+    ///
+    /// Errors: `Unavailable`.
+    async fn head(&self, id: &DocumentId) -> Result<Option<DocumentHead>> {
+        Ok(self.get(id).await?.map(DocumentHead::from))
+    }
 
     /// Replaces the document if its stored version is `doc.version - 1`, and emits a
     /// MODIFY record with both images. `body_ops` turns the stored body into `doc.body`

@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 use super::merge_patch;
 use crate::clock::Clock;
 use crate::domain::{
-    Access, Body, Collaborators, Document, DocumentId, DocumentVersion, EditOutcome,
+    Access, Body, Collaborators, Document, DocumentHead, DocumentId, DocumentVersion, EditOutcome,
     KEPT_OPERATIONS, MAX_BODY_BYTES, TextOperation, Title, UserId, check_collaborators,
 };
 use crate::ports::{DocumentPage, DocumentStore};
@@ -81,6 +81,15 @@ impl DocumentService {
         let doc = self.store.get(id).await?.ok_or(Error::NotFound)?;
         let access = doc.access_for(actor).ok_or(Error::NotFound)?;
         Ok((doc, access))
+    }
+
+    /// The document's head and what `actor` may do with it, without reading its body:
+    /// the access check of every read that is not the document itself. `NotFound` when
+    /// it does not exist for them.
+    pub async fn access(&self, actor: &UserId, id: &DocumentId) -> Result<(DocumentHead, Access)> {
+        let head = self.store.head(id).await?.ok_or(Error::NotFound)?;
+        let access = head.access_for(actor).ok_or(Error::NotFound)?;
+        Ok((head, access))
     }
 
     /// The documents `actor` owns or collaborates on, newest first.
@@ -206,7 +215,7 @@ impl DocumentService {
         id: &DocumentId,
         version: u64,
     ) -> Result<DocumentVersion> {
-        let (current, _) = self.get(actor, id).await?;
+        let (current, _) = self.access(actor, id).await?;
         if version == 0 || version > current.version {
             return Err(Error::NotFound);
         }
