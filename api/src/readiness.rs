@@ -106,8 +106,8 @@ impl Readiness {
 }
 
 /// The checks of `docfan serve`: the data directory takes writes (`store-writable`),
-/// the stream poller and the analysis worker run (`stream-poller`,
-/// `analysis-worker`), and each sink of the fan-out is healthy (`sink-search`,
+/// the change log's two consumers and the analysis worker run (`stream-poller` for the
+/// index consumer, `live-consumer`, `analysis-worker`), and each sink of the fan-out is healthy (`sink-search`,
 /// `sink-notifications`, `sink-audit`, `sink-analysis`).
 pub fn embedded(data_dir: &Path, fanout: &EmbeddedFanout) -> Readiness {
     let data_dir = data_dir.to_owned();
@@ -123,6 +123,7 @@ pub fn embedded(data_dir: &Path, fanout: &EmbeddedFanout) -> Readiness {
             }
         })
         .check("stream-poller", task_check(tasks.poller))
+        .check("live-consumer", task_check(tasks.live))
         .check("analysis-worker", task_check(tasks.worker))
         .checks("sinks", move || {
             let sinks = Arc::clone(&sinks);

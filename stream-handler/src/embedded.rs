@@ -1,5 +1,20 @@
 //! The fan-out on one machine: every port it needs, opened from the data directory,
-//! and the two background tasks (the stream poller and the analysis worker).
+//! and its background tasks: two consumers of the change log and the analysis worker.
+//!
+//! - The **live** consumer delivers notifications alone, with no batching window, so a
+//!   frame never waits behind an index commit, an audit append or a slow sink. Its
+//!   checkpoints are in memory from the latest record: the connections it notifies
+//!   live in this process and do not survive it (clients re-subscribe with
+//!   `sinceVersion`, replayed from the audit trail). What it cannot deliver it logs
+//!   and drops: the index consumer dead-letters every record it cannot decode, once.
+//! - The **index** consumer delivers search, audit and analysis, with durable
+//!   checkpoints: every record reaches those sinks exactly once in effect, across
+//!   crashes.
+//!
+//! A subscription that replays from the audit trail while the live consumer runs ahead
+//! of the index consumer waits for the missing entries (`replay_wait`) and takes the
+//! live frames held meanwhile, so it switches to live frames with no gap and no
+//! duplicate.
 //!
 //! ```text
 //! let fanout = EmbeddedFanout::open(&data_dir, documents, notifier, clock, FanoutConfig::default())?;
@@ -32,16 +47,37 @@ use crate::sinks::notifications::{NotificationSink, NotificationSinkConfig};
 use crate::sinks::search::{SearchSink, SearchSinkConfig};
 
 /// Every knob of the embedded fan-out.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct FanoutConfig {
     pub handler: HandlerConfig,
+    /// The index consumer (search, audit, analysis).
     pub poller: PollerConfig,
+    /// The live consumer (notifications).
+    pub live: PollerConfig,
     pub worker: AnalysisWorkerConfig,
     pub search: SearchSinkConfig,
     pub audit: AuditSinkConfig,
     pub notifications: NotificationSinkConfig,
     pub analysis: AnalysisSinkConfig,
 }
+
+impl Default for FanoutConfig {
+    fn default() -> Self {
+        Self {
+            handler: HandlerConfig::default(),
+            poller: PollerConfig::default(),
+            live: PollerConfig::live(),
+            worker: AnalysisWorkerConfig::default(),
+            search: SearchSinkConfig::default(),
+            audit: AuditSinkConfig::default(),
+            notifications: NotificationSinkConfig::default(),
+            analysis: AnalysisSinkConfig::default(),
+        }
+    }
+}
+
+/// The sink the live consumer delivers to; the index consumer takes the others.
+pub const LIVE_SINK: &str = "notifications";
 
 /// Whether one of the fan-out's background tasks runs, for readiness checks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,21 +88,27 @@ pub enum TaskState {
     Stopped(String),
 }
 
-/// The states of the two background tasks [`EmbeddedFanout::start`] runs.
+/// The states of the background tasks [`EmbeddedFanout::start`] runs.
 #[derive(Debug, Clone)]
 pub struct TaskStates {
+    /// The index consumer.
     pub poller: watch::Receiver<TaskState>,
+    /// The live consumer.
+    pub live: watch::Receiver<TaskState>,
     pub worker: watch::Receiver<TaskState>,
 }
 
 struct TaskSenders {
     poller: watch::Sender<TaskState>,
+    live: watch::Sender<TaskState>,
     worker: watch::Sender<TaskState>,
 }
 
 /// The embedded fan-out's ports and handler.
 #[derive(Clone)]
 pub struct EmbeddedFanout {
+    /// Every sink: what redrives and operator commands deliver through. The consumers
+    /// [`EmbeddedFanout::start`] runs each take their share of it.
     pub fanout: Arc<Fanout>,
     pub search: Arc<TantivySearchIndex>,
     pub audit: Arc<SqliteAuditLog>,
@@ -127,6 +169,7 @@ impl EmbeddedFanout {
             config,
             tasks: Arc::new(TaskSenders {
                 poller: watch::channel(TaskState::NotStarted).0,
+                live: watch::channel(TaskState::NotStarted).0,
                 worker: watch::channel(TaskState::NotStarted).0,
             }),
         })
@@ -136,6 +179,7 @@ impl EmbeddedFanout {
     pub fn task_states(&self) -> TaskStates {
         TaskStates {
             poller: self.tasks.poller.subscribe(),
+            live: self.tasks.live.subscribe(),
             worker: self.tasks.worker.subscribe(),
         }
     }
@@ -153,7 +197,7 @@ impl EmbeddedFanout {
         .with_wake(self.analysis_queue.enqueued())
     }
 
-    /// Starts the stream poller on `feed` and the analysis worker; both stop when
+    /// Starts the two consumers of `feed` and the analysis worker; they stop when
     /// `shutdown` completes, and the returned task ends when they have.
     pub fn start(
         &self,
@@ -168,16 +212,28 @@ impl EmbeddedFanout {
         let stopped = |mut stop: watch::Receiver<bool>| async move {
             let _ = stop.wait_for(|s| *s).await;
         };
+        let live = Poller::spawn(
+            self.config.live.clone(),
+            feed.clone(),
+            Arc::new(
+                self.fanout
+                    .consumer(|s| s.name() == LIVE_SINK)
+                    .without_dead_letters(),
+            ),
+            Arc::clone(&self.clock),
+            stopped(stop.clone()),
+        );
         let poller = Poller::spawn(
             self.config.poller.clone(),
             feed,
-            Arc::clone(&self.fanout),
+            Arc::new(self.fanout.consumer(|s| s.name() != LIVE_SINK)),
             Arc::clone(&self.clock),
             stopped(stop.clone()),
         );
         let worker = self.analysis_worker().spawn(stopped(stop));
         let tasks = Arc::clone(&self.tasks);
         tasks.poller.send_replace(TaskState::Running);
+        tasks.live.send_replace(TaskState::Running);
         tasks.worker.send_replace(TaskState::Running);
         // Each task's end is published as soon as it happens, not when both have ended.
         let worker = {
@@ -188,6 +244,17 @@ impl EmbeddedFanout {
                     Err(e) => format!("failed: {e}"),
                 };
                 tasks.worker.send_replace(TaskState::Stopped(ended));
+            })
+        };
+        let live = {
+            let tasks = Arc::clone(&tasks);
+            tokio::spawn(async move {
+                let ended = match live.await {
+                    Ok(Ok(())) => "stopped".to_owned(),
+                    Ok(Err(e)) => format!("failed: {e}"),
+                    Err(e) => format!("failed: {e}"),
+                };
+                tasks.live.send_replace(TaskState::Stopped(ended));
             })
         };
         tokio::spawn(async move {
@@ -201,6 +268,7 @@ impl EmbeddedFanout {
             let polled =
                 polled.map_err(|e| shared::Error::Unknown(anyhow::anyhow!("poller task: {e}")))?;
             let _ = worker.await;
+            let _ = live.await;
             polled
         })
     }

@@ -91,6 +91,9 @@ pub struct Fanout {
     clock: Arc<dyn Clock>,
     config: HandlerConfig,
     bodies: Option<BodyReader>,
+    /// Whether what cannot be delivered goes to the dead-letter queue (else it is
+    /// logged and dropped).
+    keeps_dead_letters: bool,
 }
 
 /// A decoded record on its way to the sinks.
@@ -187,7 +190,17 @@ impl Fanout {
             clock,
             config,
             bodies: None,
+            keeps_dead_letters: true,
         }
+    }
+
+    /// The same fan-out dropping (and logging) what it cannot deliver instead of
+    /// dead-lettering it: for a consumer of ephemeral deliveries (live notifications)
+    /// beside another consumer of the same stream that dead-letters every record it
+    /// cannot decode or deliver, so a poison record is kept once.
+    pub fn without_dead_letters(mut self) -> Self {
+        self.keeps_dead_letters = false;
+        self
     }
 
     /// The same fan-out reading paged-out bodies back from `archive`, and forgetting a
@@ -195,6 +208,27 @@ impl Fanout {
     pub fn with_body_archive(mut self, archive: Arc<dyn BodyArchive>) -> Self {
         self.bodies = Some(BodyReader::new(archive));
         self
+    }
+
+    /// A consumer of the same stream with the sinks `keep` chooses: the same
+    /// dead-letter queue, clock, retries and body archive.
+    pub fn consumer(&self, keep: impl Fn(&dyn Sink) -> bool) -> Fanout {
+        Fanout {
+            sinks: self
+                .sinks
+                .iter()
+                .filter(|s| keep(s.as_ref()))
+                .cloned()
+                .collect(),
+            dlq: Arc::clone(&self.dlq),
+            clock: Arc::clone(&self.clock),
+            config: self.config.clone(),
+            bodies: self
+                .bodies
+                .as_ref()
+                .map(|b| BodyReader::new(Arc::clone(b.archive()))),
+            keeps_dead_letters: self.keeps_dead_letters,
+        }
     }
 
     pub fn sinks(&self) -> &[Arc<dyn Sink>] {
@@ -331,7 +365,7 @@ impl Fanout {
             if let Outcome::Dead { reason, attempts } = &outcome {
                 outcome = match self.dead_letter(&records[i], meta, reason, *attempts).await {
                     Ok(()) => {
-                        *counts.entry("dead_lettered").or_default() += 1;
+                        *counts.entry(self.dead_letter_outcome()).or_default() += 1;
                         continue;
                     }
                     Err(e) => {
@@ -527,6 +561,14 @@ impl Fanout {
         reason: &str,
         attempts: u32,
     ) -> shared::Result<()> {
+        if !self.keeps_dead_letters {
+            tracing::warn!(
+                sequence_number = meta.sequence_number.as_deref().unwrap_or(""),
+                reason,
+                "stream record dropped by a consumer that keeps no dead letters"
+            );
+            return Ok(());
+        }
         let letter = DeadLetter {
             id: String::new(),
             source: DeadLetterSource::Stream,
@@ -545,6 +587,15 @@ impl Fanout {
         Ok(())
     }
 
+    /// What became of a record that could not be delivered, for the record counts.
+    fn dead_letter_outcome(&self) -> &'static str {
+        if self.keeps_dead_letters {
+            "dead_lettered"
+        } else {
+            "dropped"
+        }
+    }
+
     /// Dead-letters a record on behalf of the caller (the poller, when a record runs out
     /// of retries or age).
     pub async fn dead_letter_record(
@@ -555,7 +606,7 @@ impl Fanout {
     ) -> shared::Result<()> {
         let meta = RecordMeta::of(record);
         self.dead_letter(record, &meta, reason, attempts).await?;
-        metrics::record_records("dead_lettered", 1);
+        metrics::record_records(self.dead_letter_outcome(), 1);
         Ok(())
     }
 }

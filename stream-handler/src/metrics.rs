@@ -38,8 +38,8 @@ struct Registry {
     sinks: BTreeMap<&'static str, SinkStats>,
     records: BTreeMap<&'static str, u64>,
     analysis: BTreeMap<&'static str, u64>,
-    /// Per partition: when the oldest unprocessed record was committed.
-    oldest_unprocessed: BTreeMap<u32, Option<DateTime<Utc>>>,
+    /// Per consumer and partition: when the oldest unprocessed record was committed.
+    oldest_unprocessed: BTreeMap<(&'static str, u32), Option<DateTime<Utc>>>,
 }
 
 static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
@@ -102,12 +102,30 @@ pub fn record_analysis(outcome: &'static str) {
     with(|r| *r.analysis.entry(outcome).or_default() += 1);
 }
 
-/// Sets when the oldest record a partition has yet to process was committed (`None`:
-/// it is caught up).
-pub fn set_oldest_unprocessed(partition: u32, committed_at: Option<DateTime<Utc>>) {
+/// Sets when the oldest record a consumer's partition has yet to process was committed
+/// (`None`: it is caught up).
+pub fn set_oldest_unprocessed(
+    consumer: &'static str,
+    partition: u32,
+    committed_at: Option<DateTime<Utc>>,
+) {
     with(|r| {
-        r.oldest_unprocessed.insert(partition, committed_at);
+        r.oldest_unprocessed
+            .insert((consumer, partition), committed_at);
     });
+}
+
+/// Each consumer's lag at `now`: the age of its oldest unprocessed record.
+pub fn consumer_lags(now: DateTime<Utc>) -> BTreeMap<&'static str, Duration> {
+    with(|r| {
+        let mut lags: BTreeMap<&'static str, Duration> = BTreeMap::new();
+        for ((consumer, _), oldest) in &r.oldest_unprocessed {
+            let lag = oldest.map_or(Duration::ZERO, |o| (now - o).to_std().unwrap_or_default());
+            let entry = lags.entry(consumer).or_default();
+            *entry = (*entry).max(lag);
+        }
+        lags
+    })
 }
 
 /// The stream lag at `now`: the age of the oldest unprocessed record, zero when none.
@@ -126,6 +144,7 @@ pub fn stream_lag(now: DateTime<Utc>) -> Duration {
 /// Writes the fan-out metrics in Prometheus text format.
 pub fn render(out: &mut String) {
     let lag = stream_lag(Utc::now());
+    let lags = consumer_lags(Utc::now());
     with(|r| {
         let _ = writeln!(
             out,
@@ -133,6 +152,18 @@ pub fn render(out: &mut String) {
         );
         let _ = writeln!(out, "# TYPE docfan_stream_lag_seconds gauge");
         let _ = writeln!(out, "docfan_stream_lag_seconds {}", lag.as_secs_f64());
+        let _ = writeln!(
+            out,
+            "# HELP docfan_consumer_lag_seconds Age of the oldest change record a consumer has not yet processed."
+        );
+        let _ = writeln!(out, "# TYPE docfan_consumer_lag_seconds gauge");
+        for (consumer, lag) in &lags {
+            let _ = writeln!(
+                out,
+                "docfan_consumer_lag_seconds{{consumer=\"{consumer}\"}} {}",
+                lag.as_secs_f64()
+            );
+        }
 
         let _ = writeln!(
             out,
@@ -268,8 +299,8 @@ mod tests {
         assert!(out.contains("docfan_stream_lag_seconds "));
 
         let now = Utc::now();
-        set_oldest_unprocessed(9_000, Some(now - chrono::TimeDelta::seconds(90)));
+        set_oldest_unprocessed("test", 9_000, Some(now - chrono::TimeDelta::seconds(90)));
         assert!(stream_lag(now) >= Duration::from_secs(90));
-        set_oldest_unprocessed(9_000, None);
+        set_oldest_unprocessed("test", 9_000, None);
     }
 }

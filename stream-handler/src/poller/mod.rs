@@ -16,6 +16,12 @@
 //!   the partition moves on.
 //! - Records every partition has handled are trimmed from the log once older than
 //!   `retention`.
+//! - Several consumers may read one change log, each with its own sinks, knobs and
+//!   checkpoints (as DynamoDB Streams serves two event source mappings per shard): a
+//!   consumer's checkpoints are [durable](Checkpoints::Durable), or
+//!   [held in memory from the latest record](Checkpoints::FromLatest) for a consumer
+//!   whose effects do not outlive the process (live notifications to in-process
+//!   WebSocket connections).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
@@ -33,9 +39,22 @@ use tracing::Instrument;
 use crate::handler::{BatchReport, Fanout, RetryPolicy};
 use crate::metrics;
 
+/// Where a consumer's checkpoints live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checkpoints {
+    /// Saved in the change log's database after every batch: a restart resumes there.
+    Durable,
+    /// Kept in memory, starting at the latest record when the poller starts: records
+    /// committed while it was not running are not its business.
+    FromLatest,
+}
+
 /// The knobs of the event source mapping.
 #[derive(Debug, Clone)]
 pub struct PollerConfig {
+    /// The consumer's name, for logs and metrics (`index`, `live`).
+    pub consumer: &'static str,
+    pub checkpoints: Checkpoints,
     /// Records per handler call (1..=10000).
     pub batch_size: usize,
     /// How long to wait for a batch to fill before handling a smaller one.
@@ -58,6 +77,8 @@ pub struct PollerConfig {
 impl Default for PollerConfig {
     fn default() -> Self {
         Self {
+            consumer: "index",
+            checkpoints: Checkpoints::Durable,
             batch_size: 100,
             maximum_batching_window: Duration::ZERO,
             parallelization_factor: 2,
@@ -70,6 +91,32 @@ impl Default for PollerConfig {
                 max_backoff: Duration::from_secs(30),
             },
             retention: Some(Duration::from_secs(24 * 3600)),
+        }
+    }
+}
+
+impl PollerConfig {
+    /// The live consumer: notifications only, so its batches are handled as soon as
+    /// they are read (no batching window) and a failure is retried briefly, then
+    /// dead-lettered; checkpoints in memory from the latest record, since the
+    /// connections it notifies live in this process; no trimming (the durable
+    /// consumer's retention rules the log).
+    pub fn live() -> Self {
+        Self {
+            consumer: "live",
+            checkpoints: Checkpoints::FromLatest,
+            batch_size: 100,
+            maximum_batching_window: Duration::ZERO,
+            parallelization_factor: 2,
+            bisect_batch_on_error: true,
+            maximum_retry_attempts: Some(3),
+            maximum_record_age: Some(Duration::from_secs(300)),
+            retry_backoff: RetryPolicy {
+                max_attempts: u32::MAX,
+                initial_backoff: Duration::from_millis(50),
+                max_backoff: Duration::from_secs(2),
+            },
+            retention: None,
         }
     }
 }
@@ -119,7 +166,13 @@ impl Poller {
         });
         let handle = tokio::spawn(async move {
             let factor = config.parallelization_factor.clamp(1, 10);
-            let checkpoints = align_checkpoints(&feed, factor).await?;
+            let checkpoints = match config.checkpoints {
+                Checkpoints::Durable => align_checkpoints(&feed, factor).await?,
+                Checkpoints::FromLatest => {
+                    let latest = feed.latest_seq().await?;
+                    (0..factor).map(|p| (p, latest)).collect()
+                }
+            };
             progress_tx.send_replace(checkpoints.clone());
             let mut tasks = Vec::new();
             for (partition, checkpoint) in checkpoints {
@@ -133,10 +186,15 @@ impl Poller {
                     stop: stop.clone(),
                     progress: Arc::clone(&progress_tx),
                 };
-                let span = tracing::info_span!("stream_partition", partition = partition.id);
+                let span = tracing::info_span!(
+                    "stream_partition",
+                    consumer = config.consumer,
+                    partition = partition.id
+                );
                 tasks.push(tokio::spawn(partition.run(checkpoint).instrument(span)));
             }
-            if let Some(retention) = config.retention {
+            if let (Some(retention), Checkpoints::Durable) = (config.retention, config.checkpoints)
+            {
                 tokio::spawn(trim_handled(
                     feed.clone(),
                     progress_tx.subscribe(),
@@ -157,7 +215,7 @@ impl Poller {
                     }
                 }
             }
-            tracing::info!("stream poller stopped");
+            tracing::info!(consumer = config.consumer, "stream poller stopped");
             result
         });
         (handle, progress)
@@ -237,7 +295,9 @@ pub fn handled_through(checkpoints: &BTreeMap<u32, u64>) -> u64 {
 
 impl Partition {
     async fn save(&self, checkpoint: u64) -> Result<()> {
-        self.feed.save_checkpoint(self.id, checkpoint).await?;
+        if self.config.checkpoints == Checkpoints::Durable {
+            self.feed.save_checkpoint(self.id, checkpoint).await?;
+        }
         self.progress.send_modify(|p| {
             p.insert(self.id, checkpoint);
         });
@@ -283,7 +343,7 @@ impl Partition {
     async fn step(&self, checkpoint: &mut u64, wake: &mut watch::Receiver<u64>) -> Result<Step> {
         let (mut records, mut scanned_to) = self.collect(*checkpoint).await?;
         if records.is_empty() {
-            metrics::set_oldest_unprocessed(self.id, None);
+            metrics::set_oldest_unprocessed(self.config.consumer, self.id, None);
             if scanned_to > *checkpoint {
                 *checkpoint = scanned_to;
                 self.save(*checkpoint).await?;
@@ -302,7 +362,11 @@ impl Partition {
             }
             return Ok(Step::Continue);
         }
-        metrics::set_oldest_unprocessed(self.id, Some(records[0].committed_at));
+        metrics::set_oldest_unprocessed(
+            self.config.consumer,
+            self.id,
+            Some(records[0].committed_at),
+        );
         let window = self.config.maximum_batching_window;
         if records.len() < self.config.batch_size && !window.is_zero() {
             let waited = (self.clock.now() - records[0].committed_at)

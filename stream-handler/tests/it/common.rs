@@ -192,6 +192,15 @@ impl RecordingNotifier {
             .expect("notifier alive");
     }
 
+    /// Waits until `n` changes have been published.
+    pub async fn wait_for_changes(&self, n: usize) {
+        let mut rx = self.changed.subscribe();
+        tokio::time::timeout(Duration::from_secs(60), rx.wait_for(|c| *c >= n))
+            .await
+            .expect("changes in time")
+            .expect("notifier alive");
+    }
+
     pub fn changes(&self) -> Vec<(DocumentId, u64)> {
         self.changes.lock().unwrap().clone()
     }

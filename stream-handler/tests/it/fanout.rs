@@ -694,3 +694,115 @@ async fn search_never_shows_a_document_to_someone_who_cannot_read_it() {
     assert!(env.search("zebra", "bob").await.is_empty());
     assert_eq!(env.search("zebra", "ann").await, [(doc.id, 2)]);
 }
+
+/// A search sink that never answers until released.
+struct Stuck {
+    inner: Arc<dyn Sink>,
+    released: tokio::sync::watch::Receiver<bool>,
+}
+
+#[async_trait::async_trait]
+impl Sink for Stuck {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
+    async fn deliver(
+        &self,
+        change: &shared::domain::ChangeEvent,
+        record: &stream_handler::decode::RecordMeta,
+    ) -> shared::Result<()> {
+        let mut released = self.released.clone();
+        let _ = released.wait_for(|r| *r).await;
+        self.inner.deliver(change, record).await
+    }
+
+    async fn flush(&self) -> shared::Result<()> {
+        self.inner.flush().await
+    }
+
+    async fn health(&self) -> shared::Result<()> {
+        self.inner.health().await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_notifications_do_not_wait_for_a_stuck_index_sink() {
+    let mut env = env();
+    let (release, released) = tokio::sync::watch::channel(false);
+    let sinks: Vec<Arc<dyn Sink>> = env
+        .embedded
+        .fanout
+        .sinks()
+        .iter()
+        .map(|sink| -> Arc<dyn Sink> {
+            if sink.name() == "search" {
+                Arc::new(Stuck {
+                    inner: Arc::clone(sink),
+                    released: released.clone(),
+                })
+            } else {
+                Arc::clone(sink)
+            }
+        })
+        .collect();
+    env.embedded.fanout = Arc::new(Fanout::new(
+        sinks,
+        env.embedded.dead_letters.clone(),
+        Arc::new(SystemClock),
+        quick_retries(),
+    ));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let tasks = env.embedded.start(env.store.change_feed(), async move {
+        let _ = stopped.await;
+    });
+    let doc = env.create("ann", "Live", "first", &[]).await;
+    let doc = env.edit("ann", &doc, "second").await;
+
+    // Both frames go out while the index consumer is held on the first record.
+    env.notifier.wait_for_changes(2).await;
+    assert_eq!(env.notifier.changes(), [(doc.id, 1), (doc.id, 2)]);
+    assert!(
+        env.embedded
+            .audit
+            .list(&doc.id, None, 10)
+            .await
+            .unwrap()
+            .len()
+            <= 1,
+        "the index consumer is still held on version 1"
+    );
+    assert_eq!(
+        env.embedded.search.indexed_version(&doc.id).await.unwrap(),
+        None
+    );
+
+    // Released, the index consumer catches up: search, then the audit trail.
+    release.send_replace(true);
+    for _ in 0..600 {
+        if env
+            .embedded
+            .audit
+            .list(&doc.id, None, 10)
+            .await
+            .unwrap()
+            .len()
+            == 2
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        env.embedded
+            .audit
+            .list(&doc.id, None, 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    let _ = stop.send(());
+    tasks.await.unwrap().unwrap();
+    assert_eq!(env.notifier.changes().len(), 2, "each change notified once");
+}

@@ -124,7 +124,10 @@ async fn readiness_follows_the_fanout_stopping_and_starting_again() {
         not_started.header("content-type"),
         Some("application/problem+json")
     );
-    assert_eq!(failing(&not_started), ["stream-poller", "analysis-worker"]);
+    assert_eq!(
+        failing(&not_started),
+        ["stream-poller", "live-consumer", "analysis-worker"]
+    );
     assert_eq!(not_started.body["checks"]["stream-poller"], "not started");
     assert_eq!(not_started.body["checks"]["store"], "ok");
     assert!(not_started.body["instance"].is_string());
@@ -135,12 +138,16 @@ async fn readiness_follows_the_fanout_stopping_and_starting_again() {
     });
     let ready = wait_for(&parts.base, StatusCode::OK).await;
     assert_eq!(ready.body["checks"]["stream-poller"], "ok");
+    assert_eq!(ready.body["checks"]["live-consumer"], "ok");
 
     // The consumers stop while the server goes on: not ready, and the problem says which.
     stop.send(()).unwrap();
     running.await.unwrap().unwrap();
     let down = wait_for(&parts.base, StatusCode::SERVICE_UNAVAILABLE).await;
-    assert_eq!(failing(&down), ["stream-poller", "analysis-worker"]);
+    assert_eq!(
+        failing(&down),
+        ["stream-poller", "live-consumer", "analysis-worker"]
+    );
     assert_eq!(down.body["checks"]["stream-poller"], "stopped");
     assert!(
         down.body["detail"]
