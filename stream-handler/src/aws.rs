@@ -17,6 +17,61 @@ use crate::sinks::audit::AuditSink;
 use crate::sinks::notifications::NotificationSink;
 use crate::sinks::search::SearchSink;
 
+/// Which consumer of the documents stream a function is: its event source mapping and
+/// `DOCFAN_STREAM_CONSUMER` say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Consumer {
+    /// Notifications alone ([`Fanout::live`]).
+    Live,
+    /// Search, audit and analysis ([`Fanout::index`]).
+    Index,
+}
+
+impl Consumer {
+    /// `DOCFAN_STREAM_CONSUMER`: `live` or `index`; required, so that a function never
+    /// silently delivers another consumer's sinks.
+    pub fn from_env() -> anyhow::Result<Self> {
+        Self::parse(std::env::var("DOCFAN_STREAM_CONSUMER").ok().as_deref())
+    }
+
+    pub fn parse(raw: Option<&str>) -> anyhow::Result<Self> {
+        match raw {
+            Some("live") => Ok(Consumer::Live),
+            Some("index") => Ok(Consumer::Index),
+            Some(other) => {
+                anyhow::bail!("DOCFAN_STREAM_CONSUMER is {other:?}: it must be `live` or `index`")
+            }
+            None => {
+                anyhow::bail!("DOCFAN_STREAM_CONSUMER is not set: it must be `live` or `index`")
+            }
+        }
+    }
+}
+
+/// The consumer's share of [`fanout`]: the live one needs no search, queue or audit
+/// configuration.
+pub fn consumer_fanout(
+    clients: &AwsClients,
+    notifier: Arc<dyn Notifier>,
+    clock: Arc<dyn Clock>,
+    consumer: Consumer,
+) -> anyhow::Result<Fanout> {
+    Ok(match consumer {
+        Consumer::Live => {
+            let sinks: Vec<Arc<dyn Sink>> = vec![Arc::new(NotificationSink::new(
+                notifier,
+                Default::default(),
+            ))];
+            // The live consumer keeps no dead letters: the poison-record queue is the
+            // index consumer's, which dead-letters every record it cannot decode.
+            Fanout::without_dead_letters(sinks, clock, HandlerConfig::default())
+                .with_body_archive(Arc::new(clients.document_store()))
+                .live()
+        }
+        Consumer::Index => fanout(clients, notifier, clock)?.index(),
+    })
+}
+
 /// The four sinks and the dead-letter queue over `clients`.
 pub fn fanout(
     clients: &AwsClients,

@@ -76,9 +76,6 @@ impl Default for FanoutConfig {
     }
 }
 
-/// The sink the live consumer delivers to; the index consumer takes the others.
-pub const LIVE_SINK: &str = "notifications";
-
 /// Whether one of the fan-out's background tasks runs, for readiness checks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TaskState {
@@ -215,18 +212,14 @@ impl EmbeddedFanout {
         let live = Poller::spawn(
             self.config.live.clone(),
             feed.clone(),
-            Arc::new(
-                self.fanout
-                    .consumer(|s| s.name() == LIVE_SINK)
-                    .without_dead_letters(),
-            ),
+            Arc::new(self.fanout.live()),
             Arc::clone(&self.clock),
             stopped(stop.clone()),
         );
         let poller = Poller::spawn(
             self.config.poller.clone(),
             feed,
-            Arc::new(self.fanout.consumer(|s| s.name() != LIVE_SINK)),
+            Arc::new(self.fanout.index()),
             Arc::clone(&self.clock),
             stopped(stop.clone()),
         );

@@ -87,14 +87,19 @@ impl Default for HandlerConfig {
 /// The handler with its sinks and dead-letter queue, built once per process.
 pub struct Fanout {
     sinks: Vec<Arc<dyn Sink>>,
-    dlq: Arc<dyn DeadLetterQueue>,
+    /// Where what cannot be delivered goes; `None` for a consumer that logs and drops
+    /// it (the live one).
+    dlq: Option<Arc<dyn DeadLetterQueue>>,
     clock: Arc<dyn Clock>,
     config: HandlerConfig,
     bodies: Option<BodyReader>,
-    /// Whether what cannot be delivered goes to the dead-letter queue (else it is
-    /// logged and dropped).
-    keeps_dead_letters: bool,
+    /// Whether a delivered deletion forgets the document's kept versions.
+    forgets_versions: bool,
 }
+
+/// The sink of the live consumer ([`Fanout::live`]); the index consumer
+/// ([`Fanout::index`]) takes the others.
+pub const LIVE_SINK: &str = "notifications";
 
 /// A decoded record on its way to the sinks.
 enum Pending {
@@ -186,21 +191,30 @@ impl Fanout {
     ) -> Self {
         Self {
             sinks,
-            dlq,
+            dlq: Some(dlq),
             clock,
             config,
             bodies: None,
-            keeps_dead_letters: true,
+            forgets_versions: true,
         }
     }
 
-    /// The same fan-out dropping (and logging) what it cannot deliver instead of
-    /// dead-lettering it: for a consumer of ephemeral deliveries (live notifications)
-    /// beside another consumer of the same stream that dead-letters every record it
-    /// cannot decode or deliver, so a poison record is kept once.
-    pub fn without_dead_letters(mut self) -> Self {
-        self.keeps_dead_letters = false;
-        self
+    /// A fan-out that logs and drops what it cannot deliver: the live consumer's, beside
+    /// an index consumer of the same stream that dead-letters every record it cannot
+    /// decode, so a poison record is kept once.
+    pub fn without_dead_letters(
+        sinks: Vec<Arc<dyn Sink>>,
+        clock: Arc<dyn Clock>,
+        config: HandlerConfig,
+    ) -> Self {
+        Self {
+            sinks,
+            dlq: None,
+            clock,
+            config,
+            bodies: None,
+            forgets_versions: true,
+        }
     }
 
     /// The same fan-out reading paged-out bodies back from `archive`, and forgetting a
@@ -210,9 +224,25 @@ impl Fanout {
         self
     }
 
-    /// A consumer of the same stream with the sinks `keep` chooses: the same
-    /// dead-letter queue, clock, retries and body archive.
-    pub fn consumer(&self, keep: impl Fn(&dyn Sink) -> bool) -> Fanout {
+    /// The live consumer of the same stream: notifications alone, dropping (and
+    /// logging) what it cannot deliver rather than dead-lettering it, and reading
+    /// paged-out bodies without ever forgetting them (the index consumer may still need
+    /// them).
+    pub fn live(&self) -> Fanout {
+        let mut live = self.with_sinks(|s| s.name() == LIVE_SINK);
+        live.dlq = None;
+        live.forgets_versions = false;
+        live
+    }
+
+    /// The index consumer of the same stream: every sink but notifications, with this
+    /// fan-out's dead letters, and forgetting a deleted document's versions once its
+    /// deletion is delivered.
+    pub fn index(&self) -> Fanout {
+        self.with_sinks(|s| s.name() != LIVE_SINK)
+    }
+
+    fn with_sinks(&self, keep: impl Fn(&dyn Sink) -> bool) -> Fanout {
         Fanout {
             sinks: self
                 .sinks
@@ -220,14 +250,14 @@ impl Fanout {
                 .filter(|s| keep(s.as_ref()))
                 .cloned()
                 .collect(),
-            dlq: Arc::clone(&self.dlq),
+            dlq: self.dlq.clone(),
             clock: Arc::clone(&self.clock),
             config: self.config.clone(),
             bodies: self
                 .bodies
                 .as_ref()
                 .map(|b| BodyReader::new(Arc::clone(b.archive()))),
-            keeps_dead_letters: self.keeps_dead_letters,
+            forgets_versions: self.forgets_versions,
         }
     }
 
@@ -235,8 +265,9 @@ impl Fanout {
         &self.sinks
     }
 
-    pub fn dead_letters(&self) -> &Arc<dyn DeadLetterQueue> {
-        &self.dlq
+    /// The dead-letter queue; `None` for a consumer that keeps none.
+    pub fn dead_letters(&self) -> Option<&Arc<dyn DeadLetterQueue>> {
+        self.dlq.as_ref()
     }
 
     /// Each sink's health, by name.
@@ -497,7 +528,8 @@ impl Fanout {
             if let Some((reason, attempts)) = permanent {
                 return Outcome::Dead { reason, attempts };
             }
-            if let (ChangeKind::Deleted, Some(bodies)) = (change.kind, &self.bodies)
+            if let (ChangeKind::Deleted, Some(bodies), true) =
+                (change.kind, &self.bodies, self.forgets_versions)
                 && let Err(e) = bodies.forget(&change.document_id).await
             {
                 return Outcome::Retry(format!(
@@ -561,14 +593,14 @@ impl Fanout {
         reason: &str,
         attempts: u32,
     ) -> shared::Result<()> {
-        if !self.keeps_dead_letters {
+        let Some(dlq) = &self.dlq else {
             tracing::warn!(
                 sequence_number = meta.sequence_number.as_deref().unwrap_or(""),
                 reason,
                 "stream record dropped by a consumer that keeps no dead letters"
             );
             return Ok(());
-        }
+        };
         let letter = DeadLetter {
             id: String::new(),
             source: DeadLetterSource::Stream,
@@ -577,7 +609,7 @@ impl Fanout {
             attempts,
             failed_at: self.clock.now(),
         };
-        let id = self.dlq.put(&letter).await?;
+        let id = dlq.put(&letter).await?;
         tracing::error!(
             dead_letter = %id,
             sequence_number = meta.sequence_number.as_deref().unwrap_or(""),
@@ -589,7 +621,7 @@ impl Fanout {
 
     /// What became of a record that could not be delivered, for the record counts.
     fn dead_letter_outcome(&self) -> &'static str {
-        if self.keeps_dead_letters {
+        if self.dlq.is_some() {
             "dead_lettered"
         } else {
             "dropped"

@@ -35,7 +35,14 @@ FUNCTIONS = {
     "ApiFunction": "lambda-api",
     "WebSocketFunction": "lambda-websocket",
     "StreamHandlerFunction": "lambda-stream-handler",
+    "LiveStreamHandlerFunction": "lambda-stream-handler",
     "AnalysisWorkerFunction": "lambda-analysis-worker",
+}
+# The two consumers of the documents stream: each function's mapping, the
+# DOCFAN_STREAM_CONSUMER it runs as, where it starts and its longest batching window.
+STREAM_CONSUMERS = {
+    "StreamHandlerFunction": {"consumer": "index", "start": "TRIM_HORIZON", "window": 300},
+    "LiveStreamHandlerFunction": {"consumer": "live", "start": "LATEST", "window": 0},
 }
 # The functions that verify tokens, and so need the JWT secret.
 JWT_FUNCTIONS = ("ApiFunction", "WebSocketFunction")
@@ -278,19 +285,30 @@ RECORDS_TO_DROP = {
 
 
 def check_stream_mapping(t: Template) -> Problems:
-    """The documents stream's event source mapping: every knob set, none unbounded."""
+    """The documents stream's two event source mappings, one per consumer: every knob
+    set, none unbounded; the live one with no batching window."""
     problems: Problems = []
     mappings = stream_mappings(t)
-    if len(mappings) != 1:
-        return [f"expected one event source mapping on DocumentsTable's stream, found {len(mappings)}"]
-    (name, p), = mappings.items()
+    by_function = {target(p.get("FunctionName"))[0]: (name, p) for name, p in mappings.items()}
+    if len(mappings) != len(STREAM_CONSUMERS) or set(by_function) != set(STREAM_CONSUMERS):
+        return [
+            f"expected one event source mapping on DocumentsTable's stream for each of "
+            f"{sorted(STREAM_CONSUMERS)}, found {sorted(str(f) for f in by_function)}"
+        ]
+    for fn, want in STREAM_CONSUMERS.items():
+        name, p = by_function[fn]
+        problems += _check_one_mapping(t, fn, want, name, p)
+    return problems
 
-    if target(p.get("FunctionName"))[0] != "StreamHandlerFunction":
-        problems.append(f"{name}: FunctionName is not StreamHandlerFunction")
+
+def _check_one_mapping(t: Template, fn: str, want: dict[str, Any], name: str, p: dict[str, Any]) -> Problems:
+    problems: Problems = []
+    if function_env(t, fn).get("DOCFAN_STREAM_CONSUMER") != want["consumer"]:
+        problems.append(f"{fn}: DOCFAN_STREAM_CONSUMER must be {want['consumer']}")
     if p.get("Enabled") is False:
         problems.append(f"{name}: disabled")
-    if p.get("StartingPosition") != "TRIM_HORIZON":
-        problems.append(f"{name}: StartingPosition must be TRIM_HORIZON, not {p.get('StartingPosition')}")
+    if p.get("StartingPosition") != want["start"]:
+        problems.append(f"{name}: StartingPosition must be {want['start']}, not {p.get('StartingPosition')}")
     if p.get("BisectBatchOnFunctionError") is not True:
         problems.append(f"{name}: BisectBatchOnFunctionError must be true")
     if "ReportBatchItemFailures" not in as_list(p.get("FunctionResponseTypes")):
@@ -309,8 +327,8 @@ def check_stream_mapping(t: Template) -> Problems:
     if batch is None or not 1 <= batch <= 10000:
         problems.append(f"{name}: BatchSize must be set (1..10000), not {batch}")
     window = as_int(resolve(t, p.get("MaximumBatchingWindowInSeconds")))
-    if window is None or not 0 <= window <= 300:
-        problems.append(f"{name}: MaximumBatchingWindowInSeconds must be set (0..300), not {window}")
+    if window is None or not 0 <= window <= want["window"]:
+        problems.append(f"{name}: MaximumBatchingWindowInSeconds must be set (0..{want['window']}), not {window}")
     factor = as_int(resolve(t, p.get("ParallelizationFactor")))
     if factor is None or not 1 <= factor <= 10:
         problems.append(f"{name}: ParallelizationFactor must be set (1..10), not {factor}")
@@ -322,23 +340,25 @@ def check_stream_mapping(t: Template) -> Problems:
 
 
 def check_stream_filter(t: Template) -> Problems:
-    """The filter drops exactly the first step of a delete (MODIFY to deleted = true)."""
+    """Each mapping's filter drops exactly the first step of a delete (MODIFY to
+    deleted = true)."""
     mappings = stream_mappings(t)
-    if len(mappings) != 1:
-        return ["no single event source mapping on DocumentsTable's stream"]
-    (name, p), = mappings.items()
-    filters = p.get("FilterCriteria", {}).get("Filters", [])
-    try:
-        patterns = [json.loads(f["Pattern"]) for f in filters]
-    except (KeyError, TypeError, json.JSONDecodeError) as e:
-        return [f"{name}: FilterCriteria patterns are not JSON: {e}"]
+    if not mappings:
+        return ["no event source mapping on DocumentsTable's stream"]
     problems = []
-    for label, record in RECORDS_TO_KEEP.items():
-        if not passes_filter(patterns, record):
-            problems.append(f"{name}: the filter drops {label}, which must reach the handler")
-    for label, record in RECORDS_TO_DROP.items():
-        if passes_filter(patterns, record):
-            problems.append(f"{name}: the filter lets {label} through; the deletion would fan out twice")
+    for name, p in mappings.items():
+        filters = p.get("FilterCriteria", {}).get("Filters", [])
+        try:
+            patterns = [json.loads(f["Pattern"]) for f in filters]
+        except (KeyError, TypeError, json.JSONDecodeError) as e:
+            problems.append(f"{name}: FilterCriteria patterns are not JSON: {e}")
+            continue
+        for label, record in RECORDS_TO_KEEP.items():
+            if not passes_filter(patterns, record):
+                problems.append(f"{name}: the filter drops {label}, which must reach the handler")
+        for label, record in RECORDS_TO_DROP.items():
+            if passes_filter(patterns, record):
+                problems.append(f"{name}: the filter lets {label} through; the deletion would fan out twice")
     return problems
 
 
@@ -566,7 +586,7 @@ def _alarm_on(t: Template, namespace: str, metric: str, dimension: str, resource
 def check_alarms(t: Template) -> Problems:
     """Alarms on stream lag, every function's errors and every dead-letter queue."""
     problems: Problems = []
-    expected = [("AWS/Lambda", "IteratorAge", "FunctionName", "StreamHandlerFunction")]
+    expected = [("AWS/Lambda", "IteratorAge", "FunctionName", fn) for fn in STREAM_CONSUMERS]
     expected += [("AWS/Lambda", "Errors", "FunctionName", fn) for fn in FUNCTIONS]
     dead_letter_queues = ["PoisonRecordQueue", "AnalysisDeadLetterQueue"]
     for p in stream_mappings(t).values():
@@ -646,6 +666,7 @@ def check_outputs(t: Template) -> Problems:
 VERSIONS_ACTIONS = {
     "ApiFunction": {"dynamodb:Query", "dynamodb:PutItem"},
     "StreamHandlerFunction": {"dynamodb:Query", "dynamodb:BatchWriteItem"},
+    "LiveStreamHandlerFunction": {"dynamodb:Query"},
     "AnalysisWorkerFunction": {"dynamodb:Query"},
 }
 
@@ -902,6 +923,13 @@ WEAKENINGS: list[tuple[str, Callable[[Template], Problems], Callable[[Template],
     ("parallelization unset", check_stream_mapping, _del(f"{M}/ParallelizationFactor")),
     ("mapping on another source", check_stream_mapping, _set(f"{M}/EventSourceArn", {"Fn::GetAtt": ["AnalysisQueue", "Arn"]})),
     ("mapping on another function", check_stream_mapping, _set(f"{M}/FunctionName", {"Ref": "ApiFunction"})),
+    ("one consumer for both mappings", check_stream_mapping, _set("Resources/LiveStreamMapping/Properties/FunctionName", {"Ref": "StreamHandlerFunction"})),
+    ("no live consumer", check_stream_mapping, _del("Resources/LiveStreamMapping")),
+    ("live consumer batches", check_stream_mapping, _set("Resources/LiveStreamMapping/Properties/MaximumBatchingWindowInSeconds", 1)),
+    ("live function runs as index", check_stream_mapping, _set("Resources/LiveStreamHandlerFunction/Properties/Environment/Variables/DOCFAN_STREAM_CONSUMER", "index")),
+    ("index function's consumer unset", check_stream_mapping, _del("Resources/StreamHandlerFunction/Properties/Environment/Variables/DOCFAN_STREAM_CONSUMER")),
+    ("live mapping unfiltered", check_stream_filter, _del("Resources/LiveStreamMapping/Properties/FilterCriteria")),
+    ("live lag unwatched", check_alarms, _del("Resources/LiveStreamIteratorAgeAlarm")),
     # The stream filter.
     ("no filter", check_stream_filter, _del(f"{M}/FilterCriteria")),
     ("filter keeps every MODIFY", check_stream_filter, _set(f"{M}/FilterCriteria/Filters", [{"Pattern": '{"eventName": ["INSERT", "MODIFY", "REMOVE"]}'}])),
@@ -1042,7 +1070,7 @@ def test_every_check_is_shown_to_fail() -> None:
 def test_weakened_template_file_fails(tmp_path: pathlib.Path) -> None:
     """The same through the loader: a weakened copy of the file, read back from disk."""
     text = TEMPLATE_PATH.read_text()
-    assert text.count("BisectBatchOnFunctionError: true") == 1
+    assert text.count("BisectBatchOnFunctionError: true") == len(STREAM_CONSUMERS)
     weakened = tmp_path / "template.yaml"
     weakened.write_text(
         text.replace("BisectBatchOnFunctionError: true", "BisectBatchOnFunctionError: false").replace(
@@ -1102,6 +1130,7 @@ ENV_TABLE_COLUMNS = {
     "websocket": "WebSocketFunction",
     "stream-handler": "StreamHandlerFunction",
     "analysis-worker": "AnalysisWorkerFunction",
+    "live-stream-handler": "LiveStreamHandlerFunction",
 }
 
 
@@ -1208,8 +1237,8 @@ def binary_problems(t: Template, binaries: dict[str, dict[str, Any]], script: st
         for feature in found["required-features"]:
             if f"{found['crate']}/{feature}" not in built_features:
                 problems.append(f"{fn}: infra/build does not turn on {found['crate']}/{feature}")
-    if sorted(built) != sorted(FUNCTIONS.values()):
-        problems.append(f"infra/build builds {sorted(built)}, the template has {sorted(FUNCTIONS.values())}")
+    if sorted(built) != sorted(set(FUNCTIONS.values())):
+        problems.append(f"infra/build builds {sorted(built)}, the template has {sorted(set(FUNCTIONS.values()))}")
     return problems
 
 

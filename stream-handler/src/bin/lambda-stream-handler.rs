@@ -1,13 +1,20 @@
-//! The Lambda `stream-handler` function: the documents table's DynamoDB stream event
-//! into the same handler as the embedded poller, returning `batchItemFailures`, with
-//! every sink on its AWS adapter (OpenSearch, the DynamoDB audit table, the SQS
-//! analysis queue, and notifications through the DynamoDB connection registry and
-//! `post_to_connection`), and poison records sent whole to the SQS dead-letter queue.
+//! The Lambda stream-handler functions: the documents table's DynamoDB stream event
+//! into the same handler as the embedded poller, returning `batchItemFailures`, as one
+//! of the stream's two consumers (`DOCFAN_STREAM_CONSUMER`, each with its own event
+//! source mapping, as on one machine):
 //!
-//! Environment: the AWS adapters' variables (see `shared::aws::config`: the connections,
-//! subscriptions and audit tables, `DOCFAN_ANALYSIS_QUEUE_URL`,
-//! `DOCFAN_DEAD_LETTER_QUEUE_URL`, `DOCFAN_OPENSEARCH_URL`, `DOCFAN_OPENSEARCH_INDEX`,
-//! `DOCFAN_WEBSOCKET_ENDPOINT`); logs follow `RUST_LOG` and `DOCFAN_LOG_FORMAT`.
+//! - `index`: OpenSearch, the DynamoDB audit table and the SQS analysis queue, with
+//!   poison records sent whole to the SQS dead-letter queue;
+//! - `live`: notifications through the DynamoDB connection registry and
+//!   `post_to_connection`, with no batching window, so a frame never waits for the
+//!   index sinks; what it cannot deliver it logs and drops.
+//!
+//! Environment: `DOCFAN_STREAM_CONSUMER` (required), the AWS adapters' variables (see
+//! `shared::aws::config`: the versions table for long bodies; for `index` the audit
+//! table, `DOCFAN_ANALYSIS_QUEUE_URL`, `DOCFAN_DEAD_LETTER_QUEUE_URL`,
+//! `DOCFAN_OPENSEARCH_URL`, `DOCFAN_OPENSEARCH_INDEX`; for `live` the connections and
+//! subscriptions tables and `DOCFAN_WEBSOCKET_ENDPOINT`); logs follow `RUST_LOG` and
+//! `DOCFAN_LOG_FORMAT`.
 
 // A binary sees all of its package's dependencies; the library is where unused ones are caught.
 #![allow(unused_crate_dependencies)]
@@ -18,17 +25,24 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 use shared::aws::{AwsClients, AwsConfig};
 use shared::clock::{Clock, SystemClock};
+use shared::ports::Notifier;
+use stream_handler::aws::Consumer;
+use stream_handler::sinks::notifications::NoSubscribers;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init(shared::aws::config::log_format());
+    let consumer = Consumer::from_env()?;
     let clients = AwsClients::load(AwsConfig::from_env()?).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let notifier = Arc::new(websocket::apigateway::live_notifier(
-        &clients,
-        Arc::clone(&clock),
-    )?);
-    let fanout = stream_handler::aws::fanout(&clients, notifier, clock)?;
+    let notifier: Arc<dyn Notifier> = match consumer {
+        Consumer::Live => Arc::new(websocket::apigateway::live_notifier(
+            &clients,
+            Arc::clone(&clock),
+        )?),
+        Consumer::Index => Arc::new(NoSubscribers),
+    };
+    let fanout = stream_handler::aws::consumer_fanout(&clients, notifier, clock, consumer)?;
     let fanout = &fanout;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         Ok::<_, Error>(fanout.handle_event(&event.payload).await)

@@ -258,14 +258,58 @@ async fn lambda_stream_handler_fans_a_stream_batch_out() {
     .await;
     let ann = unique_user("ann");
     let doc = new_document(&ann, "Streamed", "through lambda", &[]);
+    // ann watches the document from a connection of hers.
+    let registry = clients.connection_registry(Arc::new(shared::clock::SystemClock));
+    let watching = ConnectionId("ann-tab=".into());
+    let now = chrono::Utc::now();
+    registry
+        .register(&shared::ports::Connection {
+            id: watching.clone(),
+            user: ann.clone(),
+            expires_at: now + chrono::TimeDelta::hours(1),
+            connected_at: now,
+        })
+        .await
+        .unwrap();
+    registry
+        .subscribe(&watching, &doc.id, Default::default())
+        .await
+        .unwrap();
     clients.document_store().create(&doc).await.unwrap();
     let records = crate::stream::read_stream(&clients).await;
-    let extra = [("DOCFAN_WEBSOCKET_ENDPOINT", recorder.endpoint.clone())];
+    let event = json!({ "Records": records });
+    let consumer = |name: &str| {
+        [
+            ("DOCFAN_WEBSOCKET_ENDPOINT", recorder.endpoint.clone()),
+            ("DOCFAN_STREAM_CONSUMER", name.to_owned()),
+        ]
+    };
+
+    // Which consumer it is must be said: no silent default. The function exits at its
+    // cold start, before it asks for an event (Lambda reports Runtime.ExitError).
+    let refused = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(lambda_binary("lambda-stream-handler"))
+            .env_clear()
+            .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
+            .env("AWS_REGION", REGION)
+            .env("DOCFAN_WEBSOCKET_ENDPOINT", recorder.endpoint.clone())
+            .output(),
+    )
+    .await
+    .expect("the function exits at once")
+    .unwrap();
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr).into_owned()
+        + &String::from_utf8_lossy(&refused.stdout);
+    assert!(said.contains("DOCFAN_STREAM_CONSUMER is not set"), "{said}");
+
+    // The index consumer: search and the audit trail, nobody notified.
     let (kind, response) = invoke(
         "lambda-stream-handler",
         &clients,
-        &extra,
-        json!({ "Records": records }),
+        &consumer("index"),
+        event.clone(),
     )
     .await;
     assert_eq!(kind, "response", "{response}");
@@ -280,6 +324,25 @@ async fn lambda_stream_handler_fans_a_stream_batch_out() {
             .await
             .unwrap(),
         Some((1, false))
+    );
+    assert!(recorder.posts_to("ann-tab=").is_empty());
+
+    // The live consumer: the frame, and nothing written to the index sinks.
+    let (kind, response) =
+        invoke("lambda-stream-handler", &clients, &consumer("live"), event).await;
+    assert_eq!(kind, "response", "{response}");
+    assert_eq!(response["batchItemFailures"], json!([]), "{response}");
+    let posts = recorder.posts_to("ann-tab=");
+    assert_eq!(posts.len(), 1, "{posts:?}");
+    assert_eq!(posts[0]["type"], "document.created");
+    assert_eq!(
+        clients
+            .audit_log()
+            .list(&doc.id, None, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
     );
 }
 

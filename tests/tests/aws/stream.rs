@@ -511,7 +511,7 @@ async fn the_stream_handler_fans_out_to_the_aws_sinks() {
     assert_eq!((completed, outcomes.len()), (1, 3), "{outcomes:?}");
     assert_eq!(f.analyses.get(&b2.id).await.unwrap().unwrap().version, 2);
     assert_eq!(f.analyses.get(&a[0].id).await.unwrap(), None);
-    assert_eq!(f.fanout.dead_letters().depth().await.unwrap(), 0);
+    assert_eq!(f.fanout.dead_letters().unwrap().depth().await.unwrap(), 0);
 
     // The same batch again changes nothing in the sinks.
     let before = snapshot(&f, &a, &b2).await;
@@ -653,5 +653,5 @@ async fn a_long_documents_changes_fan_out_from_its_kept_versions() {
     // not dead-lettered or retried for ever.
     let response = f.fanout.handle_event(&event(&ours)).await;
     assert!(response.batch_item_failures.is_empty(), "{response:?}");
-    assert_eq!(f.fanout.dead_letters().depth().await.unwrap(), 0);
+    assert_eq!(f.fanout.dead_letters().unwrap().depth().await.unwrap(), 0);
 }

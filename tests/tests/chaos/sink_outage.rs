@@ -124,7 +124,12 @@ impl Stack {
         );
         fanout.fanout = Arc::new(Fanout::new(
             sinks,
-            Arc::clone(fanout.fanout.dead_letters()),
+            Arc::clone(
+                fanout
+                    .fanout
+                    .dead_letters()
+                    .expect("the embedded fan-out keeps dead letters"),
+            ),
             Arc::clone(&clock),
             config.handler.clone(),
         ));
