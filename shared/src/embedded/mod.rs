@@ -1,5 +1,6 @@
 //! The embedded adapters: every port on one machine, in the data directory (SQLite for
-//! documents, the change log, audit, queue and dead letters; tantivy for search).
+//! documents, the change log, audit, queue and dead letters; tantivy for search), and
+//! the database's schema versions ([`schema`]).
 
 pub mod analysis_queue;
 pub mod analysis_store;
@@ -8,6 +9,7 @@ pub mod change_log;
 pub mod dead_letter;
 pub mod document_store;
 pub mod group_commit;
+pub mod schema;
 pub mod search_index;
 pub mod sqlite;
 
