@@ -1,11 +1,12 @@
 //! The embedded adapters: every port on one machine, in the data directory (SQLite for
 //! documents, the change log, audit, queue and dead letters; tantivy for search), and
-//! what an operator does to that directory: its schema versions ([`schema`]) and its
-//! lock ([`lock`]).
+//! what an operator does to that directory: its schema versions ([`schema`]), its lock
+//! ([`lock`]) and backups of its database ([`backup`]).
 
 pub mod analysis_queue;
 pub mod analysis_store;
 pub mod audit_log;
+pub mod backup;
 pub mod change_log;
 pub mod dead_letter;
 pub mod document_store;
