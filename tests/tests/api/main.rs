@@ -17,3 +17,4 @@ mod pagination;
 mod readiness;
 mod request_ids;
 mod system;
+mod upgrade;
