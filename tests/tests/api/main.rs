@@ -7,6 +7,7 @@
 mod abuse;
 mod access;
 mod auth;
+mod backup;
 mod change_log;
 mod cli;
 mod documents;
