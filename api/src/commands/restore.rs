@@ -92,26 +92,29 @@ pub fn check_backup(dir: &Path) -> anyhow::Result<CheckedBackup> {
         ),
         Err(e) => return Err(e).with_context(|| format!("reading {}", manifest_path.display())),
     };
-    let manifest: Manifest = serde_json::from_slice(&raw).with_context(|| {
+    let not_a_manifest = || {
         format!(
             "{} is not a docfan backup manifest",
             manifest_path.display()
         )
-    })?;
-    if manifest.format != FORMAT {
+    };
+    let value: serde_json::Value = serde_json::from_slice(&raw).with_context(not_a_manifest)?;
+    // The format first: a later format may have other fields.
+    if value["format"] != FORMAT {
         bail!(
-            "{} is a backup of format {:?}, which this docfan does not know (it reads {FORMAT:?})",
+            "{} is a backup of format {}, which this docfan does not know (it reads {FORMAT:?})",
             dir.display(),
-            manifest.format
+            value["format"]
         );
     }
-    let db = dir.join(&manifest.database.name);
+    let manifest: Manifest = serde_json::from_value(value).with_context(not_a_manifest)?;
     if manifest.database.name != DATABASE_FILE {
         bail!(
             "the backup's manifest names the database {:?}, not {DATABASE_FILE}",
             manifest.database.name
         );
     }
+    let db = dir.join(DATABASE_FILE);
     let bytes = std::fs::metadata(&db)
         .with_context(|| format!("the backup's database {} is missing", db.display()))?
         .len();
@@ -295,6 +298,25 @@ fn place_database(backup: &CheckedBackup, data_dir: &Path) -> anyhow::Result<()>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_manifest_of_another_format_is_named_as_such() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(MANIFEST_FILE),
+            r#"{"format": "docfan-backup/2", "parts": []}"#,
+        )
+        .unwrap();
+        let said = check_backup(dir.path()).unwrap_err().to_string();
+        assert!(
+            said.contains("format \"docfan-backup/2\"") && said.contains(FORMAT),
+            "{said}"
+        );
+
+        std::fs::write(dir.path().join(MANIFEST_FILE), "{ not json").unwrap();
+        let said = check_backup(dir.path()).unwrap_err().to_string();
+        assert!(said.contains("is not a docfan backup manifest"), "{said}");
+    }
 
     #[test]
     fn force_replaces_a_docfan_data_directory_and_nothing_else() {
