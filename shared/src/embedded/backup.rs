@@ -7,6 +7,8 @@
 //! while the server goes on writing (in WAL mode a reader and the writer do not wait for
 //! each other). A copy made in several steps would start over whenever another
 //! connection wrote between two of them, and might never finish under a steady load.
+//! While the copy reads, a checkpoint cannot move the write-ahead log past it, so the
+//! log grows by what is written meanwhile and is folded back into the file afterwards.
 //!
 //! One file holds the documents and their versions, the change log with the poller's
 //! checkpoints, the audit trail, the analysis queue with its deduplication keys, the
