@@ -4,7 +4,7 @@
 #![allow(unused_crate_dependencies)]
 
 use api::commands::cli::Backend;
-use api::commands::{Cli, Command, dlq, reindex, serve, token};
+use api::commands::{Cli, Command, backup, dlq, reindex, restore, serve, token};
 use clap::Parser;
 
 #[tokio::main]
@@ -20,6 +20,14 @@ async fn main() -> std::process::ExitCode {
             "reindex rebuilds the embedded search index; on AWS, redrive the stream instead"
         )),
         Some(Command::Reindex) => reindex::run(&cli.data_dir).await,
+        Some(Command::Backup(_) | Command::Restore(_)) if cli.backend == Backend::Aws => {
+            Err(anyhow::anyhow!(
+                "backup and restore work on the embedded data directory; on AWS, the tables \
+                 have point-in-time recovery (infra/template.yaml)"
+            ))
+        }
+        Some(Command::Backup(args)) => backup::run(&cli.data_dir, args),
+        Some(Command::Restore(args)) => restore::run(&cli.data_dir, args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

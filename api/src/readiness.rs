@@ -153,7 +153,7 @@ fn task_check(
 }
 
 /// The name of the file [`probe_writable`] writes and removes.
-const PROBE_FILE: &str = ".docfan-write-check";
+pub(crate) const PROBE_FILE: &str = ".docfan-write-check";
 
 /// Writes a small file into `dir` and removes it: fails, saying why in words an
 /// operator acts on, when the directory is read-only, on a full disk, or not writable

@@ -60,9 +60,7 @@ pub async fn reindex(
     db_path: &Path,
     progress: impl Fn(u64, u64),
 ) -> Result<u64> {
-    // The documents table belongs to the document store: open it if it is not there
-    // yet, never create it here.
-    let db = Db::open(db_path, "")?;
+    let db = Db::open(db_path)?;
     let total = count_documents(&db).await?;
     index.clear().await?;
     let mut done = 0;

@@ -118,3 +118,27 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("a free port")
 }
+
+/// Runs `docfan <args>` to its end, without docfan's variables from the test's
+/// environment (so only the arguments say where the data is).
+pub async fn run_docfan(args: &[&str]) -> std::process::Output {
+    let mut command = Command::new(docfan_binary());
+    command
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    for name in [
+        "DOCFAN_JWT_SECRET",
+        "DOCFAN_DATA_DIR",
+        "DOCFAN_LISTEN",
+        "DOCFAN_URL",
+        "DOCFAN_BACKEND",
+    ] {
+        command.env_remove(name);
+    }
+    tokio::time::timeout(Duration::from_secs(300), command.output())
+        .await
+        .expect("docfan ends")
+        .expect("docfan runs")
+}

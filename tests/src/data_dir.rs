@@ -66,3 +66,78 @@ pub fn integrity_check(data_dir: &Path) -> String {
         .query_row("PRAGMA integrity_check", [], |row| row.get(0))
         .expect("integrity_check runs")
 }
+
+/// The database's schema version (`PRAGMA user_version`).
+pub fn schema_version(data_dir: &Path) -> u32 {
+    open(data_dir)
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .expect("user_version reads")
+}
+
+/// Every row of `table`, each as the text of its columns, in the order of its key.
+pub fn rows(data_dir: &Path, table: &str) -> Vec<Vec<String>> {
+    let conn = open(data_dir);
+    let mut stmt = conn
+        .prepare(&format!("SELECT * FROM {table} ORDER BY 1, 2"))
+        .expect("the table exists");
+    let columns = stmt.column_count();
+    stmt.query_map([], |row| {
+        (0..columns)
+            .map(|i| {
+                Ok(match row.get_ref(i)? {
+                    rusqlite::types::ValueRef::Null => "NULL".to_owned(),
+                    rusqlite::types::ValueRef::Integer(n) => n.to_string(),
+                    rusqlite::types::ValueRef::Real(x) => x.to_string(),
+                    rusqlite::types::ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
+                    rusqlite::types::ValueRef::Blob(b) => format!("{b:?}"),
+                })
+            })
+            .collect()
+    })
+    .expect("query")
+    .map(|r| r.expect("row"))
+    .collect()
+}
+
+/// The stream poller's checkpoints: (partition, sequence number).
+pub fn checkpoints(data_dir: &Path) -> Vec<(u32, u64)> {
+    rows(data_dir, "stream_checkpoints")
+        .into_iter()
+        .map(|r| {
+            (
+                r[0].parse().expect("a partition"),
+                r[1].parse().expect("a sequence number"),
+            )
+        })
+        .collect()
+}
+
+/// The objects of the database's schema (type, name, table, SQL), by name.
+pub fn schema(data_dir: &Path) -> Vec<(String, String, String, Option<String>)> {
+    let conn = open(data_dir);
+    let mut stmt = conn
+        .prepare(
+            "SELECT type, name, tbl_name, sql FROM sqlite_master
+             WHERE name NOT LIKE 'sqlite_%' ORDER BY name",
+        )
+        .expect("sqlite_master");
+    stmt.query_map([], |row| {
+        Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+    })
+    .expect("query")
+    .map(|r| r.expect("row"))
+    .collect()
+}
+
+/// A fresh copy of the data directory docfan made at commit 47fbc70, before schema
+/// versions were numbered (`tests/fixtures/data-dir-47fbc70`, whose README says what it
+/// holds). Its server ran with [`TEST_SECRET`](crate::TEST_SECRET).
+pub fn made_by_47fbc70() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join("data-dir-47fbc70")
+        .join(DATABASE_FILE);
+    std::fs::copy(&fixture, dir.path().join(DATABASE_FILE)).expect("the fixture copies");
+    dir
+}

@@ -99,7 +99,35 @@ pub enum Command {
     Dlq(super::dlq::DlqArgs),
     /// Rebuild the search index from the documents (stop the server first).
     Reindex,
+    /// Copy the data directory (database and secret) into a new directory, consistently,
+    /// while the server runs.
+    #[command(long_about = BACKUP_ABOUT)]
+    Backup(super::backup::BackupArgs),
+    /// Restore a backup into a stopped data directory (--data-dir), rebuilding its
+    /// search index.
+    #[command(long_about = RESTORE_ABOUT)]
+    Restore(super::restore::RestoreArgs),
 }
+
+const BACKUP_ABOUT: &str = "\
+Copy the data directory into a new directory, consistently, while `docfan serve` runs.
+
+The copy holds the database as it was when the backup began (every write acknowledged
+before then, with the change log, audit trail, queues and dead letters of that same
+instant) and the data directory's jwt-secret; docfan-backup.json, written last, marks
+it complete. The search index is not copied: `docfan restore` rebuilds it.
+
+  docfan backup --data-dir /var/lib/docfan --to /var/backups/docfan/2026-12-03";
+
+const RESTORE_ABOUT: &str = "\
+Restore a backup made by `docfan backup` into the data directory --data-dir.
+
+The backup is checked first (manifest, database integrity, schema version). The data
+directory must not be in use (stop `docfan serve`) and must be new or empty; --force
+replaces a docfan data directory that is there. The database is migrated to this
+docfan's schema version and the search index rebuilt from the documents.
+
+  docfan restore --from /var/backups/docfan/2026-12-03 --data-dir /var/lib/docfan";
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {

@@ -2,8 +2,10 @@
 //! dead-letter queue, and the way to handle its letters again once the cause is fixed.
 //!
 //! Redriving opens the fan-out's stores itself, search index included, which one
-//! process at a time may hold: stop `docfan serve` first. Notifications of redriven
-//! changes go to no one (clients catch up from the history on their next subscribe).
+//! process at a time may hold: stop `docfan serve` first (redrive holds the data
+//! directory's lock meanwhile, so neither a server nor a restore starts under it).
+//! Notifications of redriven changes go to no one (clients catch up from the history on
+//! their next subscribe).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -11,7 +13,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use shared::clock::SystemClock;
-use shared::embedded::{DATABASE_FILE, SqliteDeadLetterQueue, SqliteDocumentStore};
+use shared::embedded::{DATABASE_FILE, DataDirLock, SqliteDeadLetterQueue, SqliteDocumentStore};
 use shared::ports::{DeadLetter, DeadLetterQueue, DeadLetterSource};
 use stream_handler::redrive::RedriveOutcome;
 use stream_handler::sinks::notifications::NoSubscribers;
@@ -157,6 +159,7 @@ fn print_letters(letters: &[DeadLetter], json: bool, total: Option<u64>) -> anyh
 
 async fn redrive(data_dir: &Path, id: Option<&str>) -> anyhow::Result<()> {
     let db = database(data_dir)?;
+    let _lock = DataDirLock::acquire(data_dir)?;
     let store = Arc::new(SqliteDocumentStore::open(&db)?);
     let fanout = EmbeddedFanout::open(
         data_dir,

@@ -1,11 +1,12 @@
 //! `docfan reindex`: rebuilds the search index from the documents, with a progress bar.
-//! The server holds the index while it runs: stop `docfan serve` first.
+//! The server holds the index while it runs: stop `docfan serve` first. It holds the
+//! data directory's lock meanwhile, so neither a server nor a restore starts under it.
 
 use std::path::Path;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use shared::embedded::{DATABASE_FILE, SEARCH_INDEX_DIR, TantivySearchIndex};
+use shared::embedded::{DATABASE_FILE, DataDirLock, SEARCH_INDEX_DIR, TantivySearchIndex};
 
 /// `docfan reindex`.
 pub async fn run(data_dir: &Path) -> anyhow::Result<()> {
@@ -15,8 +16,17 @@ pub async fn run(data_dir: &Path) -> anyhow::Result<()> {
         "no docfan database in {} (set --data-dir)",
         data_dir.display()
     );
+    let _lock = DataDirLock::acquire(data_dir)?;
     let index = TantivySearchIndex::open(&data_dir.join(SEARCH_INDEX_DIR))
         .context("opening the search index (is `docfan serve` running? stop it first)")?;
+    let indexed = with_progress(&index, &db).await?;
+    println!("indexed {indexed} documents");
+    Ok(())
+}
+
+/// Rebuilds `index` from the documents of the database at `db`, with a progress bar on
+/// a terminal; returns how many were indexed.
+pub async fn with_progress(index: &TantivySearchIndex, db: &Path) -> anyhow::Result<u64> {
     let bar = ProgressBar::new(0);
     bar.set_style(
         ProgressStyle::with_template(
@@ -25,14 +35,13 @@ pub async fn run(data_dir: &Path) -> anyhow::Result<()> {
         .expect("a valid template")
         .progress_chars("=> "),
     );
-    let indexed = stream_handler::reindex::reindex(&index, &db, |done, total| {
+    let indexed = stream_handler::reindex::reindex(index, db, |done, total| {
         bar.set_length(total);
         bar.set_position(done);
     })
     .await?;
     bar.finish_and_clear();
-    println!("indexed {indexed} documents");
-    Ok(())
+    Ok(indexed)
 }
 
 #[cfg(test)]

@@ -11,7 +11,9 @@ use anyhow::Context;
 use axum::Router;
 use shared::auth::{self, TokenAuthority};
 use shared::clock::{Clock, SystemClock};
-use shared::embedded::{ChangeFeed, DATABASE_FILE, SqliteAuditLog, SqliteDocumentStore};
+use shared::embedded::{
+    ChangeFeed, DATABASE_FILE, DataDirLock, SqliteAuditLog, SqliteDocumentStore,
+};
 use shared::ports::{DocumentStore, Notifier};
 use shared::service::DocumentService;
 use stream_handler::{EmbeddedFanout, FanoutConfig};
@@ -130,6 +132,9 @@ struct EmbeddedParts {
     fanout: EmbeddedFanout,
     feed: ChangeFeed,
     websocket: LocalWebSocket,
+    /// Held until the server has stopped (dropped with the fan-out, after it): no second
+    /// server, and no restore, on this data directory meanwhile.
+    _lock: DataDirLock,
 }
 
 impl App {
@@ -139,17 +144,20 @@ impl App {
             format!("creating the data directory {}", config.data_dir.display())
         })?;
         check_writable(&config.data_dir)?;
+        let lock = DataDirLock::acquire(&config.data_dir)?;
+        // The store first: it migrates the database, or refuses one from a newer docfan
+        // before anything else is created in the directory.
+        let db_path = config.data_dir.join(DATABASE_FILE);
+        let store = Arc::new(
+            SqliteDocumentStore::open(&db_path)
+                .map_err(|e| anyhow::anyhow!("opening {}: {e}", db_path.display()))?,
+        );
         let secret = match &config.secret {
             Some(secret) => secret.clone(),
             None => load_secret(&config.data_dir)?,
         };
         let tokens = Arc::new(TokenAuthority::new(&secret)?);
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let db_path = config.data_dir.join(DATABASE_FILE);
-        let store = Arc::new(
-            SqliteDocumentStore::open(&db_path)
-                .map_err(|e| anyhow::anyhow!("opening {}: {e}", db_path.display()))?,
-        );
         let feed = store.change_feed();
         let store: Arc<dyn DocumentStore> = store;
 
@@ -199,6 +207,7 @@ impl App {
                 fanout,
                 feed,
                 websocket,
+                _lock: lock,
             }),
         })
     }

@@ -28,24 +28,6 @@ use crate::ports::{
     AnalysisJob, AnalysisQueue, DeadLetter, DeadLetterSource, ReceivedJob, WriteOutcome,
 };
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS analysis_job_keys (
-    document_id TEXT NOT NULL,
-    version     INTEGER NOT NULL,
-    PRIMARY KEY (document_id, version)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS analysis_jobs (
-    id            INTEGER PRIMARY KEY AUTOINCREMENT,
-    document_id   TEXT NOT NULL,
-    version       INTEGER NOT NULL,
-    visible_at_ms INTEGER NOT NULL,
-    attempts      INTEGER NOT NULL DEFAULT 0,
-    receipt       TEXT
-);
-CREATE INDEX IF NOT EXISTS analysis_jobs_by_visibility ON analysis_jobs (visible_at_ms, id);
-CREATE INDEX IF NOT EXISTS analysis_jobs_by_receipt ON analysis_jobs (receipt);
-";
-
 /// Analysis jobs in the SQLite database.
 #[derive(Clone)]
 pub struct SqliteAnalysisQueue {
@@ -64,14 +46,13 @@ impl std::fmt::Debug for SqliteAnalysisQueue {
 }
 
 impl SqliteAnalysisQueue {
-    /// Opens the queue in the database file at `path`, creating its tables (and the
-    /// dead-letter table it moves dead jobs to).
+    /// Opens the queue in the database file at `path` (migrating it to the current
+    /// schema).
     pub fn open(path: &Path, clock: Arc<dyn Clock>) -> Result<Self> {
-        let schema = format!("{SCHEMA}{}", dead_letter::SCHEMA);
-        let db = Db::open(path, &schema)?;
+        let db = Db::open(path)?;
         Ok(Self {
             db,
-            writer: Arc::new(GroupCommit::open(path, &schema, "analysis-queue")?),
+            writer: Arc::new(GroupCommit::open(path, "analysis-queue")?),
             clock,
             enqueued: Arc::new(Notify::new()),
         })

@@ -12,14 +12,6 @@ use crate::domain::{Analysis, DocumentId};
 use crate::ports::{AnalysisStore, WriteOutcome};
 use crate::{Error, Result};
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS analyses (
-    document_id TEXT PRIMARY KEY,
-    version     INTEGER NOT NULL,
-    analysis    TEXT NOT NULL
-) WITHOUT ROWID;
-";
-
 /// Analyses in the SQLite database.
 #[derive(Debug, Clone)]
 pub struct SqliteAnalysisStore {
@@ -27,10 +19,11 @@ pub struct SqliteAnalysisStore {
 }
 
 impl SqliteAnalysisStore {
-    /// Opens the store in the database file at `path`, creating its table.
+    /// Opens the store in the database file at `path` (migrating it to the current
+    /// schema).
     pub fn open(path: &Path) -> Result<Self> {
         Ok(Self {
-            db: Db::open(path, SCHEMA)?,
+            db: Db::open(path)?,
         })
     }
 }

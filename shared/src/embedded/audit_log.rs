@@ -16,15 +16,6 @@ use crate::domain::{AuditEntry, DocumentId};
 use crate::ports::{AuditLog, WriteOutcome};
 use crate::{Error, Result};
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS audit_log (
-    document_id TEXT NOT NULL,
-    version     INTEGER NOT NULL,
-    entry       TEXT NOT NULL,
-    PRIMARY KEY (document_id, version)
-) WITHOUT ROWID;
-";
-
 /// The audit trail in the SQLite database.
 #[derive(Debug, Clone)]
 pub struct SqliteAuditLog {
@@ -33,11 +24,12 @@ pub struct SqliteAuditLog {
 }
 
 impl SqliteAuditLog {
-    /// Opens the trail in the database file at `path`, creating its table.
+    /// Opens the trail in the database file at `path` (migrating it to the current
+    /// schema).
     pub fn open(path: &Path) -> Result<Self> {
         Ok(Self {
-            db: Db::open(path, SCHEMA)?,
-            writer: Arc::new(GroupCommit::open(path, SCHEMA, "audit")?),
+            db: Db::open(path)?,
+            writer: Arc::new(GroupCommit::open(path, "audit")?),
         })
     }
 }

@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::watch;
 
-use super::sqlite::{ConnectionPool, map_sqlite_error, open_connection};
+use super::sqlite::{ConnectionPool, map_sqlite_error, open_database};
 use crate::Result;
 use crate::codec;
 use crate::domain::DocumentId;
@@ -25,19 +25,6 @@ pub const REGION: &str = "local";
 /// `eventSourceARN` of embedded records.
 pub const EVENT_SOURCE_ARN: &str =
     "arn:aws:dynamodb:local:000000000000:table/documents/stream/embedded";
-
-pub(crate) const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS change_log (
-    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
-    document_id     TEXT NOT NULL,
-    record          TEXT NOT NULL,
-    committed_at_ms INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS stream_checkpoints (
-    partition INTEGER PRIMARY KEY,
-    seq       INTEGER NOT NULL
-);
-";
 
 /// Appends `record` with the next sequence number; returns that number.
 pub(crate) fn append(
@@ -101,8 +88,7 @@ impl ChangeFeed {
     /// A feed on the database at `path` for a process that does not write documents
     /// (operator commands): it never wakes; poll it.
     pub fn open(path: &Path) -> Result<Self> {
-        let conn = open_connection(path).map_err(map_sqlite_error)?;
-        conn.execute_batch(SCHEMA).map_err(map_sqlite_error)?;
+        let conn = open_database(path)?;
         let latest = latest_seq(&conn).map_err(map_sqlite_error)?;
         let (_, wake) = watch::channel(latest);
         Ok(Self::new(Arc::new(ConnectionPool::new(path)), wake))

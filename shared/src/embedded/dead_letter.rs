@@ -16,17 +16,6 @@ use super::sqlite::{Db, map_sqlite_error};
 use crate::ports::{DeadLetter, DeadLetterQueue, DeadLetterSource};
 use crate::{Error, Result};
 
-pub(crate) const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS dead_letters (
-    id           INTEGER PRIMARY KEY AUTOINCREMENT,
-    source       TEXT NOT NULL,
-    payload      TEXT NOT NULL,
-    reason       TEXT NOT NULL,
-    attempts     INTEGER NOT NULL,
-    failed_at_ms INTEGER NOT NULL
-);
-";
-
 /// Dead letters in the SQLite database.
 #[derive(Debug, Clone)]
 pub struct SqliteDeadLetterQueue {
@@ -34,10 +23,11 @@ pub struct SqliteDeadLetterQueue {
 }
 
 impl SqliteDeadLetterQueue {
-    /// Opens the queue in the database file at `path`, creating its table.
+    /// Opens the queue in the database file at `path` (migrating it to the current
+    /// schema).
     pub fn open(path: &Path) -> Result<Self> {
         Ok(Self {
-            db: Db::open(path, SCHEMA)?,
+            db: Db::open(path)?,
         })
     }
 }

@@ -24,44 +24,13 @@ use tokio::sync::watch;
 
 use super::change_log::{self, ChangeFeed};
 use super::group_commit::GroupCommit;
-use super::sqlite::{ConnectionPool, map_sqlite_error, open_connection};
+use super::sqlite::{ConnectionPool, map_sqlite_error, open_database};
 use crate::codec::{self, EventName, RecordBuilder};
 use crate::domain::{
     Body, Document, DocumentId, DocumentVersion, TextOperation, Title, UserId, keeps_snapshot,
 };
 use crate::ports::{DocumentPage, DocumentStore};
 use crate::{Error, Result};
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS documents (
-    id      TEXT PRIMARY KEY,
-    version INTEGER NOT NULL,
-    doc     TEXT NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS document_members (
-    user_id     TEXT NOT NULL,
-    document_id TEXT NOT NULL,
-    PRIMARY KEY (user_id, document_id)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS document_members_by_document ON document_members (document_id);
-CREATE TABLE IF NOT EXISTS document_versions (
-    document_id TEXT NOT NULL,
-    version     INTEGER NOT NULL,
-    actor       TEXT NOT NULL,
-    at          TEXT NOT NULL,
-    title       TEXT NOT NULL,
-    ops         TEXT,
-    snapshot    TEXT,
-    PRIMARY KEY (document_id, version)
-) WITHOUT ROWID;
--- Documents stored before versions were kept start their history at their current
--- version, with a snapshot.
-INSERT INTO document_versions (document_id, version, actor, at, title, ops, snapshot)
-    SELECT id, version, json_extract(doc, '$.updatedBy'), json_extract(doc, '$.updatedAt'),
-           json_extract(doc, '$.title'), NULL, json_extract(doc, '$.body')
-    FROM documents
-    WHERE NOT EXISTS (SELECT 1 FROM document_versions v WHERE v.document_id = documents.id);
-";
 
 enum Mutation {
     Create(Document),
@@ -79,14 +48,13 @@ pub struct SqliteDocumentStore {
 }
 
 impl SqliteDocumentStore {
-    /// Opens the store in the database file at `path`, creating its tables.
+    /// Opens the store in the database file at `path`, migrating it to the current
+    /// schema first ([`schema`](super::schema)).
     pub fn open(path: &Path) -> Result<Self> {
-        let conn = open_connection(path).map_err(map_sqlite_error)?;
-        conn.execute_batch(change_log::SCHEMA)
-            .map_err(map_sqlite_error)?;
+        let conn = open_database(path)?;
         let latest = change_log::latest_seq(&conn).map_err(map_sqlite_error)?;
         drop(conn);
-        let writer = GroupCommit::open(path, SCHEMA, "documents")?;
+        let writer = GroupCommit::open(path, "documents")?;
         let (committed, wake) = watch::channel(latest);
         let reads = Arc::new(ConnectionPool::new(path));
         let feed = ChangeFeed::new(Arc::clone(&reads), wake);

@@ -10,7 +10,7 @@ use std::path::Path;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-use super::sqlite::{map_sqlite_error, open_connection};
+use super::sqlite::{map_sqlite_error, open_database};
 use crate::{Error, Result};
 
 /// The most writes one group commits.
@@ -105,10 +105,9 @@ impl std::fmt::Debug for GroupCommit {
 }
 
 impl GroupCommit {
-    /// Starts the writer on the database at `path` after running `schema`.
-    pub(crate) fn open(path: &Path, schema: &str, name: &str) -> Result<Self> {
-        let conn = open_connection(path).map_err(map_sqlite_error)?;
-        conn.execute_batch(schema).map_err(map_sqlite_error)?;
+    /// Starts the writer on the database at `path` (opened through [`open_database`]).
+    pub(crate) fn open(path: &Path, name: &str) -> Result<Self> {
+        let conn = open_database(path)?;
         let (queue, rx) = mpsc::channel(MAX_GROUP * 4);
         std::thread::Builder::new()
             .name(format!("docfan-{name}-writer"))
@@ -186,8 +185,15 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::embedded::sqlite::open_connection;
 
-    const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS rows (n INTEGER PRIMARY KEY);";
+    /// A database with a table of the test's own beside docfan's.
+    fn database(path: &Path) {
+        open_connection(path)
+            .unwrap()
+            .execute_batch("CREATE TABLE rows (n INTEGER PRIMARY KEY);")
+            .unwrap();
+    }
 
     fn insert(n: i64) -> impl FnOnce(&Connection) -> Result<()> + Send + 'static {
         move |conn| {
@@ -210,7 +216,8 @@ mod tests {
     async fn a_group_that_sqlite_rolled_back_acknowledges_none_of_its_writes() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("group.db");
-        let writer = GroupCommit::open(&path, SCHEMA, "test").unwrap();
+        database(&path);
+        let writer = GroupCommit::open(&path, "test").unwrap();
 
         // The first write holds the writer, so the next three queue up as one group.
         let holding = tokio::spawn({

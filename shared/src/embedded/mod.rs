@@ -1,13 +1,18 @@
 //! The embedded adapters: every port on one machine, in the data directory (SQLite for
-//! documents, the change log, audit, queue and dead letters; tantivy for search).
+//! documents, the change log, audit, queue and dead letters; tantivy for search), and
+//! what an operator does to that directory: its schema versions ([`schema`]), its lock
+//! ([`lock`]) and backups of its database ([`backup`]).
 
 pub mod analysis_queue;
 pub mod analysis_store;
 pub mod audit_log;
+pub mod backup;
 pub mod change_log;
 pub mod dead_letter;
 pub mod document_store;
 pub mod group_commit;
+pub mod lock;
+pub mod schema;
 pub mod search_index;
 pub mod sqlite;
 
@@ -17,5 +22,6 @@ pub use audit_log::SqliteAuditLog;
 pub use change_log::{ChangeFeed, ChangeRecord};
 pub use dead_letter::SqliteDeadLetterQueue;
 pub use document_store::SqliteDocumentStore;
+pub use lock::{DataDirLock, LOCK_FILE};
 pub use search_index::{IndexedVersion, SEARCH_INDEX_DIR, TantivySearchIndex};
 pub use sqlite::DATABASE_FILE;

@@ -5,7 +5,9 @@
 //! Every adapter keeps its tables in the same database file (`docfan.db` in the data
 //! directory) but opens its own connections, so one adapter's work does not queue behind
 //! another's. WAL mode lets readers run beside the single writer; `synchronous = FULL`
-//! makes a commit durable before it is acknowledged.
+//! makes a commit durable before it is acknowledged. The tables belong to the database,
+//! not to an adapter: every adapter opens the file through [`open_database`], which
+//! brings it to the current schema version ([`schema`](super::schema)) first.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -34,6 +36,15 @@ pub fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+/// Opens the database at `path` (creating it if needed) and brings it to the current
+/// schema version; refuses a database from a newer docfan
+/// ([`NewerSchema`](super::schema::NewerSchema)).
+pub fn open_database(path: &Path) -> crate::Result<Connection> {
+    let mut conn = open_connection(path).map_err(map_sqlite_error)?;
+    super::schema::migrate(&mut conn)?;
     Ok(conn)
 }
 
@@ -72,10 +83,9 @@ impl std::fmt::Debug for Db {
 }
 
 impl Db {
-    /// Opens the database and runs `schema` (idempotent DDL: `CREATE … IF NOT EXISTS`).
-    pub fn open(path: &Path, schema: &str) -> crate::Result<Self> {
-        let conn = open_connection(path).map_err(map_sqlite_error)?;
-        conn.execute_batch(schema).map_err(map_sqlite_error)?;
+    /// Opens the database through [`open_database`].
+    pub fn open(path: &Path) -> crate::Result<Self> {
+        let conn = open_database(path)?;
         Ok(Self {
             path: path.to_owned(),
             conn: Arc::new(Mutex::new(conn)),

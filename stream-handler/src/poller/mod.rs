@@ -293,6 +293,47 @@ pub fn handled_through(checkpoints: &BTreeMap<u32, u64>) -> u64 {
     checkpoints.values().copied().min().unwrap_or(0)
 }
 
+/// The records the poller has not handled yet.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Backlog {
+    pub records: u64,
+    /// When the oldest of them was committed.
+    pub oldest: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// The records of `feed` above their partition's saved checkpoint: what the next poller
+/// on this change log hands to the handler. Checkpoints saved for another number of
+/// partitions count from the lowest, as the poller then restarts from it.
+pub async fn backlog(feed: &ChangeFeed) -> Result<Backlog> {
+    const PAGE: usize = 1000;
+    let checkpoints = feed.checkpoints().await?;
+    let factor = checkpoints.len() as u32;
+    let aligned = factor > 0 && checkpoints.keys().copied().eq(0..factor);
+    let mut after = handled_through(&checkpoints);
+    let mut backlog = Backlog::default();
+    loop {
+        let page = feed.read_after(after, PAGE).await?;
+        let Some(last) = page.last() else {
+            return Ok(backlog);
+        };
+        after = last.seq;
+        for record in &page {
+            let handled = aligned
+                && checkpoints
+                    .get(&partition_of(&record.document_id, factor))
+                    .is_some_and(|&through| record.seq <= through);
+            if !handled {
+                backlog.records += 1;
+                backlog.oldest = Some(
+                    backlog
+                        .oldest
+                        .map_or(record.committed_at, |o| o.min(record.committed_at)),
+                );
+            }
+        }
+    }
+}
+
 impl Partition {
     async fn save(&self, checkpoint: u64) -> Result<()> {
         if self.config.checkpoints == Checkpoints::Durable {

@@ -12,7 +12,9 @@ use shared::embedded::{DATABASE_FILE, SqliteDeadLetterQueue, SqliteDocumentStore
 use shared::ports::DeadLetterQueue;
 use shared::service::{DocumentService, NewDocument, Replacement};
 use stream_handler::handler::{Fanout, RetryPolicy};
-use stream_handler::poller::{Poller, PollerConfig, handled_through};
+use stream_handler::poller::{
+    Backlog, Poller, PollerConfig, backlog, handled_through, partition_of,
+};
 use stream_handler::sinks::Sink;
 use tokio::sync::oneshot;
 
@@ -261,4 +263,35 @@ async fn only_handled_records_past_the_retention_are_trimmed() {
         .map(|r| r.seq)
         .collect();
     assert_eq!(left, [3], "a record not handled everywhere stays");
+}
+
+#[tokio::test]
+async fn the_backlog_is_what_lies_above_each_partitions_checkpoint() {
+    let log = log();
+    let feed = log.store.change_feed();
+    let empty = backlog(&feed).await.unwrap();
+    assert_eq!(empty, Backlog::default());
+
+    let mut docs = Vec::new();
+    for i in 0..6 {
+        docs.push(log.create(&format!("doc {i}")).await);
+    }
+    let all = backlog(&feed).await.unwrap();
+    assert_eq!(all.records, 6, "no checkpoint yet: everything waits");
+    let first = feed.read_after(0, 1).await.unwrap().remove(0);
+    assert_eq!(all.oldest, Some(first.committed_at));
+
+    // Partition 0 has handled everything, partition 1 nothing.
+    let latest = feed.latest_seq().await.unwrap();
+    feed.save_checkpoint(0, latest).await.unwrap();
+    feed.save_checkpoint(1, 0).await.unwrap();
+    let in_one = docs
+        .iter()
+        .filter(|d| partition_of(&d.id.to_string(), 2) == 1)
+        .count() as u64;
+    assert!(in_one > 0 && in_one < 6, "the ids spread over both");
+    assert_eq!(backlog(&feed).await.unwrap().records, in_one);
+
+    feed.save_checkpoint(1, latest).await.unwrap();
+    assert_eq!(backlog(&feed).await.unwrap(), Backlog::default());
 }

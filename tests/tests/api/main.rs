@@ -7,6 +7,7 @@
 mod abuse;
 mod access;
 mod auth;
+mod backup;
 mod change_log;
 mod cli;
 mod documents;
@@ -17,3 +18,4 @@ mod pagination;
 mod readiness;
 mod request_ids;
 mod system;
+mod upgrade;
