@@ -52,7 +52,7 @@ impl Default for AnalysisWorkerConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobOutcome {
     Completed,
-    /// The version was not current any more.
+    /// The version was not current any more, and it or a later one was analysed.
     Superseded,
     /// Failed; it will come back after its visibility timeout.
     Failed(String),
@@ -153,18 +153,27 @@ impl AnalysisWorker {
                 self.queue.ack(&received.receipt).await?;
                 return Ok(JobOutcome::Superseded);
             }
-            Some(doc) if doc.version > job.version => {
-                self.queue.ack(&received.receipt).await?;
-                return Ok(JobOutcome::Superseded);
-            }
             Some(doc) if doc.version < job.version => {
                 return Err(Error::Unavailable(format!(
                     "the store has version {} of a document whose version {} was changed",
                     doc.version, job.version
                 )));
             }
+            // The job's version, or a later one: when a later version changed the body
+            // or the title its own job analyses it, but one that did not (a collaborator
+            // change) queues none. So the current document is analysed (its body is at
+            // least as new as the job's) unless this version or a later one already is.
             Some(doc) => doc,
         };
+        let analysed = self
+            .store
+            .get(&job.document_id)
+            .await?
+            .is_some_and(|a| a.version >= job.version);
+        if analysed {
+            self.queue.ack(&received.receipt).await?;
+            return Ok(JobOutcome::Superseded);
+        }
         let analysed_doc = doc.clone();
         let at = self.clock.now();
         // Language detection and tokenizing are CPU work: keep them off the reactor.

@@ -585,9 +585,45 @@ async fn the_worker_skips_superseded_versions_and_dead_letters_after_max_attempt
         document_id: doc.id,
         version,
     };
+    // A job for a version that is no longer current analyses the current one when
+    // nothing as new has been analysed (the change after it may have queued no job: a
+    // collaborator change), and is done without work once something has. (Results go
+    // to a store of their own here, so that the redrive below starts from none.)
+    let elsewhere = tempfile::tempdir().unwrap();
+    let other_results = Arc::new(
+        shared::embedded::SqliteAnalysisStore::open(
+            &elsewhere.path().join(shared::embedded::DATABASE_FILE),
+        )
+        .unwrap(),
+    );
+    let catching_up = AnalysisWorker::new(
+        queue.clone(),
+        other_results.clone(),
+        store.clone(),
+        RecordingNotifier::new(),
+        clock.clone(),
+        config.clone(),
+    );
     queue.enqueue(&job(1)).await.unwrap();
-    assert_eq!(worker.run_once().await.unwrap(), [JobOutcome::Superseded]);
-    assert!(analyses.get(&doc.id).await.unwrap().is_none());
+    assert_eq!(
+        catching_up.run_once().await.unwrap(),
+        [JobOutcome::Completed]
+    );
+    let caught_up = other_results.get(&doc.id).await.unwrap().unwrap();
+    assert_eq!(
+        (caught_up.version, caught_up.word_count),
+        (2, 2),
+        "the current body"
+    );
+    let old_job = shared::ports::AnalysisJob {
+        document_id: doc.id,
+        version: 1,
+    };
+    queue.requeue(&old_job).await.unwrap();
+    assert_eq!(
+        catching_up.run_once().await.unwrap(),
+        [JobOutcome::Superseded]
+    );
 
     // A job whose result cannot be stored comes back after its visibility timeout,
     // then goes to the dead-letter table.
