@@ -560,7 +560,6 @@ async fn the_worker_skips_superseded_versions_and_dead_letters_after_max_attempt
         ..AnalysisWorkerConfig::default()
     };
 
-    // A job for a version that is no longer current is done without work.
     let doc2 = docs
         .replace(
             &user("ann"),
