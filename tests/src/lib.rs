@@ -55,7 +55,7 @@ impl TestApp {
     /// Starts the app on port 0 over an existing data directory (to test restarts).
     pub async fn spawn_in(data_dir: Arc<tempfile::TempDir>) -> Self {
         let mut config = ServeConfig::new(data_dir.path());
-        config.secret = Some(TEST_SECRET.to_vec());
+        config.tokens = Some(shared::auth::TokenConfig::secret(TEST_SECRET));
         let app = App::build(&config).await.expect("app builds");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");

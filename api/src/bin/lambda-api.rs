@@ -2,8 +2,10 @@
 //! Gateway HTTP API (payload v2), on the AWS adapters.
 //!
 //! Environment: the AWS adapters' variables (see `shared::aws::config`: the documents,
-//! members, audit and analysis tables, and OpenSearch) and `DOCFAN_JWT_SECRET`; logs
-//! follow `RUST_LOG` and `DOCFAN_LOG_FORMAT` (JSON unless set to `human`).
+//! members, audit and analysis tables, and OpenSearch) and token verification's
+//! (`shared::auth::env`: `DOCFAN_JWT_SECRET`, or an identity provider's
+//! `DOCFAN_JWT_JWKS_URL`, with `DOCFAN_JWT_ISSUER`, `DOCFAN_JWT_AUDIENCE`…); logs follow
+//! `RUST_LOG` and `DOCFAN_LOG_FORMAT` (JSON unless set to `human`).
 
 // A binary sees all of its package's dependencies; the library is where unused ones are caught.
 #![allow(unused_crate_dependencies)]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use axum::Router;
-use shared::auth::{self, TokenAuthority};
+use shared::auth::{self, TokenAuthority, TokenConfig};
 use shared::clock::{Clock, SystemClock};
 use shared::embedded::{ChangeFeed, DATABASE_FILE, SqliteAuditLog, SqliteDocumentStore};
 use shared::ports::{DocumentStore, Notifier};
@@ -22,15 +22,14 @@ use websocket::{InProcessRegistry, LocalConfig, LocalPorts, LocalWebSocket, Serv
 use super::cli::{Backend, ServeArgs};
 use crate::state::AppState;
 
-/// The environment variable that overrides the generated secret.
-pub const SECRET_ENV: &str = "DOCFAN_JWT_SECRET";
-
 /// Everything `serve` needs besides its listener.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
     pub data_dir: PathBuf,
-    /// The JWT secret; `None` reads `DOCFAN_JWT_SECRET` or the data directory's secret.
-    pub secret: Option<Vec<u8>>,
+    /// How tokens are verified; `None` reads the environment (`shared::auth::env`),
+    /// with the data directory's secret when neither a JWKS URL nor
+    /// `DOCFAN_JWT_SECRET` is set.
+    pub tokens: Option<TokenConfig>,
     /// The stream poller, handler, sinks and analysis worker.
     pub fanout: FanoutConfig,
     /// The local WebSocket endpoint.
@@ -42,21 +41,22 @@ impl ServeConfig {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             data_dir: data_dir.into(),
-            secret: None,
+            tokens: None,
             fanout: FanoutConfig::default(),
             websocket: LocalConfig::default(),
         }
     }
 }
 
-/// The secret from `DOCFAN_JWT_SECRET`, or else the one in the data directory (created
-/// on first use). There is no built-in secret.
-pub fn load_secret(data_dir: &Path) -> anyhow::Result<Vec<u8>> {
-    if let Ok(secret) = std::env::var(SECRET_ENV)
-        && !secret.is_empty()
-    {
-        return Ok(secret.into_bytes());
-    }
+/// How tokens are verified, from the environment: an identity provider's keys, or HS256
+/// with `DOCFAN_JWT_SECRET`, or else with the data directory's secret (created on first
+/// use). There is no built-in secret.
+pub fn token_config(data_dir: &Path) -> anyhow::Result<TokenConfig> {
+    TokenConfig::from_env(|| data_dir_secret(data_dir))
+}
+
+/// The data directory's secret, created on first use.
+fn data_dir_secret(data_dir: &Path) -> anyhow::Result<Vec<u8>> {
     let (secret, created) = auth::load_or_create_secret(data_dir)?;
     if created {
         tracing::info!(
@@ -139,12 +139,12 @@ impl App {
             format!("creating the data directory {}", config.data_dir.display())
         })?;
         check_writable(&config.data_dir)?;
-        let secret = match &config.secret {
-            Some(secret) => secret.clone(),
-            None => load_secret(&config.data_dir)?,
+        let tokens = match &config.tokens {
+            Some(tokens) => tokens.clone(),
+            None => token_config(&config.data_dir)?,
         };
-        let tokens = Arc::new(TokenAuthority::new(&secret)?);
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let tokens = Arc::new(TokenAuthority::start(tokens, clock.now()).await?);
         let db_path = config.data_dir.join(DATABASE_FILE);
         let store = Arc::new(
             SqliteDocumentStore::open(&db_path)

@@ -32,7 +32,7 @@ impl FromRequestParts<AppState> for Caller {
             .or_else(|| value.strip_prefix("bearer "))
             .ok_or_else(|| AuthError::Invalid("expected `Authorization: Bearer <token>`".into()))?
             .trim();
-        let identity = state.tokens.verify(token, state.clock.now())?;
+        let identity = state.tokens.verify(token, state.clock.now()).await?;
         tracing::Span::current().record("user", identity.user.as_str());
         Ok(Caller(identity.user))
     }

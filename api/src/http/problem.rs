@@ -147,7 +147,18 @@ impl From<Problem> for ApiError {
 
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
-        Self(Problem::unauthorized(e.to_string()))
+        match e {
+            AuthError::Unavailable(detail) => {
+                tracing::warn!(%detail, "a token could not be checked: the identity provider's keys are unavailable");
+                Self(Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "/problems/unavailable",
+                    "Temporarily unavailable",
+                    "the token cannot be checked now; retry shortly",
+                ))
+            }
+            e => Self(Problem::unauthorized(e.to_string())),
+        }
     }
 }
 

@@ -24,7 +24,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
-use shared::auth::TokenAuthority;
+use shared::auth::{AuthError, TokenAuthority};
 use shared::clock::Clock;
 use shared::ports::{AuditLog, ConnectionId, ConnectionRegistry, DocumentStore};
 
@@ -213,8 +213,8 @@ async fn upgrade(
         Ok(upgrade) => upgrade,
         Err(rejection) => {
             // Authentication first: a request without a valid token learns nothing more.
-            if let Err(e) = ws.service.authenticate(&token) {
-                return unauthorized(&e.to_string());
+            if let Err(e) = ws.service.authenticate(&token).await {
+                return refused(&e);
             }
             return rejection.into_response();
         }
@@ -228,7 +228,7 @@ async fn upgrade(
             return match e {
                 ConnectError::Unauthorized(e) => {
                     tracing::debug!(error = %e, "websocket upgrade refused");
-                    unauthorized(&e.to_string())
+                    refused(&e)
                 }
                 ConnectError::Unavailable(e) => {
                     tracing::warn!(error = %e, "websocket upgrade failed");
@@ -297,6 +297,15 @@ fn problem(status: StatusCode, kind: &str, title: &str, detail: &str) -> Respons
         HeaderValue::from_static("application/problem+json"),
     );
     response
+}
+
+/// A token that does not verify: 401; one that cannot be checked now (the identity
+/// provider's keys are unavailable): 503.
+fn refused(e: &AuthError) -> Response {
+    match e {
+        AuthError::Unavailable(_) => unavailable(),
+        _ => unauthorized(&e.to_string()),
+    }
 }
 
 fn unauthorized(detail: &str) -> Response {
