@@ -12,6 +12,7 @@ mod cli;
 mod documents;
 mod edits;
 mod input;
+mod oidc;
 mod openapi;
 mod pagination;
 mod readiness;
