@@ -24,6 +24,7 @@ use stream_handler::sinks::notifications::NoSubscribers;
 use stream_handler::{Fanout, ReadModels};
 
 use super::serve::App;
+use crate::http::rate_limit::{RateLimit, UserRateLimiter};
 use crate::state::AppState;
 
 impl App {
@@ -31,6 +32,7 @@ impl App {
     pub async fn build_aws(
         clients: &AwsClients,
         tokens: TokenConfig,
+        rate_limit: RateLimit,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
         let tokens = Arc::new(TokenAuthority::start(tokens, clock.now()).await?);
@@ -52,13 +54,15 @@ impl App {
             clock: Arc::clone(&clock),
             metrics: Vec::new(),
             read_models,
+            rate_limit: Arc::new(UserRateLimiter::new(rate_limit)),
         };
         Ok(Self::from_router(crate::router(state), clock))
     }
 
     /// Reads the AWS configuration and token verification's from the environment,
-    /// builds every client once and wires the router.
-    pub async fn from_aws_env() -> anyhow::Result<Self> {
+    /// builds every client once and wires the router with `rate_limit` per user (the
+    /// Lambda function's is [`RateLimit::from_env`]).
+    pub async fn from_aws_env(rate_limit: RateLimit) -> anyhow::Result<Self> {
         let tokens = TokenConfig::from_env(|| {
             anyhow::bail!(
                 "{} must be set (or {} for an identity provider)",
@@ -68,7 +72,7 @@ impl App {
         })?;
         let config = AwsConfig::from_env()?;
         let clients = AwsClients::load(config).await?;
-        Self::build_aws(&clients, tokens, Arc::new(SystemClock)).await
+        Self::build_aws(&clients, tokens, rate_limit, Arc::new(SystemClock)).await
     }
 }
 

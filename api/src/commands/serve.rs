@@ -20,6 +20,7 @@ use tokio::sync::watch;
 use websocket::{InProcessRegistry, LocalConfig, LocalPorts, LocalWebSocket, ServiceConfig};
 
 use super::cli::{Backend, ServeArgs};
+use crate::http::rate_limit::{RateLimit, UserRateLimiter};
 use crate::state::AppState;
 
 /// Everything `serve` needs besides its listener.
@@ -34,6 +35,8 @@ pub struct ServeConfig {
     pub fanout: FanoutConfig,
     /// The local WebSocket endpoint.
     pub websocket: LocalConfig,
+    /// Each user's REST request budget.
+    pub rate_limit: RateLimit,
 }
 
 impl ServeConfig {
@@ -44,6 +47,7 @@ impl ServeConfig {
             tokens: None,
             fanout: FanoutConfig::default(),
             websocket: LocalConfig::default(),
+            rate_limit: RateLimit::default(),
         }
     }
 }
@@ -191,6 +195,7 @@ impl App {
                 Arc::new(move |out: &mut String| ws_metrics.render_metrics(out)),
             ],
             read_models: Some(fanout.read_models()),
+            rate_limit: Arc::new(UserRateLimiter::new(config.rate_limit)),
         };
         Ok(Self {
             router: crate::router_with(state, readiness, websocket.router()),
@@ -256,9 +261,10 @@ pub async fn run(data_dir: &Path, backend: Backend, args: &ServeArgs) -> anyhow:
                 std::time::Duration::from_secs(args.ws_idle_timeout_secs);
             config.websocket.max_connections_per_user =
                 usize::try_from(args.ws_max_connections_per_user).unwrap_or(usize::MAX);
+            config.rate_limit = args.rate_limit();
             App::build(&config).await?
         }
-        Backend::Aws => aws_app().await?,
+        Backend::Aws => aws_app(args.rate_limit()).await?,
     };
     let listener = TcpListener::bind(args.listen)
         .await
@@ -292,11 +298,11 @@ pub async fn run(data_dir: &Path, backend: Backend, args: &ServeArgs) -> anyhow:
 
 /// The REST API on the AWS adapters, configured from the environment.
 #[cfg(feature = "aws")]
-pub(crate) async fn aws_app() -> anyhow::Result<App> {
-    App::from_aws_env().await
+pub(crate) async fn aws_app(rate_limit: RateLimit) -> anyhow::Result<App> {
+    App::from_aws_env(rate_limit).await
 }
 
 #[cfg(not(feature = "aws"))]
-pub(crate) async fn aws_app() -> anyhow::Result<App> {
+pub(crate) async fn aws_app(_: RateLimit) -> anyhow::Result<App> {
     anyhow::bail!("this docfan was built without AWS support: build it with `--features api/aws`")
 }

@@ -31,6 +31,7 @@ impl Server {
         let app = App::build_aws(
             clients,
             TokenConfig::secret(TEST_SECRET),
+            Default::default(),
             Arc::new(SystemClock),
         )
         .await
