@@ -157,6 +157,25 @@ fn id_of(doc: &Value) -> String {
 }
 
 #[tokio::test]
+async fn one_user_holds_at_most_sixteen_connections_by_default() {
+    let app = TestApp::spawn().await;
+    let mut held = Vec::new();
+    for _ in 0..16 {
+        held.push(Client::connect(&app, "mallory").await);
+    }
+    let url = format!("ws://{}/ws?token={}", app.addr, token_for("mallory"));
+    match tokio_tungstenite::connect_async(url).await {
+        Err(tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+            assert!(response.headers().contains_key("retry-after"));
+        }
+        other => panic!("expected a 429, got {:?}", other.map(|_| ())),
+    }
+    // Another user is not affected.
+    let _ann = Client::connect(&app, "ann").await;
+}
+
+#[tokio::test]
 async fn the_upgrade_needs_a_valid_token() {
     let app = TestApp::spawn().await;
     for url in [
@@ -322,7 +341,8 @@ async fn subscribing_needs_read_access() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_reads_does_not_delay_a_hundred_others() {
-    let app = TestApp::spawn().await;
+    // The hundred readers and the stuck client are all bob's.
+    let app = TestApp::spawn_with(|c| c.websocket.max_connections_per_user = 101).await;
     let doc = app
         .create("ann", "Plans", "v1", json!({"bob": "viewer"}))
         .await;
@@ -358,7 +378,8 @@ async fn a_client_that_never_reads_does_not_delay_a_hundred_others() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_subscribers_all_receive_every_edit() {
-    let app = TestApp::spawn().await;
+    // Five hundred connections each for ann and bob.
+    let app = TestApp::spawn_with(|c| c.websocket.max_connections_per_user = 500).await;
     let doc = app
         .create("ann", "Plans", "v1", json!({"bob": "viewer"}))
         .await;

@@ -124,7 +124,7 @@ pub struct ServeArgs {
     pub ws_idle_timeout_secs: u64,
 
     /// WebSocket connections one user may hold open at once; the next is refused (429).
-    #[arg(long, env = "DOCFAN_WS_MAX_CONNECTIONS_PER_USER", default_value_t = 1024, help_heading = SERVER,
+    #[arg(long, env = "DOCFAN_WS_MAX_CONNECTIONS_PER_USER", default_value_t = 16, help_heading = SERVER,
           value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub ws_max_connections_per_user: u64,
 
@@ -262,6 +262,10 @@ mod tests {
         assert_eq!(
             cli.serve.rate_limit(),
             crate::http::rate_limit::RateLimit::default()
+        );
+        assert_eq!(
+            cli.serve.ws_max_connections_per_user,
+            websocket::LocalConfig::default().max_connections_per_user as u64
         );
         let cli = Cli::try_parse_from([
             "docfan",

@@ -71,7 +71,8 @@ pub struct LocalConfig {
     /// Flood control per connection.
     pub rate_limit: RateLimit,
     /// Open connections one user may hold; the next upgrade is refused with 429.
-    /// Default: 1,024 (a load test's thousand subscribers on one token still fit).
+    /// Default: 16, far more than one person's tabs and devices; tests and benchmarks
+    /// whose crowd of subscribers is one user's raise it.
     pub max_connections_per_user: usize,
     /// Open connections on this server; the next upgrade is refused with 503.
     /// Default: 20,000.
@@ -91,7 +92,7 @@ impl Default for LocalConfig {
             check_interval: Duration::from_secs(1),
             max_message_bytes: 1024 * 1024,
             rate_limit: RateLimit::default(),
-            max_connections_per_user: 1024,
+            max_connections_per_user: 16,
             max_connections: 20_000,
         }
     }
