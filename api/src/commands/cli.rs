@@ -135,7 +135,7 @@ pub struct ServeArgs {
     pub rate_limit_per_second: f64,
 
     /// REST requests one user may make at once after a pause (the bucket's size).
-    #[arg(long, env = "DOCFAN_RATE_LIMIT_BURST", default_value = "500", help_heading = SERVER,
+    #[arg(long, env = "DOCFAN_RATE_LIMIT_BURST", default_value = "1000", help_heading = SERVER,
           value_parser = crate::http::rate_limit::parse_burst)]
     pub rate_limit_burst: u32,
 
