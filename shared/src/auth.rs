@@ -154,14 +154,15 @@ impl TokenConfig {
         var: impl Fn(&str) -> Option<String>,
         secret: impl FnOnce() -> anyhow::Result<Vec<u8>>,
     ) -> anyhow::Result<Self> {
+        // The secret as given; every other setting trimmed.
         let raw = |name: &str| var(name).filter(|v| !v.is_empty());
-        let var = |name: &str| {
+        let setting = |name: &str| {
             raw(name)
                 .map(|v| v.trim().to_owned())
                 .filter(|v| !v.is_empty())
         };
         let seconds = |name: &str| -> anyhow::Result<Option<i64>> {
-            var(name)
+            setting(name)
                 .map(|raw| {
                     raw.parse::<u32>().map(i64::from).with_context(|| {
                         format!("{name} must be a whole number of seconds, not `{raw}`")
@@ -169,7 +170,7 @@ impl TokenConfig {
                 })
                 .transpose()
         };
-        let keys = match var(env::JWKS_URL) {
+        let keys = match setting(env::JWKS_URL) {
             Some(url) => {
                 let mut config = ProviderConfig::new(url);
                 if let Some(secs) = seconds(env::JWKS_MIN_REFRESH_SECS)? {
@@ -188,8 +189,8 @@ impl TokenConfig {
         };
         Ok(Self {
             keys,
-            issuer: var(env::ISSUER),
-            audience: var(env::AUDIENCE),
+            issuer: setting(env::ISSUER),
+            audience: setting(env::AUDIENCE),
             max_lifetime,
         })
     }
