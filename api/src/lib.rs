@@ -2,8 +2,8 @@
 //! Lambda `api` function both serve, plus the `docfan` command line.
 //!
 //! - [`routes`]: the handlers, one module per resource, and the OpenAPI document;
-//! - [`http`]: problem details, authentication, JSON bodies, preconditions, pagination,
-//!   request ids and the request log line;
+//! - [`http`]: problem details, authentication and each user's request budget, JSON
+//!   bodies, preconditions, pagination, request ids and the request log line;
 //! - [`state`]: what handlers share; [`readiness`]: what `/readyz` checks;
 //! - [`server`]: serving a router on a listener until a shutdown signal;
 //! - [`commands`]: the `docfan` subcommands.

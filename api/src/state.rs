@@ -3,6 +3,8 @@
 use std::sync::Arc;
 
 use shared::auth::TokenAuthority;
+
+use crate::http::rate_limit::UserRateLimiter;
 use shared::clock::Clock;
 use shared::service::DocumentService;
 
@@ -18,4 +20,6 @@ pub struct AppState {
     pub metrics: Vec<MetricsSource>,
     /// The fan-out's stores behind search, history and analysis (503 when absent).
     pub read_models: Option<stream_handler::ReadModels>,
+    /// Each user's REST request budget.
+    pub rate_limit: Arc<UserRateLimiter>,
 }

@@ -39,7 +39,10 @@ impl ChildServer {
             )
             .env("RUST_LOG", "warn")
             // Every held connection is bob's.
-            .env("DOCFAN_WS_MAX_CONNECTIONS_PER_USER", "1000000");
+            .env(
+                "DOCFAN_WS_MAX_CONNECTIONS_PER_USER",
+                crate::scenarios::CROWD.to_string(),
+            );
         let server = Self::spawn(command, addr)?;
         let client = reqwest::Client::new();
         for _ in 0..400 {

@@ -5,7 +5,7 @@
 //! - [`ports`]: the traits the core needs from the outside world;
 //! - [`service`]: the document rules (access, versions, merge patch) over the ports;
 //! - [`codec`]: the DynamoDB item and stream-record codec both modes share;
-//! - [`auth`]: HS256 JWT tokens;
+//! - [`auth`]: JWTs, HS256 with a shared secret or an OpenID Connect provider's keys;
 //! - [`embedded`]: the one-machine adapters (SQLite, tantivy);
 //! - `aws` (cargo feature `aws`): the AWS adapters (DynamoDB, SQS, API Gateway, OpenSearch);
 //! - [`clock`], [`error`] and [`telemetry`]: time, the error type, logging setup.

@@ -3,11 +3,19 @@
 //! [`DEFAULT_FILTER`]: docfan's own crates at INFO, every library at WARN, so a save
 //! writes one request line rather than a page of index internals). Colours only when
 //! stderr is a terminal.
+//!
+//! Whatever `RUST_LOG` says, libraries that log the data passing through them are held
+//! below the level where they do ([`QUIETED`]): tokens are credentials, and one arrives
+//! in every WebSocket `auth` frame.
 
 use std::io::IsTerminal;
 use std::str::FromStr;
 
-use tracing_subscriber::EnvFilter;
+use tracing::Level;
+use tracing_subscriber::filter::{FilterExt, filter_fn};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -34,23 +42,44 @@ pub const DEFAULT_FILTER: &str = "warn,api=info,shared=info,stream_handler=info,
      docfan=info,lambda_api=info,lambda_websocket=info,lambda_stream_handler=info,\
      lambda_analysis_worker=info";
 
+/// Libraries whose events more verbose than the level given are dropped whatever
+/// `RUST_LOG` says: the WebSocket library (tungstenite, under axum's `/ws`) logs every
+/// frame it reads or writes at TRACE, text and payload bytes, so an `auth` frame's
+/// token (and documents' text) would reach the log.
+pub const QUIETED: &[(&str, Level)] = &[
+    ("tungstenite", Level::DEBUG),
+    ("tokio_tungstenite", Level::DEBUG),
+];
+
+/// Whether an event of `target` at `level` is dropped by [`QUIETED`].
+pub fn is_quieted(target: &str, level: &Level) -> bool {
+    QUIETED.iter().any(|(library, most)| {
+        let within = target
+            .strip_prefix(library)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"));
+        within && level > most
+    })
+}
+
 /// Installs the global subscriber. Calling it twice is harmless (the second call is
 /// ignored), so tests may call it freely.
 pub fn init(format: LogFormat) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let env = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    let filter = env.and(filter_fn(|meta| !is_quieted(meta.target(), meta.level())));
+    let lines = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
-    let _ = match format {
-        LogFormat::Human => builder.try_init(),
-        LogFormat::Json => builder
+    let lines = match format {
+        LogFormat::Human => lines.boxed(),
+        LogFormat::Json => lines
             .json()
             .flatten_event(true)
             .with_current_span(true)
-            .try_init(),
+            .boxed(),
     };
+    let _ = tracing_subscriber::registry()
+        .with(lines.with_filter(filter))
+        .try_init();
 }
 
 #[cfg(test)]
@@ -64,5 +93,20 @@ mod tests {
         assert!(shown.split(',').any(|d| d == "warn"), "{shown}");
         assert!(shown.contains("api=info") && shown.contains("stream_handler=info"));
         assert!(!shown.contains("tantivy"), "{shown}");
+    }
+
+    #[test]
+    fn the_websocket_library_never_logs_frames() {
+        for target in [
+            "tungstenite",
+            "tungstenite::protocol",
+            "tokio_tungstenite::compat",
+        ] {
+            assert!(is_quieted(target, &Level::TRACE), "{target}");
+            assert!(!is_quieted(target, &Level::DEBUG), "{target}");
+        }
+        for target in ["api", "websocket::service", "hyper", "tungstenites"] {
+            assert!(!is_quieted(target, &Level::TRACE), "{target}");
+        }
     }
 }

@@ -644,6 +644,34 @@ def check_jwt_secret(t: Template) -> Problems:
     return problems
 
 
+# Identity from an OpenID Connect provider: each variable and the parameter it comes from.
+JWT_IDENTITY = {
+    "DOCFAN_JWT_JWKS_URL": "JwtJwksUrl",
+    "DOCFAN_JWT_ISSUER": "JwtIssuer",
+    "DOCFAN_JWT_AUDIENCE": "JwtAudience",
+}
+
+
+def check_jwt_identity(t: Template) -> Problems:
+    """Every function that verifies tokens is told the provider, issuer and audience,
+    from optional parameters (the one-command HS256 default stays the default), and the
+    JWKS URL cannot be plain http."""
+    problems: Problems = []
+    params = t.get("Parameters", {})
+    for variable, parameter in JWT_IDENTITY.items():
+        if parameter not in params:
+            problems.append(f"parameter {parameter} is missing")
+        elif params[parameter].get("Default") != "":
+            problems.append(f"parameter {parameter} must default to empty (unset)")
+        for fn in JWT_FUNCTIONS:
+            if function_env(t, fn).get(variable) != {"Ref": parameter}:
+                problems.append(f"{fn}: {variable} must be !Ref {parameter}")
+    pattern = params.get("JwtJwksUrl", {}).get("AllowedPattern", "")
+    if "https://" not in pattern or "http:" in pattern.replace("https:", ""):
+        problems.append("parameter JwtJwksUrl must only allow https:// URLs")
+    return problems
+
+
 def check_outputs(t: Template) -> Problems:
     problems: Problems = []
     outputs = t.get("Outputs", {})
@@ -828,6 +856,7 @@ CHECKS: list[Callable[[Template], Problems]] = [
     check_iam,
     check_alarms,
     check_jwt_secret,
+    check_jwt_identity,
     check_outputs,
     check_functions,
     check_websocket_api,
@@ -1005,6 +1034,12 @@ WEAKENINGS: list[tuple[str, Callable[[Template], Problems], Callable[[Template],
     ("literal secret in Globals", check_jwt_secret, _set("Globals/Function/Environment/Variables/DOCFAN_JWT_SECRET", "change-me")),
     ("websocket without the secret", check_jwt_secret, _del("Resources/WebSocketFunction/Properties/Environment/Variables/DOCFAN_JWT_SECRET")),
     ("secret parameter", check_jwt_secret, _set("Parameters/JwtSecret", {"Type": "String", "NoEcho": True, "Default": "change-me"})),
+    # Identity from a provider.
+    ("websocket not told the issuer", check_jwt_identity, _del("Resources/WebSocketFunction/Properties/Environment/Variables/DOCFAN_JWT_ISSUER")),
+    ("api audience a literal", check_jwt_identity, _set("Resources/ApiFunction/Properties/Environment/Variables/DOCFAN_JWT_AUDIENCE", "docfan")),
+    ("no JWKS URL parameter", check_jwt_identity, _del("Parameters/JwtJwksUrl")),
+    ("provider required", check_jwt_identity, _del("Parameters/JwtJwksUrl/Default")),
+    ("JWKS URL over plain http", check_jwt_identity, _set("Parameters/JwtJwksUrl/AllowedPattern", "^(https?://[^\\s]+)?$")),
     # Outputs.
     ("no WebSocket URL", check_outputs, _del("Outputs/WebSocketUrl")),
     ("WebSocket URL without TLS", check_outputs, _set("Outputs/WebSocketUrl/Value", {"Fn::Sub": "ws://${WebSocketApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/${WebSocketStage}"})),

@@ -52,10 +52,26 @@ impl TestApp {
         Self::spawn_in(Arc::new(tempfile::tempdir().expect("tempdir"))).await
     }
 
+    /// Starts the app on port 0 with a fresh data directory and the defaults changed by
+    /// `configure` (a test that opens many WebSockets as one user raises
+    /// `websocket.max_connections_per_user`; one that hammers as one user,
+    /// `rate_limit`).
+    pub async fn spawn_with(configure: impl FnOnce(&mut ServeConfig)) -> Self {
+        Self::spawn_configured(Arc::new(tempfile::tempdir().expect("tempdir")), configure).await
+    }
+
     /// Starts the app on port 0 over an existing data directory (to test restarts).
     pub async fn spawn_in(data_dir: Arc<tempfile::TempDir>) -> Self {
+        Self::spawn_configured(data_dir, |_| {}).await
+    }
+
+    async fn spawn_configured(
+        data_dir: Arc<tempfile::TempDir>,
+        configure: impl FnOnce(&mut ServeConfig),
+    ) -> Self {
         let mut config = ServeConfig::new(data_dir.path());
-        config.secret = Some(TEST_SECRET.to_vec());
+        config.tokens = Some(shared::auth::TokenConfig::secret(TEST_SECRET));
+        configure(&mut config);
         let app = App::build(&config).await.expect("app builds");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");

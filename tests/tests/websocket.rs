@@ -157,6 +157,25 @@ fn id_of(doc: &Value) -> String {
 }
 
 #[tokio::test]
+async fn one_user_holds_at_most_sixteen_connections_by_default() {
+    let app = TestApp::spawn().await;
+    let mut held = Vec::new();
+    for _ in 0..16 {
+        held.push(Client::connect(&app, "mallory").await);
+    }
+    let url = format!("ws://{}/ws?token={}", app.addr, token_for("mallory"));
+    match tokio_tungstenite::connect_async(url).await {
+        Err(tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+            assert!(response.headers().contains_key("retry-after"));
+        }
+        other => panic!("expected a 429, got {:?}", other.map(|_| ())),
+    }
+    // Another user is not affected.
+    let _ann = Client::connect(&app, "ann").await;
+}
+
+#[tokio::test]
 async fn the_upgrade_needs_a_valid_token() {
     let app = TestApp::spawn().await;
     for url in [
@@ -322,7 +341,8 @@ async fn subscribing_needs_read_access() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_reads_does_not_delay_a_hundred_others() {
-    let app = TestApp::spawn().await;
+    // The hundred readers and the stuck client are all bob's.
+    let app = TestApp::spawn_with(|c| c.websocket.max_connections_per_user = 101).await;
     let doc = app
         .create("ann", "Plans", "v1", json!({"bob": "viewer"}))
         .await;
@@ -358,7 +378,8 @@ async fn a_client_that_never_reads_does_not_delay_a_hundred_others() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_subscribers_all_receive_every_edit() {
-    let app = TestApp::spawn().await;
+    // Five hundred connections each for ann and bob.
+    let app = TestApp::spawn_with(|c| c.websocket.max_connections_per_user = 500).await;
     let doc = app
         .create("ann", "Plans", "v1", json!({"bob": "viewer"}))
         .await;
@@ -675,4 +696,139 @@ async fn presence_frames_are_checked_and_limited() {
         }
     }
     assert!(limited, "15 cursor updates at once are over the limit");
+}
+
+/// Tokens are credentials: at `RUST_LOG=trace`, with every library's frame and request
+/// logging on, none of them (in an `Authorization` header, in `/ws?token=`, in an
+/// `auth` frame, valid or not) appears in the server's output.
+#[tokio::test]
+async fn tokens_never_reach_the_log_even_at_trace() {
+    use std::process::Stdio;
+    use tests::child::{docfan_binary, free_port};
+
+    let data = tempfile::tempdir().unwrap();
+    let log_path = data.path().join("serve.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut server = tokio::process::Command::new(docfan_binary())
+        .args(["serve", "--listen", &addr, "--data-dir"])
+        .arg(data.path().join("data"))
+        .env(
+            "DOCFAN_JWT_SECRET",
+            std::str::from_utf8(tests::TEST_SECRET).unwrap(),
+        )
+        // Asking for the WebSocket library's frames by name does not bring them back.
+        .env(
+            "RUST_LOG",
+            "trace,tungstenite=trace,tungstenite::protocol=trace",
+        )
+        .stdout(Stdio::from(log.try_clone().unwrap()))
+        .stderr(Stdio::from(log))
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let base = format!("http://{addr}");
+    let http = reqwest::Client::new();
+    let mut up = false;
+    for _ in 0..200 {
+        if http.get(format!("{base}/healthz")).send().await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(up, "docfan serve did not start");
+
+    let issue = |minutes: i64| {
+        shared::auth::TokenAuthority::new(tests::TEST_SECRET)
+            .unwrap()
+            .issue(
+                &shared::domain::UserId::parse("ann").unwrap(),
+                chrono::TimeDelta::minutes(minutes),
+                chrono::Utc::now(),
+            )
+    };
+    let (rest, upgrade, refresh) = (issue(60), issue(61), issue(62));
+    let forged = format!("{}x", issue(63));
+    let created = http
+        .post(format!("{base}/documents"))
+        .bearer_auth(&rest)
+        .json(&json!({"title": "Secret", "body": "text"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let id = created.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let refused = http
+        .get(format!("{base}/documents"))
+        .bearer_auth(&forged)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(format!("ws://{addr}/ws?token={upgrade}"))
+            .await
+            .expect("websocket handshake");
+    for frame in [
+        json!({"action": "auth", "token": refresh}),
+        json!({"action": "auth", "token": forged}),
+        json!({"action": "subscribe", "documentId": id}),
+        json!({"action": "ping"}),
+    ] {
+        socket.send(Message::text(frame.to_string())).await.unwrap();
+    }
+    let mut answers = Vec::new();
+    while answers.len() < 4 {
+        let message = tokio::time::timeout(PATIENCE, socket.next())
+            .await
+            .expect("a frame in time")
+            .expect("open")
+            .expect("readable");
+        if let Message::Text(text) = message {
+            let frame: Value = serde_json::from_str(&text).unwrap();
+            if frame["type"] != "presence" {
+                answers.push(frame["type"].as_str().unwrap_or_default().to_owned());
+            }
+        }
+    }
+    assert_eq!(answers, ["authenticated", "error", "subscribed", "pong"]);
+    socket.close(None).await.unwrap();
+
+    // A graceful stop, so everything logged is written.
+    let _ = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(server.id().unwrap().to_string())
+        .status();
+    tokio::time::timeout(Duration::from_secs(20), server.wait())
+        .await
+        .expect("docfan stops")
+        .unwrap();
+    let logged = std::fs::read_to_string(&log_path).unwrap();
+    // Logging really was on, for our code and for the WebSocket library (which still
+    // says what it does with frames at DEBUG, never what is in them).
+    assert!(logged.contains("token refreshed"), "{logged}");
+    assert!(
+        logged
+            .lines()
+            .any(|l| l.contains("DEBUG") && l.contains("tungstenite")),
+        "{logged}"
+    );
+    for (what, token) in [
+        ("REST", &rest),
+        ("upgrade", &upgrade),
+        ("auth frame", &refresh),
+        ("forged", &forged),
+    ] {
+        // The signature is what makes a token a credential; the libraries log frames'
+        // payloads as text or as hex bytes.
+        let signature = token.rsplit('.').next().unwrap().trim_end_matches('x');
+        let hex: String = signature.bytes().map(|b| format!("{b:02x}")).collect();
+        assert!(!logged.contains(signature), "the {what} token was logged");
+        assert!(!logged.contains(&hex), "the {what} token was logged in hex");
+    }
 }

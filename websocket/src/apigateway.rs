@@ -16,6 +16,7 @@
 use async_trait::async_trait;
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use aws_lambda_events::encodings::Body;
+use shared::auth::AuthError;
 use shared::aws::{ConnectionPusher, PushError};
 use shared::ports::ConnectionId;
 use tracing::Instrument;
@@ -76,6 +77,10 @@ pub async fn handle_request(
                     .unwrap_or_default();
                 match service.connect(id.clone(), token).await {
                     Ok(_) => response(200, ""),
+                    Err(ConnectError::Unauthorized(AuthError::Unavailable(e))) => {
+                        tracing::warn!(error = %e, "connection refused: the identity provider's keys are unavailable");
+                        response(503, "unavailable")
+                    }
                     Err(ConnectError::Unauthorized(e)) => {
                         tracing::info!(error = %e, "connection refused");
                         response(401, "unauthorized")

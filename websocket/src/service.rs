@@ -140,15 +140,15 @@ impl ConnectionService {
     }
 
     /// Verifies a token against the service's clock.
-    pub fn authenticate(&self, token: &str) -> Result<Identity, AuthError> {
-        self.inner.ports.tokens.verify(token, self.now())
+    pub async fn authenticate(&self, token: &str) -> Result<Identity, AuthError> {
+        self.inner.ports.tokens.verify(token, self.now()).await
     }
 
     /// `$connect`: verifies the token and registers the connection.
     pub async fn connect(&self, id: ConnectionId, token: &str) -> Result<Connection, ConnectError> {
         let ports = &self.inner.ports;
         let now = ports.clock.now();
-        let identity = ports.tokens.verify(token, now).inspect_err(|_| {
+        let identity = ports.tokens.verify(token, now).await.inspect_err(|_| {
             bump(&self.inner.metrics.upgrades_refused);
         })?;
         let connection = Connection {
@@ -312,7 +312,7 @@ impl ConnectionService {
     async fn refresh(&self, connection: &Connection, token: &str) -> FrameOutcome {
         let ports = &self.inner.ports;
         let id = &connection.id;
-        let identity = match ports.tokens.verify(token, ports.clock.now()) {
+        let identity = match ports.tokens.verify(token, ports.clock.now()).await {
             Ok(identity) => identity,
             Err(AuthError::Expired) => {
                 self.reply(
@@ -320,6 +320,11 @@ impl ConnectionService {
                     frames::error(ErrorCode::TokenExpired, "the token has expired", None),
                 )
                 .await;
+                return FrameOutcome::Continue;
+            }
+            Err(AuthError::Unavailable(_)) => {
+                self.reply(id, frames::error(ErrorCode::Unavailable, "try again", None))
+                    .await;
                 return FrameOutcome::Continue;
             }
             Err(e) => {

@@ -478,6 +478,8 @@ async fn a_client_that_never_reads_does_not_delay_a_hundred_others() {
         LocalConfig {
             outgoing_queue: 8,
             write_timeout: Duration::from_secs(30),
+            // The hundred readers and the stuck client are all bob's.
+            max_connections_per_user: 101,
             ..LocalConfig::default()
         },
         Some(4096),
@@ -539,7 +541,15 @@ async fn a_client_that_never_reads_does_not_delay_a_hundred_others() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_subscribers_all_receive_every_edit() {
     let world = World::new();
-    let server = Server::start(&world, LocalConfig::default()).await;
+    // Five hundred connections each for ann and bob.
+    let server = Server::start(
+        &world,
+        LocalConfig {
+            max_connections_per_user: 500,
+            ..LocalConfig::default()
+        },
+    )
+    .await;
     let notifier = server.ws.notifier();
     let created = world.create("ann", &[("bob", Role::Viewer)]).await;
     let id = created.document_id;

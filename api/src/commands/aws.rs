@@ -6,15 +6,15 @@
 //! It also holds the operator commands' AWS side: listing and redriving the SQS
 //! dead-letter queue through the AWS sinks.
 //!
-//! Configuration is [`AwsConfig`]'s environment (see `shared::aws::config`) plus the
-//! JWT secret (`DOCFAN_JWT_SECRET`).
+//! Configuration is [`AwsConfig`]'s environment (see `shared::aws::config`) plus token
+//! verification's (`shared::auth::env`: `DOCFAN_JWT_SECRET`, or an identity provider's
+//! `DOCFAN_JWT_JWKS_URL`, with `DOCFAN_JWT_ISSUER`, `DOCFAN_JWT_AUDIENCE`…).
 //!
 //! [`router`]: crate::router
 
 use std::sync::Arc;
 
-use anyhow::Context;
-use shared::auth::TokenAuthority;
+use shared::auth::{self, TokenAuthority, TokenConfig};
 use shared::aws::{AwsClients, AwsConfig};
 use shared::clock::{Clock, SystemClock};
 use shared::ports::{DeadLetter, DeadLetterQueue};
@@ -23,17 +23,19 @@ use stream_handler::redrive::{self, RedriveOutcome};
 use stream_handler::sinks::notifications::NoSubscribers;
 use stream_handler::{Fanout, ReadModels};
 
-use super::serve::{App, SECRET_ENV};
+use super::serve::App;
+use crate::http::rate_limit::{RateLimit, UserRateLimiter};
 use crate::state::AppState;
 
 impl App {
     /// Wires the router over clients that are already built.
-    pub fn build_aws(
+    pub async fn build_aws(
         clients: &AwsClients,
-        secret: &[u8],
+        tokens: TokenConfig,
+        rate_limit: RateLimit,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
-        let tokens = Arc::new(TokenAuthority::new(secret)?);
+        let tokens = Arc::new(TokenAuthority::start(tokens, clock.now()).await?);
         let documents =
             DocumentService::new(Arc::new(clients.document_store()), Arc::clone(&clock));
         // Search, history and analysis need the search index too; without
@@ -52,20 +54,25 @@ impl App {
             clock: Arc::clone(&clock),
             metrics: Vec::new(),
             read_models,
+            rate_limit: Arc::new(UserRateLimiter::new(rate_limit)),
         };
         Ok(Self::from_router(crate::router(state), clock))
     }
 
-    /// Reads the AWS configuration and the JWT secret from the environment, builds every
-    /// client once and wires the router.
-    pub async fn from_aws_env() -> anyhow::Result<Self> {
-        let secret = std::env::var(SECRET_ENV)
-            .ok()
-            .filter(|s| !s.is_empty())
-            .with_context(|| format!("{SECRET_ENV} must be set"))?;
+    /// Reads the AWS configuration and token verification's from the environment,
+    /// builds every client once and wires the router with `rate_limit` per user (the
+    /// Lambda function's is [`RateLimit::from_env`]).
+    pub async fn from_aws_env(rate_limit: RateLimit) -> anyhow::Result<Self> {
+        let tokens = TokenConfig::from_env(|| {
+            anyhow::bail!(
+                "{} must be set (or {} for an identity provider)",
+                auth::env::SECRET,
+                auth::env::JWKS_URL
+            )
+        })?;
         let config = AwsConfig::from_env()?;
         let clients = AwsClients::load(config).await?;
-        Self::build_aws(&clients, secret.as_bytes(), Arc::new(SystemClock))
+        Self::build_aws(&clients, tokens, rate_limit, Arc::new(SystemClock)).await
     }
 }
 

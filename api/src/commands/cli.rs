@@ -14,11 +14,20 @@ Environment:
   DOCFAN_LISTEN          address `serve` listens on (--listen) [default: 127.0.0.1:8080]
   DOCFAN_JWT_SECRET      HS256 secret tokens are signed with (32+ bytes); unset: the
                          data directory's jwt-secret, which `serve` creates on first start
+  DOCFAN_JWT_JWKS_URL    an OpenID Connect provider's JWKS URL: accept only its tokens
+                         (RS256, ES256, EdDSA) instead of HS256 ones
+  DOCFAN_JWT_ISSUER, DOCFAN_JWT_AUDIENCE
+                         the `iss` and an `aud` every token must carry [default: unchecked]
+  DOCFAN_JWT_MAX_LIFETIME_SECS
+                         refuse tokens whose exp - iat is longer [default: no limit]
+  DOCFAN_JWT_JWKS_MIN_REFRESH_SECS
+                         least time between two fetches of the provider's keys [default: 30]
   DOCFAN_URL             the server's address in links `token` prints (--url)
   DOCFAN_BACKEND         embedded or aws (--backend)
   DOCFAN_LOG_FORMAT      human or json log lines (--log-format)
   RUST_LOG               log filter [default: docfan at info, libraries at warn]
-  DOCFAN_WS_IDLE_TIMEOUT_SECS, DOCFAN_WS_MAX_CONNECTIONS_PER_USER, DOCFAN_STREAM_*
+  DOCFAN_WS_IDLE_TIMEOUT_SECS, DOCFAN_WS_MAX_CONNECTIONS_PER_USER,
+  DOCFAN_RATE_LIMIT_PER_SECOND, DOCFAN_RATE_LIMIT_BURST, DOCFAN_STREAM_*
                          server and stream options (see `docfan serve --help`)
   AWS_REGION, AWS_ENDPOINT_URL, DOCFAN_DOCUMENTS_TABLE, DOCFAN_MEMBERS_TABLE,
   DOCFAN_AUDIT_TABLE, DOCFAN_ANALYSIS_TABLE, DOCFAN_ANALYSIS_QUEUE_URL,
@@ -143,12 +152,33 @@ pub struct ServeArgs {
     pub ws_idle_timeout_secs: u64,
 
     /// WebSocket connections one user may hold open at once; the next is refused (429).
-    #[arg(long, env = "DOCFAN_WS_MAX_CONNECTIONS_PER_USER", default_value_t = 1024, help_heading = SERVER,
+    #[arg(long, env = "DOCFAN_WS_MAX_CONNECTIONS_PER_USER", default_value_t = 16, help_heading = SERVER,
           value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub ws_max_connections_per_user: u64,
 
+    /// REST requests one user may make a second, sustained (a token bucket per user;
+    /// past it, 429 with Retry-After). Fractions are allowed: 0.5 is one every two seconds.
+    #[arg(long, env = "DOCFAN_RATE_LIMIT_PER_SECOND", default_value = "100", help_heading = SERVER,
+          value_parser = crate::http::rate_limit::parse_per_second)]
+    pub rate_limit_per_second: f64,
+
+    /// REST requests one user may make at once after a pause (the bucket's size).
+    #[arg(long, env = "DOCFAN_RATE_LIMIT_BURST", default_value = "1000", help_heading = SERVER,
+          value_parser = crate::http::rate_limit::parse_burst)]
+    pub rate_limit_burst: u32,
+
     #[command(flatten)]
     pub stream: StreamArgs,
+}
+
+impl ServeArgs {
+    /// Each user's REST request budget.
+    pub fn rate_limit(&self) -> crate::http::rate_limit::RateLimit {
+        crate::http::rate_limit::RateLimit {
+            per_second: self.rate_limit_per_second,
+            burst: self.rate_limit_burst,
+        }
+    }
 }
 
 /// The knobs of the embedded event source mapping, named and bounded like the Lambda
@@ -253,6 +283,39 @@ pub fn parse_ttl(raw: &str) -> Result<chrono::TimeDelta, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_flags_default_to_the_documented_limits() {
+        let cli = Cli::try_parse_from(["docfan"]).unwrap();
+        assert_eq!(
+            cli.serve.rate_limit(),
+            crate::http::rate_limit::RateLimit::default()
+        );
+        assert_eq!(
+            cli.serve.ws_max_connections_per_user,
+            websocket::LocalConfig::default().max_connections_per_user as u64
+        );
+        let cli = Cli::try_parse_from([
+            "docfan",
+            "serve",
+            "--rate-limit-per-second",
+            "0.5",
+            "--rate-limit-burst",
+            "3",
+        ])
+        .unwrap();
+        let Some(Command::Serve(args)) = cli.command else {
+            panic!("serve");
+        };
+        assert_eq!(args.rate_limit().per_second, 0.5);
+        assert_eq!(args.rate_limit().burst, 3);
+        for bad in [
+            ["--rate-limit-per-second", "0"],
+            ["--rate-limit-burst", "0"],
+        ] {
+            assert!(Cli::try_parse_from(["docfan", "serve", bad[0], bad[1]]).is_err());
+        }
+    }
 
     #[test]
     fn ttls_parse() {

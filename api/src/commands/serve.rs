@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use axum::Router;
-use shared::auth::{self, TokenAuthority};
+use shared::auth::{self, TokenAuthority, TokenConfig};
 use shared::clock::{Clock, SystemClock};
 use shared::embedded::{
     ChangeFeed, DATABASE_FILE, DataDirLock, SqliteAuditLog, SqliteDocumentStore,
@@ -22,21 +22,23 @@ use tokio::sync::watch;
 use websocket::{InProcessRegistry, LocalConfig, LocalPorts, LocalWebSocket, ServiceConfig};
 
 use super::cli::{Backend, ServeArgs};
+use crate::http::rate_limit::{RateLimit, UserRateLimiter};
 use crate::state::AppState;
-
-/// The environment variable that overrides the generated secret.
-pub const SECRET_ENV: &str = "DOCFAN_JWT_SECRET";
 
 /// Everything `serve` needs besides its listener.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
     pub data_dir: PathBuf,
-    /// The JWT secret; `None` reads `DOCFAN_JWT_SECRET` or the data directory's secret.
-    pub secret: Option<Vec<u8>>,
+    /// How tokens are verified; `None` reads the environment (`shared::auth::env`),
+    /// with the data directory's secret when neither a JWKS URL nor
+    /// `DOCFAN_JWT_SECRET` is set.
+    pub tokens: Option<TokenConfig>,
     /// The stream poller, handler, sinks and analysis worker.
     pub fanout: FanoutConfig,
     /// The local WebSocket endpoint.
     pub websocket: LocalConfig,
+    /// Each user's REST request budget.
+    pub rate_limit: RateLimit,
 }
 
 impl ServeConfig {
@@ -44,21 +46,23 @@ impl ServeConfig {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             data_dir: data_dir.into(),
-            secret: None,
+            tokens: None,
             fanout: FanoutConfig::default(),
             websocket: LocalConfig::default(),
+            rate_limit: RateLimit::default(),
         }
     }
 }
 
-/// The secret from `DOCFAN_JWT_SECRET`, or else the one in the data directory (created
-/// on first use). There is no built-in secret.
-pub fn load_secret(data_dir: &Path) -> anyhow::Result<Vec<u8>> {
-    if let Ok(secret) = std::env::var(SECRET_ENV)
-        && !secret.is_empty()
-    {
-        return Ok(secret.into_bytes());
-    }
+/// How tokens are verified, from the environment: an identity provider's keys, or HS256
+/// with `DOCFAN_JWT_SECRET`, or else with the data directory's secret (created on first
+/// use). There is no built-in secret.
+pub fn token_config(data_dir: &Path) -> anyhow::Result<TokenConfig> {
+    TokenConfig::from_env(|| data_dir_secret(data_dir))
+}
+
+/// The data directory's secret, created on first use.
+fn data_dir_secret(data_dir: &Path) -> anyhow::Result<Vec<u8>> {
     let (secret, created) = auth::load_or_create_secret(data_dir)?;
     if created {
         tracing::info!(
@@ -152,12 +156,12 @@ impl App {
             SqliteDocumentStore::open(&db_path)
                 .map_err(|e| anyhow::anyhow!("opening {}: {e}", db_path.display()))?,
         );
-        let secret = match &config.secret {
-            Some(secret) => secret.clone(),
-            None => load_secret(&config.data_dir)?,
+        let tokens = match &config.tokens {
+            Some(tokens) => tokens.clone(),
+            None => token_config(&config.data_dir)?,
         };
-        let tokens = Arc::new(TokenAuthority::new(&secret)?);
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let tokens = Arc::new(TokenAuthority::start(tokens, clock.now()).await?);
         let feed = store.change_feed();
         let store: Arc<dyn DocumentStore> = store;
 
@@ -199,6 +203,7 @@ impl App {
                 Arc::new(move |out: &mut String| ws_metrics.render_metrics(out)),
             ],
             read_models: Some(fanout.read_models()),
+            rate_limit: Arc::new(UserRateLimiter::new(config.rate_limit)),
         };
         Ok(Self {
             router: crate::router_with(state, readiness, websocket.router()),
@@ -265,9 +270,10 @@ pub async fn run(data_dir: &Path, backend: Backend, args: &ServeArgs) -> anyhow:
                 std::time::Duration::from_secs(args.ws_idle_timeout_secs);
             config.websocket.max_connections_per_user =
                 usize::try_from(args.ws_max_connections_per_user).unwrap_or(usize::MAX);
+            config.rate_limit = args.rate_limit();
             App::build(&config).await?
         }
-        Backend::Aws => aws_app().await?,
+        Backend::Aws => aws_app(args.rate_limit()).await?,
     };
     let listener = TcpListener::bind(args.listen)
         .await
@@ -301,11 +307,11 @@ pub async fn run(data_dir: &Path, backend: Backend, args: &ServeArgs) -> anyhow:
 
 /// The REST API on the AWS adapters, configured from the environment.
 #[cfg(feature = "aws")]
-pub(crate) async fn aws_app() -> anyhow::Result<App> {
-    App::from_aws_env().await
+pub(crate) async fn aws_app(rate_limit: RateLimit) -> anyhow::Result<App> {
+    App::from_aws_env(rate_limit).await
 }
 
 #[cfg(not(feature = "aws"))]
-pub(crate) async fn aws_app() -> anyhow::Result<App> {
+pub(crate) async fn aws_app(_: RateLimit) -> anyhow::Result<App> {
     anyhow::bail!("this docfan was built without AWS support: build it with `--features api/aws`")
 }

@@ -1,5 +1,6 @@
-//! HTTP plumbing shared by the routes: problem details, the authenticated caller, JSON
-//! bodies, preconditions, pagination, and request ids with the request log line.
+//! HTTP plumbing shared by the routes: problem details, the authenticated caller and
+//! its request budget, JSON bodies, preconditions, pagination, and request ids with the
+//! request log line.
 
 pub mod auth;
 pub mod json;
@@ -7,6 +8,7 @@ pub mod pagination;
 pub mod precondition;
 pub mod problem;
 pub mod query;
+pub mod rate_limit;
 pub mod request_id;
 
 pub use auth::Caller;

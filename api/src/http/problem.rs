@@ -87,6 +87,24 @@ impl Problem {
         )
     }
 
+    /// Past the caller's request budget; `Retry-After` says when the next one fits.
+    pub fn rate_limited(
+        limit: super::rate_limit::RateLimit,
+        retry_after: std::time::Duration,
+    ) -> Self {
+        let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "/problems/rate-limited",
+            "Too many requests",
+            format!(
+                "one user may make {} requests a second, {} at once; retry in {seconds} s",
+                limit.per_second, limit.burst
+            ),
+        )
+        .with("retryAfter", seconds)
+    }
+
     pub fn unauthorized(detail: impl Into<String>) -> Self {
         Self::new(
             StatusCode::UNAUTHORIZED,
@@ -115,6 +133,11 @@ impl IntoResponse for Problem {
             }
             StatusCode::SERVICE_UNAVAILABLE => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            StatusCode::TOO_MANY_REQUESTS => {
+                if let Some(seconds) = self.extensions.get("retryAfter").and_then(Value::as_u64) {
+                    headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+                }
             }
             _ => {}
         }
@@ -147,7 +170,18 @@ impl From<Problem> for ApiError {
 
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
-        Self(Problem::unauthorized(e.to_string()))
+        match e {
+            AuthError::Unavailable(detail) => {
+                tracing::warn!(%detail, "a token could not be checked: the identity provider's keys are unavailable");
+                Self(Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "/problems/unavailable",
+                    "Temporarily unavailable",
+                    "the token cannot be checked now; retry shortly",
+                ))
+            }
+            e => Self(Problem::unauthorized(e.to_string())),
+        }
     }
 }
 

@@ -47,8 +47,9 @@ impl Modify for BearerAuth {
 }
 
 /// Adds the problem responses every operation can give, so the document lists every
-/// status the API answers with: 401 where a token is needed; 400, 413 and 415 where a
-/// body is read; 400 where query parameters or `If-Match` are parsed; 503 everywhere.
+/// status the API answers with: 401 and 429 (with `Retry-After`) where a token is
+/// needed; 400, 413 and 415 where a body is read; 400 where query parameters or
+/// `If-Match` are parsed; 503 everywhere.
 /// Also gives `If-Match` its exact syntax.
 struct CommonResponses;
 
@@ -68,6 +69,20 @@ impl Modify for CommonResponses {
                 )
                 .build()
         };
+        let mut rate_limited = problem(
+            "Past this user's request budget (`/problems/rate-limited`); retry after `Retry-After` seconds",
+        );
+        rate_limited.headers.insert(
+            "Retry-After".to_owned(),
+            utoipa::openapi::HeaderBuilder::new()
+                .schema(
+                    ObjectBuilder::new()
+                        .schema_type(Type::Integer)
+                        .minimum(Some(1)),
+                )
+                .description(Some("Seconds until the next request fits the budget"))
+                .build(),
+        );
         for item in openapi.paths.paths.values_mut() {
             let operations = [
                 &mut item.get,
@@ -77,12 +92,12 @@ impl Modify for CommonResponses {
                 &mut item.patch,
             ];
             for operation in operations.into_iter().flatten() {
-                let mut add = |status: &str, description: &str| {
+                let mut add = |status: &str, response: utoipa::openapi::Response| {
                     operation
                         .responses
                         .responses
                         .entry(status.to_owned())
-                        .or_insert_with(|| problem(description).into());
+                        .or_insert_with(|| response.into());
                 };
                 let authenticated = operation.security.as_ref().is_some_and(|s| !s.is_empty());
                 let has_body = operation.request_body.is_some();
@@ -96,16 +111,20 @@ impl Modify for CommonResponses {
                         )
                     });
                 if authenticated {
-                    add("401", "Missing, malformed, wrongly signed or expired token");
+                    add(
+                        "401",
+                        problem("Missing, malformed, wrongly signed or expired token"),
+                    );
+                    add("429", rate_limited.clone());
                 }
                 if parses_input {
-                    add("400", "Malformed or invalid input");
+                    add("400", problem("Malformed or invalid input"));
                 }
                 if has_body {
-                    add("413", "Request or document body too large");
-                    add("415", "Content-Type is not JSON");
+                    add("413", problem("Request or document body too large"));
+                    add("415", problem("Content-Type is not JSON"));
                 }
-                add("503", "Temporarily unavailable; retry");
+                add("503", problem("Temporarily unavailable; retry"));
                 if let Some(parameters) = operation.parameters.as_mut() {
                     for parameter in parameters.iter_mut().filter(|p| p.name == "If-Match") {
                         parameter.schema = Some(

@@ -165,6 +165,7 @@ mod tests {
                 clock,
                 metrics: Vec::new(),
                 read_models: Some(fanout.read_models()),
+                rate_limit: Default::default(),
             };
             Self {
                 _dir: dir,

@@ -327,7 +327,11 @@ impl Server {
             tokens: world.tokens.clone(),
             clock: world.clock.clone(),
         };
-        let ws = LocalWebSocket::new(ports, ServiceConfig::default(), LocalConfig::default());
+        let config = LocalConfig {
+            max_connections_per_user: super::CROWD,
+            ..LocalConfig::default()
+        };
+        let ws = LocalWebSocket::new(ports, ServiceConfig::default(), config);
         let socket = TcpSocket::new_v4()?;
         socket.bind("127.0.0.1:0".parse()?)?;
         let listener = socket.listen(2048)?;

@@ -157,7 +157,7 @@ pub async fn through_the_app(
     subscribers: usize,
     edits: usize,
 ) -> anyhow::Result<Case> {
-    let app = TestApp::spawn().await;
+    let app = super::crowd_app().await;
     let http = reqwest::Client::new();
     let id = match write {
         Write::Put => shared_document(&app, &http).await?,

@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tests::{TestApp, token_for};
+use tests::token_for;
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 use tokio_tungstenite::tungstenite::Message;
@@ -117,7 +117,7 @@ pub async fn floor(mode: Mode, template: &Value) -> anyhow::Result<Scenario> {
 
 pub async fn run(mode: Mode, floor: &Scenario) -> anyhow::Result<Scenario> {
     let load = load(mode);
-    let app = TestApp::spawn().await;
+    let app = super::crowd_app().await;
     let http = reqwest::Client::new();
     let id = shared_document(&app, &http).await?;
     let url = format!("ws://{}/ws?token={}", app.addr, token_for("bob"));

@@ -1,7 +1,7 @@
 //! Abuse that a valid token (or none) must not turn into an outage or a leak: bounded
 //! search queries, answers free of index-wide statistics, metrics whose labels cannot
 //! be made up, cursors that do not wrap, tokens from the future, invisible titles,
-//! connections that never send a request.
+//! connections that never send a request, one user's requests past their budget.
 
 use std::time::{Duration, Instant};
 
@@ -11,6 +11,7 @@ use chrono::Utc;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tests::TestApp;
+use tests::child::ChildServer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -286,6 +287,112 @@ async fn silent_and_half_sent_requests_are_closed() {
         assert!(
             took >= Duration::from_secs(9),
             "the {what} connection was closed too soon: {took:?}"
+        );
+    }
+}
+
+/// Sends `request` as `user` with a token of their own, through the real server's
+/// environment.
+async fn as_user(server: &ChildServer, method: Method, path: &str, user: &str) -> tests::Reply {
+    let request = reqwest::Client::new()
+        .request(method.clone(), format!("{}{path}", server.base))
+        .bearer_auth(tests::token_for(user));
+    let request = if method == Method::POST {
+        request.json(&json!({"title": "one too many", "body": ""}))
+    } else {
+        request
+    };
+    tests::Reply::read(request.send().await.unwrap()).await
+}
+
+#[tokio::test]
+async fn a_user_past_the_request_budget_gets_429_with_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    // Three at once, then one every thousand seconds: no refill during the test.
+    let server = ChildServer::start_with_env(
+        dir.path(),
+        &[
+            ("DOCFAN_RATE_LIMIT_BURST", "3"),
+            ("DOCFAN_RATE_LIMIT_PER_SECOND", "0.001"),
+        ],
+    )
+    .await;
+    for _ in 0..3 {
+        let reply = as_user(&server, Method::GET, "/documents", "ann").await;
+        assert_eq!(reply.status, StatusCode::OK);
+    }
+    for (method, path) in [
+        (Method::GET, "/documents"),
+        (Method::POST, "/documents"),
+        (Method::GET, "/search?q=zebra"),
+    ] {
+        let reply = as_user(&server, method.clone(), path, "ann").await;
+        assert_eq!(
+            reply.status,
+            StatusCode::TOO_MANY_REQUESTS,
+            "{method} {path}"
+        );
+        assert_eq!(reply.problem_type(), "/problems/rate-limited");
+        assert_eq!(
+            reply.header("content-type"),
+            Some("application/problem+json")
+        );
+        let retry_after: u64 = reply.header("retry-after").unwrap().parse().unwrap();
+        assert!((900..=1000).contains(&retry_after), "{retry_after}");
+        assert_eq!(reply.body["retryAfter"], retry_after);
+    }
+    // Others have budgets of their own; what needs no token is not counted; a bad token
+    // is still 401.
+    let bob = as_user(&server, Method::GET, "/documents", "bob").await;
+    assert_eq!(bob.status, StatusCode::OK);
+    let health = reqwest::get(format!("{}/healthz", server.base))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    let forged = reqwest::Client::new()
+        .get(format!("{}/documents", server.base))
+        .bearer_auth("not-a-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// One character typed at the end of a body of `version - 1` characters.
+fn typed(version: u64) -> Value {
+    match version - 1 {
+        0 => json!(["x"]),
+        kept => json!([kept, "x"]),
+    }
+}
+
+#[tokio::test]
+async fn the_default_budget_never_troubles_a_person() {
+    let app = TestApp::spawn().await;
+    // A page load's worth of requests at once, then typing: one edit in flight at a
+    // time (about 150 ms apart in the editor; here as fast as the server answers, which
+    // is faster than anyone types).
+    let doc = app.create("ann", "Notes", "", json!({})).await;
+    let id = doc["id"].as_str().unwrap();
+    for path in [
+        "/documents",
+        &format!("/documents/{id}"),
+        &format!("/documents/{id}/history"),
+    ] {
+        assert_eq!(app.get("ann", path).await.status, StatusCode::OK);
+    }
+    for version in 1..=150u64 {
+        let reply = app
+            .send(
+                app.request(Method::POST, &format!("/documents/{id}/edits"), Some("ann"))
+                    .json(&json!({"baseVersion": version, "ops": typed(version)})),
+            )
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::OK,
+            "edit {version}: {}",
+            reply.body
         );
     }
 }

@@ -13,6 +13,7 @@ mod cli;
 mod documents;
 mod edits;
 mod input;
+mod oidc;
 mod openapi;
 mod pagination;
 mod readiness;

@@ -69,6 +69,7 @@ async fn serve_without_starting_the_fanout() -> Parts {
         clock,
         metrics: Vec::new(),
         read_models: Some(fanout.read_models()),
+        rate_limit: Default::default(),
     };
     let router = api::router_with(state, readiness, axum::Router::new());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use api::commands::serve::App;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use shared::auth::TokenConfig;
 use shared::clock::SystemClock;
 use tests::{Reply, TEST_SECRET, token_for};
 use tokio::net::TcpListener;
@@ -27,7 +28,14 @@ impl Server {
     }
 
     async fn start_on(clients: &shared::aws::AwsClients) -> Self {
-        let app = App::build_aws(clients, TEST_SECRET, Arc::new(SystemClock)).unwrap();
+        let app = App::build_aws(
+            clients,
+            TokenConfig::secret(TEST_SECRET),
+            Default::default(),
+            Arc::new(SystemClock),
+        )
+        .await
+        .unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -145,6 +145,7 @@ impl Stack {
             clock,
             metrics: Vec::new(),
             read_models: Some(fanout.read_models()),
+            rate_limit: Default::default(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());

@@ -5,7 +5,9 @@
 //!
 //! Environment: the AWS adapters' variables (see `shared::aws::config`: the connections,
 //! subscriptions, documents and audit tables, `DOCFAN_WEBSOCKET_ENDPOINT`,
-//! `DOCFAN_CONNECTION_TTL_SECONDS`) and `DOCFAN_JWT_SECRET`; logs follow `RUST_LOG` and
+//! `DOCFAN_CONNECTION_TTL_SECONDS`) and token verification's (`shared::auth::env`:
+//! `DOCFAN_JWT_SECRET`, or an identity provider's `DOCFAN_JWT_JWKS_URL`, with
+//! `DOCFAN_JWT_ISSUER`, `DOCFAN_JWT_AUDIENCE`…); logs follow `RUST_LOG` and
 //! `DOCFAN_LOG_FORMAT`.
 
 // A binary sees all of its package's dependencies; the library is where unused ones are caught.
@@ -15,7 +17,7 @@ use std::sync::Arc;
 
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use shared::auth::TokenAuthority;
+use shared::auth::{self, TokenAuthority, TokenConfig};
 use shared::aws::{AwsClients, AwsConfig};
 use shared::clock::{Clock, SystemClock};
 use websocket::apigateway::{ApiGatewayOutbox, handle_request};
@@ -24,7 +26,14 @@ use websocket::{ConnectionService, ServiceConfig, ServicePorts};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init(shared::aws::config::log_format());
-    let secret = std::env::var("DOCFAN_JWT_SECRET").map_err(|_| "DOCFAN_JWT_SECRET must be set")?;
+    let tokens = TokenConfig::from_env(|| {
+        anyhow::bail!(
+            "{} must be set (or {} for an identity provider)",
+            auth::env::SECRET,
+            auth::env::JWKS_URL
+        )
+    })?;
+    let tokens = TokenAuthority::start(tokens, SystemClock.now()).await?;
     let clients = AwsClients::load(AwsConfig::from_env()?).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let outbox = ApiGatewayOutbox::new(clients.pusher()?);
@@ -34,7 +43,7 @@ async fn main() -> Result<(), Error> {
             documents: Arc::new(clients.document_store()),
             audit: Arc::new(clients.audit_log()),
             outbox: Arc::new(outbox.clone()),
-            tokens: TokenAuthority::new(secret.as_bytes())?,
+            tokens,
             clock,
         },
         ServiceConfig::default(),

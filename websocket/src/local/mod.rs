@@ -24,7 +24,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
-use shared::auth::TokenAuthority;
+use shared::auth::{AuthError, TokenAuthority};
 use shared::clock::Clock;
 use shared::ports::{AuditLog, ConnectionId, ConnectionRegistry, DocumentStore};
 
@@ -71,7 +71,8 @@ pub struct LocalConfig {
     /// Flood control per connection.
     pub rate_limit: RateLimit,
     /// Open connections one user may hold; the next upgrade is refused with 429.
-    /// Default: 1,024 (a load test's thousand subscribers on one token still fit).
+    /// Default: 16, far more than one person's tabs and devices; tests and benchmarks
+    /// whose crowd of subscribers is one user's raise it.
     pub max_connections_per_user: usize,
     /// Open connections on this server; the next upgrade is refused with 503.
     /// Default: 20,000.
@@ -91,7 +92,7 @@ impl Default for LocalConfig {
             check_interval: Duration::from_secs(1),
             max_message_bytes: 1024 * 1024,
             rate_limit: RateLimit::default(),
-            max_connections_per_user: 1024,
+            max_connections_per_user: 16,
             max_connections: 20_000,
         }
     }
@@ -213,8 +214,8 @@ async fn upgrade(
         Ok(upgrade) => upgrade,
         Err(rejection) => {
             // Authentication first: a request without a valid token learns nothing more.
-            if let Err(e) = ws.service.authenticate(&token) {
-                return unauthorized(&e.to_string());
+            if let Err(e) = ws.service.authenticate(&token).await {
+                return refused(&e);
             }
             return rejection.into_response();
         }
@@ -228,7 +229,7 @@ async fn upgrade(
             return match e {
                 ConnectError::Unauthorized(e) => {
                     tracing::debug!(error = %e, "websocket upgrade refused");
-                    unauthorized(&e.to_string())
+                    refused(&e)
                 }
                 ConnectError::Unavailable(e) => {
                     tracing::warn!(error = %e, "websocket upgrade failed");
@@ -297,6 +298,15 @@ fn problem(status: StatusCode, kind: &str, title: &str, detail: &str) -> Respons
         HeaderValue::from_static("application/problem+json"),
     );
     response
+}
+
+/// A token that does not verify: 401; one that cannot be checked now (the identity
+/// provider's keys are unavailable): 503.
+fn refused(e: &AuthError) -> Response {
+    match e {
+        AuthError::Unavailable(_) => unavailable(),
+        _ => unauthorized(&e.to_string()),
+    }
 }
 
 fn unauthorized(detail: &str) -> Response {
