@@ -69,7 +69,10 @@ fuzz_target!(|data: &[u8]| {
 fn verdict(token: &str, at: DateTime<Utc>) -> Result<Identity, AuthError> {
     use std::task::{Context, Poll, Waker};
     let mut verifying = std::pin::pin!(authority().verify(token, at));
-    match verifying.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+    match verifying
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+    {
         Poll::Ready(outcome) => outcome,
         Poll::Pending => panic!("HS256 verification waited"),
     }

@@ -109,10 +109,14 @@ fn check_record(record: &Value) {
         }
         Ok(Decoded::Change(change)) => check_change(record, &meta, &change),
         Ok(Decoded::Unfinished(unfinished)) => {
-            assert_ne!(record["eventName"], "REMOVE", "a deletion never waits for bodies");
+            assert_ne!(
+                record["eventName"], "REMOVE",
+                "a deletion never waits for bodies"
+            );
             assert_eq!(meta.document_id, Some(unfinished.document_id()));
             assert!(
-                unfinished.new_body_version().is_some() || unfinished.old_body_version().is_some()
+                unfinished.new_body_version().is_some()
+                    || unfinished.old_body_version().is_some()
                     || record["dynamodb"]["OldImage"][codec::BODY_PAGED_ATTRIBUTE]["BOOL"] == true,
                 "only a record with a paged-out body is unfinished"
             );
