@@ -46,6 +46,21 @@ async fn version_items(clients: &AwsClients, id: &DocumentId) -> Vec<Item> {
     }
 }
 
+/// The document item of `id` as stored (strongly consistent).
+async fn document_item(clients: &AwsClients, id: &DocumentId) -> Item {
+    clients
+        .dynamodb
+        .get_item()
+        .table_name(&clients.config.tables.documents)
+        .set_key(Some(codec::document_key(id).into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+        .expect("the document item")
+}
+
 fn text<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
     match item.get(name) {
         Some(AttributeValue::S(s)) => Some(s),
@@ -113,18 +128,7 @@ async fn the_document_item_and_the_version_item_carry_the_operation() {
 
     // The document item as it is now, decoded as its stream image would be.
     let document_image = || async {
-        let item: Item = clients
-            .dynamodb
-            .get_item()
-            .table_name(&clients.config.tables.documents)
-            .set_key(Some(codec::document_key(&v1.id).into()))
-            .consistent_read(true)
-            .send()
-            .await
-            .unwrap()
-            .item
-            .unwrap();
-        codec::item_to_document(&item.into()).unwrap()
+        codec::item_to_document(&document_item(&clients, &v1.id).await.into()).unwrap()
     };
     let image = document_image().await;
     assert_eq!(image.document, v3);
@@ -309,17 +313,7 @@ async fn keystroke_units(clients: &AwsClients, store: &dyn DocumentStore, size: 
         d.body = Body::parse(format!("hello {}", d.body.as_str())).unwrap()
     });
     store.update(&typed, &ops(&first, &typed)).await.unwrap();
-    let head = clients
-        .dynamodb
-        .get_item()
-        .table_name(&clients.config.tables.documents)
-        .key("id", AttributeValue::S(first.id.to_string()))
-        .consistent_read(true)
-        .send()
-        .await
-        .unwrap()
-        .item
-        .unwrap();
+    let head = document_item(clients, &first.id).await;
     let version = version_items(clients, &first.id).await.pop().unwrap();
     assert_eq!(text(&version, "ops"), Some(r#"["hello "]"#));
     assert_eq!(
