@@ -6,7 +6,7 @@ use shared::auth::TokenAuthority;
 
 use crate::http::rate_limit::UserRateLimiter;
 use shared::clock::Clock;
-use shared::service::DocumentService;
+use shared::service::{DocumentService, ReadService};
 
 /// Writes Prometheus text-format lines for one part of the system.
 pub type MetricsSource = Arc<dyn Fn(&mut String) + Send + Sync>;
@@ -18,8 +18,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// Everything `/metrics` reports, beyond the HTTP counters.
     pub metrics: Vec<MetricsSource>,
-    /// The fan-out's stores behind search, history and analysis (503 when absent).
-    pub read_models: Option<stream_handler::ReadModels>,
+    /// Search, history and analysis, behind the same access question as the documents.
+    pub reads: ReadService,
     /// Each user's REST request budget.
     pub rate_limit: Arc<UserRateLimiter>,
 }

@@ -32,13 +32,13 @@ use shared::embedded::{
     SqliteAuditLog, SqliteDeadLetterQueue, TantivySearchIndex,
 };
 use shared::ports::{DocumentStore, Notifier};
+use shared::service::ReadService;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::analysis::{AnalysisWorker, AnalysisWorkerConfig};
 use crate::handler::{Fanout, HandlerConfig};
 use crate::poller::{Poller, PollerConfig};
-use crate::read_models::ReadModels;
 use crate::redrive::{self, RedriveOutcome};
 use crate::sinks::Sink;
 use crate::sinks::analysis::{AnalysisSink, AnalysisSinkConfig};
@@ -266,13 +266,14 @@ impl EmbeddedFanout {
         })
     }
 
-    /// The stores the REST API reads.
-    pub fn read_models(&self) -> ReadModels {
-        ReadModels {
-            search: self.search.clone(),
-            audit: self.audit.clone(),
-            analyses: self.analyses.clone(),
-        }
+    /// The read side over these stores: search, history and analysis, for the REST API.
+    pub fn reads(&self) -> ReadService {
+        ReadService::new(
+            Arc::clone(&self.documents),
+            self.audit.clone(),
+            self.analyses.clone(),
+            Some(self.search.clone()),
+        )
     }
 
     /// Redrives the dead letters (all, or the one with id `only`).

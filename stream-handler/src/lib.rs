@@ -9,7 +9,6 @@
 //! - [`analysis`]: the analysis worker and the text analysis it runs;
 //! - [`poller`]: the embedded event source mapping over the SQLite change log;
 //! - [`redrive`]: handling dead letters again; [`reindex`]: rebuilding the search index;
-//! - [`read_models`]: the stores the REST API reads (search, history, analyses);
 //! - [`metrics`]: stream lag and per-sink counts and latencies for `/metrics`;
 //! - [`embedded`]: every embedded port and task, opened from the data directory.
 
@@ -30,7 +29,6 @@ pub mod embedded;
 pub mod handler;
 pub mod metrics;
 pub mod poller;
-pub mod read_models;
 pub mod redrive;
 pub mod reindex;
 pub mod sinks;
@@ -38,4 +36,3 @@ pub mod sinks;
 pub use embedded::{EmbeddedFanout, FanoutConfig};
 pub use handler::{BatchReport, Fanout, HandlerConfig, RetryPolicy, handle};
 pub use poller::{Poller, PollerConfig};
-pub use read_models::ReadModels;

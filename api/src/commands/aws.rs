@@ -17,11 +17,11 @@ use std::sync::Arc;
 use shared::auth::{self, TokenAuthority, TokenConfig};
 use shared::aws::{AwsClients, AwsConfig};
 use shared::clock::{Clock, SystemClock};
-use shared::ports::{DeadLetter, DeadLetterQueue};
-use shared::service::DocumentService;
+use shared::ports::{DeadLetter, DeadLetterQueue, DocumentStore, SearchIndex};
+use shared::service::{DocumentService, ReadService};
+use stream_handler::Fanout;
 use stream_handler::redrive::{self, RedriveOutcome};
 use stream_handler::sinks::notifications::NoSubscribers;
-use stream_handler::{Fanout, ReadModels};
 
 use super::serve::App;
 use crate::http::rate_limit::{RateLimit, UserRateLimiter};
@@ -36,24 +36,26 @@ impl App {
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
         let tokens = Arc::new(TokenAuthority::start(tokens, clock.now()).await?);
-        let documents =
-            DocumentService::new(Arc::new(clients.document_store()), Arc::clone(&clock));
-        // Search, history and analysis need the search index too; without
-        // `DOCFAN_OPENSEARCH_URL` those routes answer 503.
-        let read_models = match clients.search_index() {
-            Ok(search) => Some(ReadModels {
-                search: Arc::new(search),
-                audit: Arc::new(clients.audit_log()),
-                analyses: Arc::new(clients.analysis_store()),
-            }),
-            Err(_) => None,
-        };
+        let store: Arc<dyn DocumentStore> = Arc::new(clients.document_store());
+        let documents = DocumentService::new(Arc::clone(&store), Arc::clone(&clock));
+        // Without `DOCFAN_OPENSEARCH_URL`, search answers 503; history and analysis
+        // need only their tables.
+        let search = clients
+            .search_index()
+            .ok()
+            .map(|search| Arc::new(search) as Arc<dyn SearchIndex>);
+        let reads = ReadService::new(
+            store,
+            Arc::new(clients.audit_log()),
+            Arc::new(clients.analysis_store()),
+            search,
+        );
         let state = AppState {
             documents,
             tokens,
             clock: Arc::clone(&clock),
             metrics: Vec::new(),
-            read_models,
+            reads,
             rate_limit: Arc::new(UserRateLimiter::new(rate_limit)),
         };
         Ok(Self::from_router(crate::router(state), clock))

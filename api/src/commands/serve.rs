@@ -202,7 +202,7 @@ impl App {
                 Arc::new(stream_handler::metrics::render),
                 Arc::new(move |out: &mut String| ws_metrics.render_metrics(out)),
             ],
-            read_models: Some(fanout.read_models()),
+            reads: fanout.reads(),
             rate_limit: Arc::new(UserRateLimiter::new(config.rate_limit)),
         };
         Ok(Self {

@@ -5,8 +5,7 @@ use axum::extract::{Path, State};
 use shared::domain::Analysis;
 
 use super::documents::parse_id;
-use super::search::read_models;
-use crate::http::{ApiError, ApiResult, Caller, Problem};
+use crate::http::{ApiResult, Caller, Problem};
 use crate::state::AppState;
 
 #[utoipa::path(
@@ -24,12 +23,5 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Analysis>> {
     let id = parse_id(&id)?;
-    state.documents.access(&user, &id).await?;
-    let models = read_models(&state)?;
-    let analysis = models
-        .analyses
-        .get(&id)
-        .await?
-        .ok_or_else(|| ApiError::from(Problem::not_found()))?;
-    Ok(Json(analysis))
+    Ok(Json(state.reads.analysis(&user, &id).await?))
 }

@@ -9,7 +9,6 @@ use shared::domain::{AuditEntry, ChangeKind, Field};
 use utoipa::ToSchema;
 
 use super::documents::parse_id;
-use super::search::read_models;
 use crate::http::QueryParams;
 use crate::http::pagination::{PageParams, encode_cursor};
 use crate::http::{ApiError, ApiResult, Caller, Problem};
@@ -81,10 +80,7 @@ pub async fn list(
                 })?,
         ),
     };
-    // The caller must be able to read the document now.
-    state.documents.access(&user, &id).await?;
-    let models = read_models(&state)?;
-    let mut entries = models.audit.list(&id, after, limit + 1).await?;
+    let mut entries = state.reads.history(&user, &id, after, limit + 1).await?;
     let more = entries.len() > limit;
     entries.truncate(limit);
     let next_cursor = if more {
@@ -118,12 +114,5 @@ pub async fn get(
     let version: u64 = version
         .parse()
         .map_err(|_| ApiError::from(Problem::not_found()))?;
-    state.documents.access(&user, &id).await?;
-    let models = read_models(&state)?;
-    let entry = models
-        .audit
-        .get(&id, version)
-        .await?
-        .ok_or_else(|| ApiError::from(Problem::not_found()))?;
-    Ok(Json(entry))
+    Ok(Json(state.reads.history_entry(&user, &id, version).await?))
 }

@@ -3,12 +3,9 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use shared::domain::search_query;
 use shared::ports::{SearchHit, SearchQuery};
-use stream_handler::ReadModels;
-use stream_handler::sinks::search::search_readable;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::http::QueryParams;
@@ -47,19 +44,6 @@ pub struct SearchResults {
     pub next_cursor: Option<String>,
 }
 
-/// The fan-out's stores, or 503 when this deployment has none wired.
-pub(crate) fn read_models(state: &AppState) -> Result<&ReadModels, ApiError> {
-    state.read_models.as_ref().ok_or_else(|| {
-        Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "/problems/unavailable",
-            "Temporarily unavailable",
-            "search, history and analysis are not available on this server",
-        )
-        .into()
-    })
-}
-
 #[utoipa::path(
     get, path = "/search", tag = "search", operation_id = "searchDocuments",
     params(SearchParams),
@@ -93,19 +77,13 @@ pub async fn search(
     };
     let parsed = search_query::parse(params.q.as_deref().unwrap_or_default())
         .map_err(shared::Error::from)?;
-    let models = read_models(&state)?;
     let query = SearchQuery {
         query: parsed,
         reader: user,
         limit,
         offset,
     };
-    let found = search_readable(
-        models.search.as_ref(),
-        state.documents.store().as_ref(),
-        &query,
-    )
-    .await?;
+    let found = state.reads.search(&query).await?;
     let next = offset + limit;
     Ok(Json(SearchResults {
         results: found.hits,
@@ -164,7 +142,7 @@ mod tests {
                 tokens: tokens.clone(),
                 clock,
                 metrics: Vec::new(),
-                read_models: Some(fanout.read_models()),
+                reads: fanout.reads(),
                 rate_limit: Default::default(),
             };
             Self {

@@ -87,9 +87,7 @@ impl DocumentService {
     /// the access check of every read that is not the document itself. `NotFound` when
     /// it does not exist for them.
     pub async fn access(&self, actor: &UserId, id: &DocumentId) -> Result<(DocumentHead, Access)> {
-        let head = self.store.head(id).await?.ok_or(Error::NotFound)?;
-        let access = head.access_for(actor).ok_or(Error::NotFound)?;
-        Ok((head, access))
+        super::readable(self.store.as_ref(), actor, id).await
     }
 
     /// The documents `actor` owns or collaborates on, newest first.

@@ -2,5 +2,7 @@
 
 mod documents;
 pub mod merge_patch;
+mod reads;
 
 pub use documents::{DocumentService, NewDocument, Replacement};
+pub use reads::{ReadService, readable};

@@ -13,8 +13,8 @@ use shared::clock::{ManualClock, SystemClock};
 use shared::domain::{Body, Collaborators, Document, DocumentId, Role, Title, UserId};
 use shared::embedded::SqliteDocumentStore;
 use shared::ports::{
-    AnalysisQueue, AnalysisStore, AuditLog, DeadLetterQueue, DeadLetterSource, DocumentStore,
-    SearchIndex, SearchQuery,
+    AnalysisQueue, AnalysisStore, AuditLog, DeadLetterQueue, DeadLetterSource, SearchIndex,
+    SearchQuery,
 };
 use shared::service::{DocumentService, NewDocument, Replacement};
 use stream_handler::analysis::{AnalysisWorker, AnalysisWorkerConfig, JobOutcome};
@@ -24,7 +24,7 @@ use stream_handler::sinks::Sink;
 use stream_handler::sinks::analysis::AnalysisSink;
 use stream_handler::sinks::audit::AuditSink;
 use stream_handler::sinks::notifications::NotificationSink;
-use stream_handler::sinks::search::{SearchSink, search_readable};
+use stream_handler::sinks::search::SearchSink;
 use stream_handler::{EmbeddedFanout, FanoutConfig};
 use tokio::sync::oneshot;
 
@@ -707,13 +707,12 @@ async fn search_never_shows_a_document_to_someone_who_cannot_read_it() {
         .await
         .unwrap();
     assert_eq!(env.search("zebra", "bob").await, [(doc.id, 1)]);
-    let readable = search_readable(
-        env.embedded.search.as_ref(),
-        env.store.as_ref() as &dyn DocumentStore,
-        &query("zebra", "bob"),
-    )
-    .await
-    .unwrap();
+    let readable = env
+        .embedded
+        .reads()
+        .search(&query("zebra", "bob"))
+        .await
+        .unwrap();
     assert!(readable.hits.is_empty());
 
     // Once fanned out, the index itself forgets him.

@@ -68,7 +68,7 @@ async fn serve_without_starting_the_fanout() -> Parts {
         tokens: Arc::new(TokenAuthority::new(TEST_SECRET).unwrap()),
         clock,
         metrics: Vec::new(),
-        read_models: Some(fanout.read_models()),
+        reads: fanout.reads(),
         rate_limit: Default::default(),
     };
     let router = api::router_with(state, readiness, axum::Router::new());

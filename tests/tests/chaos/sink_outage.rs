@@ -144,7 +144,7 @@ impl Stack {
             tokens: Arc::new(TokenAuthority::new(TEST_SECRET).unwrap()),
             clock,
             metrics: Vec::new(),
-            read_models: Some(fanout.read_models()),
+            reads: fanout.reads(),
             rate_limit: Default::default(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use shared::domain::ChangeEvent;
-use shared::ports::{SearchDocument, SearchIndex, SearchPage, SearchQuery};
+use shared::ports::{SearchDocument, SearchIndex};
 use shared::{Error, Result};
 
 use super::Sink;
@@ -69,25 +69,4 @@ impl Sink for SearchSink {
     async fn health(&self) -> Result<()> {
         self.index.health().await
     }
-}
-
-/// A search on behalf of `query.reader` that also checks each hit against the
-/// document's current access in the store, so a user who just lost access does not see
-/// the document even before the index has caught up with that change.
-pub async fn search_readable(
-    index: &dyn SearchIndex,
-    documents: &dyn shared::ports::DocumentStore,
-    query: &SearchQuery,
-) -> Result<SearchPage> {
-    let mut page = index.search(query).await?;
-    let mut readable = Vec::with_capacity(page.hits.len());
-    for hit in page.hits {
-        if let Some(doc) = documents.get(&hit.id).await?
-            && doc.access_for(&query.reader).is_some()
-        {
-            readable.push(hit);
-        }
-    }
-    page.hits = readable;
-    Ok(page)
 }
