@@ -148,6 +148,18 @@ impl TokenConfig {
         Self::from_vars(|name| std::env::var(name).ok(), secret)
     }
 
+    /// [`from_env`](Self::from_env) for a process with no data directory (the Lambda
+    /// functions, `serve` on AWS): without a provider, `DOCFAN_JWT_SECRET` is required.
+    pub fn from_env_without_data_dir() -> anyhow::Result<Self> {
+        Self::from_env(|| {
+            anyhow::bail!(
+                "{} must be set (or {} for an identity provider)",
+                env::SECRET,
+                env::JWKS_URL
+            )
+        })
+    }
+
     /// [`from_env`](Self::from_env) over any source of variables; empty values count as
     /// unset.
     pub fn from_vars(

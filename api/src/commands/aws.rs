@@ -14,7 +14,7 @@
 
 use std::sync::Arc;
 
-use shared::auth::{self, TokenAuthority, TokenConfig};
+use shared::auth::{TokenAuthority, TokenConfig};
 use shared::aws::{AwsClients, AwsConfig};
 use shared::clock::{Clock, SystemClock};
 use shared::ports::{DeadLetter, DeadLetterQueue, DocumentStore, SearchIndex};
@@ -65,13 +65,7 @@ impl App {
     /// builds every client once and wires the router with `rate_limit` per user (the
     /// Lambda function's is [`RateLimit::from_env`]).
     pub async fn from_aws_env(rate_limit: RateLimit) -> anyhow::Result<Self> {
-        let tokens = TokenConfig::from_env(|| {
-            anyhow::bail!(
-                "{} must be set (or {} for an identity provider)",
-                auth::env::SECRET,
-                auth::env::JWKS_URL
-            )
-        })?;
+        let tokens = TokenConfig::from_env_without_data_dir()?;
         let config = AwsConfig::from_env()?;
         let clients = AwsClients::load(config).await?;
         Self::build_aws(&clients, tokens, rate_limit, Arc::new(SystemClock)).await

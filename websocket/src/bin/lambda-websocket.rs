@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use shared::auth::{self, TokenAuthority, TokenConfig};
+use shared::auth::{TokenAuthority, TokenConfig};
 use shared::aws::{AwsClients, AwsConfig};
 use shared::clock::{Clock, SystemClock};
 use websocket::apigateway::{ApiGatewayOutbox, handle_request};
@@ -26,13 +26,7 @@ use websocket::{ConnectionService, ServiceConfig, ServicePorts};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init(shared::aws::config::log_format());
-    let tokens = TokenConfig::from_env(|| {
-        anyhow::bail!(
-            "{} must be set (or {} for an identity provider)",
-            auth::env::SECRET,
-            auth::env::JWKS_URL
-        )
-    })?;
+    let tokens = TokenConfig::from_env_without_data_dir()?;
     let tokens = TokenAuthority::start(tokens, SystemClock.now()).await?;
     let clients = AwsClients::load(AwsConfig::from_env()?).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
