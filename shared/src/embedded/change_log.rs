@@ -26,6 +26,31 @@ pub const REGION: &str = "local";
 pub const EVENT_SOURCE_ARN: &str =
     "arn:aws:dynamodb:local:000000000000:table/documents/stream/embedded";
 
+/// Shards of the change log: the least common multiple of the parallelization factors
+/// 1..=10, so the shard modulo any of them is the document's partition for it.
+const SHARDS: u64 = 2520;
+
+/// FNV-1a of a document id: stable across processes and builds, so partitions and
+/// checkpoints keep their meaning after a restart.
+fn fnv1a(document_id: &str) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in document_id.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+/// The shard of a document's records (stored with each of them).
+fn shard_of(document_id: &str) -> u64 {
+    fnv1a(document_id) % SHARDS
+}
+
+/// The partition of a document among `factor` (1..=10; 0 counts as 1) partitions.
+pub fn partition_of(document_id: &str, factor: u32) -> u32 {
+    (shard_of(document_id) % u64::from(factor.clamp(1, 10))) as u32
+}
+
 /// Appends `record` with the next sequence number; returns that number.
 pub(crate) fn append(
     conn: &Connection,
@@ -37,13 +62,15 @@ pub(crate) fn append(
     record.change.sequence_number = Some(codec::format_sequence_number(seq));
     let json = codec::record_to_json(&record).to_string();
     conn.prepare_cached(
-        "INSERT INTO change_log (seq, document_id, record, committed_at_ms) VALUES (?1, ?2, ?3, ?4)",
+        "INSERT INTO change_log (seq, document_id, record, committed_at_ms, shard)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
     .execute(params![
         seq as i64,
         document.to_string(),
         json,
-        committed_at.timestamp_millis()
+        committed_at.timestamp_millis(),
+        shard_of(&document.to_string()) as i64
     ])?;
     Ok(seq)
 }
@@ -71,6 +98,15 @@ pub struct ChangeRecord {
     pub record: String,
     /// When the mutation was committed.
     pub committed_at: DateTime<Utc>,
+}
+
+fn record_of(row: &rusqlite::Row<'_>) -> rusqlite::Result<ChangeRecord> {
+    Ok(ChangeRecord {
+        seq: row.get::<_, i64>(0)? as u64,
+        document_id: row.get(1)?,
+        record: row.get(2)?,
+        committed_at: DateTime::from_timestamp_millis(row.get(3)?).unwrap_or_default(),
+    })
 }
 
 /// A reader of the change log, with its commit wake-ups and checkpoints.
@@ -110,17 +146,58 @@ impl ChangeFeed {
                     )
                     .map_err(map_sqlite_error)?;
                 let rows = stmt
-                    .query_map(params![after as i64, limit as i64], |row| {
-                        Ok(ChangeRecord {
-                            seq: row.get::<_, i64>(0)? as u64,
-                            document_id: row.get(1)?,
-                            record: row.get(2)?,
-                            committed_at: DateTime::from_timestamp_millis(row.get(3)?)
-                                .unwrap_or_default(),
-                        })
-                    })
+                    .query_map(params![after as i64, limit as i64], record_of)
                     .map_err(map_sqlite_error)?;
                 rows.map(|r| r.map_err(map_sqlite_error)).collect()
+            })
+            .await
+    }
+
+    /// Up to `limit` records of partition `partition` of `factor` with a sequence number
+    /// above `after`, in order, and the sequence number up to which the log was read
+    /// for them: the last record's when `limit` came back, else the latest committed
+    /// (nothing of the partition lies between). The other partitions' records are
+    /// never read out of the database.
+    pub async fn read_partition_after(
+        &self,
+        after: u64,
+        partition: u32,
+        factor: u32,
+        limit: usize,
+    ) -> Result<(Vec<ChangeRecord>, u64)> {
+        let factor = factor.clamp(1, 10);
+        self.pool
+            .call(move |conn| {
+                // One snapshot for both reads: nothing committed between them is missed.
+                let tx = conn.unchecked_transaction().map_err(map_sqlite_error)?;
+                let latest = latest_seq(&tx).map_err(map_sqlite_error)?;
+                let mut stmt = tx
+                    .prepare_cached(
+                        "SELECT seq, document_id, record, committed_at_ms FROM change_log
+                         WHERE seq > ?1 AND seq <= ?2 AND (shard IS NULL OR shard % ?3 = ?4)
+                         ORDER BY seq",
+                    )
+                    .map_err(map_sqlite_error)?;
+                let rows = stmt
+                    .query_map(
+                        params![after as i64, latest as i64, factor, partition],
+                        record_of,
+                    )
+                    .map_err(map_sqlite_error)?;
+                let mut own = Vec::new();
+                for row in rows {
+                    let row = row.map_err(map_sqlite_error)?;
+                    // Rows from before shards were stored are sorted out here.
+                    if partition_of(&row.document_id, factor) != partition {
+                        continue;
+                    }
+                    own.push(row);
+                    if own.len() == limit.max(1) {
+                        let last = own.last().map_or(after, |r| r.seq);
+                        return Ok((own, last));
+                    }
+                }
+                Ok((own, latest.max(after)))
             })
             .await
     }
@@ -197,5 +274,84 @@ impl ChangeFeed {
                 .map_err(map_sqlite_error)
             })
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_lambda_events::dynamodb::EventRecord;
+
+    use super::*;
+
+    fn feed_with(ids: &[DocumentId], unsharded: &[DocumentId]) -> (tempfile::TempDir, ChangeFeed) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.db");
+        let conn = open_database(&path).unwrap();
+        for id in ids {
+            append(&conn, id, EventRecord::default(), Utc::now()).unwrap();
+        }
+        for id in unsharded {
+            // A row as docfan wrote it before shards were stored.
+            let seq = append(&conn, id, EventRecord::default(), Utc::now()).unwrap();
+            conn.execute(
+                "UPDATE change_log SET shard = NULL WHERE seq = ?1",
+                [seq as i64],
+            )
+            .unwrap();
+        }
+        (dir, ChangeFeed::open(&path).unwrap())
+    }
+
+    #[tokio::test]
+    async fn each_partition_reads_its_own_records_and_how_far_the_log_was_read() {
+        let ids: Vec<DocumentId> = (0..40).map(|_| DocumentId::generate()).collect();
+        let (_dir, feed) = feed_with(&ids[..30], &ids[30..]);
+        for factor in [1, 3, 4] {
+            let mut seen = Vec::new();
+            for partition in 0..factor {
+                let (own, read_to) = feed
+                    .read_partition_after(0, partition, factor, 1000)
+                    .await
+                    .unwrap();
+                assert_eq!(read_to, 40, "nothing of the partition is left unread");
+                for record in &own {
+                    assert_eq!(partition_of(&record.document_id, factor), partition);
+                }
+                assert!(own.windows(2).all(|w| w[0].seq < w[1].seq), "in order");
+                seen.extend(own.into_iter().map(|r| r.seq));
+            }
+            seen.sort_unstable();
+            assert_eq!(seen, (1..=40).collect::<Vec<u64>>(), "factor {factor}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_page_says_it_was_read_up_to_its_last_record() {
+        let ids: Vec<DocumentId> = (0..20).map(|_| DocumentId::generate()).collect();
+        let (_dir, feed) = feed_with(&ids, &[]);
+        let (all, _) = feed.read_partition_after(0, 0, 1, 1000).await.unwrap();
+        let (page, read_to) = feed.read_partition_after(0, 0, 1, 5).await.unwrap();
+        assert_eq!(page.len(), 5);
+        assert_eq!(read_to, all[4].seq);
+        let (rest, read_to) = feed
+            .read_partition_after(read_to, 0, 1, 1000)
+            .await
+            .unwrap();
+        assert_eq!(rest.len(), 15);
+        assert_eq!(read_to, 20);
+        let (none, read_to) = feed.read_partition_after(20, 0, 1, 1000).await.unwrap();
+        assert!(none.is_empty());
+        assert_eq!(read_to, 20);
+    }
+
+    #[test]
+    fn a_partition_is_the_same_whether_taken_from_the_shard_or_the_whole_hash() {
+        for i in 0..500 {
+            let id = format!("document-{i}");
+            for factor in 1..=10u32 {
+                let whole = (fnv1a(&id) % u64::from(factor)) as u32;
+                assert_eq!(partition_of(&id, factor), whole, "{id} / {factor}");
+            }
+        }
     }
 }

@@ -31,11 +31,18 @@ pub struct Migration {
 }
 
 /// Every migration, in order; the version of the `n`th (from 1) is `n`.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "the tables of the releases before schema versions",
-    sql: include_str!("migrations/0001_initial.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "the tables of the releases before schema versions",
+        sql: include_str!("migrations/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "the change log's shard of each record",
+        sql: include_str!("migrations/0002_change_log_shard.sql"),
+    },
+];
 
 /// The schema version this docfan writes.
 pub const LATEST: u32 = MIGRATIONS.len() as u32;

@@ -121,16 +121,7 @@ impl PollerConfig {
     }
 }
 
-/// The partition of a document: FNV-1a of its id, modulo the factor. Stable across
-/// processes and builds, so checkpoints keep their meaning after a restart.
-pub fn partition_of(document_id: &str, factor: u32) -> u32 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in document_id.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    (hash % u64::from(factor.max(1))) as u32
-}
+pub use shared::embedded::change_log::partition_of;
 
 /// The embedded event source mapping.
 pub struct Poller;
@@ -430,28 +421,11 @@ impl Partition {
     }
 
     /// Up to `batch_size` records of this partition after `after`, and the sequence
-    /// number up to which the log was scanned for them.
+    /// number up to which the log was read for them.
     async fn collect(&self, after: u64) -> Result<(Vec<ChangeRecord>, u64)> {
-        let want = self.config.batch_size.max(1);
-        let scan = (want * self.factor as usize).clamp(want, 5_000);
-        let mut own = Vec::new();
-        let mut scanned = after;
-        loop {
-            let rows = self.feed.read_after(scanned, scan).await?;
-            let full_page = rows.len() == scan;
-            for row in rows {
-                scanned = row.seq;
-                if partition_of(&row.document_id, self.factor) == self.id {
-                    own.push(row);
-                    if own.len() == want {
-                        return Ok((own, scanned));
-                    }
-                }
-            }
-            if !full_page {
-                return Ok((own, scanned));
-            }
-        }
+        self.feed
+            .read_partition_after(after, self.id, self.factor, self.config.batch_size)
+            .await
     }
 
     /// Handles a batch until every record is handled or dead-lettered; stops early

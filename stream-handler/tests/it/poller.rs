@@ -273,7 +273,7 @@ async fn the_backlog_is_what_lies_above_each_partitions_checkpoint() {
     assert_eq!(empty, Backlog::default());
 
     // Ids are random: create documents until both partitions hold some.
-    let mut docs = Vec::new();
+    let mut docs: Vec<Document> = Vec::new();
     while docs.len() < 6
         || docs
             .iter()
@@ -287,7 +287,11 @@ async fn the_backlog_is_what_lies_above_each_partitions_checkpoint() {
         docs.push(log.create(&format!("doc {i}")).await);
     }
     let all = backlog(&feed).await.unwrap();
-    assert_eq!(all.records, docs.len() as u64, "no checkpoint yet: everything waits");
+    assert_eq!(
+        all.records,
+        docs.len() as u64,
+        "no checkpoint yet: everything waits"
+    );
     let first = feed.read_after(0, 1).await.unwrap().remove(0);
     assert_eq!(all.oldest, Some(first.committed_at));
 
@@ -299,7 +303,10 @@ async fn the_backlog_is_what_lies_above_each_partitions_checkpoint() {
         .iter()
         .filter(|d| partition_of(&d.id.to_string(), 2) == 1)
         .count() as u64;
-    assert!(in_one > 0 && in_one < docs.len() as u64, "the ids spread over both");
+    assert!(
+        in_one > 0 && in_one < docs.len() as u64,
+        "the ids spread over both"
+    );
     assert_eq!(backlog(&feed).await.unwrap().records, in_one);
 
     feed.save_checkpoint(1, latest).await.unwrap();
