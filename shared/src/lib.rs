@@ -8,6 +8,7 @@
 //! - [`auth`]: JWTs, HS256 with a shared secret or an OpenID Connect provider's keys;
 //! - [`embedded`]: the one-machine adapters (SQLite, tantivy);
 //! - `aws` (cargo feature `aws`): the AWS adapters (DynamoDB, SQS, API Gateway, OpenSearch);
+//! - [`retry`]: the one retry policy (exponential backoff with jitter);
 //! - [`clock`], [`error`] and [`telemetry`]: time, the error type, logging setup.
 
 // The library's unit tests see the dev-dependencies the integration tests use.
@@ -22,6 +23,7 @@ pub mod domain;
 pub mod embedded;
 pub mod error;
 pub mod ports;
+pub mod retry;
 pub mod service;
 pub mod telemetry;
 

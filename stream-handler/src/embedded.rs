@@ -24,6 +24,7 @@
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use shared::Result;
 use shared::clock::Clock;
@@ -44,7 +45,7 @@ use crate::sinks::Sink;
 use crate::sinks::analysis::{AnalysisSink, AnalysisSinkConfig};
 use crate::sinks::audit::{AuditSink, AuditSinkConfig};
 use crate::sinks::notifications::{NotificationSink, NotificationSinkConfig};
-use crate::sinks::search::{SearchSink, SearchSinkConfig};
+use crate::sinks::search::{CommitPolicy, SearchSink, SearchSinkConfig};
 
 /// Every knob of the embedded fan-out.
 #[derive(Debug, Clone)]
@@ -55,6 +56,7 @@ pub struct FanoutConfig {
     /// The live consumer (notifications).
     pub live: PollerConfig,
     pub worker: AnalysisWorkerConfig,
+    /// Commits the index by time and size: a write is searchable within about 200 ms.
     pub search: SearchSinkConfig,
     pub audit: AuditSinkConfig,
     pub notifications: NotificationSinkConfig,
@@ -68,7 +70,9 @@ impl Default for FanoutConfig {
             poller: PollerConfig::default(),
             live: PollerConfig::live(),
             worker: AnalysisWorkerConfig::default(),
-            search: SearchSinkConfig::default(),
+            search: SearchSinkConfig {
+                commit: CommitPolicy::by_time_and_size(Duration::from_millis(200), 5_000),
+            },
             audit: AuditSinkConfig::default(),
             notifications: NotificationSinkConfig::default(),
             analysis: AnalysisSinkConfig::default(),

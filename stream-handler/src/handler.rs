@@ -36,36 +36,10 @@ use tracing::Instrument;
 use crate::bodies::{BodyError, BodyReader};
 use crate::decode::{Decoded, RecordMeta, Unfinished, decode};
 use crate::metrics::{self, DeliveryOutcome};
-use crate::sinks::Sink;
 
-/// Bounded exponential backoff for transient sink failures.
-#[derive(Debug, Clone)]
-pub struct RetryPolicy {
-    /// Attempts per sink and record, the first included.
-    pub max_attempts: u32,
-    pub initial_backoff: Duration,
-    pub max_backoff: Duration,
-}
+use crate::sinks::{Flush, Flushed, Sink};
 
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            max_attempts: 4,
-            initial_backoff: Duration::from_millis(50),
-            max_backoff: Duration::from_secs(2),
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// The pause after failed attempt number `attempt` (1-based).
-    pub fn backoff(&self, attempt: u32) -> Duration {
-        let factor = 2u32.saturating_pow(attempt.saturating_sub(1));
-        self.initial_backoff
-            .saturating_mul(factor)
-            .min(self.max_backoff)
-    }
-}
+pub use shared::retry::RetryPolicy;
 
 /// How the handler behaves.
 #[derive(Debug, Clone)]
@@ -126,12 +100,41 @@ impl Pending {
     }
 }
 
+/// What a handler call made of a batch, as a consumer acts on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchOutcome {
+    Succeeded,
+    /// The record with this sequence number failed, so did every later one of its
+    /// document; the ones before it are done.
+    FailedFrom {
+        seq: u64,
+        reason: String,
+    },
+    /// The call failed as a whole: no record is known to be done.
+    WholeBatchFailed {
+        reason: String,
+    },
+}
+
 /// What became of a batch: the response, and why each reported record failed.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct BatchReport {
     pub response: DynamoDbEventResponse,
     /// The reason of each failure, by sequence number (`None`: a record without one).
     pub reasons: BTreeMap<Option<String>, String>,
+    /// Whether what the sinks took is durable, or partly held for a later commit
+    /// ([`Fanout::commit`]).
+    pub flushed: Flushed,
+}
+
+impl Default for BatchReport {
+    fn default() -> Self {
+        Self {
+            response: DynamoDbEventResponse::default(),
+            reasons: BTreeMap::new(),
+            flushed: Flushed::Durable,
+        }
+    }
 }
 
 impl BatchReport {
@@ -139,22 +142,40 @@ impl BatchReport {
         !self.response.batch_item_failures.is_empty()
     }
 
-    /// Whether the whole batch must be retried: a failure without a sequence number
-    /// cannot say where to resume.
-    pub fn whole_batch_failed(&self) -> bool {
-        self.response
-            .batch_item_failures
+    /// What the batch came to, as the poller acts on it: a failure is reported from
+    /// the lowest failed sequence number; one without a sequence number (a record that
+    /// carried none) cannot say where to resume, so the whole batch failed.
+    pub fn outcome(&self) -> BatchOutcome {
+        let failures = &self.response.batch_item_failures;
+        if failures.is_empty() {
+            return BatchOutcome::Succeeded;
+        }
+        let reason_of = |key: &Option<String>| {
+            self.reasons
+                .get(key)
+                .cloned()
+                .unwrap_or_else(|| "failed".to_owned())
+        };
+        let lowest = failures
             .iter()
-            .any(|f| f.item_identifier.as_deref().is_none_or(str::is_empty))
-    }
-
-    /// The lowest failed sequence number.
-    pub fn lowest_failure(&self) -> Option<&str> {
-        self.response
-            .batch_item_failures
-            .iter()
-            .filter_map(|f| f.item_identifier.as_deref())
-            .min()
+            .map(|f| f.item_identifier.as_deref().filter(|id| !id.is_empty()))
+            .map(|id| id.and_then(|id| id.parse::<u64>().ok().map(|seq| (seq, id))))
+            .collect::<Option<Vec<_>>>()
+            .and_then(|seqs| seqs.into_iter().min());
+        match lowest {
+            Some((seq, id)) => BatchOutcome::FailedFrom {
+                seq,
+                reason: reason_of(&Some(id.to_owned())),
+            },
+            None => BatchOutcome::WholeBatchFailed {
+                reason: self
+                    .reasons
+                    .values()
+                    .next()
+                    .cloned()
+                    .unwrap_or_else(|| "failed".to_owned()),
+            },
+        }
     }
 }
 
@@ -286,13 +307,16 @@ impl Fanout {
         self.handle(records).await
     }
 
-    /// Handles a batch of records, as JSON.
+    /// Handles a batch of records, as JSON; what the sinks took is durable when it
+    /// answers (a Lambda invocation ends there).
     pub async fn handle(&self, records: &[Value]) -> DynamoDbEventResponse {
-        self.handle_detailed(records).await.response
+        self.handle_detailed(records, Flush::Now).await.response
     }
 
-    /// Handles a batch and says why each reported record failed.
-    pub async fn handle_detailed(&self, records: &[Value]) -> BatchReport {
+    /// Handles a batch, flushing the sinks `when` asked (a long-running consumer lets
+    /// them commit by their own policy, [`Flush::IfDue`]), and says why each reported
+    /// record failed.
+    pub async fn handle_detailed(&self, records: &[Value], when: Flush) -> BatchReport {
         // Decode once; group the changes by document, keeping their order.
         let mut groups: Vec<(DocumentId, Vec<usize>)> = Vec::new();
         let mut group_of: std::collections::HashMap<DocumentId, usize> = Default::default();
@@ -386,9 +410,16 @@ impl Fanout {
             outcomes[i] = Some(outcome);
         }
 
-        let flush_failure = self.flush().await.err();
+        let (flushed, flush_failure) = match self.flush(when).await {
+            Ok(flushed) => (flushed, None),
+            // Nothing held is durable until a later flush succeeds.
+            Err(e) => (Flushed::Deferred(Duration::ZERO), Some(e)),
+        };
 
-        let mut report = BatchReport::default();
+        let mut report = BatchReport {
+            flushed,
+            ..BatchReport::default()
+        };
         let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
         for (i, outcome) in outcomes.into_iter().enumerate() {
             let meta = &metas[i];
@@ -445,20 +476,35 @@ impl Fanout {
             Outcome::Done | Outcome::Skipped => {}
             Outcome::Retry(reason) | Outcome::Dead { reason, .. } => return Err(reason),
         }
-        self.flush().await
+        self.commit().await
     }
 
-    async fn flush(&self) -> Result<(), String> {
+    /// Makes everything the sinks took so far durable now: what a consumer calls when a
+    /// deferred commit is due, and before it stops.
+    pub async fn commit(&self) -> Result<(), String> {
+        self.flush(Flush::Now).await.map(drop)
+    }
+
+    async fn flush(&self, when: Flush) -> Result<Flushed, String> {
         let flushed = join_all(self.sinks.iter().map(|sink| async move {
             let started = tokio::time::Instant::now();
-            let flushed = sink.flush().await;
-            metrics::record_flush(sink.name(), started.elapsed(), flushed.is_ok());
+            let flushed = sink.flush(when).await;
+            if matches!(flushed, Ok(Flushed::Durable) | Err(_)) {
+                metrics::record_flush(sink.name(), started.elapsed(), flushed.is_ok());
+            }
             flushed.map_err(|e| format!("{}: flush failed: {e}", sink.name()))
         }))
         .await;
-        let failures: Vec<String> = flushed.into_iter().filter_map(Result::err).collect();
+        let mut failures = Vec::new();
+        let mut all = Flushed::Durable;
+        for flushed in flushed {
+            match flushed {
+                Ok(flushed) => all = all.and(flushed),
+                Err(e) => failures.push(e),
+            }
+        }
         if failures.is_empty() {
-            Ok(())
+            Ok(all)
         } else {
             tracing::warn!(failures = ?failures, "sink flush failed; the batch will be retried");
             Err(failures.join("; "))
@@ -559,7 +605,7 @@ impl Fanout {
                     metrics::record_delivery(sink.name(), elapsed, DeliveryOutcome::Ok);
                     return Ok(());
                 }
-                Err(e) if sink.is_retriable(&e) && attempt < policy.max_attempts => {
+                Err(e) if sink.is_retriable(&e) && policy.allows_another(attempt) => {
                     metrics::record_delivery(sink.name(), elapsed, DeliveryOutcome::Retried);
                     let pause = policy.backoff(attempt);
                     tracing::warn!(error = %e, attempt, ?pause, "sink failed transiently; retrying");

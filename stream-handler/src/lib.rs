@@ -34,5 +34,5 @@ pub mod reindex;
 pub mod sinks;
 
 pub use embedded::{EmbeddedFanout, FanoutConfig};
-pub use handler::{BatchReport, Fanout, HandlerConfig, RetryPolicy, handle};
+pub use handler::{BatchOutcome, BatchReport, Fanout, HandlerConfig, RetryPolicy, handle};
 pub use poller::{Poller, PollerConfig};

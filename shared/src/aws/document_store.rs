@@ -69,6 +69,7 @@ use crate::domain::{
     Title, UserId, keeps_snapshot,
 };
 use crate::ports::{BodyArchive, DocumentPage, DocumentStore};
+use crate::retry::RetryPolicy;
 use crate::{Error, Result};
 
 type Attributes = HashMap<String, AttributeValue>;
@@ -569,14 +570,22 @@ pub(crate) async fn batch_write(
     Ok(())
 }
 
-/// Waits before retrying unprocessed batch requests; gives up after a few attempts.
+/// How unprocessed batch requests are retried.
+const UNPROCESSED_RETRIES: RetryPolicy = RetryPolicy {
+    max_attempts: 9,
+    initial_backoff: std::time::Duration::from_millis(50),
+    max_backoff: std::time::Duration::from_millis(1600),
+};
+
+/// Waits before retrying unprocessed batch requests (`attempt` of them failed so far);
+/// gives up after a few attempts.
 async fn backoff(attempt: u32) -> Result<()> {
-    if attempt > 8 {
-        return Err(Error::Unavailable(
-            "DynamoDB left batch requests unprocessed after 8 retries".into(),
-        ));
+    if !UNPROCESSED_RETRIES.allows_another(attempt) {
+        return Err(Error::Unavailable(format!(
+            "DynamoDB left batch requests unprocessed after {attempt} attempts"
+        )));
     }
-    tokio::time::sleep(std::time::Duration::from_millis(25 << attempt.min(6))).await;
+    tokio::time::sleep(UNPROCESSED_RETRIES.backoff(attempt)).await;
     Ok(())
 }
 

@@ -7,8 +7,13 @@
 //! - A partition reads up to `batch_size` of its records, waiting up to
 //!   `maximum_batching_window` for a batch to fill; it sleeps on the change feed's
 //!   commit signal when caught up (no polling delay).
+//! - A partition reads only its own records (the change log stores each record's shard).
 //! - After a batch, the partition's checkpoint (the sequence number up to which all of
-//!   its records are handled) is saved in SQLite, so a restart resumes there.
+//!   its records are handled) is saved in SQLite, so a restart resumes there — unless a
+//!   sink holds some of the batch for a later commit ([`Flushed::Deferred`], the search
+//!   index committing by time and size): then the checkpoint waits for that commit,
+//!   which the partition makes when it is due if no later batch has, and before it
+//!   stops.
 //! - A failed batch resumes from the lowest reported failure, after a backoff; with
 //!   `bisect_batch_on_error`, a batch that failed as a whole is split in two (this does
 //!   not count as a retry). A record that fails more than `maximum_retry_attempts`
@@ -23,7 +28,9 @@
 //!   whose effects do not outlive the process (live notifications to in-process
 //!   WebSocket connections).
 
-use std::collections::{BTreeMap, VecDeque};
+mod batch;
+
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,8 +43,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use crate::handler::{BatchReport, Fanout, RetryPolicy};
+use crate::handler::{Fanout, RetryPolicy};
 use crate::metrics;
+use crate::sinks::{Flush, Flushed};
+use batch::{BatchOutcome, BatchState, Item, Next, Rules};
 
 /// Where a consumer's checkpoints live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -349,11 +358,16 @@ impl Partition {
         }
     }
 
-    async fn run(self, mut checkpoint: u64) -> Result<()> {
+    async fn run(self, checkpoint: u64) -> Result<()> {
         let mut wake = self.feed.wake();
         let mut errors = 0;
+        let mut cursor = Cursor {
+            read_to: checkpoint,
+            commit_due: None,
+            commit_failures: 0,
+        };
         while !self.stopped() {
-            match self.step(&mut checkpoint, &mut wake).await {
+            match self.step(&mut cursor, &mut wake).await {
                 Ok(Step::Continue) => errors = 0,
                 Ok(Step::Stop) => break,
                 Err(e) => {
@@ -368,29 +382,91 @@ impl Partition {
                 }
             }
         }
+        if cursor.commit_due.is_some() {
+            // What was handled but not yet committed: commit it and checkpoint, or
+            // leave the checkpoint where it is and let the next start redeliver.
+            match self.fanout.commit().await {
+                Ok(()) => self.save(cursor.read_to).await?,
+                Err(e) => tracing::warn!(
+                    partition = self.id,
+                    error = %e,
+                    "the last commit before stopping failed; what it held is delivered again at the next start"
+                ),
+            }
+        }
         Ok(())
     }
 
-    /// Reads and handles one batch, or waits for one.
-    async fn step(&self, checkpoint: &mut u64, wake: &mut watch::Receiver<u64>) -> Result<Step> {
-        let (mut records, mut scanned_to) = self.collect(*checkpoint).await?;
+    /// Moves the cursor past what was handled, up to `to`: the checkpoint follows when
+    /// the sinks say their deliveries are durable (`flushed`; `None` when nothing was
+    /// flushed, so the state of the earlier batches rules).
+    async fn advance(&self, cursor: &mut Cursor, to: u64, flushed: Option<Flushed>) -> Result<()> {
+        cursor.read_to = to;
+        match flushed {
+            Some(Flushed::Deferred(due_in)) => {
+                let due = tokio::time::Instant::now() + due_in;
+                cursor.commit_due = Some(cursor.commit_due.map_or(due, |d| d.min(due)));
+                Ok(())
+            }
+            Some(Flushed::Durable) => {
+                cursor.commit_due = None;
+                self.save(to).await
+            }
+            None if cursor.commit_due.is_none() => self.save(to).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Commits what the sinks hold and checkpoints it; on failure the commit is tried
+    /// again after a backoff (the sinks keep what they hold).
+    async fn commit(&self, cursor: &mut Cursor) -> Result<()> {
+        match self.fanout.commit().await {
+            Ok(()) => {
+                cursor.commit_failures = 0;
+                cursor.commit_due = None;
+                self.save(cursor.read_to).await
+            }
+            Err(e) => {
+                cursor.commit_failures += 1;
+                let pause = self.config.retry_backoff.backoff(cursor.commit_failures);
+                tracing::warn!(partition = self.id, error = %e, ?pause, "a deferred commit failed; retrying");
+                cursor.commit_due = Some(tokio::time::Instant::now() + pause);
+                Ok(())
+            }
+        }
+    }
+
+    /// Reads and handles one batch, or waits for one (or for a deferred commit).
+    async fn step(&self, cursor: &mut Cursor, wake: &mut watch::Receiver<u64>) -> Result<Step> {
+        let (mut records, mut scanned_to) = self.collect(cursor.read_to).await?;
         if records.is_empty() {
             metrics::set_oldest_unprocessed(self.config.consumer, self.id, None);
-            if scanned_to > *checkpoint {
-                *checkpoint = scanned_to;
-                self.save(*checkpoint).await?;
+            if scanned_to > cursor.read_to {
+                self.advance(cursor, scanned_to, None).await?;
                 return Ok(Step::Continue);
             }
-            let cursor = *checkpoint;
+            let read_to = cursor.read_to;
             let mut stop = self.stop.clone();
-            tokio::select! {
+            let commit_due = cursor.commit_due;
+            let due = async move {
+                match commit_due {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let commit_now = tokio::select! {
                 _ = stop.wait_for(|s| *s) => return Ok(Step::Stop),
-                woke = wake.wait_for(|latest| *latest > cursor) => {
+                () = due => true,
+                woke = wake.wait_for(|latest| *latest > read_to) => {
                     if woke.is_err() {
                         // The store is gone: nothing more will be committed.
                         return Ok(Step::Stop);
                     }
+                    false
                 }
+            };
+            if commit_now {
+                self.commit(cursor).await?;
             }
             return Ok(Step::Continue);
         }
@@ -408,15 +484,15 @@ impl Partition {
                 if self.pause(window - waited).await {
                     return Ok(Step::Stop);
                 }
-                (records, scanned_to) = self.collect(*checkpoint).await?;
+                (records, scanned_to) = self.collect(cursor.read_to).await?;
             }
         }
-        let handled_to = self.handle(records, *checkpoint).await?;
-        *checkpoint = match handled_to {
+        let (handled_to, flushed) = self.handle(records, cursor.read_to).await?;
+        let to = match handled_to {
             Handled::All => scanned_to,
             Handled::UpTo(seq) => seq,
         };
-        self.save(*checkpoint).await?;
+        self.advance(cursor, to, flushed).await?;
         Ok(Step::Continue)
     }
 
@@ -428,136 +504,106 @@ impl Partition {
             .await
     }
 
-    /// Handles a batch until every record is handled or dead-lettered; stops early
-    /// (without losing anything: the checkpoint says where) when shut down.
-    async fn handle(&self, records: Vec<ChangeRecord>, checkpoint: u64) -> Result<Handled> {
-        let mut pending: VecDeque<(ChangeRecord, Value)> = records
+    /// Handles a batch until every record is handled or dead-lettered ([`BatchState`]
+    /// decides what comes next); stops early (without losing anything: the checkpoint
+    /// says where) when shut down. Also says whether the last flush left the sinks'
+    /// deliveries durable.
+    async fn handle(
+        &self,
+        records: Vec<ChangeRecord>,
+        checkpoint: u64,
+    ) -> Result<(Handled, Option<Flushed>)> {
+        let items = records
             .into_iter()
-            .map(|r| {
-                let json = serde_json::from_str(&r.record)
-                    .unwrap_or_else(|_| Value::String(r.record.clone()));
-                (r, json)
+            .map(|r| Item {
+                seq: r.seq,
+                committed_at: r.committed_at,
+                record: serde_json::from_str(&r.record).unwrap_or(Value::String(r.record)),
             })
             .collect();
-        let mut done_to = checkpoint;
-        let mut failures = 0u32;
-        let mut limit = pending.len();
-        let mut last_reason = String::new();
-        while !pending.is_empty() {
-            // Records too old to be worth retrying go to the dead-letter queue.
-            if let Some(max_age) = self.config.maximum_record_age {
-                let now = self.clock.now();
-                while let Some((record, json)) = pending.front() {
-                    let age = (now - record.committed_at).to_std().unwrap_or_default();
-                    if age <= max_age {
-                        break;
-                    }
-                    let reason = if last_reason.is_empty() {
-                        format!("record older than the maximum age ({max_age:?})")
-                    } else {
-                        format!(
-                            "record older than the maximum age ({max_age:?}); last failure: {last_reason}"
-                        )
-                    };
+        let rules = Rules {
+            bisect_batch_on_error: self.config.bisect_batch_on_error,
+            maximum_retry_attempts: self.config.maximum_retry_attempts,
+            maximum_record_age: self.config.maximum_record_age,
+        };
+        let mut state = BatchState::new(items, checkpoint, rules);
+        let mut flushed = None;
+        loop {
+            let batch: Vec<Value> = match state.next(self.clock.now()) {
+                Next::Done => return Ok((Handled::All, flushed)),
+                Next::DeadLetter {
+                    record,
+                    reason,
+                    attempts,
+                } => {
                     self.fanout
-                        .dead_letter_record(json, &reason, failures)
+                        .dead_letter_record(record, &reason, attempts)
                         .await?;
-                    done_to = record.seq;
-                    pending.pop_front();
-                    limit = limit.saturating_sub(1).max(1);
+                    state.dead_lettered();
+                    continue;
                 }
-                if pending.is_empty() {
-                    break;
-                }
-            }
-            let limit_now = limit.clamp(1, pending.len());
-            let batch: Vec<Value> = pending
-                .iter()
-                .take(limit_now)
-                .map(|(_, j)| j.clone())
-                .collect();
+                Next::Attempt(records) => records.into_iter().cloned().collect(),
+            };
+            let attempted = batch.len();
             let fanout = Arc::clone(&self.fanout);
-            let report =
-                match tokio::spawn(async move { fanout.handle_detailed(&batch).await }).await {
-                    Ok(report) => report,
-                    Err(e) => whole_batch_failure(format!("the handler failed: {e}")),
+            let (outcome, report_flushed) =
+                match tokio::spawn(
+                    async move { fanout.handle_detailed(&batch, Flush::IfDue).await },
+                )
+                .await
+                {
+                    Ok(report) => (report.outcome(), report.flushed),
+                    Err(e) => (
+                        BatchOutcome::WholeBatchFailed {
+                            reason: format!("the handler failed: {e}"),
+                        },
+                        // What the sinks took before it failed is not known durable.
+                        Flushed::Deferred(Duration::ZERO),
+                    ),
                 };
-            if !report.failed() {
-                for _ in 0..limit_now {
-                    if let Some((record, _)) = pending.pop_front() {
-                        done_to = record.seq;
+            flushed = Some(report_flushed);
+            let reason = match &outcome {
+                BatchOutcome::Succeeded => None,
+                BatchOutcome::FailedFrom { reason, .. }
+                | BatchOutcome::WholeBatchFailed { reason } => Some(reason.clone()),
+            };
+            let whole = matches!(outcome, BatchOutcome::WholeBatchFailed { .. });
+            let after = state.attempted(attempted, outcome);
+            let Some(reason) = reason else { continue };
+            if after.progressed && report_flushed == Flushed::Durable {
+                // The records before the failure are done and durable.
+                self.save(state.done_to()).await?;
+            }
+            match after.backoff_after {
+                None if whole => {
+                    tracing::warn!(partition = self.id, %reason, "batch failed; bisecting");
+                }
+                None => {}
+                Some(failures) => {
+                    let pause = self.config.retry_backoff.backoff(failures);
+                    tracing::warn!(
+                        partition = self.id,
+                        failures,
+                        ?pause,
+                        %reason,
+                        "batch failed; retrying from the lowest failed record"
+                    );
+                    if self.pause(pause).await {
+                        return Ok((Handled::UpTo(state.done_to()), flushed));
                     }
                 }
-                failures = 0;
-                limit = pending.len();
-                last_reason.clear();
-                continue;
-            }
-
-            let first_failed = if report.whole_batch_failed() {
-                0
-            } else {
-                let lowest = report.lowest_failure().and_then(|s| s.parse::<u64>().ok());
-                pending
-                    .iter()
-                    .take(limit_now)
-                    .position(|(r, _)| Some(r.seq) == lowest)
-                    .unwrap_or(0)
-            };
-            for _ in 0..first_failed {
-                if let Some((record, _)) = pending.pop_front() {
-                    done_to = record.seq;
-                }
-            }
-            let remaining = limit_now - first_failed;
-            last_reason = report
-                .reasons
-                .values()
-                .next()
-                .cloned()
-                .unwrap_or_else(|| "failed".to_owned());
-            if first_failed > 0 {
-                // Progress: the records before the failure are done. Retry the rest
-                // without counting this against the failed record yet.
-                self.save(done_to).await?;
-            }
-            if report.whole_batch_failed() && self.config.bisect_batch_on_error && remaining > 1 {
-                limit = remaining.div_ceil(2);
-                tracing::warn!(partition = self.id, limit, reason = %last_reason, "batch failed; bisecting");
-                continue;
-            }
-            failures += 1;
-            limit = remaining.max(1);
-            if self
-                .config
-                .maximum_retry_attempts
-                .is_some_and(|max| failures > max)
-            {
-                let (record, json) = pending.pop_front().expect("a failed record is pending");
-                let reason = format!("retries exhausted after {failures} attempts: {last_reason}");
-                self.fanout
-                    .dead_letter_record(&json, &reason, failures)
-                    .await?;
-                done_to = record.seq;
-                failures = 0;
-                limit = pending.len();
-                last_reason.clear();
-                continue;
-            }
-            let pause = self.config.retry_backoff.backoff(failures);
-            tracing::warn!(
-                partition = self.id,
-                failures,
-                ?pause,
-                reason = %last_reason,
-                "batch failed; retrying from the lowest failed record"
-            );
-            if self.pause(pause).await {
-                return Ok(Handled::UpTo(done_to));
             }
         }
-        Ok(Handled::All)
     }
+}
+
+/// Where a partition is: read and handled up to `read_to`; its saved checkpoint is
+/// there too unless a sink holds some of it for a commit due at `commit_due`.
+struct Cursor {
+    read_to: u64,
+    commit_due: Option<tokio::time::Instant>,
+    /// Deferred commits failed in a row.
+    commit_failures: u32,
 }
 
 enum Step {
@@ -570,13 +616,6 @@ enum Handled {
     All,
     /// Handled up to this sequence number (stopped early).
     UpTo(u64),
-}
-
-fn whole_batch_failure(reason: String) -> BatchReport {
-    let mut report = BatchReport::default();
-    report.response.batch_item_failures.push(Default::default());
-    report.reasons.insert(None, reason);
-    report
 }
 
 #[cfg(test)]

@@ -751,8 +751,11 @@ impl Sink for Stuck {
         self.inner.deliver(change, record).await
     }
 
-    async fn flush(&self) -> shared::Result<()> {
-        self.inner.flush().await
+    async fn flush(
+        &self,
+        when: stream_handler::sinks::Flush,
+    ) -> shared::Result<stream_handler::sinks::Flushed> {
+        self.inner.flush(when).await
     }
 
     async fn health(&self) -> shared::Result<()> {

@@ -5,6 +5,7 @@
 // A test target sees all of its package's dependencies; the library is where unused ones are caught.
 #![allow(unused_crate_dependencies)]
 
+mod commit_policy;
 mod common;
 mod crash;
 mod fanout;

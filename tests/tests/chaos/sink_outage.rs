@@ -64,9 +64,12 @@ impl Sink for FailingWhileDown {
         self.inner.deliver(change, record).await
     }
 
-    async fn flush(&self) -> shared::Result<()> {
+    async fn flush(
+        &self,
+        when: stream_handler::sinks::Flush,
+    ) -> shared::Result<stream_handler::sinks::Flushed> {
         self.outage.check()?;
-        self.inner.flush().await
+        self.inner.flush(when).await
     }
 
     async fn health(&self) -> shared::Result<()> {
