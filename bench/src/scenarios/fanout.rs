@@ -37,7 +37,7 @@ struct Sizes {
 fn sizes(mode: Mode) -> Sizes {
     mode.pick(
         Sizes {
-            docs: 200,
+            docs: 2000,
             versions: 10,
             latency_writes: 200,
         },
@@ -65,6 +65,27 @@ pub async fn run(mode: Mode) -> anyhow::Result<Scenario> {
                 .throughput(rate, "changes/s"),
         );
     }
+    let (alone, during) = writer_beside_a_drain(&sizes).await?;
+    let (alone, during) = (Latency::of(alone), Latency::of(during));
+    println!(
+        "  one writer: store alone p50 {:.2} / p99 {:.2} ms; while the fan-out drains a backlog p50 {:.2} / p99 {:.2} ms ({:.2}× the p99)",
+        alone.p50,
+        alone.p99,
+        during.p50,
+        during.p99,
+        during.p99 / alone.p99.max(f64::EPSILON)
+    );
+    cases.push(
+        Case::new("one writer, store alone (floor)")
+            .param("writers", 1)
+            .latency(alone),
+    );
+    cases.push(
+        Case::new("one writer while the fan-out drains a backlog (parallelization 4)")
+            .param("writers", 1)
+            .param("parallelization", 4)
+            .latency(during),
+    );
     for writers in [1, 16] {
         let (samples, elapsed) = latency(writers, sizes.latency_writes).await?;
         let edits = samples.len();
@@ -94,7 +115,11 @@ pub async fn run(mode: Mode) -> anyhow::Result<Scenario> {
              change log into tantivy, the SQLite audit trail and analysis queue, and a \
              notifier without subscribers; the analysis worker runs beside it. Write → \
              searchable: from an edit's commit being acknowledged to the checkpoint that \
-             follows the index commit of its batch (parallelization 2).",
+             follows the index commit that covers it (the index commits every 200 ms or \
+             5,000 writes; parallelization 2). One writer: 300 sequential edits of one \
+             document through the document service (the REST handler's path, without \
+             HTTP), first with the store alone, then while the fan-out drains a backlog \
+             of the same size at parallelization 4.",
             sizes.docs * sizes.versions,
             sizes.docs,
             sizes.versions
@@ -105,7 +130,7 @@ pub async fn run(mode: Mode) -> anyhow::Result<Scenario> {
         cases,
         notes: vec![format!(
             "Where the time goes (means over this scenario, from the fan-out's metrics): \
-             index commit per batch {:.1} ms; audit append {:.1} ms, analysis enqueue {:.1} \
+             index commit {:.1} ms; audit append {:.1} ms, analysis enqueue {:.1} \
              ms and index write {:.1} ms per record (SQLite writes are group-committed but \
              share one write lock with the document store, the checkpoints and the \
              analysis worker).",
@@ -328,6 +353,61 @@ async fn throughput(factor: u32, sizes: &Sizes) -> anyhow::Result<(usize, Durati
         .await?;
     ensure!(hits.hits.len() == 1, "the last version is searchable");
     Ok((changes, elapsed))
+}
+
+/// One writer's commit latencies (ms): with the store alone, then while the fan-out
+/// (parallelization 4) drains a backlog of `sizes` changes.
+async fn writer_beside_a_drain(sizes: &Sizes) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
+    const EDITS: usize = 300;
+    let env = env()?;
+    write_backlog(&env, sizes).await?;
+    let latest = env.store.change_feed().latest_seq().await?;
+    let owner = UserId::parse("bench")?;
+    let mut doc = env
+        .docs
+        .create(
+            &owner,
+            NewDocument {
+                title: Title::parse("The lone writer")?,
+                body: Body::parse(body(0, 1))?,
+                collaborators: Default::default(),
+            },
+        )
+        .await?;
+    let edits = |doc: Document, n: usize| {
+        let env = &env;
+        let owner = &owner;
+        async move {
+            let mut doc = doc;
+            let mut latencies = Vec::with_capacity(n);
+            for i in 0..n {
+                let started = Instant::now();
+                doc = edit(&env.docs, owner, &doc, body(0, i + 2)).await?;
+                latencies.push(started.elapsed().as_secs_f64() * 1000.0);
+            }
+            anyhow::Ok((doc, latencies))
+        }
+    };
+    let (next, alone) = edits(doc, EDITS).await?;
+    doc = next;
+    let mut running = start(&env, 4);
+    let (_, during) = edits(doc, EDITS).await?;
+    let drained = running
+        .progress
+        .borrow()
+        .values()
+        .copied()
+        .min()
+        .unwrap_or(0)
+        >= latest;
+    running.wait_through(latest).await?;
+    running.stop().await;
+    if drained {
+        println!(
+            "  (the backlog drained before the writer finished: part of its edits ran beside no drain)"
+        );
+    }
+    Ok((alone, during))
 }
 
 /// Write-to-searchable latencies (ms) with `writers` concurrent writers, and how long

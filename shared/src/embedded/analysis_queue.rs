@@ -20,7 +20,7 @@ use tokio::sync::Notify;
 
 use super::dead_letter;
 use super::group_commit::GroupCommit;
-use super::sqlite::{Db, map_sqlite_error};
+use super::sqlite::{Db, Durability, map_sqlite_error};
 use crate::Result;
 use crate::clock::Clock;
 use crate::domain::DocumentId;
@@ -49,10 +49,14 @@ impl SqliteAnalysisQueue {
     /// Opens the queue in the database file at `path` (migrating it to the current
     /// schema).
     pub fn open(path: &Path, clock: Arc<dyn Clock>) -> Result<Self> {
-        let db = Db::open(path)?;
+        let db = Db::open_with(path, Durability::Ordered)?;
         Ok(Self {
             db,
-            writer: Arc::new(GroupCommit::open(path, "analysis-queue")?),
+            writer: Arc::new(GroupCommit::open_with(
+                path,
+                "analysis-queue",
+                Durability::Ordered,
+            )?),
             clock,
             enqueued: Arc::new(Notify::new()),
         })

@@ -7,7 +7,7 @@ use std::path::Path;
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 
-use super::sqlite::{Db, map_sqlite_error};
+use super::sqlite::{Db, Durability, map_sqlite_error};
 use crate::domain::{Analysis, DocumentId};
 use crate::ports::{AnalysisStore, WriteOutcome};
 use crate::{Error, Result};
@@ -23,7 +23,7 @@ impl SqliteAnalysisStore {
     /// schema).
     pub fn open(path: &Path) -> Result<Self> {
         Ok(Self {
-            db: Db::open(path)?,
+            db: Db::open_with(path, Durability::Ordered)?,
         })
     }
 }

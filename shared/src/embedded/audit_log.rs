@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 
 use super::group_commit::GroupCommit;
-use super::sqlite::{Db, map_sqlite_error};
+use super::sqlite::{Db, Durability, map_sqlite_error};
 use crate::domain::{AuditEntry, DocumentId};
 use crate::ports::{AuditLog, WriteOutcome};
 use crate::{Error, Result};
@@ -29,7 +29,7 @@ impl SqliteAuditLog {
     pub fn open(path: &Path) -> Result<Self> {
         Ok(Self {
             db: Db::open(path)?,
-            writer: Arc::new(GroupCommit::open(path, "audit")?),
+            writer: Arc::new(GroupCommit::open_with(path, "audit", Durability::Ordered)?),
         })
     }
 }

@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::watch;
 
-use super::sqlite::{ConnectionPool, map_sqlite_error, open_database};
+use super::sqlite::{ConnectionPool, Durability, map_sqlite_error, open_database};
 use crate::Result;
 use crate::codec;
 use crate::domain::DocumentId;
@@ -127,7 +127,10 @@ impl ChangeFeed {
         let conn = open_database(path)?;
         let latest = latest_seq(&conn).map_err(map_sqlite_error)?;
         let (_, wake) = watch::channel(latest);
-        Ok(Self::new(Arc::new(ConnectionPool::new(path)), wake))
+        Ok(Self::new(
+            Arc::new(ConnectionPool::with_durability(path, Durability::Ordered)),
+            wake,
+        ))
     }
 
     /// Changes to the latest committed sequence number: wait on it instead of polling.

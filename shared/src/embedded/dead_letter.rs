@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use chrono::DateTime;
 use rusqlite::{Connection, params};
 
-use super::sqlite::{Db, map_sqlite_error};
+use super::sqlite::{Db, Durability, map_sqlite_error};
 use crate::ports::{DeadLetter, DeadLetterQueue, DeadLetterSource};
 use crate::{Error, Result};
 
@@ -27,7 +27,7 @@ impl SqliteDeadLetterQueue {
     /// schema).
     pub fn open(path: &Path) -> Result<Self> {
         Ok(Self {
-            db: Db::open(path)?,
+            db: Db::open_with(path, Durability::Ordered)?,
         })
     }
 }

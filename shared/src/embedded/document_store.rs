@@ -24,7 +24,7 @@ use tokio::sync::watch;
 
 use super::change_log::{self, ChangeFeed};
 use super::group_commit::GroupCommit;
-use super::sqlite::{ConnectionPool, map_sqlite_error, open_database};
+use super::sqlite::{ConnectionPool, Durability, map_sqlite_error, open_database};
 use crate::codec::{self, EventName, RecordBuilder};
 use crate::domain::{
     Body, Document, DocumentId, DocumentVersion, TextOperation, Title, UserId, keeps_snapshot,
@@ -57,7 +57,11 @@ impl SqliteDocumentStore {
         let writer = GroupCommit::open(path, "documents")?;
         let (committed, wake) = watch::channel(latest);
         let reads = Arc::new(ConnectionPool::new(path));
-        let feed = ChangeFeed::new(Arc::clone(&reads), wake);
+        // The feed writes the consumers' checkpoints: the fan-out's state.
+        let feed = ChangeFeed::new(
+            Arc::new(ConnectionPool::with_durability(path, Durability::Ordered)),
+            wake,
+        );
         Ok(Self {
             writer,
             committed,

@@ -10,7 +10,7 @@ use std::path::Path;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-use super::sqlite::{map_sqlite_error, open_database};
+use super::sqlite::{Durability, map_sqlite_error, open_database_with};
 use crate::{Error, Result};
 
 /// The most writes one group commits.
@@ -105,9 +105,15 @@ impl std::fmt::Debug for GroupCommit {
 }
 
 impl GroupCommit {
-    /// Starts the writer on the database at `path` (opened through [`open_database`]).
+    /// Starts the writer on the database at `path` (opened through
+    /// [`open_database`](super::sqlite::open_database)).
     pub(crate) fn open(path: &Path, name: &str) -> Result<Self> {
-        let conn = open_database(path)?;
+        Self::open_with(path, name, Durability::Full)
+    }
+
+    /// [`GroupCommit::open`] with commits as durable as `durability` says.
+    pub(crate) fn open_with(path: &Path, name: &str, durability: Durability) -> Result<Self> {
+        let conn = open_database_with(path, durability)?;
         let (queue, rx) = mpsc::channel(MAX_GROUP * 4);
         std::thread::Builder::new()
             .name(format!("docfan-{name}-writer"))

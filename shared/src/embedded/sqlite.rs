@@ -5,7 +5,8 @@
 //! Every adapter keeps its tables in the same database file (`docfan.db` in the data
 //! directory) but opens its own connections, so one adapter's work does not queue behind
 //! another's. WAL mode lets readers run beside the single writer; `synchronous = FULL`
-//! makes a commit durable before it is acknowledged. The tables belong to the database,
+//! makes a commit durable before it is acknowledged, except on the fan-out's own
+//! connections ([`Durability::Ordered`]). The tables belong to the database,
 //! not to an adapter: every adapter opens the file through [`open_database`], which
 //! brings it to the current schema version ([`schema`](super::schema)) first.
 
@@ -23,8 +24,33 @@ pub const DATABASE_FILE: &str = "docfan.db";
 /// How long a connection waits for a lock before reporting the database busy.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How durable a connection's commits are when they return.
+///
+/// The database is in WAL mode: every commit is appended to one log, in commit order,
+/// and after a power loss SQLite recovers the log up to its first incomplete commit —
+/// always a prefix of the commits, never a later one without an earlier one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// The log is on disk (fsync) before a commit returns: a user's acknowledged write.
+    Full,
+    /// No fsync of its own (`synchronous = NORMAL`): a killed process loses nothing (the
+    /// log is in the operating system's cache), a power loss may lose the latest such
+    /// commits — with every commit after them, and never one made before a
+    /// [`Durability::Full`] commit that returned. For the fan-out's derived state (audit
+    /// trail, analysis queue and results, dead letters, consumer checkpoints): what a
+    /// power loss takes of it, it takes with the checkpoints saved after it, so the
+    /// changes are delivered again. It holds the write lock for microseconds instead
+    /// of an fsync, so users' writes do not queue behind the fan-out's.
+    Ordered,
+}
+
 /// Opens (creating if needed) the database at `path` with docfan's pragmas.
 pub fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
+    open_connection_with(path, Durability::Full)
+}
+
+/// [`open_connection`] with commits as durable as `durability` says.
+pub fn open_connection_with(path: &Path, durability: Durability) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -34,7 +60,11 @@ pub fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
     )?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
+    let synchronous = match durability {
+        Durability::Full => "FULL",
+        Durability::Ordered => "NORMAL",
+    };
+    conn.pragma_update(None, "synchronous", synchronous)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     Ok(conn)
 }
@@ -43,7 +73,12 @@ pub fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
 /// schema version; refuses a database from a newer docfan
 /// ([`NewerSchema`](super::schema::NewerSchema)).
 pub fn open_database(path: &Path) -> crate::Result<Connection> {
-    let mut conn = open_connection(path).map_err(map_sqlite_error)?;
+    open_database_with(path, Durability::Full)
+}
+
+/// [`open_database`] with commits as durable as `durability` says.
+pub fn open_database_with(path: &Path, durability: Durability) -> crate::Result<Connection> {
+    let mut conn = open_connection_with(path, durability).map_err(map_sqlite_error)?;
     super::schema::migrate(&mut conn)?;
     Ok(conn)
 }
@@ -85,7 +120,12 @@ impl std::fmt::Debug for Db {
 impl Db {
     /// Opens the database through [`open_database`].
     pub fn open(path: &Path) -> crate::Result<Self> {
-        let conn = open_database(path)?;
+        Self::open_with(path, Durability::Full)
+    }
+
+    /// [`Db::open`] with commits as durable as `durability` says.
+    pub fn open_with(path: &Path, durability: Durability) -> crate::Result<Self> {
+        let conn = open_database_with(path, durability)?;
         Ok(Self {
             path: path.to_owned(),
             conn: Arc::new(Mutex::new(conn)),
@@ -115,13 +155,20 @@ impl Db {
 /// A small pool of connections for reads and small writes outside the group-commit path.
 pub struct ConnectionPool {
     path: PathBuf,
+    durability: Durability,
     idle: Mutex<Vec<Connection>>,
 }
 
 impl ConnectionPool {
     pub fn new(path: &Path) -> Self {
+        Self::with_durability(path, Durability::Full)
+    }
+
+    /// A pool whose connections commit as durably as `durability` says.
+    pub fn with_durability(path: &Path, durability: Durability) -> Self {
         Self {
             path: path.to_owned(),
+            durability,
             idle: Mutex::new(Vec::new()),
         }
     }
@@ -138,7 +185,9 @@ impl ConnectionPool {
             let conn = pool.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
             let conn = match conn {
                 Some(conn) => conn,
-                None => open_connection(&pool.path).map_err(map_sqlite_error)?,
+                None => {
+                    open_connection_with(&pool.path, pool.durability).map_err(map_sqlite_error)?
+                }
             };
             let result = f(&conn);
             let mut idle = pool.idle.lock().unwrap_or_else(|p| p.into_inner());
@@ -149,5 +198,36 @@ impl ConnectionPool {
         })
         .await
         .map_err(|e| Error::Unknown(anyhow::anyhow!("sqlite task failed: {e}")))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn synchronous(conn: &Connection) -> i64 {
+        conn.pragma_query_value(None, "synchronous", |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn users_writes_are_synced_and_the_fan_outs_are_ordered() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.db");
+        // SQLite's values: 2 = FULL, 1 = NORMAL.
+        assert_eq!(synchronous(&open_connection(&path).unwrap()), 2);
+        let ordered = open_connection_with(&path, Durability::Ordered).unwrap();
+        assert_eq!(synchronous(&ordered), 1);
+        let mode: String = ordered
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal", "ordered commits need the write-ahead log");
+        let pool = Arc::new(ConnectionPool::with_durability(&path, Durability::Ordered));
+        let in_pool = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(pool.call(|conn| Ok(synchronous(conn))))
+            .unwrap();
+        assert_eq!(in_pool, 1);
     }
 }
