@@ -1,0 +1,11 @@
+//! Events for consumers outside docfan: every committed change as an event in
+//! EventBridge's shape.
+//!
+//! - [`event`]: [`DocumentEvent`], built from a [`ChangeEvent`](crate::domain::ChangeEvent)
+//!   with an id derived from the change, so every delivery of it carries the same id.
+//!
+//! Everything here is pure: no I/O and no clock of its own.
+
+pub mod event;
+
+pub use event::{DetailType, DocumentEvent, EVENT_SOURCE, EVENT_VERSION, EventDetail};
