@@ -7,6 +7,7 @@
 //! - [`codec`]: the DynamoDB item and stream-record codec both modes share;
 //! - [`auth`]: JWTs, HS256 with a shared secret or an OpenID Connect provider's keys;
 //! - [`embedded`]: the one-machine adapters (SQLite, tantivy);
+//! - [`events`]: changes as EventBridge-shaped events, event patterns, webhook signatures;
 //! - `aws` (cargo feature `aws`): the AWS adapters (DynamoDB, SQS, API Gateway, OpenSearch);
 //! - [`retry`]: the one retry policy (exponential backoff with jitter);
 //! - [`clock`], [`error`] and [`telemetry`]: time, the error type, logging setup.
@@ -22,6 +23,7 @@ pub mod codec;
 pub mod domain;
 pub mod embedded;
 pub mod error;
+pub mod events;
 pub mod ports;
 pub mod retry;
 pub mod service;

@@ -1,7 +1,7 @@
 //! The AWS side of docfan against emulated AWS APIs and a real OpenSearch node:
-//! moto (DynamoDB, DynamoDB Streams, SQS) and a single-node OpenSearch, both started by
-//! `tests/run` from `tests/emulators/*.start`, which export their endpoints as
-//! `DOCFAN_TEST_AWS_ENDPOINT` and `DOCFAN_TEST_OPENSEARCH_URL`.
+//! moto (DynamoDB, DynamoDB Streams, SQS, EventBridge) and a single-node OpenSearch,
+//! both started by `tests/run` from `tests/emulators/*.start`, which export their
+//! endpoints as `DOCFAN_TEST_AWS_ENDPOINT` and `DOCFAN_TEST_OPENSEARCH_URL`.
 //!
 //! - [`suites`]: every port's behavioural suite on its embedded adapter (plain
 //!   `cargo test`) and on its AWS adapter (against the emulators);
@@ -20,6 +20,8 @@
 //! - [`analysis_worker`]: the analysis worker on an SQS event fixture;
 //! - [`opensearch`]: searching an index nothing was written to yet;
 //! - [`sqs`]: a dead letter over SQS's message size limit;
+//! - [`event_patterns`]: one table of event patterns through EventBridge rules on moto
+//!   and through the embedded matcher, selecting the same events;
 //! - [`websocket_lambda`]: the WebSocket routes on API Gateway event fixtures;
 //! - [`push`]: `post_to_connection` against a recording Management API endpoint;
 //! - [`search_outage`]: an OpenSearch node of its own killed and restarted under
@@ -42,6 +44,7 @@ mod dead_letters;
 mod documents;
 mod dynamodb;
 mod emulators;
+mod event_patterns;
 mod failures;
 mod lambda;
 mod opensearch;
