@@ -8,6 +8,7 @@ mod audit_log;
 mod connection_registry;
 mod dead_letter;
 mod document_store;
+mod event_bus;
 mod notifier;
 mod search_index;
 
@@ -18,6 +19,7 @@ pub use connection_registry::{
 };
 pub use dead_letter::{DeadLetter, DeadLetterQueue, DeadLetterSource};
 pub use document_store::{BodyArchive, DocumentPage, DocumentStore};
+pub use event_bus::EventBus;
 pub use notifier::Notifier;
 pub use search_index::{SearchDocument, SearchHit, SearchIndex, SearchPage, SearchQuery};
 

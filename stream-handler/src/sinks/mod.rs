@@ -1,13 +1,16 @@
-//! The four consumers of every change, shaped alike: each folder holds a sink with its
+//! The consumers of every change, shaped alike: each folder holds a sink with its
 //! config, the port it writes to, its `is_retriable` classification and a health check.
 //!
 //! - [`search`]: the full-text index (version-guarded upserts and tombstones);
 //! - [`notifications`]: live frames to the subscribers of the document;
 //! - [`audit`]: the append-only trail, one entry per (document, version);
-//! - [`analysis`]: a job on the analysis queue when the text changed.
+//! - [`analysis`]: a job on the analysis queue when the text changed;
+//! - [`events`]: an EventBridge-shaped event for consumers outside docfan (an
+//!   EventBridge bus, or webhooks on one machine), where one is configured.
 
 pub mod analysis;
 pub mod audit;
+pub mod events;
 pub mod notifications;
 pub mod search;
 
