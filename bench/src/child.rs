@@ -87,6 +87,11 @@ impl ChildServer {
         Ok(Self { addr, child })
     }
 
+    /// The child's process id (`None` once it has exited).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// The child's resident memory, from /proc.
     pub fn rss_bytes(&self) -> u64 {
         self.child.id().map_or(0, rss_bytes)

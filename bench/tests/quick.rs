@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use docfan_bench::report::{Kind, Report};
 
-const SCENARIOS: [&str; 11] = [
+const SCENARIOS: [&str; 13] = [
     "floor-sqlite",
     "writes",
     "fanout",
@@ -22,6 +22,8 @@ const SCENARIOS: [&str; 11] = [
     "sustained",
     "floor-held-connections",
     "connections",
+    "floor-cpu",
+    "cpu",
 ];
 
 const CHARTS: [&str; 3] = ["writes.png", "delivery.png", "fanout.png"];
@@ -76,6 +78,9 @@ fn the_quick_run_writes_a_complete_report() {
                 .unwrap_or_else(|| panic!("{} / {}: no ratio to the floor", s.name, case.label));
             let wanted: &[&str] = match s.name.as_str() {
                 "connections" => &["throughput", "bytes_per_connection"],
+                // A quick run's CPU time may be under one clock tick: the figure is
+                // checked below, its ratio only in full runs.
+                "cpu" => &["throughput"],
                 "delivery" | "notifications" => &[
                     "throughput",
                     "latency_p50",
@@ -94,6 +99,13 @@ fn the_quick_run_writes_a_complete_report() {
                     case.label
                 );
             }
+        }
+    }
+
+    for name in ["cpu", "floor-cpu"] {
+        for case in &report.scenario(name).unwrap().cases {
+            let spent = case.figures["server_cpu_ms_per_edit"];
+            assert!(spent.is_finite() && spent >= 0.0, "{name}: {spent}");
         }
     }
 

@@ -66,7 +66,11 @@ pub async fn run(mode: Mode) -> anyhow::Result<Scenario> {
         );
     }
     let (alone, during) = writer_beside_a_drain(&sizes).await?;
-    let (alone, during) = (Latency::of(alone), Latency::of(during));
+    let rate = |(latencies, elapsed): &(Vec<f64>, Duration)| {
+        latencies.len() as f64 / elapsed.as_secs_f64()
+    };
+    let (alone_rate, during_rate) = (rate(&alone), rate(&during));
+    let (alone, during) = (Latency::of(alone.0), Latency::of(during.0));
     println!(
         "  one writer: store alone p50 {:.2} / p99 {:.2} ms; while the fan-out drains a backlog p50 {:.2} / p99 {:.2} ms ({:.2}× the p99)",
         alone.p50,
@@ -78,12 +82,14 @@ pub async fn run(mode: Mode) -> anyhow::Result<Scenario> {
     cases.push(
         Case::new("one writer, store alone (floor)")
             .param("writers", 1)
+            .throughput(alone_rate, "edits/s")
             .latency(alone),
     );
     cases.push(
         Case::new("one writer while the fan-out drains a backlog (parallelization 4)")
             .param("writers", 1)
             .param("parallelization", 4)
+            .throughput(during_rate, "edits/s")
             .latency(during),
     );
     for writers in [1, 16] {
@@ -355,9 +361,12 @@ async fn throughput(factor: u32, sizes: &Sizes) -> anyhow::Result<(usize, Durati
     Ok((changes, elapsed))
 }
 
+/// Latencies (ms) and how long they all took.
+type Timed = (Vec<f64>, Duration);
+
 /// One writer's commit latencies (ms): with the store alone, then while the fan-out
 /// (parallelization 4) drains a backlog of `sizes` changes.
-async fn writer_beside_a_drain(sizes: &Sizes) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
+async fn writer_beside_a_drain(sizes: &Sizes) -> anyhow::Result<(Timed, Timed)> {
     const EDITS: usize = 300;
     let env = env()?;
     write_backlog(&env, sizes).await?;
@@ -380,12 +389,13 @@ async fn writer_beside_a_drain(sizes: &Sizes) -> anyhow::Result<(Vec<f64>, Vec<f
         async move {
             let mut doc = doc;
             let mut latencies = Vec::with_capacity(n);
+            let all = Instant::now();
             for i in 0..n {
                 let started = Instant::now();
                 doc = edit(&env.docs, owner, &doc, body(0, i + 2)).await?;
                 latencies.push(started.elapsed().as_secs_f64() * 1000.0);
             }
-            anyhow::Ok((doc, latencies))
+            anyhow::Ok((doc, (latencies, all.elapsed())))
         }
     };
     let (next, alone) = edits(doc, EDITS).await?;

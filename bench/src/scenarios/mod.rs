@@ -8,10 +8,12 @@
 //! | `notifications` | REST write → frame, 1/100/1000 subscribers | `floor-broadcast` |
 //! | `sustained` | 20 edits/s for 10 s to 1,000 subscribers | `floor-sustained-broadcast` |
 //! | `connections` | 10,000 held connections: memory, one edit to all | `floor-held-connections` |
+//! | `cpu` | server CPU per edit, 1 and 1,000 subscribers | `floor-cpu`: the bare broadcast's CPU per frame |
 //!
 //! A floor runs when a scenario that needs it does.
 
 pub mod connections;
+pub mod cpu;
 pub mod delivery;
 pub mod edits;
 pub mod fanout;
@@ -39,7 +41,7 @@ pub async fn crowd_app() -> TestApp {
 }
 
 /// The scenarios `--only` accepts, in the order they run.
-pub const NAMES: [&str; 7] = [
+pub const NAMES: [&str; 8] = [
     "writes",
     "fanout",
     "delivery",
@@ -47,6 +49,7 @@ pub const NAMES: [&str; 7] = [
     "edits",
     "sustained",
     "connections",
+    "cpu",
 ];
 
 /// Full sizes, or tiny ones that finish in seconds (`--quick`).
@@ -83,6 +86,7 @@ pub async fn run(mode: Mode, only: &[String]) -> anyhow::Result<Vec<Scenario>> {
         "edits",
         "sustained",
         "connections",
+        "cpu",
     ];
     if live.iter().any(|name| selected(name)) {
         // Every live floor sends frames of the size docfan sends.
@@ -111,6 +115,13 @@ pub async fn run(mode: Mode, only: &[String]) -> anyhow::Result<Vec<Scenario>> {
         if selected("connections") {
             let floor = timed(connections::FLOOR, connections::floor(mode, frame_bytes)).await?;
             let docfan = timed("connections", connections::run(mode, &floor)).await?;
+            out.extend([floor, docfan]);
+        }
+        if selected("cpu") {
+            // The frame of one typed character, as docfan sends it.
+            let (edit_frame, _) = edits::sample_frames().await?;
+            let floor = timed(cpu::FLOOR, cpu::floor(mode, edit_frame.len())).await?;
+            let docfan = timed("cpu", cpu::run(mode, &floor)).await?;
             out.extend([floor, docfan]);
         }
     }

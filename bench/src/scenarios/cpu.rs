@@ -1,0 +1,302 @@
+//! Server CPU per edit: the processor time a server process spends to take one edit
+//! and put its frame on every subscriber's socket, read from /proc (user + system) over
+//! a run of sequential edits, each waited for at every subscriber.
+//!
+//! - docfan: `docfan serve` in a child process; one character typed by "ann" with
+//!   `POST /documents/{id}/edits` on a document shared with "bob", whose subscribed
+//!   connections read the frame. Everything the server does for an edit is counted:
+//!   HTTP, the durable commit and its change record, both consumers of the change log
+//!   (the live frames, and search, audit and analysis with the analysis worker).
+//! - floor: the bare tokio-tungstenite broadcast server in a child process sending a
+//!   frame of the same size to as many connections, asked by one of them (`broadcast`).
+//!
+//! The clients run in this process: their CPU is not the server's.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, ensure};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tests::token_for;
+use tokio::sync::Notify;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::live::{self, Socket};
+use super::{Mode, count};
+use crate::bare;
+use crate::child::{ChildServer, open_files_limit};
+use crate::report::{Case, Kind, Scenario};
+
+pub const FLOOR: &str = "floor-cpu";
+
+/// (subscribers, measured edits).
+fn sizes(mode: Mode) -> Vec<(usize, usize)> {
+    let most = open_files_limit().saturating_sub(256) as usize;
+    mode.pick(vec![(1, 300), (1000, 100)], vec![(1, 20), (20, 10)])
+        .into_iter()
+        .map(|(n, edits)| (n.min(most), edits))
+        .collect()
+}
+
+/// Edits made before the measured ones: connections, caches and the index warm.
+const WARM_UP: usize = 10;
+
+/// CPU time (user + system) a process has used so far.
+fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The fields after the command name (which may hold spaces) are space-separated;
+    // utime and stime are the 14th and 15th fields of the whole line.
+    let after_name = stat
+        .rsplit_once(')')
+        .context("a /proc stat line")?
+        .1
+        .split_whitespace()
+        .collect::<Vec<_>>();
+    let ticks = |i: usize| -> anyhow::Result<u64> {
+        Ok(after_name.get(i).context("a stat field")?.parse::<u64>()?)
+    };
+    // after_name[0] is the state (field 3): utime is field 14, stime field 15.
+    let total = ticks(11)? + ticks(12)?;
+    let per_second = clock_ticks_per_second();
+    Ok(Duration::from_secs_f64(total as f64 / per_second as f64))
+}
+
+/// The kernel's clock ticks per second for /proc times (`getconf CLK_TCK`).
+fn clock_ticks_per_second() -> u64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100)
+}
+
+/// Counts every `document.updated` frame the sockets read; wakes waiters on each.
+struct Frames {
+    seen: AtomicUsize,
+    arrived: Notify,
+}
+
+impl Frames {
+    fn read(sockets: Vec<Socket>) -> Arc<Self> {
+        let frames = Arc::new(Self {
+            seen: AtomicUsize::new(0),
+            arrived: Notify::new(),
+        });
+        for mut socket in sockets {
+            let frames = Arc::clone(&frames);
+            tokio::spawn(async move {
+                while let Some(Ok(message)) = socket.next().await {
+                    if let Message::Text(text) = message
+                        && text.as_str().contains("document.updated")
+                    {
+                        frames.seen.fetch_add(1, Ordering::SeqCst);
+                        frames.arrived.notify_waiters();
+                    }
+                }
+            });
+        }
+        frames
+    }
+
+    /// Waits until `total` frames were read in all.
+    async fn wait_for(&self, total: usize) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let arrived = self.arrived.notified();
+            if self.seen.load(Ordering::SeqCst) >= total {
+                return Ok(());
+            }
+            tokio::time::timeout_at(deadline, arrived)
+                .await
+                .context("every subscriber gets every frame")?;
+        }
+    }
+}
+
+/// What one run measured.
+struct Spent {
+    edits: usize,
+    cpu: Duration,
+    elapsed: Duration,
+}
+
+impl Spent {
+    fn case(&self, label: &str, subscribers: usize) -> Case {
+        let per_edit_ms = self.cpu.as_secs_f64() * 1000.0 / self.edits as f64;
+        println!(
+            "  {label:<36} {}: {per_edit_ms:.2} ms of server CPU per edit ({} edits in {:.1} s)",
+            count(subscribers, "subscriber"),
+            self.edits,
+            self.elapsed.as_secs_f64()
+        );
+        Case::new(format!("{label}, {}", count(subscribers, "subscriber")))
+            .param("subscribers", subscribers)
+            .param("edits", self.edits)
+            .throughput(self.edits as f64 / self.elapsed.as_secs_f64(), "edits/s")
+            .figure("server_cpu_ms_per_edit", per_edit_ms)
+    }
+}
+
+pub async fn floor(mode: Mode, frame_bytes: usize) -> anyhow::Result<Scenario> {
+    let mut cases = Vec::new();
+    for (subscribers, edits) in sizes(mode) {
+        let server = ChildServer::bare(frame_bytes).await?;
+        let pid = server.pid().context("the bare server's pid")?;
+        let url = format!("ws://{}/", server.addr);
+        let mut sockets = live::subscribers(&url, bare::SUBSCRIBE, subscribers).await?;
+        let mut driver = sockets.remove(0);
+        let frames = Frames::read(sockets);
+        let others = subscribers - 1;
+        let mut driven = 0;
+        let mut broadcast = async |driver: &mut Socket| -> anyhow::Result<()> {
+            driver.send(Message::text(bare::BROADCAST)).await?;
+            // The driver reads its own copy too.
+            loop {
+                match tokio::time::timeout(Duration::from_secs(60), driver.next()).await {
+                    Ok(Some(Ok(Message::Text(t)))) if t.as_str().contains("document.updated") => {
+                        break;
+                    }
+                    Ok(Some(Ok(_))) => continue,
+                    other => anyhow::bail!("the driver's frame: {other:?}"),
+                }
+            }
+            driven += 1;
+            frames.wait_for(driven * others).await
+        };
+        for _ in 0..WARM_UP {
+            broadcast(&mut driver).await?;
+        }
+        let (cpu_before, started) = (cpu_time(pid)?, Instant::now());
+        for _ in 0..edits {
+            broadcast(&mut driver).await?;
+        }
+        let spent = Spent {
+            edits,
+            cpu: cpu_time(pid)? - cpu_before,
+            elapsed: started.elapsed(),
+        };
+        server.kill().await;
+        cases.push(spent.case("bare tokio-tungstenite", subscribers));
+    }
+    Ok(Scenario {
+        name: FLOOR.into(),
+        kind: Kind::Floor,
+        title: "Floor: server CPU per broadcast frame".into(),
+        method: format!(
+            "The bare tokio-tungstenite server in a child process broadcasts a \
+             {frame_bytes}-byte frame to every connection, one broadcast at a time, each \
+             waited for at every connection; its CPU time (user + system, /proc) over \
+             the measured broadcasts, after {WARM_UP} to warm up."
+        ),
+        floor: None,
+        load_average: 0.0,
+        seconds: 0.0,
+        cases,
+        notes: vec![],
+    })
+}
+
+pub async fn run(mode: Mode, floor: &Scenario) -> anyhow::Result<Scenario> {
+    let mut cases = Vec::new();
+    for (subscribers, edits) in sizes(mode) {
+        let dir = tempfile::tempdir()?;
+        let server = ChildServer::docfan(dir.path()).await?;
+        let pid = server.pid().context("docfan's pid")?;
+        let base = format!("http://{}", server.addr);
+        let http = reqwest::Client::new();
+        let created: Value = http
+            .post(format!("{base}/documents"))
+            .bearer_auth(token_for("ann"))
+            .json(&json!({"title": "CPU", "body": "", "collaborators": {"bob": "viewer"}}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let id = created["id"].as_str().context("the document's id")?;
+        let url = format!("ws://{}/ws?token={}", server.addr, token_for("bob"));
+        let subscribe = json!({"action": "subscribe", "documentId": id}).to_string();
+        let frames = Frames::read(live::subscribers(&url, &subscribe, subscribers).await?);
+        let ann = token_for("ann");
+        let mut version = 1u64;
+        let mut type_one = async || -> anyhow::Result<()> {
+            let typed = version - 1;
+            let ops = if typed == 0 {
+                json!(["x"])
+            } else {
+                json!([typed, "x"])
+            };
+            let response = http
+                .post(format!("{base}/documents/{id}/edits"))
+                .bearer_auth(&ann)
+                .json(&json!({"baseVersion": version, "ops": ops}))
+                .send()
+                .await?;
+            ensure!(
+                response.status() == 200,
+                "POST edits: {}",
+                response.status()
+            );
+            frames.wait_for(version as usize * subscribers).await?;
+            version += 1;
+            Ok(())
+        };
+        for _ in 0..WARM_UP {
+            type_one().await?;
+        }
+        let (cpu_before, started) = (cpu_time(pid)?, Instant::now());
+        for _ in 0..edits {
+            type_one().await?;
+        }
+        let spent = Spent {
+            edits,
+            cpu: cpu_time(pid)? - cpu_before,
+            elapsed: started.elapsed(),
+        };
+        server.kill().await;
+        let mut case = spent.case("docfan serve", subscribers);
+        if let Some(f) = floor.case_where("subscribers", subscribers as f64) {
+            case.compare_with(f);
+        }
+        cases.push(case);
+    }
+    Ok(Scenario {
+        name: "cpu".into(),
+        kind: Kind::Docfan,
+        title: "Server CPU per edit".into(),
+        method: format!(
+            "`docfan serve` in a child process; one character typed with `POST \
+             /documents/{{id}}/edits`, one edit at a time, each waited for at every \
+             subscriber; the server's CPU time (user + system, /proc) over the measured \
+             edits, after {WARM_UP} to warm up: HTTP, the durable commit, both consumers of \
+             the change log (live frames; search, audit, analysis and the analysis \
+             worker). The clients run in the bench process."
+        ),
+        floor: Some(FLOOR.into()),
+        load_average: 0.0,
+        seconds: 0.0,
+        cases,
+        notes: vec![],
+    })
+}
+
+#[cfg(test)]
+mod cpu_time_tests {
+    use super::*;
+
+    #[test]
+    fn this_process_has_spent_some_cpu_and_it_only_grows() {
+        let pid = std::process::id();
+        let before = cpu_time(pid).unwrap();
+        let mut x = 0u64;
+        for i in 0..20_000_000u64 {
+            x = x.wrapping_add(i * i);
+        }
+        std::hint::black_box(x);
+        let after = cpu_time(pid).unwrap();
+        assert!(after > before, "{before:?} → {after:?}");
+    }
+}
