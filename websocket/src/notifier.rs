@@ -53,12 +53,14 @@ impl LiveNotifier {
         let connection = &subscriber.connection;
         let document = &change.document_id;
         let cursors = &self.inner.cursors;
-        if cursors.already_sent(connection, document, change.version) {
-            return Ok(());
-        }
         // Unsubscribe before anything is recorded as sent, so a failure here leaves the
-        // change to be delivered again in full.
+        // change to be delivered again in full — unless it was sent already. (A frame
+        // that does not end the subscription needs no such check: `admit` refuses a
+        // version already sent.)
         if ends {
+            if cursors.already_sent(connection, document, change.version) {
+                return Ok(());
+            }
             self.inner
                 .ports
                 .registry
