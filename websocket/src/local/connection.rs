@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use shared::ports::Connection;
+use shared::ports::{Connection, ConnectionId};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior, interval, interval_at, timeout};
 use tracing::Instrument;
@@ -42,16 +42,17 @@ pub(super) async fn run(
         let (sink, stream) = socket.split();
         let closer = mailbox.closer();
         let close_signal = mailbox.close.clone();
-        let writer = tokio::spawn(
-            write_loop(
-                ws.clone(),
-                sink,
-                mailbox.frames,
-                mailbox.close,
-                closer.clone(),
-            )
-            .instrument(tracing::Span::current()),
-        );
+        // Not inside the connection's span: the writer is polled for every frame, and
+        // entering a span each time was a measurable share of a broadcast's CPU. Its
+        // few log lines name the connection themselves.
+        let writer = tokio::spawn(write_loop(
+            ws.clone(),
+            connection.id.clone(),
+            sink,
+            mailbox.frames,
+            mailbox.close,
+            closer.clone(),
+        ));
         let why = read_loop(&ws, &connection, stream, close_signal).await;
         closer.close(why);
         ws.outbox.remove(&connection.id);
@@ -160,6 +161,7 @@ fn is_too_big(e: &axum::Error) -> bool {
 
 async fn write_loop(
     ws: LocalWebSocket,
+    connection: ConnectionId,
     mut sink: SplitSink<WebSocket, Message>,
     mut frames: mpsc::Receiver<Frame>,
     mut close: watch::Receiver<Option<Close>>,
@@ -189,12 +191,12 @@ async fn write_loop(
         match written {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
-                tracing::debug!(error = %e, "write failed");
+                tracing::debug!(%connection, error = %e, "write failed");
                 closer.close(CLIENT_GONE);
                 break;
             }
             Err(_) => {
-                tracing::info!("closing a connection whose socket does not drain");
+                tracing::info!(%connection, "closing a connection whose socket does not drain");
                 closer.close(Close::TOO_SLOW);
                 break;
             }
@@ -217,7 +219,7 @@ async fn write_loop(
         .await;
     }
     if why != CLIENT_GONE {
-        tracing::info!(code = why.code, reason = why.reason, "closing");
+        tracing::info!(%connection, code = why.code, reason = why.reason, "closing");
         let frame = CloseFrame {
             code: why.code,
             reason: Utf8Bytes::from_static(why.reason),
