@@ -3,7 +3,8 @@
 //! (`stream_handler::aws::consumer_fanout`) with `DOCFAN_EVENT_BUS_NAME` set, published
 //! with `PutEvents` to a bus of the test's own, and delivered by EventBridge rules to SQS
 //! queues, where each message must be the contract's event (`product.md`, "Events for
-//! other consumers").
+//! other consumers"). The Lambda binary itself is run once with `DOCFAN_EVENT_BUS_NAME`
+//! set, and once with a malformed one, which stops it at start.
 //!
 //! moto cannot be made to fail chosen entries of a `PutEvents` request, so retrying only
 //! the failed entries is tested in `shared::aws::event_bus` over scripted answers; here
@@ -28,6 +29,7 @@ use stream_handler::sinks::notifications::NoSubscribers;
 use tests::port_suites::{new_document, next_version, unique_user};
 
 use crate::emulators::{self, Wants};
+use crate::lambda::{invoke, lambda_binary};
 use crate::stream::read_stream;
 
 const BODY: &str = "a body that never leaves docfan in an event";
@@ -399,4 +401,66 @@ async fn a_missing_bus_blocks_the_batch_and_dead_letters_nothing() {
     let reason = report.reasons.values().next().unwrap();
     assert!(reason.contains("ResourceNotFound"), "{reason}");
     assert_eq!(fanout.dead_letters().unwrap().depth().await.unwrap(), 0);
+}
+
+#[tokio::test]
+#[ignore = "needs moto and OpenSearch: run tests/run"]
+async fn the_lambda_index_consumer_publishes_to_its_bus_and_refuses_a_malformed_name() {
+    // A malformed bus name stops the function at its cold start, naming the variable.
+    let refused = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        tokio::process::Command::new(lambda_binary("lambda-stream-handler"))
+            .env_clear()
+            .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
+            .env("AWS_REGION", emulators::REGION)
+            .env("DOCFAN_STREAM_CONSUMER", "index")
+            .env("DOCFAN_EVENT_BUS_NAME", "docfan dev")
+            .output(),
+    )
+    .await
+    .expect("the function exits at once")
+    .unwrap();
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr).into_owned()
+        + &String::from_utf8_lossy(&refused.stdout);
+    assert!(said.contains("DOCFAN_EVENT_BUS_NAME"), "{said}");
+
+    let clients = emulators::aws(Wants {
+        search: true,
+        ..Wants::default()
+    })
+    .await;
+    let eventbridge = aws_sdk_eventbridge::Client::new(&clients.sdk);
+    let bus = create_bus(&eventbridge).await;
+    let queue = rule_to_queue(
+        &eventbridge,
+        &clients.sqs,
+        &bus,
+        "docfan-all",
+        json!({"source": ["docfan"]}),
+    )
+    .await;
+    let ann = unique_user("ann");
+    clients
+        .document_store()
+        .create(&new_document(&ann, "Plan", BODY, &[]))
+        .await
+        .unwrap();
+    let records = read_stream(&clients).await;
+    let expected = expected_events(&records);
+    let (kind, response) = invoke(
+        "lambda-stream-handler",
+        &clients,
+        &[
+            ("DOCFAN_STREAM_CONSUMER", "index".to_owned()),
+            ("DOCFAN_EVENT_BUS_NAME", bus.clone()),
+        ],
+        json!({ "Records": records }),
+    )
+    .await;
+    assert_eq!(kind, "response", "{response}");
+    assert_eq!(response["batchItemFailures"], json!([]), "{response}");
+    let delivered = drain(&clients.sqs, &queue).await;
+    assert_eq!(delivered.len(), 1, "{delivered:?}");
+    assert_contract(&delivered[0], &expected[0]);
 }
