@@ -333,8 +333,9 @@ pub enum Triage {
 
 /// Reads the answer to a request of `sent` entries. An entry failed when it has an
 /// `ErrorCode` or lacks an `EventId` (EventBridge answers entry `i` of the request in
-/// `Entries[i]`); an answer whose entries do not line up with the request counts as
-/// all of them failed transiently (sent again: consumers deduplicate).
+/// `Entries[i]`). An answer whose entries do not line up with the request counts as
+/// all of them failed transiently (sent again: consumers deduplicate), except one with
+/// no entries at all and no failure counted, which counts as all taken.
 ///
 /// An entry EventBridge calls malformed (`InvalidArgument`, `MalformedDetail`, any code
 /// not known to pass) fails the request for good; otherwise a blocking code
