@@ -50,6 +50,12 @@ pub enum Error {
     /// an operator has made it writable again.
     #[error("storage read-only: {0}")]
     StorageReadOnly(String),
+    /// A backend refused for a reason only its operator can fix: access denied by an
+    /// IAM policy, a bus or queue that does not exist. Nothing was taken. The request
+    /// itself is sound, so retrying succeeds once the deployment is fixed: the fan-out
+    /// fails the batch (an alarm fires) and never dead-letters the record for it.
+    #[error("blocked until an operator acts: {0}")]
+    Blocked(String),
     /// Anything else: a bug or a backend failure that retrying will not fix.
     #[error(transparent)]
     Unknown(#[from] anyhow::Error),
@@ -60,7 +66,10 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            Error::Unavailable(_) | Error::StorageFull(_) | Error::StorageReadOnly(_)
+            Error::Unavailable(_)
+                | Error::StorageFull(_)
+                | Error::StorageReadOnly(_)
+                | Error::Blocked(_)
         )
     }
 

@@ -1,6 +1,7 @@
 //! The fan-out on the AWS adapters (cargo feature `aws`): OpenSearch, the DynamoDB
-//! audit table, the SQS analysis queue and the SQS dead-letter queue, with the notifier
-//! the caller chooses (API Gateway pushes in Lambda, none for operator redrives). The
+//! audit table, the SQS analysis queue, the EventBridge bus when `DOCFAN_EVENT_BUS_NAME`
+//! names one, and the SQS dead-letter queue, with the notifier the caller chooses (API
+//! Gateway pushes in Lambda, none for operator redrives). The
 //! document store's versions table is its body archive: records of documents over 4 KB
 //! carry no body, and the fan-out reads it back from there.
 
@@ -14,6 +15,7 @@ use crate::handler::{Fanout, HandlerConfig};
 use crate::sinks::Sink;
 use crate::sinks::analysis::AnalysisSink;
 use crate::sinks::audit::AuditSink;
+use crate::sinks::events::EventsSink;
 use crate::sinks::notifications::NotificationSink;
 use crate::sinks::search::SearchSink;
 
@@ -23,7 +25,8 @@ use crate::sinks::search::SearchSink;
 pub enum Consumer {
     /// Notifications alone ([`Fanout::live`]).
     Live,
-    /// Search, audit and analysis ([`Fanout::index`]).
+    /// Search, audit, analysis and, when a bus is configured, events
+    /// ([`Fanout::index`]).
     Index,
 }
 
@@ -72,13 +75,14 @@ pub fn consumer_fanout(
     })
 }
 
-/// The four sinks and the dead-letter queue over `clients`.
+/// The four sinks, the events sink when `DOCFAN_EVENT_BUS_NAME` names a bus, and the
+/// dead-letter queue over `clients`.
 pub fn fanout(
     clients: &AwsClients,
     notifier: Arc<dyn Notifier>,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<Fanout> {
-    let sinks: Vec<Arc<dyn Sink>> = vec![
+    let mut sinks: Vec<Arc<dyn Sink>> = vec![
         Arc::new(SearchSink::new(
             Arc::new(clients.search_index()?),
             Default::default(),
@@ -93,9 +97,76 @@ pub fn fanout(
             Default::default(),
         )),
     ];
+    sinks.extend(events_sink(clients));
     let dead_letters = Arc::new(clients.dead_letter_queue(Arc::clone(&clock))?);
     Ok(
         Fanout::new(sinks, dead_letters, clock, HandlerConfig::default())
             .with_body_archive(Arc::new(clients.document_store())),
     )
+}
+
+/// The events sink over the EventBridge bus `DOCFAN_EVENT_BUS_NAME` names (the name was
+/// checked when the configuration was read); `None` without one.
+pub fn events_sink(clients: &AwsClients) -> Option<Arc<dyn Sink>> {
+    clients
+        .event_bus()
+        .map(|bus| Arc::new(EventsSink::new(Arc::new(bus), Default::default())) as Arc<dyn Sink>)
+}
+
+#[cfg(test)]
+mod tests {
+    use shared::aws::{AwsConfig, EventBusName, OpenSearchConfig};
+    use shared::clock::SystemClock;
+
+    use super::*;
+    use crate::sinks::notifications::NoSubscribers;
+
+    /// Clients for an index consumer's configuration; nothing is called.
+    async fn clients(bus: Option<&str>) -> AwsClients {
+        let config = AwsConfig {
+            region: Some("us-east-1".into()),
+            endpoint_url: Some("http://127.0.0.1:9".into()),
+            analysis_queue_url: Some("http://127.0.0.1:9/queue/analysis".into()),
+            dead_letter_queue_url: Some("http://127.0.0.1:9/queue/dead".into()),
+            opensearch: Some(OpenSearchConfig {
+                url: "http://127.0.0.1:9".into(),
+                index: "documents".into(),
+                sign: false,
+                service: "es".into(),
+            }),
+            event_bus_name: bus.map(|b| EventBusName::parse(b).unwrap()),
+            ..AwsConfig::default()
+        };
+        AwsClients::load(config).await.unwrap()
+    }
+
+    fn names(fanout: &Fanout) -> Vec<&'static str> {
+        fanout.sinks().iter().map(|s| s.name()).collect()
+    }
+
+    #[tokio::test]
+    async fn only_the_index_consumer_publishes_events_and_only_to_a_named_bus() {
+        let consumer = |clients: AwsClients, consumer| async move {
+            let fanout = consumer_fanout(
+                &clients,
+                Arc::new(NoSubscribers),
+                Arc::new(SystemClock),
+                consumer,
+            )
+            .unwrap();
+            names(&fanout)
+        };
+        assert_eq!(
+            consumer(clients(Some("docfan-dev")).await, Consumer::Index).await,
+            ["search", "audit", "analysis", "events"]
+        );
+        assert_eq!(
+            consumer(clients(None).await, Consumer::Index).await,
+            ["search", "audit", "analysis"]
+        );
+        assert_eq!(
+            consumer(clients(Some("docfan-dev")).await, Consumer::Live).await,
+            ["notifications"]
+        );
+    }
 }

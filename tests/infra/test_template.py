@@ -588,7 +588,7 @@ def check_alarms(t: Template) -> Problems:
     problems: Problems = []
     expected = [("AWS/Lambda", "IteratorAge", "FunctionName", fn) for fn in STREAM_CONSUMERS]
     expected += [("AWS/Lambda", "Errors", "FunctionName", fn) for fn in FUNCTIONS]
-    dead_letter_queues = ["PoisonRecordQueue", "AnalysisDeadLetterQueue"]
+    dead_letter_queues = ["PoisonRecordQueue", "AnalysisDeadLetterQueue", "DeletionsDeadLetterQueue"]
     for p in stream_mappings(t).values():
         dest, _ = target(p.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination"))
         if dest:
@@ -618,6 +618,108 @@ def check_alarms(t: Template) -> Problems:
                 )
                 if not first_message:
                     problems.append(f"{name}: must fire on the first dead-lettered message")
+    return problems
+
+
+def _rule_targets(t: Template, rule: str) -> list[dict]:
+    return as_list(props(t, rule).get("Targets"))
+
+
+def check_event_bus(t: Template) -> Problems:
+    """Events for other consumers: docfan's bus, its archive, the index consumer (and it
+    alone) publishing to it with PutEvents on that bus only, and the example rule's
+    queue with a dead-letter queue, a bounded retry policy, a queue policy for this rule
+    only, and alarms on failed invocations and on the dead-letter queue."""
+    problems: Problems = []
+    buses = resources(t, "AWS::Events::EventBus")
+    if list(buses) != ["EventBus"]:
+        return [f"expected one AWS::Events::EventBus named EventBus, found {sorted(buses)}"]
+    name = sub_text(props(t, "EventBus").get("Name"))
+    if not name or not name.startswith("docfan-") or "${Stage}" not in name:
+        problems.append(f"EventBus: Name must be docfan-${{Stage}}, not {name!r}")
+
+    # The publisher.
+    env = function_env(t, "StreamHandlerFunction")
+    if env.get("DOCFAN_EVENT_BUS_NAME") != {"Ref": "EventBus"}:
+        problems.append("StreamHandlerFunction: DOCFAN_EVENT_BUS_NAME must be !Ref EventBus")
+    if "DOCFAN_EVENT_BUS_NAME" in function_env(t, "LiveStreamHandlerFunction"):
+        problems.append("LiveStreamHandlerFunction must not publish events (DOCFAN_EVENT_BUS_NAME)")
+    bus_arn = {"Fn::GetAtt": ["EventBus", "Arn"]}
+    if not role_allows(t, role_of(t, "StreamHandlerFunction"), "events:PutEvents", bus_arn):
+        problems.append("the stream handler's role cannot PutEvents to EventBus")
+    for owner, doc in _policy_documents(t):
+        for st in as_list(doc.get("Statement")):
+            actions = [a for a in as_list(st.get("Action")) if isinstance(a, str)]
+            if st.get("Effect") == "Allow" and any(a.startswith("events:") for a in actions):
+                if not owner.startswith("StreamHandlerRole/"):
+                    problems.append(f"{owner}: only the index stream handler may publish events")
+                if actions != ["events:PutEvents"] or as_list(st.get("Resource")) != [bus_arn]:
+                    problems.append(f"{owner}: grant events:PutEvents on EventBus's ARN alone")
+
+    # The archive.
+    archives = [p.get("Properties", {}) for p in resources(t, "AWS::Events::Archive").values()]
+    if not any(target(a.get("SourceArn")) == ("EventBus", "Arn") for a in archives):
+        problems.append("no AWS::Events::Archive on EventBus")
+    for a in archives:
+        days = as_int(resolve(t, a.get("RetentionDays")))
+        if days is None or days < 1:
+            problems.append(f"the archive's RetentionDays must be a number of days, not {days}")
+
+    # The example rule.
+    rule = props(t, "DeletionsRule")
+    if target(rule.get("EventBusName"))[0] != "EventBus":
+        problems.append("DeletionsRule must be on EventBus")
+    pattern = rule.get("EventPattern") or {}
+    if pattern.get("source") != ["docfan"] or pattern.get("detail-type") != ["document.deleted"]:
+        problems.append(f"DeletionsRule: pattern must select docfan's document.deleted, not {pattern}")
+    targets = _rule_targets(t, "DeletionsRule")
+    if len(targets) != 1 or target(targets[0].get("Arn")) != ("DeletionsQueue", "Arn"):
+        problems.append("DeletionsRule must target DeletionsQueue")
+    for tg in targets:
+        dlq, _ = target(tg.get("DeadLetterConfig", {}).get("Arn"))
+        if dlq is None or dlq == target(tg.get("Arn"))[0]:
+            problems.append("DeletionsRule's target needs a dead-letter queue of its own")
+        retry = tg.get("RetryPolicy") or {}
+        attempts = as_int(retry.get("MaximumRetryAttempts"))
+        age = as_int(retry.get("MaximumEventAgeInSeconds"))
+        if attempts is None or not 0 <= attempts <= 185 or age is None or not 60 <= age <= 86400:
+            problems.append(f"DeletionsRule's target needs an explicit, bounded RetryPolicy, not {retry}")
+        if dlq:
+            alarms = _alarm_on(t, "AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", dlq)
+            if not alarms:
+                problems.append(f"no alarm on the rule's dead-letter queue {dlq}")
+
+    # EventBridge may send to the target and its dead-letter queue, for this rule only.
+    allowed: set[str] = set()
+    for res in resources(t, "AWS::SQS::QueuePolicy").values():
+        for st in as_list(res.get("Properties", {}).get("PolicyDocument", {}).get("Statement")):
+            principal = (st.get("Principal") or {}).get("Service")
+            if st.get("Effect") != "Allow" or principal != "events.amazonaws.com":
+                continue
+            source = (st.get("Condition") or {}).get("ArnEquals", {}).get("aws:SourceArn")
+            if target(source) != ("DeletionsRule", "Arn"):
+                problems.append("a queue policy lets EventBridge send without aws:SourceArn of DeletionsRule")
+                continue
+            if "sqs:SendMessage" in as_list(st.get("Action")):
+                allowed |= {target(r)[0] for r in as_list(st.get("Resource"))}
+    for tg in targets:
+        for queue in (target(tg.get("Arn"))[0], target(tg.get("DeadLetterConfig", {}).get("Arn"))[0]):
+            if queue and queue not in allowed:
+                problems.append(f"no queue policy lets DeletionsRule send to {queue}")
+
+    failed = [
+        p
+        for p in (r.get("Properties", {}) for r in resources(t, "AWS::CloudWatch::Alarm").values())
+        if p.get("Namespace") == "AWS/Events"
+        and p.get("MetricName") == "FailedInvocations"
+        and any(
+            d.get("Name") == "RuleName" and sub_text(d.get("Value")) == sub_text(rule.get("Name"))
+            for d in p.get("Dimensions", [])
+        )
+        and p.get("AlarmActions")
+    ]
+    if not failed:
+        problems.append("no alarm on DeletionsRule's FailedInvocations")
     return problems
 
 
@@ -862,6 +964,7 @@ CHECKS: list[Callable[[Template], Problems]] = [
     check_websocket_api,
     check_search_domain,
     check_dev_parameters,
+    check_event_bus,
 ]
 
 
@@ -921,6 +1024,28 @@ def _in_statement(role: str, sid: str, key: str, value: Any) -> Callable[[Templa
     def mutate(t: Template) -> None:
         statement = role_statements(t, role)[_statement_index(t, role, sid)]
         statement[key] = value
+
+    return mutate
+
+
+def _without_statement(role: str, sid: str) -> Callable[[Template], None]:
+    def mutate(t: Template) -> None:
+        index = _statement_index(t, role, sid)
+        for policy in props(t, role).get("Policies", []):
+            statements = as_list(policy.get("PolicyDocument", {}).get("Statement"))
+            if index < len(statements):
+                del statements[index]
+                return
+            index -= len(statements)
+
+    return mutate
+
+
+def _in_statement_of(policy: str, index: int, key: str, value: Any) -> Callable[[Template], None]:
+    """Sets `key` of statement `index` of a resource policy (a queue policy)."""
+
+    def mutate(t: Template) -> None:
+        props(t, policy)["PolicyDocument"]["Statement"][index][key] = value
 
     return mutate
 
@@ -1063,6 +1188,25 @@ WEAKENINGS: list[tuple[str, Callable[[Template], Problems], Callable[[Template],
     ("unencrypted domain", check_search_domain, _set("Resources/SearchDomain/Properties/EncryptionAtRestOptions/Enabled", False)),
     ("access policy for anyone", check_search_domain, _set("Resources/SearchDomain/Properties/AccessPolicies/Statement/0/Principal", {"AWS": "*"})),
     ("serverless collection", check_search_domain, _set("Resources/SearchCollection", {"Type": "AWS::OpenSearchServerless::Collection", "Properties": {"Name": "docfan", "Type": "SEARCH"}})),
+    # Events for other consumers.
+    ("no event bus", check_event_bus, _del("Resources/EventBus")),
+    ("bus named without the stage", check_event_bus, _set("Resources/EventBus/Properties/Name", "docfan")),
+    ("handler not told the bus", check_event_bus, _del("Resources/StreamHandlerFunction/Properties/Environment/Variables/DOCFAN_EVENT_BUS_NAME")),
+    ("live consumer publishes", check_event_bus, _set("Resources/LiveStreamHandlerFunction/Properties/Environment/Variables/DOCFAN_EVENT_BUS_NAME", {"Ref": "EventBus"})),
+    ("handler cannot publish", check_event_bus, _without_statement("StreamHandlerRole", "PublishEvents")),
+    ("publish to any bus", check_event_bus, _in_statement("StreamHandlerRole", "PublishEvents", "Resource", {"Fn::Sub": "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/*"})),
+    ("more than PutEvents", check_event_bus, _in_statement("StreamHandlerRole", "PublishEvents", "Action", ["events:PutEvents", "events:PutRule"])),
+    ("another role publishes", check_event_bus, _append("Resources/ApiRole/Properties/Policies/0/PolicyDocument/Statement", {"Effect": "Allow", "Action": "events:PutEvents", "Resource": {"Fn::GetAtt": ["EventBus", "Arn"]}})),
+    ("no archive", check_event_bus, _del("Resources/EventArchive")),
+    ("archive of another source", check_event_bus, _set("Resources/EventArchive/Properties/SourceArn", {"Fn::Sub": "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/default"})),
+    ("rule on the default bus", check_event_bus, _del("Resources/DeletionsRule/Properties/EventBusName")),
+    ("rule selects everything", check_event_bus, _set("Resources/DeletionsRule/Properties/EventPattern", {"source": ["docfan"]})),
+    ("rule target without DLQ", check_event_bus, _del("Resources/DeletionsRule/Properties/Targets/0/DeadLetterConfig")),
+    ("rule target without retry policy", check_event_bus, _del("Resources/DeletionsRule/Properties/Targets/0/RetryPolicy")),
+    ("queue policy for any rule", check_event_bus, _del("Resources/DeletionsQueuesPolicy/Properties/PolicyDocument/Statement/0/Condition")),
+    ("rule cannot reach its DLQ", check_event_bus, _in_statement_of("DeletionsQueuesPolicy", 0, "Resource", [{"Fn::GetAtt": ["DeletionsQueue", "Arn"]}])),
+    ("no failed-invocations alarm", check_event_bus, _del("Resources/DeletionsRuleFailedInvocationsAlarm")),
+    ("rule DLQ unwatched", check_alarms, _del("Resources/DeletionsDeadLetterQueueDepthAlarm")),
     # The dev parameters file against the template.
     ("parameter removed from the template", check_dev_parameters, _del("Parameters/StreamBatchSize")),
     ("new required parameter", check_dev_parameters, _set("Parameters/OperatorEmail", {"Type": "String"})),

@@ -253,6 +253,15 @@ impl From<Error> for ApiError {
                     "the server's storage is read-only: nothing was written; retry once it is writable again",
                 )
             }
+            Error::Blocked(detail) => {
+                tracing::error!(%detail, "a backend refuses until an operator acts");
+                Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "/problems/unavailable",
+                    "Temporarily unavailable",
+                    "the service cannot complete this now; retry shortly",
+                )
+            }
             Error::Unknown(cause) => {
                 tracing::error!(error = ?cause, "internal error");
                 Problem::new(

@@ -18,6 +18,7 @@
 //! | `DOCFAN_OPENSEARCH_INDEX` | the index name | `documents` |
 //! | `DOCFAN_OPENSEARCH_SIGV4` | sign requests with SigV4 (`true`/`false`) | `true` for `https://` URLs, `false` for `http://` |
 //! | `DOCFAN_OPENSEARCH_SIGV4_SERVICE` | the SigV4 service name (`es`, or `aoss` for Serverless) | `es` |
+//! | `DOCFAN_EVENT_BUS_NAME` | the EventBridge bus (name or ARN) every change is published to as an event | none (no events sink) |
 //! | `DOCFAN_WEBSOCKET_ENDPOINT` | the Management API endpoint, `https://{api}.execute-api.{region}.amazonaws.com/{stage}` | `AWS_ENDPOINT_URL` |
 //! | `DOCFAN_CONNECTION_TTL_SECONDS` | lifetime written into `expiresAt` (DynamoDB TTL) of connection and subscription items | `7200` |
 //! | `DOCFAN_MAX_CONCURRENT_PUSHES` | concurrent `post_to_connection` calls per process | `64` |
@@ -35,7 +36,8 @@ use opensearch::http::transport::{SingleNodeConnectionPool, TransportBuilder};
 
 use super::{
     ConnectionPusher, DynamoDbAnalysisStore, DynamoDbAuditLog, DynamoDbConnectionRegistry,
-    DynamoDbDocumentStore, OpenSearchIndex, SqsAnalysisQueue, SqsDeadLetterQueue,
+    DynamoDbDocumentStore, EventBridgeBus, EventBridgeConfig, EventBusName, OpenSearchIndex,
+    SqsAnalysisQueue, SqsDeadLetterQueue,
 };
 use crate::clock::Clock;
 use crate::{Error, Result};
@@ -95,6 +97,9 @@ pub struct AwsConfig {
     pub analysis_queue_url: Option<String>,
     pub dead_letter_queue_url: Option<String>,
     pub opensearch: Option<OpenSearchConfig>,
+    /// The EventBridge bus of the events sink; checked when read, so a malformed name
+    /// stops a function at start.
+    pub event_bus_name: Option<EventBusName>,
     pub websocket_endpoint: Option<String>,
     pub connection_ttl: Duration,
     pub max_concurrent_pushes: usize,
@@ -109,6 +114,7 @@ impl Default for AwsConfig {
             analysis_queue_url: None,
             dead_letter_queue_url: None,
             opensearch: None,
+            event_bus_name: None,
             websocket_endpoint: None,
             connection_ttl: Duration::from_secs(7200),
             max_concurrent_pushes: 64,
@@ -173,6 +179,9 @@ impl AwsConfig {
             analysis_queue_url: var("DOCFAN_ANALYSIS_QUEUE_URL"),
             dead_letter_queue_url: var("DOCFAN_DEAD_LETTER_QUEUE_URL"),
             opensearch,
+            event_bus_name: var("DOCFAN_EVENT_BUS_NAME")
+                .map(|raw| EventBusName::parse(&raw))
+                .transpose()?,
             websocket_endpoint: var("DOCFAN_WEBSOCKET_ENDPOINT"),
             connection_ttl: Duration::from_secs(number("DOCFAN_CONNECTION_TTL_SECONDS", 7200)?),
             max_concurrent_pushes: number("DOCFAN_MAX_CONCURRENT_PUSHES", 64)?.max(1) as usize,
@@ -200,6 +209,7 @@ pub struct AwsClients {
     pub sdk: SdkConfig,
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub sqs: aws_sdk_sqs::Client,
+    pub eventbridge: aws_sdk_eventbridge::Client,
     /// Present when a WebSocket endpoint (or an emulator endpoint) is configured.
     pub management: Option<aws_sdk_apigatewaymanagement::Client>,
     /// Present when `DOCFAN_OPENSEARCH_URL` is set.
@@ -218,6 +228,7 @@ impl AwsClients {
     pub fn from_sdk_config(config: AwsConfig, sdk: SdkConfig) -> Result<Self> {
         let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
         let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let eventbridge = aws_sdk_eventbridge::Client::new(&sdk);
         let management = config
             .websocket_endpoint
             .as_deref()
@@ -238,6 +249,7 @@ impl AwsClients {
             sdk,
             dynamodb,
             sqs,
+            eventbridge,
             management,
             opensearch,
         })
@@ -305,6 +317,16 @@ impl AwsClients {
             return Err(Error::invalid("DOCFAN_OPENSEARCH_URL", "is not set"));
         };
         Ok(OpenSearchIndex::new(client.clone(), &search.index))
+    }
+
+    /// The EventBridge bus of the events sink, when `DOCFAN_EVENT_BUS_NAME` names one.
+    pub fn event_bus(&self) -> Option<EventBridgeBus> {
+        self.config.event_bus_name.as_ref().map(|bus| {
+            EventBridgeBus::new(
+                self.eventbridge.clone(),
+                EventBridgeConfig::new(bus.clone()),
+            )
+        })
     }
 
     /// The `post_to_connection` client. Errors: `Invalid` when `DOCFAN_WEBSOCKET_ENDPOINT`
@@ -405,5 +427,19 @@ mod tests {
             .is_err()
         );
         assert!(config(&[("DOCFAN_CONNECTION_TTL_SECONDS", "soon")]).is_err());
+    }
+
+    #[test]
+    fn the_event_bus_is_optional_and_checked_when_read() {
+        assert_eq!(config(&[]).unwrap().event_bus_name, None);
+        let set = config(&[("DOCFAN_EVENT_BUS_NAME", "docfan-dev")]).unwrap();
+        assert_eq!(
+            set.event_bus_name.as_ref().map(EventBusName::as_str),
+            Some("docfan-dev")
+        );
+        let err = config(&[("DOCFAN_EVENT_BUS_NAME", "docfan dev")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("DOCFAN_EVENT_BUS_NAME"), "{err}");
     }
 }

@@ -2,6 +2,10 @@
 //! timeouts, connection failures, 5xx) is [`Error::Unavailable`]; everything else is
 //! [`Error::Unknown`]. The SDK has already retried transient failures with its own
 //! backoff when one reaches these functions.
+//!
+//! [`sdk_error_or_blocked`] also tells a deployment fault (access denied, a missing
+//! resource: [`Error::Blocked`]) from a fault of the request; adapters move to it one by
+//! one (the EventBridge bus uses it).
 
 use std::fmt::Debug;
 
@@ -34,6 +38,26 @@ const TRANSIENT_CODES: &[&str] = &[
     "KMSThrottlingException",
     "AWS.SimpleQueueService.RequestThrottled",
 ];
+
+/// Error codes that say the deployment, not the request, is wrong: the caller's role
+/// may not do this, or the resource it names does not exist. Only an operator fixes
+/// them, and then the same request succeeds.
+const BLOCKING_CODES: &[&str] = &[
+    "AccessDenied",
+    "AccessDeniedException",
+    "UnrecognizedClientException",
+    "InvalidClientTokenId",
+    "NotAuthorizedForSourceException",
+    "NotAuthorizedForDetailTypeException",
+    "InvalidAccountIdException",
+    "ResourceNotFoundException",
+    "AWS.SimpleQueueService.NonExistentQueue",
+];
+
+/// Whether an error code names a deployment fault ([`Error::Blocked`]).
+pub fn is_blocking_code(code: &str) -> bool {
+    BLOCKING_CODES.contains(&code)
+}
 
 /// Whether an error code names a transient failure.
 pub fn is_transient_code(code: &str) -> bool {
@@ -80,6 +104,20 @@ where
             }
         }
         _ => Error::Unknown(anyhow::anyhow!("{what}: {}", describe(&err))),
+    }
+}
+
+/// [`sdk_error`], with authorization and missing-resource failures as
+/// [`Error::Blocked`]: retried (the batch fails and alarms) rather than dead-lettered.
+pub fn sdk_error_or_blocked<E>(what: &str, err: SdkError<E, HttpResponse>) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match err.code() {
+        Some(code) if is_blocking_code(code) => {
+            Error::Blocked(format!("{what}: {}", describe(&err)))
+        }
+        _ => sdk_error(what, err),
     }
 }
 

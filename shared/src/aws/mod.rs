@@ -1,5 +1,6 @@
 //! The AWS adapters of the ports (cargo feature `aws`): the same contracts as the
-//! embedded adapters, on DynamoDB, SQS, the API Gateway Management API and OpenSearch.
+//! embedded adapters, on DynamoDB, SQS, the API Gateway Management API, OpenSearch and
+//! EventBridge.
 //!
 //! - [`config`]: [`AwsConfig`], read from the environment, and [`AwsClients`], every
 //!   client built once per process;
@@ -12,6 +13,7 @@
 //! - [`audit_log`], [`analysis_store`]: the audit trail and analysis results on DynamoDB;
 //! - [`analysis_queue`], [`dead_letter`]: the analysis jobs and the dead letters on SQS;
 //! - [`search_index`]: the search index on OpenSearch;
+//! - [`event_bus`]: events for other consumers, `PutEvents` to an EventBridge bus;
 //! - [`errors`]: how SDK failures become [`Error`](crate::Error) variants.
 //!
 //! Conditional-write failures are read from the SDKs' typed error variants
@@ -26,6 +28,7 @@ pub mod connection_registry;
 pub mod dead_letter;
 pub mod document_store;
 pub mod errors;
+pub mod event_bus;
 pub mod push;
 pub mod search_index;
 pub mod tables;
@@ -37,5 +40,6 @@ pub use config::{AwsClients, AwsConfig, OpenSearchConfig, TableNames};
 pub use connection_registry::DynamoDbConnectionRegistry;
 pub use dead_letter::SqsDeadLetterQueue;
 pub use document_store::DynamoDbDocumentStore;
+pub use event_bus::{EventBridgeBus, EventBridgeConfig, EventBusName};
 pub use push::{ConnectionPusher, MAX_FRAME_BYTES, PushError};
 pub use search_index::OpenSearchIndex;

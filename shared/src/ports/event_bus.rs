@@ -16,8 +16,10 @@ pub trait EventBus: Send + Sync + 'static {
     /// matching rule's delivery queued, not yet delivered).
     ///
     /// Errors: [`Error::Unavailable`](crate::Error::Unavailable) when the bus cannot take
-    /// them now (throttled, unreachable: try again); [`Error::TooLarge`](crate::Error::TooLarge)
-    /// or [`Error::Unknown`](crate::Error::Unknown) for an event it can never take.
+    /// them now (throttled, unreachable: try again); [`Error::Blocked`](crate::Error::Blocked)
+    /// when it refuses until an operator acts (access denied, no such bus: try again,
+    /// never dead-letter); [`Error::TooLarge`](crate::Error::TooLarge) or
+    /// [`Error::Unknown`](crate::Error::Unknown) for an event it can never take.
     async fn publish(&self, events: &[DocumentEvent]) -> Result<()>;
 
     /// Whether the bus can take events now.

@@ -3,8 +3,9 @@
 //! of the stream's two consumers (`DOCFAN_STREAM_CONSUMER`, each with its own event
 //! source mapping, as on one machine):
 //!
-//! - `index`: OpenSearch, the DynamoDB audit table and the SQS analysis queue, with
-//!   poison records sent whole to the SQS dead-letter queue;
+//! - `index`: OpenSearch, the DynamoDB audit table, the SQS analysis queue and, when
+//!   `DOCFAN_EVENT_BUS_NAME` is set, the EventBridge bus (every change as an event for
+//!   other consumers), with poison records sent whole to the SQS dead-letter queue;
 //! - `live`: notifications through the DynamoDB connection registry and
 //!   `post_to_connection`, with no batching window, so a frame never waits for the
 //!   index sinks; what it cannot deliver it logs and drops.
@@ -12,9 +13,10 @@
 //! Environment: `DOCFAN_STREAM_CONSUMER` (required), the AWS adapters' variables (see
 //! `shared::aws::config`: the versions table for long bodies; for `index` the audit
 //! table, `DOCFAN_ANALYSIS_QUEUE_URL`, `DOCFAN_DEAD_LETTER_QUEUE_URL`,
-//! `DOCFAN_OPENSEARCH_URL`, `DOCFAN_OPENSEARCH_INDEX`; for `live` the connections and
-//! subscriptions tables and `DOCFAN_WEBSOCKET_ENDPOINT`); logs follow `RUST_LOG` and
-//! `DOCFAN_LOG_FORMAT`.
+//! `DOCFAN_OPENSEARCH_URL`, `DOCFAN_OPENSEARCH_INDEX` and optionally
+//! `DOCFAN_EVENT_BUS_NAME` (a bus name or ARN; a malformed one stops the function at
+//! start); for `live` the connections and subscriptions tables and
+//! `DOCFAN_WEBSOCKET_ENDPOINT`); logs follow `RUST_LOG` and `DOCFAN_LOG_FORMAT`.
 
 // A binary sees all of its package's dependencies; the library is where unused ones are caught.
 #![allow(unused_crate_dependencies)]

@@ -28,7 +28,7 @@ use crate::emulators::{self, REGION, Wants};
 use crate::push::Recorder;
 
 /// A Lambda binary built alongside the test binaries.
-fn lambda_binary(name: &str) -> PathBuf {
+pub(crate) fn lambda_binary(name: &str) -> PathBuf {
     let test = std::env::current_exe().expect("the test executable");
     let profile = test
         .parent()
@@ -126,7 +126,7 @@ async fn runtime_api(event: Value) -> (String, oneshot::Receiver<(String, Value)
 }
 
 /// Runs one binary on one event with the clients' configuration; returns its answer.
-async fn invoke(
+pub(crate) async fn invoke(
     binary: &str,
     clients: &AwsClients,
     extra: &[(&str, String)],

@@ -20,6 +20,8 @@
 //! - [`analysis_worker`]: the analysis worker on an SQS event fixture;
 //! - [`opensearch`]: searching an index nothing was written to yet;
 //! - [`sqs`]: a dead letter over SQS's message size limit;
+//! - [`events`]: changes through the index consumer to an EventBridge bus, a rule and
+//!   its SQS target, in the contract's shape; requests of ten; a missing bus blocks;
 //! - [`event_patterns`]: one table of event patterns through EventBridge rules on moto
 //!   and through the embedded matcher, selecting the same events;
 //! - [`websocket_lambda`]: the WebSocket routes on API Gateway event fixtures;
@@ -45,6 +47,7 @@ mod documents;
 mod dynamodb;
 mod emulators;
 mod event_patterns;
+mod events;
 mod failures;
 mod lambda;
 mod opensearch;

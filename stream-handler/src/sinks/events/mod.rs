@@ -18,16 +18,20 @@ use crate::decode::RecordMeta;
 #[derive(Debug, Clone, Default)]
 pub struct EventsSinkConfig {}
 
+/// Publishes every change to an [`EventBus`], one change per call (so one document's
+/// events leave in version order).
 pub struct EventsSink {
     bus: Arc<dyn EventBus>,
     config: EventsSinkConfig,
 }
 
 impl EventsSink {
+    /// The sink over `bus`.
     pub fn new(bus: Arc<dyn EventBus>, config: EventsSinkConfig) -> Self {
         Self { bus, config }
     }
 
+    /// How the sink behaves.
     pub fn config(&self) -> &EventsSinkConfig {
         &self.config
     }
