@@ -13,6 +13,11 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use tokio::process::{Child, Command};
 
+/// The most connections one user may hold in a benchmark's server: the subscribers of a
+/// scenario are all one user's ("bob"), up to 10,000 of them, far past the per-user cap
+/// of a real server (16 by default).
+pub const CROWD: usize = 1_000_000;
+
 /// The first argument that makes the bench binary `docfan`.
 pub const DOCFAN: &str = "docfan";
 /// The first argument that makes the bench binary the bare broadcast server.
@@ -39,10 +44,7 @@ impl ChildServer {
             )
             .env("RUST_LOG", "warn")
             // Every held connection is bob's.
-            .env(
-                "DOCFAN_WS_MAX_CONNECTIONS_PER_USER",
-                crate::scenarios::CROWD.to_string(),
-            );
+            .env("DOCFAN_WS_MAX_CONNECTIONS_PER_USER", CROWD.to_string());
         let server = Self::spawn(command, addr)?;
         let client = reqwest::Client::new();
         for _ in 0..400 {

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, ensure};
+use anyhow::Context;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tests::token_for;
@@ -24,6 +24,7 @@ use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::live::{self, Socket};
+use super::notifications;
 use super::{Mode, count};
 use crate::bare;
 use crate::child::{ChildServer, open_files_limit};
@@ -223,23 +224,7 @@ pub async fn run(mode: Mode, floor: &Scenario) -> anyhow::Result<Scenario> {
         let ann = token_for("ann");
         let mut version = 1u64;
         let mut type_one = async || -> anyhow::Result<()> {
-            let typed = version - 1;
-            let ops = if typed == 0 {
-                json!(["x"])
-            } else {
-                json!([typed, "x"])
-            };
-            let response = http
-                .post(format!("{base}/documents/{id}/edits"))
-                .bearer_auth(&ann)
-                .json(&json!({"baseVersion": version, "ops": ops}))
-                .send()
-                .await?;
-            ensure!(
-                response.status() == 200,
-                "POST edits: {}",
-                response.status()
-            );
+            notifications::type_one(&base, &http, &ann, id, version).await?;
             frames.wait_for(version as usize * subscribers).await?;
             version += 1;
             Ok(())

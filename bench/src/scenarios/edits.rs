@@ -28,8 +28,8 @@ pub async fn sample_frames() -> anyhow::Result<(String, String)> {
     let mut sockets = live::subscribers(&url, &lean, 1).await?;
     sockets.extend(live::subscribers(&url, &full, 1).await?);
     // A body of some length first, so the edit keeps characters before it.
-    type_one(&app, &http, &token_for("ann"), &id, 1).await?;
-    type_one(&app, &http, &token_for("ann"), &id, 2).await?;
+    type_one(&app.url(""), &http, &token_for("ann"), &id, 1).await?;
+    type_one(&app.url(""), &http, &token_for("ann"), &id, 2).await?;
     let mut texts = Vec::new();
     for socket in &mut sockets {
         loop {

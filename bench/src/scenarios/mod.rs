@@ -30,10 +30,7 @@ use tests::TestApp;
 use crate::machine::load_average;
 use crate::report::Scenario;
 
-/// The most connections one user may hold in a benchmark's server: the subscribers of a
-/// scenario are all one user's ("bob"), up to 10,000 of them, far past the per-user cap
-/// of a real server (16 by default).
-pub const CROWD: usize = 1_000_000;
+pub use crate::child::CROWD;
 
 /// The real app for a scenario whose crowd of subscribers is one user's.
 pub async fn crowd_app() -> TestApp {

@@ -113,9 +113,9 @@ pub async fn crowded_document(app: &TestApp, http: &reqwest::Client) -> anyhow::
 }
 
 /// One character typed by "ann" at the end of the body (one character per version
-/// before it), made on `version`.
+/// before it), made on `version`, to the server at `base` (`http://host:port`).
 pub async fn type_one(
-    app: &TestApp,
+    base: &str,
     http: &reqwest::Client,
     token: &str,
     id: &str,
@@ -128,7 +128,7 @@ pub async fn type_one(
         json!([typed, "x"])
     };
     let response = http
-        .post(app.url(&format!("/documents/{id}/edits")))
+        .post(format!("{base}/documents/{id}/edits"))
         .bearer_auth(token)
         .json(&json!({"baseVersion": version, "ops": ops}))
         .send()
@@ -175,7 +175,7 @@ pub async fn through_the_app(
         match write {
             Write::Put => put(&app, &http, &ann, &id, version, n).await?,
             Write::TypedCharacter => {
-                type_one(&app, &http, &ann, &id, version).await?;
+                type_one(&app.url(""), &http, &ann, &id, version).await?;
             }
         }
         let acknowledged = Instant::now();

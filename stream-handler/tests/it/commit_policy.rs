@@ -53,6 +53,18 @@ impl Env {
         }
     }
 
+    /// The change log's records, as the handler takes them.
+    async fn records(&self) -> Vec<serde_json::Value> {
+        self.store
+            .change_feed()
+            .read_after(0, 100)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| serde_json::from_str(&r.record).unwrap())
+            .collect()
+    }
+
     fn index(&self) -> Arc<TantivySearchIndex> {
         Arc::new(TantivySearchIndex::open(&self.dir.path().join(SEARCH_INDEX_DIR)).unwrap())
     }
@@ -124,15 +136,7 @@ async fn a_flush_is_deferred_until_the_policy_says_commit() {
     );
 
     let fanout = env.fanout(index.clone(), CommitPolicy::by_time_and_size(HOUR, 3));
-    let records: Vec<serde_json::Value> = env
-        .store
-        .change_feed()
-        .read_after(0, 10)
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| serde_json::from_str(&r.record).unwrap())
-        .collect();
+    let records = env.records().await;
     let report = fanout.handle_detailed(&records[..2], Flush::IfDue).await;
     assert!(!report.failed());
     let Flushed::Deferred(due_in) = report.flushed else {
@@ -159,15 +163,7 @@ async fn flush_now_commits_whatever_the_policy() {
     env.create(1).await;
     let index = env.index();
     let fanout = env.fanout(index.clone(), CommitPolicy::by_time_and_size(HOUR, 1000));
-    let records: Vec<serde_json::Value> = env
-        .store
-        .change_feed()
-        .read_after(0, 10)
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| serde_json::from_str(&r.record).unwrap())
-        .collect();
+    let records = env.records().await;
     // `handle` answers a Lambda invocation: durable when it returns.
     assert!(fanout.handle(&records).await.batch_item_failures.is_empty());
     assert_eq!(index.live_documents().await.unwrap(), 1);
