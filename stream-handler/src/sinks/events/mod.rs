@@ -40,7 +40,9 @@ impl Sink for EventsSink {
     }
 
     async fn deliver(&self, change: &ChangeEvent, _record: &RecordMeta) -> Result<()> {
-        self.bus.publish(&[DocumentEvent::from_change(change)]).await
+        self.bus
+            .publish(&[DocumentEvent::from_change(change)])
+            .await
     }
 
     fn is_retriable(&self, err: &Error) -> bool {
