@@ -447,35 +447,37 @@ mod tests {
             ),
             (
                 file(
-                    json!([{"name": "s", "pattern": {}, "target": {"url": "https://a.example", "secret": "hunter2"}}]),
+                    json!([{"name": "s", "pattern": {"source": ["docfan"]}, "target": {"url": "https://a.example", "secret": "hunter2"}}]),
                 ),
                 "event rule \"s\": target.secret: a webhook secret starts with \"whsec_\"",
             ),
             (
                 file(
-                    json!([{"name": "s", "pattern": {}, "target": {"url": "https://a.example", "secret": "whsec_c2hvcnQ="}}]),
+                    json!([{"name": "s", "pattern": {"source": ["docfan"]}, "target": {"url": "https://a.example", "secret": "whsec_c2hvcnQ="}}]),
                 ),
                 "event rule \"s\": target.secret: the key is 5 bytes",
             ),
             (
                 file(
-                    json!([{"name": "s", "pattern": {}, "target": {"url": "https://a.example", "secret": "whsec_!!!"}}]),
+                    json!([{"name": "s", "pattern": {"source": ["docfan"]}, "target": {"url": "https://a.example", "secret": "whsec_!!!"}}]),
                 ),
                 "target.secret: the key after \"whsec_\" is not valid base64",
             ),
             (
-                file(json!([{"name": "t", "pattern": {}, "target": "https://a.example"}])),
+                file(
+                    json!([{"name": "t", "pattern": {"source": ["docfan"]}, "target": "https://a.example"}]),
+                ),
                 "event rule \"t\": \"target\" must be an object",
             ),
             (
                 file(
-                    json!([{"name": "t", "pattern": {}, "target": {"url": "https://a.example", "secret": SECRET, "secert": 1}}]),
+                    json!([{"name": "t", "pattern": {"source": ["docfan"]}, "target": {"url": "https://a.example", "secret": SECRET, "secert": 1}}]),
                 ),
                 "unknown field target.secert",
             ),
             (
                 file(
-                    json!([{"name": "t", "pattern": {}, "target": {"url": "https://a.example", "secret": SECRET}, "patern": {}}]),
+                    json!([{"name": "t", "pattern": {"source": ["docfan"]}, "target": {"url": "https://a.example", "secret": SECRET}, "patern": {"source": ["docfan"]}}]),
                 ),
                 "event rule \"t\": unknown field \"patern\"",
             ),
