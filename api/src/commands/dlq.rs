@@ -5,7 +5,8 @@
 //! process at a time may hold: stop `docfan serve` first (redrive holds the data
 //! directory's lock meanwhile, so neither a server nor a restore starts under it).
 //! Notifications of redriven changes go to no one (clients catch up from the history on
-//! their next subscribe).
+//! their next subscribe). A webhook delivery goes back into the webhook outbox, and the
+//! rule's worker delivers it once `docfan serve` runs again with that rule.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -114,6 +115,16 @@ pub fn describe(letter: &DeadLetter) -> String {
                 .as_u64()
                 .map_or("?".to_owned(), |v| v.to_string()),
         ),
+        DeadLetterSource::Webhook => format!(
+            "webhook rule {} event {} ({} of document {} version {})",
+            p["rule"].as_str().unwrap_or("?"),
+            p["event"]["id"].as_str().unwrap_or("?"),
+            p["event"]["detail-type"].as_str().unwrap_or("?"),
+            p["event"]["detail"]["documentId"].as_str().unwrap_or("?"),
+            p["event"]["detail"]["version"]
+                .as_u64()
+                .map_or("?".to_owned(), |v| v.to_string()),
+        ),
     };
     format!(
         "{}\t{}\t{}\tattempts {}\t{about}\t{}",
@@ -121,6 +132,7 @@ pub fn describe(letter: &DeadLetter) -> String {
         match letter.source {
             DeadLetterSource::Stream => "stream",
             DeadLetterSource::Analysis => "analysis",
+            DeadLetterSource::Webhook => "webhook",
         },
         letter.failed_at.to_rfc3339(),
         letter.attempts,

@@ -21,7 +21,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use websocket::{InProcessRegistry, LocalConfig, LocalPorts, LocalWebSocket, ServiceConfig};
 
-use super::cli::{Backend, ServeArgs};
+use shared::events::EventRules;
+use shared::events::address::{ALLOW_PRIVATE_TARGETS_ENV, allows_private};
+use stream_handler::webhooks::{EventsConfig, WebhookDeliveryConfig};
+
+use super::cli::{Backend, EventArgs, ServeArgs};
 use crate::http::rate_limit::{RateLimit, UserRateLimiter};
 use crate::state::AppState;
 
@@ -260,6 +264,45 @@ impl App {
     }
 }
 
+/// The webhook rules and their delivery from the event options: `None` without a
+/// rules file (or with one that has no rules), so nothing publishes events. Fails,
+/// naming the file and the rule, when the file is invalid. `allow_private` is the value
+/// of `DOCFAN_ALLOW_PRIVATE_TARGETS`.
+pub fn events_config(
+    args: &EventArgs,
+    allow_private: Option<&str>,
+) -> anyhow::Result<Option<EventsConfig>> {
+    let Some(path) = &args.event_rules else {
+        return Ok(None);
+    };
+    let rules = EventRules::load(path)
+        .map_err(|e| anyhow::anyhow!("{e} (in {}; the server does not start)", path.display()))?;
+    if rules.is_empty() {
+        tracing::info!(path = %path.display(), "the event rules file has no rules: no events are published");
+        return Ok(None);
+    }
+    let allow_private_targets = allows_private(allow_private);
+    for rule in rules.rules() {
+        if let Err(refused) = rule.target.check_literal()
+            && !allow_private_targets
+        {
+            tracing::warn!(rule = %rule.name, "{refused}: its deliveries will fail and be dead-lettered");
+        }
+    }
+    let delivery = WebhookDeliveryConfig {
+        attempt_timeout: std::time::Duration::from_secs(args.event_timeout_secs),
+        retry_budget: std::time::Duration::from_secs_f64(args.event_retry_hours * 3600.0),
+        allow_private_targets,
+        ..WebhookDeliveryConfig::default()
+    };
+    tracing::info!(
+        rules = rules.rules().len(),
+        allow_private_targets,
+        "publishing events to webhooks"
+    );
+    Ok(Some(EventsConfig { rules, delivery }))
+}
+
 /// `docfan serve`.
 pub async fn run(data_dir: &Path, backend: Backend, args: &ServeArgs) -> anyhow::Result<()> {
     let app = match backend {
@@ -271,6 +314,10 @@ pub async fn run(data_dir: &Path, backend: Backend, args: &ServeArgs) -> anyhow:
             config.websocket.max_connections_per_user =
                 usize::try_from(args.ws_max_connections_per_user).unwrap_or(usize::MAX);
             config.rate_limit = args.rate_limit();
+            config.fanout.events = events_config(
+                &args.events,
+                std::env::var(ALLOW_PRIVATE_TARGETS_ENV).ok().as_deref(),
+            )?;
             App::build(&config).await?
         }
         Backend::Aws => aws_app(args.rate_limit()).await?,
