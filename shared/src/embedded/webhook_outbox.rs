@@ -491,7 +491,7 @@ mod tests {
         assert_eq!(next.event_id, deleted.id.to_string());
 
         // Still recognised after delivery, until pruned.
-        outbox.publish(&[created.clone()]).await.unwrap();
+        outbox.publish(std::slice::from_ref(&created)).await.unwrap();
         assert_eq!(outbox.backlog(&name("all")).await.unwrap().waiting, 1);
         clock.advance(chrono::TimeDelta::hours(25));
         let pruned = outbox
@@ -514,7 +514,7 @@ mod tests {
         let deleted = event(2, 3, true);
         {
             let outbox = open(dir.path(), clock.clone());
-            outbox.publish(&[deleted.clone()]).await.unwrap();
+            outbox.publish(std::slice::from_ref(&deleted)).await.unwrap();
             let head = outbox.head(&name("deletions")).await.unwrap().unwrap();
             let first = clock.now();
             outbox
