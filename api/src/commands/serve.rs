@@ -362,3 +362,59 @@ pub(crate) async fn aws_app(rate_limit: RateLimit) -> anyhow::Result<App> {
 pub(crate) async fn aws_app(_: RateLimit) -> anyhow::Result<App> {
     anyhow::bail!("this docfan was built without AWS support: build it with `--features api/aws`")
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn args(rules: Option<PathBuf>) -> EventArgs {
+        EventArgs {
+            event_rules: rules,
+            event_retry_hours: 0.5,
+            event_timeout_secs: 3,
+        }
+    }
+
+    #[test]
+    fn events_are_configured_only_by_a_file_with_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(events_config(&args(None), Some("1")).unwrap().is_none());
+
+        let empty = dir.path().join("empty.json");
+        std::fs::write(&empty, r#"{"rules": []}"#).unwrap();
+        assert!(events_config(&args(Some(empty)), None).unwrap().is_none());
+
+        let file = dir.path().join("rules.json");
+        std::fs::write(
+            &file,
+            r#"{"rules": [{"name": "r", "pattern": {"source": ["docfan"]},
+                "target": {"url": "http://127.0.0.1:9/", "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}}]}"#,
+        )
+        .unwrap();
+        let events = events_config(&args(Some(file.clone())), Some("1"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(events.rules.rules().len(), 1);
+        assert!(events.delivery.allow_private_targets);
+        assert_eq!(events.delivery.retry_budget, Duration::from_secs(1800));
+        assert_eq!(events.delivery.attempt_timeout, Duration::from_secs(3));
+        let refused = events_config(&args(Some(file)), Some("0"))
+            .unwrap()
+            .unwrap();
+        assert!(!refused.delivery.allow_private_targets);
+
+        let broken = dir.path().join("broken.json");
+        std::fs::write(&broken, r#"{"rules": [{"name": "r"}]}"#).unwrap();
+        let said = events_config(&args(Some(broken.clone())), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            said.contains("event rule \"r\": has no \"pattern\""),
+            "{said}"
+        );
+        assert!(said.contains(&broken.display().to_string()), "{said}");
+        assert!(said.contains("the server does not start"), "{said}");
+    }
+}

@@ -491,7 +491,10 @@ mod tests {
         assert_eq!(next.event_id, deleted.id.to_string());
 
         // Still recognised after delivery, until pruned.
-        outbox.publish(std::slice::from_ref(&created)).await.unwrap();
+        outbox
+            .publish(std::slice::from_ref(&created))
+            .await
+            .unwrap();
         assert_eq!(outbox.backlog(&name("all")).await.unwrap().waiting, 1);
         clock.advance(chrono::TimeDelta::hours(25));
         let pruned = outbox
@@ -514,7 +517,10 @@ mod tests {
         let deleted = event(2, 3, true);
         {
             let outbox = open(dir.path(), clock.clone());
-            outbox.publish(std::slice::from_ref(&deleted)).await.unwrap();
+            outbox
+                .publish(std::slice::from_ref(&deleted))
+                .await
+                .unwrap();
             let head = outbox.head(&name("deletions")).await.unwrap().unwrap();
             let first = clock.now();
             outbox

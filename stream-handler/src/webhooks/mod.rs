@@ -23,6 +23,7 @@ use chrono::TimeDelta;
 use shared::Result;
 use shared::clock::Clock;
 use shared::embedded::SqliteWebhookOutbox;
+use shared::events::address::check_addresses;
 use shared::events::{EventRule, EventRules};
 use shared::retry::RetryPolicy;
 use tokio::sync::watch;
@@ -216,6 +217,26 @@ impl WebhookWorker {
         }
     }
 
+    /// Warns at start when the target's host name resolves to an address that is not
+    /// public (a literal address is reported when the rules are loaded): its
+    /// deliveries will fail until that changes, as every attempt checks again.
+    async fn warn_if_name_refused(&self) {
+        let url = &self.rule.target.url;
+        let (Some(host), None) = (url.host_str(), self.rule.target.literal_ip()) else {
+            return;
+        };
+        let resolved = tokio::time::timeout(
+            self.config.attempt_timeout,
+            tokio::net::lookup_host((host, url.port_or_known_default().unwrap_or(443))),
+        )
+        .await;
+        if let Ok(Ok(addresses)) = resolved
+            && let Err(refused) = check_addresses(host, addresses.map(|a| a.ip()))
+        {
+            tracing::warn!(rule = %self.rule.name, "{refused}: its deliveries will fail and be dead-lettered");
+        }
+    }
+
     /// Runs the worker until `shutdown` completes; an attempt in flight then is
     /// abandoned and made again after a restart (at least once).
     pub fn spawn(self, shutdown: impl Future<Output = ()> + Send + 'static) -> JoinHandle<()> {
@@ -226,10 +247,8 @@ impl WebhookWorker {
         });
         let wake = self.outbox.wake(&self.rule.name);
         tokio::spawn(async move {
-            if let Err(refused) = self.rule.target.check_literal()
-                && !self.config.allow_private_targets
-            {
-                tracing::warn!(rule = %self.rule.name, "{refused}: its deliveries will fail and be dead-lettered");
+            if !self.config.allow_private_targets {
+                self.warn_if_name_refused().await;
             }
             let mut last_prune = tokio::time::Instant::now();
             loop {
