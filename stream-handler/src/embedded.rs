@@ -311,6 +311,7 @@ impl EmbeddedFanout {
                 state.send_replace(TaskState::Stopped(ended));
             }));
         }
+        self.warn_of_unconfigured_rules();
         let worker = self.analysis_worker().spawn(stopped(stop));
         let tasks = Arc::clone(&self.tasks);
         tasks.poller.send_replace(TaskState::Running);
@@ -355,6 +356,32 @@ impl EmbeddedFanout {
             }
             polled
         })
+    }
+
+    /// Warns, once at start, of webhook deliveries waiting for a rule the rules file no
+    /// longer names (left by an earlier configuration, or redriven): they wait until
+    /// that rule is configured again.
+    fn warn_of_unconfigured_rules(&self) {
+        let outbox = self.webhook_outbox.clone();
+        tokio::spawn(async move {
+            let Ok(waiting) = outbox.waiting_by_rule().await else {
+                return;
+            };
+            for (rule, rows) in waiting {
+                let configured = outbox
+                    .rules()
+                    .rules()
+                    .iter()
+                    .any(|r| r.name.as_str() == rule);
+                if !configured {
+                    tracing::warn!(
+                        rule,
+                        rows,
+                        "webhook deliveries wait for a rule that is not configured; they go out once it is"
+                    );
+                }
+            }
+        });
     }
 
     /// The read side over these stores: search, history and analysis, for the REST API.
