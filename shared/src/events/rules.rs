@@ -82,6 +82,7 @@ impl RuleName {
         Ok(Self(text.to_owned()))
     }
 
+    /// The name as written in the file.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -96,7 +97,9 @@ impl fmt::Display for RuleName {
 /// Where a rule's events go: an `http` or `https` URL and the secret that signs them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WebhookTarget {
+    /// Where events are POSTed.
     pub url: Url,
+    /// What signs them (`whsec_…`).
     pub secret: WebhookSecret,
 }
 
@@ -126,8 +129,11 @@ impl WebhookTarget {
 /// One rule: the events its pattern matches go to its target.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventRule {
+    /// Unique in the file; labels the rule's metrics and dead letters.
     pub name: RuleName,
+    /// The EventBridge event pattern selecting the rule's events.
     pub pattern: EventPattern,
+    /// Where they go.
     pub target: WebhookTarget,
 }
 
@@ -190,17 +196,24 @@ impl EventRules {
 
     /// Reads and validates the rules file at `path`.
     pub fn load(path: &std::path::Path) -> Result<Self, RulesError> {
-        let text = std::fs::read(path)
+        use std::io::Read;
+        // Never more than one byte past the limit, whatever the path names (a device,
+        // a pipe, a huge file).
+        let mut text = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|file| file.take(MAX_RULES_BYTES as u64 + 1).read_to_end(&mut text))
             .map_err(|e| whole(format!("cannot read {}: {e}", path.display())))?;
         let text = String::from_utf8(text)
             .map_err(|_| whole(format!("{} is not UTF-8 text", path.display())))?;
         Self::parse(&text)
     }
 
+    /// The rules, in the file's order.
     pub fn rules(&self) -> &[EventRule] {
         &self.rules
     }
 
+    /// Whether there are none (then nothing is published).
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
     }
@@ -376,6 +389,21 @@ mod tests {
         assert_eq!(matched(&deleted), ["all", "deletions"]);
         assert_eq!(matched(&updated), ["all"]);
         assert!(EventRules::parse(&file(json!([]))).unwrap().is_empty());
+    }
+
+    #[test]
+    fn loading_reads_no_more_than_the_limit_whatever_the_path_is() {
+        let said = EventRules::load(std::path::Path::new("/dev/zero"))
+            .unwrap_err()
+            .to_string();
+        assert!(said.contains("at most 1048576 are read"), "{said}");
+        let missing = EventRules::load(std::path::Path::new("/nonexistent/rules.json"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            missing.starts_with("event rules: cannot read /nonexistent/rules.json"),
+            "{missing}"
+        );
     }
 
     #[test]

@@ -73,7 +73,9 @@ impl Default for WebhookDeliveryConfig {
 /// The events of one machine: the rules and how their deliveries are made.
 #[derive(Debug, Clone, Default)]
 pub struct EventsConfig {
+    /// The rules of `--event-rules`.
     pub rules: EventRules,
+    /// How every rule's deliveries are made.
     pub delivery: WebhookDeliveryConfig,
 }
 
@@ -115,6 +117,7 @@ fn delta(d: Duration) -> TimeDelta {
 }
 
 impl WebhookWorker {
+    /// A worker delivering `rule`'s rows of `outbox`.
     pub fn new(
         rule: EventRule,
         outbox: Arc<SqliteWebhookOutbox>,
@@ -131,6 +134,7 @@ impl WebhookWorker {
         })
     }
 
+    /// The rule it delivers.
     pub fn rule(&self) -> &EventRule {
         &self.rule
     }
