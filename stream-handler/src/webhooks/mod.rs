@@ -46,8 +46,8 @@ pub struct WebhookDeliveryConfig {
     /// Whether targets may resolve to private, loopback or link-local addresses
     /// (`DOCFAN_ALLOW_PRIVATE_TARGETS=1`).
     pub allow_private_targets: bool,
-    /// How often an idle worker looks for rows it was not woken for (a redrive by
-    /// another process).
+    /// How often an idle worker looks for rows it was not woken for (rows written by
+    /// another process); rows this process publishes wake it at once.
     pub idle_poll: Duration,
     /// How long delivered rows are kept to recognise a change published again.
     pub delivered_retention: Duration,
@@ -64,7 +64,7 @@ impl Default for WebhookDeliveryConfig {
             },
             retry_budget: Duration::from_secs(24 * 60 * 60),
             allow_private_targets: false,
-            idle_poll: Duration::from_secs(1),
+            idle_poll: Duration::from_secs(5),
             delivered_retention: Duration::from_secs(24 * 60 * 60),
         }
     }
