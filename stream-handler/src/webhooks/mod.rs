@@ -185,11 +185,12 @@ impl WebhookWorker {
                 self.rule.name,
                 (after - first).num_seconds()
             );
-            let letter = self.outbox.dead_letter(&head, &reason).await?;
+            let spent = shared::embedded::webhook_outbox::PendingDelivery { attempts, ..head };
+            let letter = self.outbox.dead_letter(&spent, &reason).await?;
             metrics::record_webhook(label, metrics::WebhookOutcome::DeadLettered);
             span.in_scope(|| tracing::error!(%reason, letter, "webhook delivery dead-lettered"));
             return Ok(Step::DeadLettered {
-                event_id: head.event_id,
+                event_id: spent.event_id,
                 reason,
                 letter,
             });

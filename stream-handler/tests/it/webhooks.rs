@@ -496,6 +496,11 @@ async fn a_delivery_out_of_budget_is_dead_lettered_the_next_goes_on_and_redrive_
     assert_eq!(letter.payload["rule"], "it-budget");
     assert_eq!(letter.payload["event"]["detail"]["version"], 1);
     assert!(letter.attempts >= 2, "{letter:?}");
+    assert_eq!(
+        letter.attempts as usize,
+        receiver.requests().len(),
+        "every attempt counted"
+    );
     assert!(
         letter
             .reason
