@@ -77,6 +77,39 @@ async fn requeue(queue: &dyn AnalysisQueue, payload: &Value) -> Result<(), Strin
     queue.requeue(&job).await.map_err(|e| e.to_string())
 }
 
+/// Redrives the webhook letters alone (all, or the one with id `only`: `NotFound` if
+/// there is no such webhook letter) back into `outbox`. It touches neither the stream's
+/// sinks nor the data directory's lock, so it runs beside a server, whose workers then
+/// deliver the rows.
+pub async fn redrive_webhooks(
+    outbox: &SqliteWebhookOutbox,
+    dlq: &dyn DeadLetterQueue,
+    only: Option<&str>,
+) -> Result<Vec<RedriveOutcome>> {
+    let letters: Vec<DeadLetter> = dlq
+        .list(MAX_REDRIVE)
+        .await?
+        .into_iter()
+        .filter(|l| l.source == DeadLetterSource::Webhook)
+        .filter(|l| only.is_none_or(|id| l.id == id))
+        .collect();
+    if only.is_some() && letters.is_empty() {
+        return Err(Error::NotFound);
+    }
+    let mut outcomes = Vec::with_capacity(letters.len());
+    for letter in letters {
+        let result = requeue_webhook(Some(outbox), &letter.payload).await;
+        if result.is_ok() {
+            dlq.remove(&letter.id).await?;
+        }
+        outcomes.push(RedriveOutcome {
+            id: letter.id,
+            result,
+        });
+    }
+    Ok(outcomes)
+}
+
 async fn requeue_webhook(
     outbox: Option<&SqliteWebhookOutbox>,
     payload: &Value,

@@ -258,7 +258,7 @@ async fn a_sigkill_before_the_receiver_recovers_loses_no_event() {
 }
 
 #[tokio::test]
-async fn a_webhook_dead_letter_is_listed_and_redriven_into_the_outbox() {
+async fn a_webhook_dead_letter_is_listed_and_redriven_while_the_server_runs() {
     let receiver = Receiver::start(200).await;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
@@ -298,6 +298,15 @@ async fn a_webhook_dead_letter_is_listed_and_redriven_into_the_outbox() {
             .unwrap();
         event
     };
+    // The server runs with the rule meanwhile: webhook letters are redriven beside it.
+    let server = ChildServer::start_with_env(
+        &data,
+        &[
+            ("DOCFAN_EVENT_RULES", &rules_path),
+            ("DOCFAN_ALLOW_PRIVATE_TARGETS", "1"),
+        ],
+    )
+    .await;
     let data_arg = data.display().to_string();
     let listed = run_docfan(&["dlq", "list", "--data-dir", &data_arg]).await;
     let out = String::from_utf8_lossy(&listed.stdout);
@@ -316,15 +325,6 @@ async fn a_webhook_dead_letter_is_listed_and_redriven_into_the_outbox() {
     let out = String::from_utf8_lossy(&redriven.stdout);
     assert!(redriven.status.success(), "{redriven:?}");
     assert!(out.contains("1 redriven, 0 still failing"), "{out}");
-
-    let server = ChildServer::start_with_env(
-        &data,
-        &[
-            ("DOCFAN_EVENT_RULES", &rules_path),
-            ("DOCFAN_ALLOW_PRIVATE_TARGETS", "1"),
-        ],
-    )
-    .await;
     let events = receiver.wait_delivered(1).await;
     assert_eq!(events[0].0.id, event.id.to_string());
     assert_eq!(events[0].1["detail"]["title"], "Lost");
