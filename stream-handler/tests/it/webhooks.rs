@@ -735,3 +735,109 @@ async fn redirects_are_not_followed_and_a_silent_receiver_times_out() {
     );
     assert!(reason.contains("no answer within"), "{reason}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backoff_and_the_budget_follow_the_clock() {
+    use shared::clock::{Clock, ManualClock};
+    let receiver = Receiver::start(|_| Answer::Status(502)).await;
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteDocumentStore::open(&dir.path().join(DATABASE_FILE)).unwrap());
+    let delivery = WebhookDeliveryConfig {
+        retry: RetryPolicy {
+            max_attempts: u32::MAX,
+            initial_backoff: Duration::from_secs(60),
+            max_backoff: Duration::from_secs(600),
+        },
+        retry_budget: Duration::from_secs(1000),
+        ..fast_delivery()
+    };
+    let embedded = EmbeddedFanout::open(
+        dir.path(),
+        store.clone(),
+        RecordingNotifier::new(),
+        clock.clone(),
+        config(
+            rules(vec![rule("it-clock", all(), &receiver.url())]),
+            delivery,
+        ),
+    )
+    .unwrap();
+    let docs = DocumentService::new(store.clone(), Arc::new(SystemClock));
+    docs.create(
+        &user("ann"),
+        NewDocument {
+            title: Title::parse("Timed").unwrap(),
+            body: Body::parse("").unwrap(),
+            collaborators: Default::default(),
+        },
+    )
+    .await
+    .unwrap();
+    let records: Vec<Value> = store
+        .change_feed()
+        .read_after(0, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| serde_json::from_str(&r.record).unwrap())
+        .collect();
+    embedded.fanout.index().handle(&records).await;
+    let worker = embedded.webhook_workers().unwrap().remove(0);
+    let name = RuleName::parse("it-clock").unwrap();
+    let first = clock.now();
+
+    let mut attempts = 0;
+    let mut previous_pause = Duration::ZERO;
+    loop {
+        let step = worker.step().await.unwrap();
+        match step {
+            Step::Failed { retry_in, .. } => {
+                attempts += 1;
+                let head = embedded.webhook_outbox.head(&name).await.unwrap().unwrap();
+                assert_eq!(head.attempts, attempts);
+                assert_eq!(head.first_attempt_at, Some(first));
+                let deadline = first + chrono::TimeDelta::seconds(1000);
+                assert!(head.next_attempt_at <= deadline, "never past the budget");
+                if head.next_attempt_at < deadline {
+                    // Equal jitter: between half the step and the step, doubling.
+                    let step = Duration::from_secs(60 * 2u64.pow(attempts - 1))
+                        .min(Duration::from_secs(600));
+                    assert!(
+                        retry_in >= step / 2 && retry_in <= step,
+                        "{attempts}: {retry_in:?}"
+                    );
+                    assert!(
+                        retry_in >= previous_pause / 2,
+                        "{retry_in:?} after {previous_pause:?}"
+                    );
+                }
+                previous_pause = retry_in;
+                // Not due a moment before its time, due at it.
+                clock.advance(
+                    chrono::TimeDelta::from_std(retry_in).unwrap()
+                        - chrono::TimeDelta::milliseconds(1),
+                );
+                assert!(matches!(worker.step().await.unwrap(), Step::NotDue(_)));
+                clock.advance(chrono::TimeDelta::milliseconds(1));
+            }
+            Step::DeadLettered { reason, .. } => {
+                assert!(clock.now() >= first + chrono::TimeDelta::seconds(1000));
+                assert!(
+                    reason.contains(&format!(
+                        "gave up after {} attempts in 1000 s",
+                        attempts + 1
+                    )),
+                    "{reason}"
+                );
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(receiver.requests().len() as u32, attempts + 1);
+    assert!(
+        (4..=10).contains(&attempts),
+        "about log2(1000/60) doublings, then 600 s steps: {attempts}"
+    );
+}
