@@ -107,8 +107,9 @@ impl Readiness {
 
 /// The checks of `docfan serve`: the data directory takes writes (`store-writable`),
 /// the change log's two consumers and the analysis worker run (`stream-poller` for the
-/// index consumer, `live-consumer`, `analysis-worker`), and each sink of the fan-out is healthy (`sink-search`,
-/// `sink-notifications`, `sink-audit`, `sink-analysis`).
+/// index consumer, `live-consumer`, `analysis-worker`, and `webhook-worker-<rule>` for
+/// each webhook rule), and each sink of the fan-out is healthy (`sink-search`,
+/// `sink-notifications`, `sink-audit`, `sink-analysis`, `sink-events` with webhook rules).
 pub fn embedded(data_dir: &Path, fanout: &EmbeddedFanout) -> Readiness {
     let data_dir = data_dir.to_owned();
     let tasks = fanout.task_states();
@@ -125,6 +126,19 @@ pub fn embedded(data_dir: &Path, fanout: &EmbeddedFanout) -> Readiness {
         .check("stream-poller", task_check(tasks.poller))
         .check("live-consumer", task_check(tasks.live))
         .check("analysis-worker", task_check(tasks.worker))
+        .checks("webhook-workers", move || {
+            let found = tasks
+                .webhooks
+                .iter()
+                .map(|(rule, state)| {
+                    Finding::new(
+                        format!("webhook-worker-{rule}"),
+                        task_check(state.clone())().into_inner(),
+                    )
+                })
+                .collect();
+            std::future::ready(found)
+        })
         .checks("sinks", move || {
             let sinks = Arc::clone(&sinks);
             async move {

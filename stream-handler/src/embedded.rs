@@ -1,5 +1,6 @@
 //! The fan-out on one machine: every port it needs, opened from the data directory,
-//! and its background tasks: two consumers of the change log and the analysis worker.
+//! and its background tasks: two consumers of the change log, the analysis worker and,
+//! with webhook rules, one delivery worker per rule.
 //!
 //! - The **live** consumer delivers notifications alone, with no batching window, so a
 //!   frame never waits behind an index commit, an audit append or a slow sink. Its
@@ -7,9 +8,13 @@
 //!   live in this process and do not survive it (clients re-subscribe with
 //!   `sinceVersion`, replayed from the audit trail). What it cannot deliver it logs
 //!   and drops: the index consumer dead-letters every record it cannot decode, once.
-//! - The **index** consumer delivers search, audit and analysis, with durable
-//!   checkpoints: every record reaches those sinks exactly once in effect, across
-//!   crashes.
+//! - The **index** consumer delivers search, audit and analysis (and events, with
+//!   webhook rules), with durable checkpoints: every record reaches those sinks exactly
+//!   once in effect, across crashes.
+//! - With webhook rules ([`FanoutConfig::events`]), the events sink writes each matching
+//!   event into the webhook outbox, and a worker per rule delivers its rows
+//!   ([`crate::webhooks`]): no receiver ever holds up the index consumer or another
+//!   rule's receiver.
 //!
 //! A subscription that replays from the audit trail while the live consumer runs ahead
 //! of the index consumer waits for the missing entries (`replay_wait`) and takes the
@@ -30,7 +35,7 @@ use shared::Result;
 use shared::clock::Clock;
 use shared::embedded::{
     ChangeFeed, DATABASE_FILE, SEARCH_INDEX_DIR, SqliteAnalysisQueue, SqliteAnalysisStore,
-    SqliteAuditLog, SqliteDeadLetterQueue, TantivySearchIndex,
+    SqliteAuditLog, SqliteDeadLetterQueue, SqliteWebhookOutbox, TantivySearchIndex,
 };
 use shared::ports::{DocumentStore, Notifier};
 use shared::service::ReadService;
@@ -44,8 +49,10 @@ use crate::redrive::{self, RedriveOutcome};
 use crate::sinks::Sink;
 use crate::sinks::analysis::{AnalysisSink, AnalysisSinkConfig};
 use crate::sinks::audit::{AuditSink, AuditSinkConfig};
+use crate::sinks::events::{EventsSink, EventsSinkConfig};
 use crate::sinks::notifications::{NotificationSink, NotificationSinkConfig};
 use crate::sinks::search::{CommitPolicy, SearchSink, SearchSinkConfig};
+use crate::webhooks::{EventsConfig, WebhookWorker};
 
 /// Every knob of the embedded fan-out.
 #[derive(Debug, Clone)]
@@ -61,6 +68,8 @@ pub struct FanoutConfig {
     pub audit: AuditSinkConfig,
     pub notifications: NotificationSinkConfig,
     pub analysis: AnalysisSinkConfig,
+    /// Webhook rules and how they are delivered; `None` (or no rules): no events sink.
+    pub events: Option<EventsConfig>,
 }
 
 impl Default for FanoutConfig {
@@ -76,6 +85,7 @@ impl Default for FanoutConfig {
             audit: AuditSinkConfig::default(),
             notifications: NotificationSinkConfig::default(),
             analysis: AnalysisSinkConfig::default(),
+            events: None,
         }
     }
 }
@@ -97,12 +107,15 @@ pub struct TaskStates {
     /// The live consumer.
     pub live: watch::Receiver<TaskState>,
     pub worker: watch::Receiver<TaskState>,
+    /// Each webhook rule's delivery worker, by rule name.
+    pub webhooks: Vec<(String, watch::Receiver<TaskState>)>,
 }
 
 struct TaskSenders {
     poller: watch::Sender<TaskState>,
     live: watch::Sender<TaskState>,
     worker: watch::Sender<TaskState>,
+    webhooks: Vec<(String, watch::Sender<TaskState>)>,
 }
 
 /// The embedded fan-out's ports and handler.
@@ -116,6 +129,8 @@ pub struct EmbeddedFanout {
     pub analysis_queue: Arc<SqliteAnalysisQueue>,
     pub analyses: Arc<SqliteAnalysisStore>,
     pub dead_letters: Arc<SqliteDeadLetterQueue>,
+    /// The embedded event bus: the webhook deliveries waiting, per rule.
+    pub webhook_outbox: Arc<SqliteWebhookOutbox>,
     documents: Arc<dyn DocumentStore>,
     notifier: Arc<dyn Notifier>,
     clock: Arc<dyn Clock>,
@@ -139,7 +154,17 @@ impl EmbeddedFanout {
         let analysis_queue = Arc::new(SqliteAnalysisQueue::open(&db, Arc::clone(&clock))?);
         let analyses = Arc::new(SqliteAnalysisStore::open(&db)?);
         let dead_letters = Arc::new(SqliteDeadLetterQueue::open(&db)?);
-        let sinks: Vec<Arc<dyn Sink>> = vec![
+        let rules = config
+            .events
+            .as_ref()
+            .map(|e| e.rules.clone())
+            .unwrap_or_default();
+        let webhook_outbox = Arc::new(SqliteWebhookOutbox::open(
+            &db,
+            rules.clone(),
+            Arc::clone(&clock),
+        )?);
+        let mut sinks: Vec<Arc<dyn Sink>> = vec![
             Arc::new(SearchSink::new(search.clone(), config.search.clone())),
             Arc::new(NotificationSink::new(
                 Arc::clone(&notifier),
@@ -151,6 +176,12 @@ impl EmbeddedFanout {
                 config.analysis.clone(),
             )),
         ];
+        if !rules.is_empty() {
+            sinks.push(Arc::new(EventsSink::new(
+                webhook_outbox.clone(),
+                EventsSinkConfig::default(),
+            )));
+        }
         let fanout = Arc::new(Fanout::new(
             sinks,
             dead_letters.clone(),
@@ -164,6 +195,7 @@ impl EmbeddedFanout {
             analysis_queue,
             analyses,
             dead_letters,
+            webhook_outbox,
             documents,
             notifier,
             clock,
@@ -172,6 +204,11 @@ impl EmbeddedFanout {
                 poller: watch::channel(TaskState::NotStarted).0,
                 live: watch::channel(TaskState::NotStarted).0,
                 worker: watch::channel(TaskState::NotStarted).0,
+                webhooks: rules
+                    .rules()
+                    .iter()
+                    .map(|r| (r.name.to_string(), watch::channel(TaskState::NotStarted).0))
+                    .collect(),
             }),
         })
     }
@@ -182,6 +219,12 @@ impl EmbeddedFanout {
             poller: self.tasks.poller.subscribe(),
             live: self.tasks.live.subscribe(),
             worker: self.tasks.worker.subscribe(),
+            webhooks: self
+                .tasks
+                .webhooks
+                .iter()
+                .map(|(name, tx)| (name.clone(), tx.subscribe()))
+                .collect(),
         }
     }
 
@@ -198,8 +241,29 @@ impl EmbeddedFanout {
         .with_wake(self.analysis_queue.enqueued())
     }
 
-    /// Starts the two consumers of `feed` and the analysis worker; they stop when
-    /// `shutdown` completes, and the returned task ends when they have.
+    /// The delivery worker of each webhook rule, over the outbox.
+    pub fn webhook_workers(&self) -> Result<Vec<WebhookWorker>> {
+        let Some(events) = &self.config.events else {
+            return Ok(Vec::new());
+        };
+        events
+            .rules
+            .rules()
+            .iter()
+            .map(|rule| {
+                WebhookWorker::new(
+                    rule.clone(),
+                    self.webhook_outbox.clone(),
+                    Arc::clone(&self.clock),
+                    events.delivery.clone(),
+                )
+            })
+            .collect()
+    }
+
+    /// Starts the two consumers of `feed`, the analysis worker and the webhook
+    /// workers; they stop when `shutdown` completes, and the returned task ends when
+    /// they have.
     pub fn start(
         &self,
         feed: ChangeFeed,
@@ -227,6 +291,27 @@ impl EmbeddedFanout {
             Arc::clone(&self.clock),
             stopped(stop.clone()),
         );
+        let webhook_workers = match self.webhook_workers() {
+            Ok(workers) => workers,
+            Err(e) => {
+                tracing::error!(error = %e, "the webhook workers cannot start");
+                Vec::new()
+            }
+        };
+        let mut webhooks = Vec::new();
+        for (worker, (_, state)) in webhook_workers.into_iter().zip(&self.tasks.webhooks) {
+            state.send_replace(TaskState::Running);
+            let state = state.clone();
+            let running = worker.spawn(stopped(stop.clone()));
+            webhooks.push(tokio::spawn(async move {
+                let ended = match running.await {
+                    Ok(()) => "stopped".to_owned(),
+                    Err(e) => format!("failed: {e}"),
+                };
+                state.send_replace(TaskState::Stopped(ended));
+            }));
+        }
+        self.warn_of_unconfigured_rules();
         let worker = self.analysis_worker().spawn(stopped(stop));
         let tasks = Arc::clone(&self.tasks);
         tasks.poller.send_replace(TaskState::Running);
@@ -266,8 +351,37 @@ impl EmbeddedFanout {
                 polled.map_err(|e| shared::Error::Unknown(anyhow::anyhow!("poller task: {e}")))?;
             let _ = worker.await;
             let _ = live.await;
+            for webhook in webhooks {
+                let _ = webhook.await;
+            }
             polled
         })
+    }
+
+    /// Warns, once at start, of webhook deliveries waiting for a rule the rules file no
+    /// longer names (left by an earlier configuration, or redriven): they wait until
+    /// that rule is configured again.
+    fn warn_of_unconfigured_rules(&self) {
+        let outbox = self.webhook_outbox.clone();
+        tokio::spawn(async move {
+            let Ok(waiting) = outbox.waiting_by_rule().await else {
+                return;
+            };
+            for (rule, rows) in waiting {
+                let configured = outbox
+                    .rules()
+                    .rules()
+                    .iter()
+                    .any(|r| r.name.as_str() == rule);
+                if !configured {
+                    tracing::warn!(
+                        rule,
+                        rows,
+                        "webhook deliveries wait for a rule that is not configured; they go out once it is"
+                    );
+                }
+            }
+        });
     }
 
     /// The read side over these stores: search, history and analysis, for the REST API.
@@ -282,9 +396,10 @@ impl EmbeddedFanout {
 
     /// Redrives the dead letters (all, or the one with id `only`).
     pub async fn redrive(&self, only: Option<&str>) -> Result<Vec<RedriveOutcome>> {
-        redrive::redrive(
+        redrive::redrive_with_webhooks(
             &self.fanout,
             self.analysis_queue.as_ref(),
+            Some(self.webhook_outbox.as_ref()),
             self.dead_letters.as_ref(),
             only,
         )

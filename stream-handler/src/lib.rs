@@ -1,13 +1,14 @@
 //! docfan's change-stream fan-out: every committed change, decoded once, delivered to
-//! four independent sinks.
+//! independent sinks (the fifth, events, where an event bus is configured).
 //!
 //! - [`decode`]: a DynamoDB stream record (JSON) into a [`ChangeEvent`](shared::domain::ChangeEvent);
 //!   [`bodies`]: reading back the bodies a record left out;
 //! - [`handler`]: [`handle`], the batch handler shared by the embedded poller and the
 //!   Lambda entry point, with its retries, partial batch response and dead letters;
-//! - [`sinks`]: search, notifications, audit and analysis, one folder each;
+//! - [`sinks`]: search, notifications, audit, analysis and events, one folder each;
 //! - [`analysis`]: the analysis worker and the text analysis it runs;
 //! - [`poller`]: the embedded event source mapping over the SQLite change log;
+//! - [`webhooks`]: the delivery workers of the embedded event bus, one per rule;
 //! - [`redrive`]: handling dead letters again; [`reindex`]: rebuilding the search index;
 //! - [`metrics`]: stream lag and per-sink counts and latencies for `/metrics`;
 //! - [`embedded`]: every embedded port and task, opened from the data directory.
@@ -32,6 +33,7 @@ pub mod poller;
 pub mod redrive;
 pub mod reindex;
 pub mod sinks;
+pub mod webhooks;
 
 pub use embedded::{EmbeddedFanout, FanoutConfig};
 pub use handler::{BatchOutcome, BatchReport, Fanout, HandlerConfig, RetryPolicy, handle};

@@ -7,7 +7,11 @@
 //! - `docfan_sink_flushes_total{sink,outcome}` and `docfan_sink_flush_seconds_total{sink}`;
 //! - `docfan_stream_records_total{outcome}`: records processed, skipped, reported
 //!   failed and dead-lettered;
-//! - `docfan_analysis_jobs_total{outcome}`.
+//! - `docfan_analysis_jobs_total{outcome}`;
+//! - per webhook rule (the label is the rule's name, at most [`MAX_RULE_LABEL`]
+//!   characters of it): `docfan_webhook_deliveries_total{rule,outcome}` (`delivered`,
+//!   `failed` attempts, `dead_lettered`), `docfan_webhook_retrying{rule}` (rows waiting)
+//!   and `docfan_webhook_lag_seconds{rule}` (the age of the oldest waiting row).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -40,6 +44,67 @@ struct Registry {
     analysis: BTreeMap<&'static str, u64>,
     /// Per consumer and partition: when the oldest unprocessed record was committed.
     oldest_unprocessed: BTreeMap<(&'static str, u32), Option<DateTime<Utc>>>,
+    webhooks: BTreeMap<String, WebhookStats>,
+}
+
+#[derive(Default)]
+struct WebhookStats {
+    delivered: u64,
+    failed: u64,
+    dead_lettered: u64,
+    waiting: u64,
+    oldest_waiting: Option<DateTime<Utc>>,
+}
+
+/// The longest rule name used as a label; longer ones are cut (rule names are already
+/// at most 64 characters of `A-Za-z0-9._-`, so this bounds any other caller).
+pub const MAX_RULE_LABEL: usize = 64;
+
+/// A rule name as a label: at most [`MAX_RULE_LABEL`] characters, none that would need
+/// escaping in Prometheus text.
+fn rule_label(rule: &str) -> String {
+    rule.chars()
+        .take(MAX_RULE_LABEL)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// How one webhook delivery attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookOutcome {
+    /// A 2xx answer.
+    Delivered,
+    /// Any other end; the row stays or is dead-lettered.
+    Failed,
+    /// The retry budget is spent: the row moved to the dead letters.
+    DeadLettered,
+}
+
+/// Counts one webhook delivery attempt (or dead-lettering) of `rule`.
+pub fn record_webhook(rule: &str, outcome: WebhookOutcome) {
+    with(|r| {
+        let s = r.webhooks.entry(rule_label(rule)).or_default();
+        match outcome {
+            WebhookOutcome::Delivered => s.delivered += 1,
+            WebhookOutcome::Failed => s.failed += 1,
+            WebhookOutcome::DeadLettered => s.dead_lettered += 1,
+        }
+    });
+}
+
+/// Sets how many rows wait for `rule` and when the oldest was enqueued.
+pub fn set_webhook_backlog(rule: &str, waiting: u64, oldest: Option<DateTime<Utc>>) {
+    with(|r| {
+        let s = r.webhooks.entry(rule_label(rule)).or_default();
+        s.waiting = waiting;
+        s.oldest_waiting = oldest;
+    });
 }
 
 static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
@@ -144,7 +209,8 @@ pub fn stream_lag(now: DateTime<Utc>) -> Duration {
 /// Writes the fan-out metrics in Prometheus text format.
 pub fn render(out: &mut String) {
     let lag = stream_lag(Utc::now());
-    let lags = consumer_lags(Utc::now());
+    let now = Utc::now();
+    let lags = consumer_lags(now);
     with(|r| {
         let _ = writeln!(
             out,
@@ -261,6 +327,50 @@ pub fn render(out: &mut String) {
                 "docfan_analysis_jobs_total{{outcome=\"{outcome}\"}} {n}"
             );
         }
+
+        if r.webhooks.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "# HELP docfan_webhook_deliveries_total Webhook delivery attempts by rule and outcome."
+        );
+        let _ = writeln!(out, "# TYPE docfan_webhook_deliveries_total counter");
+        for (rule, s) in &r.webhooks {
+            for (outcome, n) in [
+                ("delivered", s.delivered),
+                ("failed", s.failed),
+                ("dead_lettered", s.dead_lettered),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "docfan_webhook_deliveries_total{{rule=\"{rule}\",outcome=\"{outcome}\"}} {n}"
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP docfan_webhook_retrying Webhook deliveries waiting (first attempts and retries) by rule."
+        );
+        let _ = writeln!(out, "# TYPE docfan_webhook_retrying gauge");
+        for (rule, s) in &r.webhooks {
+            let _ = writeln!(
+                out,
+                "docfan_webhook_retrying{{rule=\"{rule}\"}} {}",
+                s.waiting
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP docfan_webhook_lag_seconds Age of the oldest webhook delivery waiting, by rule."
+        );
+        let _ = writeln!(out, "# TYPE docfan_webhook_lag_seconds gauge");
+        for (rule, s) in &r.webhooks {
+            let lag = s.oldest_waiting.map_or(0.0, |o| {
+                (now - o).to_std().unwrap_or_default().as_secs_f64()
+            });
+            let _ = writeln!(out, "docfan_webhook_lag_seconds{{rule=\"{rule}\"}} {lag}");
+        }
     });
 }
 
@@ -302,5 +412,41 @@ mod tests {
         set_oldest_unprocessed("test", 9_000, Some(now - chrono::TimeDelta::seconds(90)));
         assert!(stream_lag(now) >= Duration::from_secs(90));
         set_oldest_unprocessed("test", 9_000, None);
+    }
+
+    #[test]
+    fn webhook_metrics_are_per_rule_with_a_bounded_label() {
+        record_webhook("metrics-rule", WebhookOutcome::Delivered);
+        record_webhook("metrics-rule", WebhookOutcome::Failed);
+        record_webhook("metrics-rule", WebhookOutcome::Failed);
+        record_webhook("metrics-rule", WebhookOutcome::DeadLettered);
+        let oldest = Utc::now() - chrono::TimeDelta::seconds(120);
+        set_webhook_backlog("metrics-rule", 3, Some(oldest));
+        let hostile = format!("a\"b}}{}", "x".repeat(500));
+        record_webhook(&hostile, WebhookOutcome::Delivered);
+        let mut out = String::new();
+        render(&mut out);
+        for line in [
+            "docfan_webhook_deliveries_total{rule=\"metrics-rule\",outcome=\"delivered\"} 1",
+            "docfan_webhook_deliveries_total{rule=\"metrics-rule\",outcome=\"failed\"} 2",
+            "docfan_webhook_deliveries_total{rule=\"metrics-rule\",outcome=\"dead_lettered\"} 1",
+            "docfan_webhook_retrying{rule=\"metrics-rule\"} 3",
+        ] {
+            assert!(out.contains(line), "{line} in\n{out}");
+        }
+        let lag: f64 = out
+            .lines()
+            .find_map(|l| l.strip_prefix("docfan_webhook_lag_seconds{rule=\"metrics-rule\"} "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((120.0..200.0).contains(&lag), "{lag}");
+        let label = format!("a_b_{}", "x".repeat(MAX_RULE_LABEL - 4));
+        assert!(
+            out.contains(&format!(
+                "docfan_webhook_deliveries_total{{rule=\"{label}\",outcome=\"delivered\"}} 1"
+            )),
+            "{out}"
+        );
     }
 }

@@ -2,10 +2,13 @@
 //!
 //! A stream record is handled again on its own (every sink is idempotent and
 //! version-guarded, so a record older than what the sinks hold changes nothing there);
-//! an analysis job is put back on its queue. A letter leaves the queue only when its
-//! redrive succeeded.
+//! an analysis job is put back on its queue; a webhook delivery goes back into the
+//! webhook outbox (one machine only), at the end of its rule's rows with a fresh retry
+//! budget. A letter leaves the queue only when its redrive succeeded.
 
 use serde_json::Value;
+use shared::embedded::SqliteWebhookOutbox;
+use shared::embedded::webhook_outbox::WebhookLetter;
 use shared::ports::{AnalysisJob, AnalysisQueue, DeadLetter, DeadLetterQueue, DeadLetterSource};
 use shared::{Error, Result};
 
@@ -29,6 +32,18 @@ pub async fn redrive(
     dlq: &dyn DeadLetterQueue,
     only: Option<&str>,
 ) -> Result<Vec<RedriveOutcome>> {
+    redrive_with_webhooks(fanout, queue, None, dlq, only).await
+}
+
+/// [`redrive`], with webhook deliveries going back into `webhooks` (without an outbox,
+/// a webhook letter stays, failing).
+pub async fn redrive_with_webhooks(
+    fanout: &Fanout,
+    queue: &dyn AnalysisQueue,
+    webhooks: Option<&SqliteWebhookOutbox>,
+    dlq: &dyn DeadLetterQueue,
+    only: Option<&str>,
+) -> Result<Vec<RedriveOutcome>> {
     let letters: Vec<DeadLetter> = dlq
         .list(MAX_REDRIVE)
         .await?
@@ -43,6 +58,7 @@ pub async fn redrive(
         let result = match letter.source {
             DeadLetterSource::Stream => fanout.redrive(&letter.payload).await,
             DeadLetterSource::Analysis => requeue(queue, &letter.payload).await,
+            DeadLetterSource::Webhook => requeue_webhook(webhooks, &letter.payload).await,
         };
         if result.is_ok() {
             dlq.remove(&letter.id).await?;
@@ -59,4 +75,51 @@ async fn requeue(queue: &dyn AnalysisQueue, payload: &Value) -> Result<(), Strin
     let job: AnalysisJob =
         serde_json::from_value(payload.clone()).map_err(|e| format!("not an analysis job: {e}"))?;
     queue.requeue(&job).await.map_err(|e| e.to_string())
+}
+
+/// Redrives the webhook letters alone (all, or the one with id `only`: `NotFound` if
+/// there is no such webhook letter) back into `outbox`. It touches neither the stream's
+/// sinks nor the data directory's lock, so it runs beside a server, whose workers then
+/// deliver the rows.
+pub async fn redrive_webhooks(
+    outbox: &SqliteWebhookOutbox,
+    dlq: &dyn DeadLetterQueue,
+    only: Option<&str>,
+) -> Result<Vec<RedriveOutcome>> {
+    let letters: Vec<DeadLetter> = dlq
+        .list(MAX_REDRIVE)
+        .await?
+        .into_iter()
+        .filter(|l| l.source == DeadLetterSource::Webhook)
+        .filter(|l| only.is_none_or(|id| l.id == id))
+        .collect();
+    if only.is_some() && letters.is_empty() {
+        return Err(Error::NotFound);
+    }
+    let mut outcomes = Vec::with_capacity(letters.len());
+    for letter in letters {
+        let result = requeue_webhook(Some(outbox), &letter.payload).await;
+        if result.is_ok() {
+            dlq.remove(&letter.id).await?;
+        }
+        outcomes.push(RedriveOutcome {
+            id: letter.id,
+            result,
+        });
+    }
+    Ok(outcomes)
+}
+
+async fn requeue_webhook(
+    outbox: Option<&SqliteWebhookOutbox>,
+    payload: &Value,
+) -> Result<(), String> {
+    let outbox = outbox.ok_or("webhook deliveries are redriven on the machine that made them")?;
+    let letter: WebhookLetter = serde_json::from_value(payload.clone())
+        .map_err(|e| format!("not a webhook delivery: {e}"))?;
+    outbox
+        .requeue(&letter)
+        .await
+        .map(drop)
+        .map_err(|e| e.to_string())
 }

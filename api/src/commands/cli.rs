@@ -27,8 +27,12 @@ Environment:
   DOCFAN_LOG_FORMAT      human or json log lines (--log-format)
   RUST_LOG               log filter [default: docfan at info, libraries at warn]
   DOCFAN_WS_IDLE_TIMEOUT_SECS, DOCFAN_WS_MAX_CONNECTIONS_PER_USER,
-  DOCFAN_RATE_LIMIT_PER_SECOND, DOCFAN_RATE_LIMIT_BURST, DOCFAN_STREAM_*
-                         server and stream options (see `docfan serve --help`)
+  DOCFAN_RATE_LIMIT_PER_SECOND, DOCFAN_RATE_LIMIT_BURST, DOCFAN_STREAM_*,
+  DOCFAN_EVENT_RULES, DOCFAN_EVENT_RETRY_HOURS, DOCFAN_EVENT_TIMEOUT_SECS
+                         server, stream and event options (see `docfan serve --help`)
+  DOCFAN_ALLOW_PRIVATE_TARGETS
+                         1: webhook targets may resolve to private, loopback or
+                         link-local addresses [default: refused]
   AWS_REGION, AWS_ENDPOINT_URL, DOCFAN_DOCUMENTS_TABLE, DOCFAN_MEMBERS_TABLE,
   DOCFAN_AUDIT_TABLE, DOCFAN_ANALYSIS_TABLE, DOCFAN_ANALYSIS_QUEUE_URL,
   DOCFAN_DEAD_LETTER_QUEUE_URL, DOCFAN_OPENSEARCH_URL, DOCFAN_OPENSEARCH_INDEX,
@@ -169,6 +173,44 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub stream: StreamArgs,
+
+    #[command(flatten)]
+    pub events: EventArgs,
+}
+
+/// Events for consumers outside docfan: webhook rules and their delivery.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Event options (webhooks for other consumers)")]
+pub struct EventArgs {
+    /// A JSON file of webhook rules, `{"rules":[{"name","pattern","target":{"url","secret"}}]}`:
+    /// each event a rule's EventBridge pattern matches is POSTed to its URL, signed per
+    /// Standard Webhooks. Checked at start: an invalid file stops the server. Without
+    /// it, no events are published.
+    #[arg(long, env = "DOCFAN_EVENT_RULES", value_name = "FILE")]
+    pub event_rules: Option<PathBuf>,
+
+    /// How long a webhook delivery is retried after its first attempt before it goes to
+    /// the dead-letter queue, in hours (fractions allowed).
+    #[arg(long, env = "DOCFAN_EVENT_RETRY_HOURS", default_value = "24",
+          value_parser = parse_retry_hours)]
+    pub event_retry_hours: f64,
+
+    /// How long one webhook delivery attempt may take, in seconds.
+    #[arg(long, env = "DOCFAN_EVENT_TIMEOUT_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub event_timeout_secs: u64,
+}
+
+/// Parses a retry budget in hours: more than 0, at most 30 days.
+pub fn parse_retry_hours(raw: &str) -> Result<f64, String> {
+    let hours: f64 = raw
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{raw}` is not a number of hours"))?;
+    if !(hours > 0.0 && hours <= 720.0) {
+        return Err("the retry budget is more than 0 and at most 720 hours".into());
+    }
+    Ok(hours)
 }
 
 impl ServeArgs {
@@ -312,6 +354,43 @@ mod tests {
         for bad in [
             ["--rate-limit-per-second", "0"],
             ["--rate-limit-burst", "0"],
+        ] {
+            assert!(Cli::try_parse_from(["docfan", "serve", bad[0], bad[1]]).is_err());
+        }
+    }
+
+    #[test]
+    fn event_options_parse_and_refuse_out_of_range_values() {
+        let cli = Cli::try_parse_from([
+            "docfan",
+            "serve",
+            "--event-rules",
+            "rules.json",
+            "--event-retry-hours",
+            "0.5",
+            "--event-timeout-secs",
+            "3",
+        ])
+        .unwrap();
+        let Some(Command::Serve(args)) = cli.command else {
+            panic!("serve");
+        };
+        assert_eq!(
+            args.events.event_rules.as_deref(),
+            Some(std::path::Path::new("rules.json"))
+        );
+        assert_eq!(args.events.event_retry_hours, 0.5);
+        assert_eq!(args.events.event_timeout_secs, 3);
+        let defaults = Cli::try_parse_from(["docfan"]).unwrap().serve.events;
+        assert_eq!(defaults.event_rules, None);
+        assert_eq!(defaults.event_retry_hours, 24.0);
+        assert_eq!(defaults.event_timeout_secs, 10);
+        for bad in [
+            ["--event-retry-hours", "0"],
+            ["--event-retry-hours", "-1"],
+            ["--event-retry-hours", "721"],
+            ["--event-retry-hours", "NaN"],
+            ["--event-timeout-secs", "0"],
         ] {
             assert!(Cli::try_parse_from(["docfan", "serve", bad[0], bad[1]]).is_err());
         }

@@ -4,8 +4,10 @@
 //! Redriving opens the fan-out's stores itself, search index included, which one
 //! process at a time may hold: stop `docfan serve` first (redrive holds the data
 //! directory's lock meanwhile, so neither a server nor a restore starts under it).
+//! Redriving webhook letters alone needs none of that, and works while `serve` runs.
 //! Notifications of redriven changes go to no one (clients catch up from the history on
-//! their next subscribe).
+//! their next subscribe). A webhook delivery goes back into the webhook outbox, and the
+//! rule's worker delivers it (within seconds when `docfan serve` runs with that rule).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -13,7 +15,10 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use shared::clock::SystemClock;
-use shared::embedded::{DATABASE_FILE, DataDirLock, SqliteDeadLetterQueue, SqliteDocumentStore};
+use shared::embedded::{
+    DATABASE_FILE, DataDirLock, SqliteDeadLetterQueue, SqliteDocumentStore, SqliteWebhookOutbox,
+};
+use shared::events::EventRules;
 use shared::ports::{DeadLetter, DeadLetterQueue, DeadLetterSource};
 use stream_handler::redrive::RedriveOutcome;
 use stream_handler::sinks::notifications::NoSubscribers;
@@ -114,6 +119,16 @@ pub fn describe(letter: &DeadLetter) -> String {
                 .as_u64()
                 .map_or("?".to_owned(), |v| v.to_string()),
         ),
+        DeadLetterSource::Webhook => format!(
+            "webhook rule {} event {} ({} of document {} version {})",
+            p["rule"].as_str().unwrap_or("?"),
+            p["event"]["id"].as_str().unwrap_or("?"),
+            p["event"]["detail-type"].as_str().unwrap_or("?"),
+            p["event"]["detail"]["documentId"].as_str().unwrap_or("?"),
+            p["event"]["detail"]["version"]
+                .as_u64()
+                .map_or("?".to_owned(), |v| v.to_string()),
+        ),
     };
     format!(
         "{}\t{}\t{}\tattempts {}\t{about}\t{}",
@@ -121,6 +136,7 @@ pub fn describe(letter: &DeadLetter) -> String {
         match letter.source {
             DeadLetterSource::Stream => "stream",
             DeadLetterSource::Analysis => "analysis",
+            DeadLetterSource::Webhook => "webhook",
         },
         letter.failed_at.to_rfc3339(),
         letter.attempts,
@@ -159,6 +175,24 @@ fn print_letters(letters: &[DeadLetter], json: bool, total: Option<u64>) -> anyh
 
 async fn redrive(data_dir: &Path, id: Option<&str>) -> anyhow::Result<()> {
     let db = database(data_dir)?;
+    // Webhook deliveries only go back into the outbox: no search index, no lock, so
+    // they are redriven beside a running server, whose workers deliver them.
+    let dlq = SqliteDeadLetterQueue::open(&db)?;
+    let selected: Vec<DeadLetter> = dlq
+        .list(stream_handler::redrive::MAX_REDRIVE)
+        .await?
+        .into_iter()
+        .filter(|l| id.is_none_or(|id| l.id == id))
+        .collect();
+    if !selected.is_empty()
+        && selected
+            .iter()
+            .all(|l| l.source == DeadLetterSource::Webhook)
+    {
+        let outbox = SqliteWebhookOutbox::open(&db, EventRules::default(), Arc::new(SystemClock))?;
+        let outcomes = stream_handler::redrive::redrive_webhooks(&outbox, &dlq, id).await?;
+        return report(&outcomes);
+    }
     let _lock = DataDirLock::acquire(data_dir)?;
     let store = Arc::new(SqliteDocumentStore::open(&db)?);
     let fanout = EmbeddedFanout::open(

@@ -21,7 +21,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use websocket::{InProcessRegistry, LocalConfig, LocalPorts, LocalWebSocket, ServiceConfig};
 
-use super::cli::{Backend, ServeArgs};
+use shared::events::EventRules;
+use shared::events::address::{ALLOW_PRIVATE_TARGETS_ENV, allows_private};
+use stream_handler::webhooks::{EventsConfig, WebhookDeliveryConfig};
+
+use super::cli::{Backend, EventArgs, ServeArgs};
 use crate::http::rate_limit::{RateLimit, UserRateLimiter};
 use crate::state::AppState;
 
@@ -260,6 +264,45 @@ impl App {
     }
 }
 
+/// The webhook rules and their delivery from the event options: `None` without a
+/// rules file (or with one that has no rules), so nothing publishes events. Fails,
+/// naming the file and the rule, when the file is invalid. `allow_private` is the value
+/// of `DOCFAN_ALLOW_PRIVATE_TARGETS`.
+pub fn events_config(
+    args: &EventArgs,
+    allow_private: Option<&str>,
+) -> anyhow::Result<Option<EventsConfig>> {
+    let Some(path) = &args.event_rules else {
+        return Ok(None);
+    };
+    let rules = EventRules::load(path)
+        .map_err(|e| anyhow::anyhow!("{e} (in {}; the server does not start)", path.display()))?;
+    if rules.is_empty() {
+        tracing::info!(path = %path.display(), "the event rules file has no rules: no events are published");
+        return Ok(None);
+    }
+    let allow_private_targets = allows_private(allow_private);
+    for rule in rules.rules() {
+        if let Err(refused) = rule.target.check_literal()
+            && !allow_private_targets
+        {
+            tracing::warn!(rule = %rule.name, "{refused}: its deliveries will fail and be dead-lettered");
+        }
+    }
+    let delivery = WebhookDeliveryConfig {
+        attempt_timeout: std::time::Duration::from_secs(args.event_timeout_secs),
+        retry_budget: std::time::Duration::from_secs_f64(args.event_retry_hours * 3600.0),
+        allow_private_targets,
+        ..WebhookDeliveryConfig::default()
+    };
+    tracing::info!(
+        rules = rules.rules().len(),
+        allow_private_targets,
+        "publishing events to webhooks"
+    );
+    Ok(Some(EventsConfig { rules, delivery }))
+}
+
 /// `docfan serve`.
 pub async fn run(data_dir: &Path, backend: Backend, args: &ServeArgs) -> anyhow::Result<()> {
     let app = match backend {
@@ -271,6 +314,10 @@ pub async fn run(data_dir: &Path, backend: Backend, args: &ServeArgs) -> anyhow:
             config.websocket.max_connections_per_user =
                 usize::try_from(args.ws_max_connections_per_user).unwrap_or(usize::MAX);
             config.rate_limit = args.rate_limit();
+            config.fanout.events = events_config(
+                &args.events,
+                std::env::var(ALLOW_PRIVATE_TARGETS_ENV).ok().as_deref(),
+            )?;
             App::build(&config).await?
         }
         Backend::Aws => aws_app(args.rate_limit()).await?,
@@ -314,4 +361,60 @@ pub(crate) async fn aws_app(rate_limit: RateLimit) -> anyhow::Result<App> {
 #[cfg(not(feature = "aws"))]
 pub(crate) async fn aws_app(_: RateLimit) -> anyhow::Result<App> {
     anyhow::bail!("this docfan was built without AWS support: build it with `--features api/aws`")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn args(rules: Option<PathBuf>) -> EventArgs {
+        EventArgs {
+            event_rules: rules,
+            event_retry_hours: 0.5,
+            event_timeout_secs: 3,
+        }
+    }
+
+    #[test]
+    fn events_are_configured_only_by_a_file_with_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(events_config(&args(None), Some("1")).unwrap().is_none());
+
+        let empty = dir.path().join("empty.json");
+        std::fs::write(&empty, r#"{"rules": []}"#).unwrap();
+        assert!(events_config(&args(Some(empty)), None).unwrap().is_none());
+
+        let file = dir.path().join("rules.json");
+        std::fs::write(
+            &file,
+            r#"{"rules": [{"name": "r", "pattern": {"source": ["docfan"]},
+                "target": {"url": "http://127.0.0.1:9/", "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}}]}"#,
+        )
+        .unwrap();
+        let events = events_config(&args(Some(file.clone())), Some("1"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(events.rules.rules().len(), 1);
+        assert!(events.delivery.allow_private_targets);
+        assert_eq!(events.delivery.retry_budget, Duration::from_secs(1800));
+        assert_eq!(events.delivery.attempt_timeout, Duration::from_secs(3));
+        let refused = events_config(&args(Some(file)), Some("0"))
+            .unwrap()
+            .unwrap();
+        assert!(!refused.delivery.allow_private_targets);
+
+        let broken = dir.path().join("broken.json");
+        std::fs::write(&broken, r#"{"rules": [{"name": "r"}]}"#).unwrap();
+        let said = events_config(&args(Some(broken.clone())), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            said.contains("event rule \"r\": has no \"pattern\""),
+            "{said}"
+        );
+        assert!(said.contains(&broken.display().to_string()), "{said}");
+        assert!(said.contains("the server does not start"), "{said}");
+    }
 }

@@ -7,7 +7,9 @@
 //! - write-to-searchable latency: from an edit's commit being acknowledged to the
 //!   poller's checkpoint passing it (the checkpoint is saved after the batch's index
 //!   commit, so the edit is searchable by then), one writer at a time and with 16
-//!   concurrent writers.
+//!   concurrent writers;
+//! - webhooks: the same drain with one webhook rule matching every change, POSTing to a
+//!   receiver on loopback: the drain's rate beside it, and the events delivered a second.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,6 +23,7 @@ use shared::ports::{DocumentStore, SearchIndex, SearchQuery};
 use shared::service::{DocumentService, NewDocument, Replacement};
 use stream_handler::poller::{Poller, PollerConfig, handled_through};
 use stream_handler::sinks::notifications::NoSubscribers;
+use stream_handler::webhooks::{EventsConfig, WebhookDeliveryConfig};
 use stream_handler::{EmbeddedFanout, FanoutConfig};
 use tokio::sync::{oneshot, watch};
 
@@ -65,6 +68,26 @@ pub async fn run(mode: Mode) -> anyhow::Result<Scenario> {
                 .throughput(rate, "changes/s"),
         );
     }
+    let (changes, drained, delivered) = throughput_with_webhooks(2, &sizes).await?;
+    let drain_rate = changes as f64 / drained.as_secs_f64();
+    let event_rate = changes as f64 / delivered.as_secs_f64();
+    println!(
+        "  drain with a webhook rule, parallelization 2: {changes} changes, {drain_rate:.0} changes/s; \
+         {event_rate:.0} events/s delivered to a local receiver"
+    );
+    cases.push(
+        Case::new("drain a backlog beside a webhook rule, parallelization 2")
+            .param("parallelization", 2)
+            .param("changes", changes)
+            .param("seconds", drained.as_secs_f64())
+            .throughput(drain_rate, "changes/s"),
+    );
+    cases.push(
+        Case::new("webhook events delivered to a local receiver (same run)")
+            .param("events", changes)
+            .param("seconds", delivered.as_secs_f64())
+            .throughput(event_rate, "events/s"),
+    );
     let (alone, during) = writer_beside_a_drain(&sizes).await?;
     let rate = |(latencies, elapsed): &(Vec<f64>, Duration)| {
         latencies.len() as f64 / elapsed.as_secs_f64()
@@ -202,6 +225,10 @@ struct Env {
 }
 
 fn env() -> anyhow::Result<Env> {
+    env_with(FanoutConfig::default())
+}
+
+fn env_with(config: FanoutConfig) -> anyhow::Result<Env> {
     let dir = tempfile::tempdir()?;
     let store = Arc::new(SqliteDocumentStore::open(&dir.path().join(DATABASE_FILE))?);
     let fanout = EmbeddedFanout::open(
@@ -209,7 +236,7 @@ fn env() -> anyhow::Result<Env> {
         store.clone(),
         Arc::new(NoSubscribers),
         Arc::new(SystemClock),
-        FanoutConfig::default(),
+        config,
     )?;
     Ok(Env {
         docs: DocumentService::new(store.clone(), Arc::new(SystemClock)),
@@ -363,6 +390,79 @@ async fn throughput(factor: u32, sizes: &Sizes) -> anyhow::Result<(usize, Durati
 
 /// Latencies (ms) and how long they all took.
 type Timed = (Vec<f64>, Duration);
+
+/// A receiver on loopback that answers 204 to every POST and counts them.
+async fn counting_receiver() -> anyhow::Result<(String, watch::Receiver<usize>)> {
+    let (count, counted) = watch::channel(0usize);
+    let count = Arc::new(count);
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            let count = Arc::clone(&count);
+            async move {
+                count.send_modify(|n| *n += 1);
+                axum::http::StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/hook", listener.local_addr()?);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok((url, counted))
+}
+
+/// Drains a backlog with one webhook rule matching every change: how long the drain
+/// took, and how long until the receiver had every event (both from the start).
+async fn throughput_with_webhooks(
+    factor: u32,
+    sizes: &Sizes,
+) -> anyhow::Result<(usize, Duration, Duration)> {
+    let (url, mut counted) = counting_receiver().await?;
+    let rules = shared::events::EventRules::parse(&format!(
+        r#"{{"rules":[{{"name":"bench","pattern":{{"source":["docfan"]}},
+            "target":{{"url":"{url}","secret":"{}"}}}}]}}"#,
+        shared::events::WebhookSecret::generate().expose()
+    ))?;
+    let env = env_with(FanoutConfig {
+        events: Some(EventsConfig {
+            rules,
+            delivery: WebhookDeliveryConfig {
+                allow_private_targets: true,
+                ..WebhookDeliveryConfig::default()
+            },
+        }),
+        ..FanoutConfig::default()
+    })?;
+    let changes = write_backlog(&env, sizes).await?;
+    let latest = env.store.change_feed().latest_seq().await?;
+    let (stop_workers, workers_stopped) = watch::channel(false);
+    let started = Instant::now();
+    let mut running = start(&env, factor);
+    let workers: Vec<_> = env
+        .fanout
+        .webhook_workers()?
+        .into_iter()
+        .map(|worker| {
+            let mut stopped = workers_stopped.clone();
+            worker.spawn(async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            })
+        })
+        .collect();
+    running.wait_through(latest).await?;
+    let drained = started.elapsed();
+    counted.wait_for(|n| *n >= changes).await?;
+    let delivered = started.elapsed();
+    running.stop().await;
+    let _ = stop_workers.send(true);
+    for worker in workers {
+        let _ = worker.await;
+    }
+    ensure!(*counted.borrow() == changes, "each event delivered once");
+    Ok((changes, drained, delivered))
+}
 
 /// One writer's commit latencies (ms): with the store alone, then while the fan-out
 /// (parallelization 4) drains a backlog of `sizes` changes.

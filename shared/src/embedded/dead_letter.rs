@@ -36,6 +36,7 @@ fn source_name(source: DeadLetterSource) -> &'static str {
     match source {
         DeadLetterSource::Stream => "stream",
         DeadLetterSource::Analysis => "analysis",
+        DeadLetterSource::Webhook => "webhook",
     }
 }
 
@@ -43,6 +44,7 @@ fn parse_source(raw: &str) -> Option<DeadLetterSource> {
     match raw {
         "stream" => Some(DeadLetterSource::Stream),
         "analysis" => Some(DeadLetterSource::Analysis),
+        "webhook" => Some(DeadLetterSource::Webhook),
         _ => None,
     }
 }

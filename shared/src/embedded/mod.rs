@@ -1,5 +1,5 @@
 //! The embedded adapters: every port on one machine, in the data directory (SQLite for
-//! documents, the change log, audit, queue and dead letters; tantivy for search), and
+//! documents, the change log, audit, queue, dead letters and the webhook outbox; tantivy for search), and
 //! what an operator does to that directory: its schema versions ([`schema`]), its lock
 //! ([`lock`]) and backups of its database ([`backup`]).
 
@@ -15,6 +15,7 @@ pub mod lock;
 pub mod schema;
 pub mod search_index;
 pub mod sqlite;
+pub mod webhook_outbox;
 
 pub use analysis_queue::SqliteAnalysisQueue;
 pub use analysis_store::SqliteAnalysisStore;
@@ -25,3 +26,4 @@ pub use document_store::SqliteDocumentStore;
 pub use lock::{DataDirLock, LOCK_FILE};
 pub use search_index::{IndexedVersion, SEARCH_INDEX_DIR, TantivySearchIndex};
 pub use sqlite::DATABASE_FILE;
+pub use webhook_outbox::SqliteWebhookOutbox;

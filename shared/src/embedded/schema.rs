@@ -42,6 +42,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "the change log's shard of each record",
         sql: include_str!("migrations/0002_change_log_shard.sql"),
     },
+    Migration {
+        version: 3,
+        name: "the webhook outbox",
+        sql: include_str!("migrations/0003_webhook_outbox.sql"),
+    },
 ];
 
 /// The schema version this docfan writes.

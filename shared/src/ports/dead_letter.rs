@@ -12,6 +12,8 @@ pub enum DeadLetterSource {
     Stream,
     /// An analysis job the worker could not complete.
     Analysis,
+    /// A webhook delivery that ran out of its retry budget (payload: `{"rule", "event"}`).
+    Webhook,
 }
 
 /// A message that could not be processed, kept whole with the reason.

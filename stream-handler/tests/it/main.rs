@@ -11,3 +11,4 @@ mod crash;
 mod fanout;
 mod handler;
 mod poller;
+mod webhooks;

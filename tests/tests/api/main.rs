@@ -12,6 +12,7 @@ mod change_log;
 mod cli;
 mod documents;
 mod edits;
+mod events;
 mod input;
 mod oidc;
 mod openapi;
