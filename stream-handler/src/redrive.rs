@@ -44,22 +44,39 @@ pub async fn redrive_with_webhooks(
     dlq: &dyn DeadLetterQueue,
     only: Option<&str>,
 ) -> Result<Vec<RedriveOutcome>> {
+    redrive_letters(
+        dlq,
+        only,
+        |_| true,
+        async |letter: &DeadLetter| match letter.source {
+            DeadLetterSource::Stream => fanout.redrive(&letter.payload).await,
+            DeadLetterSource::Analysis => requeue(queue, &letter.payload).await,
+            DeadLetterSource::Webhook => requeue_webhook(webhooks, &letter.payload).await,
+        },
+    )
+    .await
+}
+
+/// Redrives the letters `wanted` picks (all of them, or the one with id `only`:
+/// `NotFound` if it is not among them) through `redrive`, removing each that succeeds.
+async fn redrive_letters(
+    dlq: &dyn DeadLetterQueue,
+    only: Option<&str>,
+    wanted: impl Fn(&DeadLetter) -> bool,
+    redrive: impl AsyncFn(&DeadLetter) -> Result<(), String>,
+) -> Result<Vec<RedriveOutcome>> {
     let letters: Vec<DeadLetter> = dlq
         .list(MAX_REDRIVE)
         .await?
         .into_iter()
-        .filter(|l| only.is_none_or(|id| l.id == id))
+        .filter(|l| wanted(l) && only.is_none_or(|id| l.id == id))
         .collect();
     if only.is_some() && letters.is_empty() {
         return Err(Error::NotFound);
     }
     let mut outcomes = Vec::with_capacity(letters.len());
     for letter in letters {
-        let result = match letter.source {
-            DeadLetterSource::Stream => fanout.redrive(&letter.payload).await,
-            DeadLetterSource::Analysis => requeue(queue, &letter.payload).await,
-            DeadLetterSource::Webhook => requeue_webhook(webhooks, &letter.payload).await,
-        };
+        let result = redrive(&letter).await;
         if result.is_ok() {
             dlq.remove(&letter.id).await?;
         }
@@ -86,28 +103,13 @@ pub async fn redrive_webhooks(
     dlq: &dyn DeadLetterQueue,
     only: Option<&str>,
 ) -> Result<Vec<RedriveOutcome>> {
-    let letters: Vec<DeadLetter> = dlq
-        .list(MAX_REDRIVE)
-        .await?
-        .into_iter()
-        .filter(|l| l.source == DeadLetterSource::Webhook)
-        .filter(|l| only.is_none_or(|id| l.id == id))
-        .collect();
-    if only.is_some() && letters.is_empty() {
-        return Err(Error::NotFound);
-    }
-    let mut outcomes = Vec::with_capacity(letters.len());
-    for letter in letters {
-        let result = requeue_webhook(Some(outbox), &letter.payload).await;
-        if result.is_ok() {
-            dlq.remove(&letter.id).await?;
-        }
-        outcomes.push(RedriveOutcome {
-            id: letter.id,
-            result,
-        });
-    }
-    Ok(outcomes)
+    redrive_letters(
+        dlq,
+        only,
+        |l| l.source == DeadLetterSource::Webhook,
+        async |letter: &DeadLetter| requeue_webhook(Some(outbox), &letter.payload).await,
+    )
+    .await
 }
 
 async fn requeue_webhook(

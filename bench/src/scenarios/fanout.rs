@@ -1,7 +1,7 @@
 //! The fan-out over the embedded adapters:
 //!
 //! - throughput: a backlog of document changes already in the SQLite change log, drained
-//!   by the poller through all four sinks (tantivy search, notifications to no
+//!   by the poller through the four built-in sinks (tantivy search, notifications to no
 //!   subscribers, SQLite audit trail, SQLite analysis queue), at parallelization factors
 //!   1, 2 and 4; the analysis worker runs beside it;
 //! - write-to-searchable latency: from an edit's commit being acknowledged to the
@@ -137,7 +137,7 @@ pub async fn run(mode: Mode) -> anyhow::Result<Scenario> {
     Ok(Scenario {
         name: "fanout".into(),
         kind: Kind::Docfan,
-        title: "Fan-out: change log → four sinks".into(),
+        title: "Fan-out: change log → the built-in sinks".into(),
         method: format!(
             "The embedded poller (batch 100, no batching window) drains {} changes ({} \
              documents × {} versions, written beforehand by 16 writers) from the SQLite \

@@ -3,7 +3,7 @@
 //! | name | measures | floor |
 //! |---|---|---|
 //! | `writes` | durable writes: document store, REST | `floor-sqlite`: raw durable inserts |
-//! | `fanout` | changes/s through the four sinks; write → searchable | — |
+//! | `fanout` | changes/s through the built-in sinks; write → searchable | — |
 //! | `delivery` | notifier → frame, 1/100/1000 subscribers | `floor-broadcast`: bare WebSocket broadcast |
 //! | `notifications` | REST write → frame, 1/100/1000 subscribers | `floor-broadcast` |
 //! | `sustained` | 20 edits/s for 10 s to 1,000 subscribers | `floor-sustained-broadcast` |
