@@ -19,6 +19,7 @@ use shared::embedded::{ChangeFeed, DATABASE_FILE, SqliteDocumentStore};
 use shared::ports::{AuditLog, Notifier};
 use shared::service::{DocumentService, NewDocument, Replacement};
 use stream_handler::poller::{Poller, PollerConfig, handled_through};
+use stream_handler::sinks::search::{CommitPolicy, SearchSinkConfig};
 use stream_handler::{EmbeddedFanout, FanoutConfig};
 
 const CHILD_DIR: &str = "DOCFAN_CRASH_CHILD_DIR";
@@ -55,7 +56,14 @@ fn open(dir: &Path, notifier: Arc<dyn Notifier>) -> (Arc<SqliteDocumentStore>, E
         store.clone(),
         notifier,
         Arc::new(SystemClock),
-        FanoutConfig::default(),
+        FanoutConfig {
+            // Deferred commits, as served, but often enough that the checkpoints move in
+            // small steps and the kill lands between two of them, mid-stream.
+            search: SearchSinkConfig {
+                commit: CommitPolicy::by_time_and_size(Duration::from_millis(20), 5_000),
+            },
+            ..FanoutConfig::default()
+        },
     )
     .unwrap();
     (store, fanout)
