@@ -11,24 +11,48 @@ use shared::events::DocumentEvent;
 use shared::ports::EventBus;
 use shared::{Error, Result};
 
+use self::batcher::Batcher;
 use super::Sink;
 use crate::decode::RecordMeta;
 
-/// How the events sink behaves.
-#[derive(Debug, Clone, Default)]
-pub struct EventsSinkConfig {}
+mod batcher;
 
-/// Publishes every change to an [`EventBus`], one change per call (so one document's
-/// events leave in version order).
+/// How the events sink behaves.
+#[derive(Debug, Clone)]
+pub struct EventsSinkConfig {
+    /// The most events in one publish (10: a `PutEvents` request's limit).
+    pub max_batch: usize,
+    /// The most publishes in flight at once.
+    pub in_flight: usize,
+}
+
+impl Default for EventsSinkConfig {
+    fn default() -> Self {
+        Self {
+            max_batch: 10,
+            in_flight: 4,
+        }
+    }
+}
+
+/// Publishes every change to an [`EventBus`]. Each delivery waits for its own event's
+/// verdict, and deliveries that wait at the same moment (changes of different
+/// documents in one batch) leave together, up to `max_batch` per publish; one
+/// document's events leave in version order.
 pub struct EventsSink {
     bus: Arc<dyn EventBus>,
+    batcher: Batcher,
     config: EventsSinkConfig,
 }
 
 impl EventsSink {
     /// The sink over `bus`.
     pub fn new(bus: Arc<dyn EventBus>, config: EventsSinkConfig) -> Self {
-        Self { bus, config }
+        Self {
+            bus,
+            batcher: Batcher::new(config.max_batch, config.in_flight),
+            config,
+        }
     }
 
     /// How the sink behaves.
@@ -44,8 +68,8 @@ impl Sink for EventsSink {
     }
 
     async fn deliver(&self, change: &ChangeEvent, _record: &RecordMeta) -> Result<()> {
-        self.bus
-            .publish(&[DocumentEvent::from_change(change)])
+        self.batcher
+            .publish(self.bus.as_ref(), DocumentEvent::from_change(change))
             .await
     }
 
