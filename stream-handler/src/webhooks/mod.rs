@@ -33,6 +33,9 @@ use tracing::Instrument;
 use crate::metrics;
 pub use delivery::{PublicOnlyResolver, WebhookClient};
 
+/// How often a busy worker refreshes its rule's gauges.
+const GAUGE_INTERVAL: Duration = Duration::from_secs(1);
+
 /// How every rule's deliveries are made.
 #[derive(Debug, Clone)]
 pub struct WebhookDeliveryConfig {
@@ -256,11 +259,17 @@ impl WebhookWorker {
                 self.warn_if_name_refused().await;
             }
             let mut last_prune = tokio::time::Instant::now();
+            // The gauges count the rule's waiting rows: refreshed when the worker goes
+            // idle and at most once a second while deliveries go on, never per delivery.
+            let mut gauges_at: Option<tokio::time::Instant> = None;
             loop {
                 if *stop.borrow() {
                     break;
                 }
-                self.publish_backlog().await;
+                if gauges_at.is_none_or(|at| at.elapsed() >= GAUGE_INTERVAL) {
+                    self.publish_backlog().await;
+                    gauges_at = Some(tokio::time::Instant::now());
+                }
                 if last_prune.elapsed() > Duration::from_secs(60) {
                     let before = self.clock.now() - delta(self.config.delivered_retention);
                     if let Err(e) = self.outbox.prune_delivered(before).await {
@@ -282,6 +291,9 @@ impl WebhookWorker {
                         self.config.idle_poll
                     }
                 };
+                // About to wait: the gauges show where the rule stands.
+                self.publish_backlog().await;
+                gauges_at = Some(tokio::time::Instant::now());
                 let woken = async {
                     match &wake {
                         Some(wake) => wake.notified().await,
