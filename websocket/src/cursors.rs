@@ -98,33 +98,22 @@ impl Cursors {
         ends: bool,
     ) -> Admission {
         let mut all = self.by_connection.lock().expect("cursor lock");
-        let Some(cursors) = all.get_mut(connection) else {
-            return Admission::Untracked;
-        };
-        let Some(cursor) = cursors.get_mut(document) else {
-            return Admission::Untracked;
-        };
-        match &mut cursor.phase {
-            Phase::Replaying(held) => {
-                held.push(Held {
-                    version,
-                    frame: frame.clone(),
-                    ends,
-                });
-                Admission::Held
-            }
-            Phase::Live if version <= cursor.last_sent => Admission::Stale,
-            Phase::Live => {
-                cursor.last_sent = version;
-                if ends {
-                    cursors.remove(document);
-                    if cursors.is_empty() {
-                        all.remove(connection);
-                    }
-                }
-                Admission::Send
-            }
-        }
+        admit(&mut all, connection, document, version, frame, ends)
+    }
+
+    /// [`admit`](Cursors::admit) for each (subscriber, frame) of a broadcast, under one
+    /// lock: the frames end no subscription.
+    pub fn admit_each<'a>(
+        &self,
+        document: &DocumentId,
+        version: u64,
+        frames: impl IntoIterator<Item = (&'a ConnectionId, &'a Frame)>,
+    ) -> Vec<Admission> {
+        let mut all = self.by_connection.lock().expect("cursor lock");
+        frames
+            .into_iter()
+            .map(|(connection, frame)| admit(&mut all, connection, document, version, frame, false))
+            .collect()
     }
 
     /// Whether a live subscription was already sent `version` or a later one.
@@ -200,6 +189,46 @@ impl Cursors {
             .values()
             .map(HashMap::len)
             .sum()
+    }
+}
+
+fn admit(
+    all: &mut HashMap<ConnectionId, HashMap<DocumentId, Cursor>>,
+    connection: &ConnectionId,
+    document: &DocumentId,
+    version: u64,
+    frame: &Frame,
+    ends: bool,
+) -> Admission {
+    if all.is_empty() {
+        return Admission::Untracked;
+    }
+    let Some(cursors) = all.get_mut(connection) else {
+        return Admission::Untracked;
+    };
+    let Some(cursor) = cursors.get_mut(document) else {
+        return Admission::Untracked;
+    };
+    match &mut cursor.phase {
+        Phase::Replaying(held) => {
+            held.push(Held {
+                version,
+                frame: frame.clone(),
+                ends,
+            });
+            Admission::Held
+        }
+        Phase::Live if version <= cursor.last_sent => Admission::Stale,
+        Phase::Live => {
+            cursor.last_sent = version;
+            if ends {
+                cursors.remove(document);
+                if cursors.is_empty() {
+                    all.remove(connection);
+                }
+            }
+            Admission::Send
+        }
     }
 }
 

@@ -18,6 +18,12 @@ pub(crate) fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
+pub(crate) fn add(counter: &AtomicU64, n: u64) {
+    if n > 0 {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
 impl Metrics {
     /// Writes the counters, and `open` as the gauge of open connections when known.
     pub fn render(&self, open: Option<usize>, out: &mut String) {

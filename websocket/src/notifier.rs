@@ -12,7 +12,7 @@ use tracing::Instrument;
 
 use crate::cursors::Admission;
 use crate::frames::{self, Frame};
-use crate::metrics::bump;
+use crate::metrics::{add, bump};
 use crate::outbox::SendError;
 use crate::service::Inner;
 
@@ -42,6 +42,44 @@ impl LiveNotifier {
         if let Err(e) = self.inner.ports.registry.remove(connection).await {
             tracing::warn!(connection = %connection, error = %e, "could not forget a gone connection");
         }
+    }
+
+    /// Pushes frames that end no subscription: admitted under one lock (a replaying
+    /// subscription holds its frame, a version already sent is dropped), then handed
+    /// to the outbox in one call.
+    async fn broadcast(&self, change: &ChangeEvent, live: Vec<Delivery>) {
+        if live.is_empty() {
+            return;
+        }
+        let admissions = self.inner.cursors.admit_each(
+            &change.document_id,
+            change.version,
+            live.iter().map(|d| (&d.subscriber.connection, &d.frame)),
+        );
+        let sends: Vec<(ConnectionId, Frame)> = live
+            .into_iter()
+            .zip(admissions)
+            .filter(|(_, admission)| matches!(admission, Admission::Send | Admission::Untracked))
+            .map(|(delivery, _)| (delivery.subscriber.connection, delivery.frame))
+            .collect();
+        self.push(sends).await;
+    }
+
+    /// Hands each frame to its connection; forgets the connections found gone.
+    async fn push(&self, sends: Vec<(ConnectionId, Frame)>) {
+        let connections: Vec<ConnectionId> = sends.iter().map(|(c, _)| c.clone()).collect();
+        let verdicts = self.inner.ports.outbox.send_to_each(sends).await;
+        let mut sent = 0;
+        for (connection, verdict) in connections.iter().zip(verdicts) {
+            match verdict {
+                Ok(()) => sent += 1,
+                Err(SendError::Gone) => self.forget(connection).await,
+                Err(e) => {
+                    tracing::warn!(connection = %connection, error = %e, "could not push a frame");
+                }
+            }
+        }
+        add(&self.inner.metrics.notifications_sent, sent);
     }
 
     async fn deliver(&self, change: &ChangeEvent, delivery: Delivery) -> Result<()> {
@@ -137,8 +175,13 @@ impl Notifier for LiveNotifier {
                 })
                 .collect();
             let count = deliveries.len();
+            // Frames that end a subscription (rare) unsubscribe first, one by one; the
+            // rest — the live broadcast — are admitted under one lock and pushed in one
+            // call to the outbox.
+            let (ending, live): (Vec<Delivery>, Vec<Delivery>) =
+                deliveries.into_iter().partition(|d| d.ends);
             let failure: Mutex<Option<Error>> = Mutex::new(None);
-            futures_util::stream::iter(deliveries)
+            futures_util::stream::iter(ending)
                 .for_each_concurrent(self.inner.config.send_concurrency.max(1), |delivery| {
                     let failure = &failure;
                     async move {
@@ -148,6 +191,7 @@ impl Notifier for LiveNotifier {
                     }
                 })
                 .await;
+            self.broadcast(change, live).await;
             tracing::debug!(subscribers = count, bytes = frame.len(), "change delivered");
             if !deleted {
                 for user in departed {
@@ -173,20 +217,13 @@ impl Notifier for LiveNotifier {
             .into_iter()
             .filter(|s| document.access_for(&s.user).is_some())
             .collect();
-        futures_util::stream::iter(readers)
-            .for_each_concurrent(self.inner.config.send_concurrency.max(1), |subscriber| {
-                let frame = frame.clone();
-                async move {
-                    match self.inner.ports.outbox.send(&subscriber.connection, frame).await {
-                        Ok(()) => bump(&self.inner.metrics.notifications_sent),
-                        Err(SendError::Gone) => self.forget(&subscriber.connection).await,
-                        Err(e) => {
-                            tracing::warn!(connection = %subscriber.connection, error = %e, "could not push a frame");
-                        }
-                    }
-                }
-            })
-            .await;
+        self.push(
+            readers
+                .into_iter()
+                .map(|s| (s.connection, frame.clone()))
+                .collect(),
+        )
+        .await;
         Ok(())
     }
 }

@@ -1,15 +1,18 @@
 //! The outbound port: pushing a frame to one connection. The embedded twin,
 //! [`LocalOutbox`], is an in-process map of connection id → bounded queue drained by the
-//! connection's writer task; the AWS adapter posts to API Gateway's
+//! connection's task; the AWS adapter posts to API Gateway's
 //! `@connections/{id}` (`post_to_connection`), whose 410 Gone is [`SendError::Gone`].
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, RwLock};
+use std::task::Poll;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::StreamExt;
+use futures_util::task::AtomicWaker;
 use shared::ports::ConnectionId;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::Notify;
 
 use crate::frames::Frame;
 
@@ -24,6 +27,9 @@ pub enum SendError {
     Unavailable(String),
 }
 
+/// How many sends [`Outbox::send_to_each`] runs at once by default.
+pub const SEND_CONCURRENCY: usize = 64;
+
 /// Pushes frames to connections.
 #[async_trait]
 pub trait Outbox: Send + Sync + 'static {
@@ -36,6 +42,21 @@ pub trait Outbox: Send + Sync + 'static {
     /// for replies and replays the client itself asked for. Errors as for `send`.
     async fn send_waiting(&self, to: &ConnectionId, frame: Frame) -> Result<(), SendError> {
         self.send(to, frame).await
+    }
+
+    /// [`send`](Outbox::send)s each frame to its connection, the verdicts in the same
+    /// order: a broadcast in one call. By default up to [`SEND_CONCURRENCY`] sends run
+    /// at once (API Gateway answers each `@connections` post over HTTP); the local
+    /// outbox serves the whole call with one lookup of its map.
+    async fn send_to_each(
+        &self,
+        deliveries: Vec<(ConnectionId, Frame)>,
+    ) -> Vec<Result<(), SendError>> {
+        futures_util::stream::iter(deliveries)
+            .map(|(to, frame)| async move { self.send(&to, frame).await })
+            .buffered(SEND_CONCURRENCY)
+            .collect()
+            .await
     }
 }
 
@@ -94,48 +115,176 @@ impl Close {
     };
 }
 
+/// One local connection's mailbox: the frames waiting for its socket and, once asked,
+/// why it must close. Pushers (the notifier, replies) lock it briefly; the connection's
+/// task is woken through one waker, and pushers waiting for room (replies, replays)
+/// through `room`. No channel, no second task: an idle connection holds this and an
+/// empty queue.
 struct Mailbox {
-    frames: mpsc::Sender<Frame>,
-    close: Arc<watch::Sender<Option<Close>>>,
+    state: Mutex<Queue>,
+    task: AtomicWaker,
+    room: Notify,
+    capacity: usize,
 }
 
-/// The receiving end of one local connection's mailbox, for its writer task.
-pub struct MailboxReceiver {
-    /// Frames to write, in order.
-    pub frames: mpsc::Receiver<Frame>,
-    /// Becomes `Some` when the connection must close, and why.
-    pub close: watch::Receiver<Option<Close>>,
-    closer: Arc<watch::Sender<Option<Close>>>,
+#[derive(Default)]
+struct Queue {
+    frames: VecDeque<Frame>,
+    close: Option<Close>,
+    /// The connection's task has finished: nothing will read the queue any more.
+    finished: bool,
 }
 
-impl MailboxReceiver {
-    /// Asks the connection to close (the first reason wins).
-    pub fn closer(&self) -> Closer {
-        Closer(Arc::clone(&self.closer))
+/// Why a frame could not be queued (the frame comes back with it).
+enum Refused {
+    Full(Frame),
+    Closed,
+}
+
+impl Mailbox {
+    fn new(capacity: usize) -> Self {
+        Self {
+            state: Mutex::new(Queue::default()),
+            task: AtomicWaker::new(),
+            room: Notify::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    fn push(&self, frame: Frame) -> Result<(), Refused> {
+        {
+            let mut queue = self.state.lock().expect("mailbox lock");
+            if queue.close.is_some() || queue.finished {
+                return Err(Refused::Closed);
+            }
+            if queue.frames.len() >= self.capacity {
+                return Err(Refused::Full(frame));
+            }
+            queue.frames.push_back(frame);
+        }
+        self.task.wake();
+        Ok(())
+    }
+
+    /// Queues `frame`, waiting up to `limit` for room.
+    async fn push_waiting(&self, mut frame: Frame, limit: Duration) -> Result<(), Refused> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let room = self.room.notified();
+            tokio::pin!(room);
+            // Registered before trying, so room made in between is not missed.
+            room.as_mut().enable();
+            match self.push(frame) {
+                Err(Refused::Full(back)) => frame = back,
+                done => return done,
+            }
+            if tokio::time::timeout_at(deadline, room).await.is_err() {
+                return Err(Refused::Full(frame));
+            }
+        }
+    }
+
+    /// Asks the connection to close unless it already was; returns whether this
+    /// reason is the one it closes with.
+    fn close(&self, why: Close) -> bool {
+        let won = {
+            let mut queue = self.state.lock().expect("mailbox lock");
+            let won = queue.close.is_none();
+            if won {
+                queue.close = Some(why);
+            }
+            won
+        };
+        if won {
+            self.task.wake();
+            self.room.notify_waiters();
+        }
+        won
     }
 }
 
-/// Requests a connection's close from anywhere.
-#[derive(Clone)]
-pub struct Closer(Arc<watch::Sender<Option<Close>>>);
+/// What the connection's task finds in its mailbox.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Mail {
+    /// Frames to write, moved into the task's buffer, oldest first.
+    Frames,
+    /// The connection must close, and why (frames still queued stay queued).
+    Close(Close),
+}
 
-impl Closer {
-    /// Requests the close unless one was already requested; returns whether this one won.
-    pub fn close(&self, why: Close) -> bool {
-        self.0.send_if_modified(|current| {
-            if current.is_none() {
-                *current = Some(why);
-                true
-            } else {
-                false
+/// The connection task's end of its mailbox.
+pub struct MailboxReceiver {
+    mailbox: Arc<Mailbox>,
+}
+
+impl MailboxReceiver {
+    /// Waits for mail: a close request first, else every queued frame, appended to
+    /// `into`.
+    pub async fn recv(&self, into: &mut Vec<Frame>) -> Mail {
+        std::future::poll_fn(|cx| {
+            self.mailbox.task.register(cx.waker());
+            match self.take(into) {
+                Some(mail) => Poll::Ready(mail),
+                None => Poll::Pending,
             }
         })
+        .await
+    }
+
+    fn take(&self, into: &mut Vec<Frame>) -> Option<Mail> {
+        let mut queue = self.mailbox.state.lock().expect("mailbox lock");
+        if let Some(why) = queue.close {
+            return Some(Mail::Close(why));
+        }
+        if queue.frames.is_empty() {
+            return None;
+        }
+        into.extend(queue.frames.drain(..));
+        drop(queue);
+        self.mailbox.room.notify_waiters();
+        Some(Mail::Frames)
+    }
+
+    /// The oldest queued frame, if any, whether or not a close was asked.
+    pub fn try_recv(&self) -> Option<Frame> {
+        let frame = self
+            .mailbox
+            .state
+            .lock()
+            .expect("mailbox lock")
+            .frames
+            .pop_front();
+        if frame.is_some() {
+            self.mailbox.room.notify_waiters();
+        }
+        frame
+    }
+
+    /// Why the connection must close, once asked.
+    pub fn close_reason(&self) -> Option<Close> {
+        self.mailbox.state.lock().expect("mailbox lock").close
+    }
+
+    /// Asks the connection to close (the first reason wins); returns whether this one
+    /// won.
+    pub fn close(&self, why: Close) -> bool {
+        self.mailbox.close(why)
+    }
+}
+
+impl Drop for MailboxReceiver {
+    fn drop(&mut self) {
+        let mut queue = self.mailbox.state.lock().expect("mailbox lock");
+        queue.finished = true;
+        queue.frames = VecDeque::new();
+        drop(queue);
+        self.mailbox.room.notify_waiters();
     }
 }
 
 /// The embedded [`Outbox`]: a bounded queue per connection, in process.
 pub struct LocalOutbox {
-    mailboxes: RwLock<HashMap<ConnectionId, Mailbox>>,
+    mailboxes: RwLock<HashMap<ConnectionId, Arc<Mailbox>>>,
     wait_limit: Duration,
 }
 
@@ -151,32 +300,24 @@ impl LocalOutbox {
 
     /// Opens the mailbox of a new connection, holding at most `capacity` frames.
     pub fn open(&self, id: ConnectionId, capacity: usize) -> MailboxReceiver {
-        let (frames_tx, frames) = mpsc::channel(capacity.max(1));
-        let (close_tx, close) = watch::channel(None);
-        let closer = Arc::new(close_tx);
-        self.mailboxes.write().expect("outbox lock").insert(
-            id,
-            Mailbox {
-                frames: frames_tx,
-                close: Arc::clone(&closer),
-            },
-        );
-        MailboxReceiver {
-            frames,
-            close,
-            closer,
-        }
+        let mailbox = Arc::new(Mailbox::new(capacity));
+        self.mailboxes
+            .write()
+            .expect("outbox lock")
+            .insert(id, Arc::clone(&mailbox));
+        MailboxReceiver { mailbox }
     }
 
-    /// Forgets the connection's mailbox (its writer has stopped).
+    /// Forgets the connection's mailbox (its task has stopped).
     pub fn remove(&self, id: &ConnectionId) {
         self.mailboxes.write().expect("outbox lock").remove(id);
     }
 
-    /// Closes the connection: its mailbox is removed and its writer told why.
+    /// Closes the connection: its mailbox is removed and its task told why.
     pub fn close(&self, id: &ConnectionId, why: Close) {
-        if let Some(mailbox) = self.mailboxes.write().expect("outbox lock").remove(id) {
-            Closer(mailbox.close).close(why);
+        let removed = self.mailboxes.write().expect("outbox lock").remove(id);
+        if let Some(mailbox) = removed {
+            mailbox.close(why);
         }
     }
 
@@ -189,7 +330,7 @@ impl LocalOutbox {
             .drain()
             .collect();
         for (_, mailbox) in all {
-            Closer(mailbox.close).close(why);
+            mailbox.close(why);
         }
     }
 
@@ -202,53 +343,72 @@ impl LocalOutbox {
         self.len() == 0
     }
 
-    fn sender(&self, id: &ConnectionId) -> Option<mpsc::Sender<Frame>> {
-        self.mailboxes
-            .read()
-            .expect("outbox lock")
-            .get(id)
-            .map(|m| m.frames.clone())
+    fn mailbox(&self, id: &ConnectionId) -> Option<Arc<Mailbox>> {
+        self.mailboxes.read().expect("outbox lock").get(id).cloned()
+    }
+
+    /// What a refused push means for the connection.
+    fn refused(&self, to: &ConnectionId, refused: Refused) -> SendError {
+        match refused {
+            Refused::Full(_) => {
+                tracing::info!(connection = %to, "closing a connection that does not keep up");
+                self.close(to, Close::TOO_SLOW);
+            }
+            Refused::Closed => self.remove(to),
+        }
+        SendError::Gone
     }
 }
 
 #[async_trait]
 impl Outbox for LocalOutbox {
     async fn send(&self, to: &ConnectionId, frame: Frame) -> Result<(), SendError> {
-        let outcome = {
+        let pushed = {
             let mailboxes = self.mailboxes.read().expect("outbox lock");
             let Some(mailbox) = mailboxes.get(to) else {
                 return Err(SendError::Gone);
             };
-            mailbox.frames.try_send(frame)
+            mailbox.push(frame)
         };
-        match outcome {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                tracing::info!(connection = %to, "closing a connection that does not keep up");
-                self.close(to, Close::TOO_SLOW);
-                Err(SendError::Gone)
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                self.remove(to);
-                Err(SendError::Gone)
-            }
-        }
+        pushed.map_err(|refused| self.refused(to, refused))
     }
 
     async fn send_waiting(&self, to: &ConnectionId, frame: Frame) -> Result<(), SendError> {
-        let sender = self.sender(to).ok_or(SendError::Gone)?;
-        match sender.send_timeout(frame, self.wait_limit).await {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
-                tracing::info!(connection = %to, "closing a connection that does not keep up");
-                self.close(to, Close::TOO_SLOW);
-                Err(SendError::Gone)
-            }
-            Err(mpsc::error::SendTimeoutError::Closed(_)) => {
-                self.remove(to);
-                Err(SendError::Gone)
-            }
+        let mailbox = self.mailbox(to).ok_or(SendError::Gone)?;
+        mailbox
+            .push_waiting(frame, self.wait_limit)
+            .await
+            .map_err(|refused| self.refused(to, refused))
+    }
+
+    async fn send_to_each(
+        &self,
+        deliveries: Vec<(ConnectionId, Frame)>,
+    ) -> Vec<Result<(), SendError>> {
+        // One read of the map for the whole broadcast; closing the connections that
+        // do not keep up needs the write lock, so it waits until the read is over.
+        let (results, refused) = {
+            let mailboxes = self.mailboxes.read().expect("outbox lock");
+            let mut refused = Vec::new();
+            let results = deliveries
+                .into_iter()
+                .map(|(to, frame)| match mailboxes.get(&to) {
+                    None => Err(SendError::Gone),
+                    Some(mailbox) => match mailbox.push(frame) {
+                        Ok(()) => Ok(()),
+                        Err(why) => {
+                            refused.push((to, why));
+                            Err(SendError::Gone)
+                        }
+                    },
+                })
+                .collect::<Vec<_>>();
+            (results, refused)
+        };
+        for (to, why) in refused {
+            self.refused(&to, why);
         }
+        results
     }
 }
 
@@ -261,14 +421,14 @@ mod tests {
     async fn a_full_queue_closes_the_connection_as_too_slow() {
         let outbox = LocalOutbox::new(Duration::from_millis(10));
         let id = ConnectionId("c1".into());
-        let mut mailbox = outbox.open(id.clone(), 2);
+        let mailbox = outbox.open(id.clone(), 2);
         outbox.send(&id, frames::pong()).await.unwrap();
         outbox.send(&id, frames::pong()).await.unwrap();
         assert_eq!(outbox.send(&id, frames::pong()).await, Err(SendError::Gone));
-        assert_eq!(*mailbox.close.borrow_and_update(), Some(Close::TOO_SLOW));
+        assert_eq!(mailbox.close_reason(), Some(Close::TOO_SLOW));
         assert!(outbox.is_empty());
-        // What was queued before is still delivered before the close.
-        assert_eq!(mailbox.frames.recv().await, Some(frames::pong()));
+        // What was queued before is still there to write before the close.
+        assert_eq!(mailbox.try_recv(), Some(frames::pong()));
     }
 
     #[tokio::test]
@@ -292,6 +452,63 @@ mod tests {
             outbox.send_waiting(&id, frames::pong()).await,
             Err(SendError::Gone)
         );
-        assert_eq!(*mailbox.close.borrow(), Some(Close::TOO_SLOW));
+        assert_eq!(mailbox.close_reason(), Some(Close::TOO_SLOW));
+    }
+
+    #[tokio::test]
+    async fn a_waiting_send_goes_in_as_soon_as_the_task_takes_the_queue() {
+        let outbox = Arc::new(LocalOutbox::new(Duration::from_secs(10)));
+        let id = ConnectionId("c1".into());
+        let mailbox = outbox.open(id.clone(), 1);
+        outbox.send(&id, frames::pong()).await.unwrap();
+        let waiting = tokio::spawn({
+            let (outbox, id) = (outbox.clone(), id.clone());
+            async move {
+                outbox
+                    .send_waiting(
+                        &id,
+                        frames::subscribed(&shared::domain::DocumentId::generate(), 1),
+                    )
+                    .await
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished(), "the queue is full: the send waits");
+        let mut taken = Vec::new();
+        assert_eq!(mailbox.recv(&mut taken).await, Mail::Frames);
+        assert_eq!(taken, [frames::pong()]);
+        waiting.await.unwrap().unwrap();
+        taken.clear();
+        assert_eq!(mailbox.recv(&mut taken).await, Mail::Frames);
+        assert_eq!(taken.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_task_is_woken_by_a_frame_and_a_close_wins_over_queued_frames() {
+        let outbox = Arc::new(LocalOutbox::new(Duration::from_millis(10)));
+        let id = ConnectionId("c1".into());
+        let mailbox = outbox.open(id.clone(), 8);
+        let pusher = tokio::spawn({
+            let (outbox, id) = (outbox.clone(), id.clone());
+            async move {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                outbox
+                    .send_to_each(vec![
+                        (id.clone(), frames::pong()),
+                        (ConnectionId("gone".into()), frames::pong()),
+                    ])
+                    .await
+            }
+        });
+        let mut taken = Vec::new();
+        assert_eq!(mailbox.recv(&mut taken).await, Mail::Frames);
+        assert_eq!(taken, [frames::pong()]);
+        assert_eq!(pusher.await.unwrap(), [Ok(()), Err(SendError::Gone)]);
+        outbox.send(&id, frames::pong()).await.unwrap();
+        assert!(mailbox.close(Close::IDLE));
+        assert!(!mailbox.close(Close::SHUTDOWN), "the first reason wins");
+        assert_eq!(mailbox.recv(&mut taken).await, Mail::Close(Close::IDLE));
+        assert_eq!(mailbox.try_recv(), Some(frames::pong()));
+        assert_eq!(outbox.send(&id, frames::pong()).await, Err(SendError::Gone));
     }
 }

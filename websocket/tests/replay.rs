@@ -84,7 +84,7 @@ impl Rig {
 /// Everything queued for the connection, without waiting.
 fn drain(mailbox: &mut MailboxReceiver) -> Vec<Value> {
     let mut frames = Vec::new();
-    while let Ok(frame) = mailbox.frames.try_recv() {
+    while let Some(frame) = mailbox.try_recv() {
         frames.push(frame.to_json());
     }
     frames
@@ -294,8 +294,8 @@ async fn many_subscribers_share_one_serialized_frame() {
     let change = rig.world.edit("ann", &id, "for everyone").await;
     rig.world.fan_out(&rig.service.notifier(), &change).await;
     for mailbox in &mut mailboxes {
-        let _subscribed = mailbox.frames.try_recv().unwrap();
-        tx.send(mailbox.frames.try_recv().unwrap().bytes()).unwrap();
+        let _subscribed = mailbox.try_recv().unwrap();
+        tx.send(mailbox.try_recv().unwrap().bytes()).unwrap();
     }
     drop(tx);
     let first = rx.recv().await.unwrap();

@@ -162,7 +162,7 @@ impl Connections for Mailboxes {
         let mut seen = self.seen.lock().unwrap();
         let frames = seen.entry(id.clone()).or_default();
         if let Some(mailbox) = open.get_mut(id) {
-            while let Ok(frame) = mailbox.frames.try_recv() {
+            while let Some(frame) = mailbox.try_recv() {
                 frames.push(frame.to_json());
             }
         }

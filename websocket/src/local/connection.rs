@@ -1,23 +1,25 @@
-//! One local connection: a reader task that feeds the service and watches the timeouts,
-//! and a writer task that drains the connection's mailbox onto the socket and pings.
-//! Either side ends the connection through the mailbox's close signal; the first reason
+//! One local connection: a single task owns the socket, unsplit. It writes what its
+//! mailbox holds (every queued frame, flushed once), reads the client's frames and hands
+//! them to the service, and keeps one timer for pings, idleness and token expiry. A
+//! frame being handled does not stop the writes: the task drains its mailbox meanwhile,
+//! so a reply or a replay longer than the queue never waits on itself.
+//!
+//! Anyone may end the connection through its mailbox's close request; the first reason
 //! given is the one the client reads in the close frame.
 
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use shared::ports::{Connection, ConnectionId};
-use tokio::sync::{mpsc, watch};
-use tokio::time::{Instant, MissedTickBehavior, interval, interval_at, timeout};
+use tokio::time::{Instant, sleep_until, timeout};
 use tracing::Instrument;
 
 use super::LocalWebSocket;
 use super::rate_limit::{FloodGuard, Verdict};
 use crate::frames::{self, ErrorCode, Frame};
 use crate::metrics::bump;
-use crate::outbox::{Close, Closer, MailboxReceiver, Outbox};
+use crate::outbox::{Close, Mail, MailboxReceiver, Outbox};
 use crate::service::FrameOutcome;
 
 /// The shortest tick accepted from the configuration (a zero interval would spin).
@@ -33,41 +35,34 @@ pub(super) async fn run(
     ws: LocalWebSocket,
     connection: Connection,
     mailbox: MailboxReceiver,
-    socket: WebSocket,
+    mut socket: WebSocket,
 ) {
-    let span =
-        tracing::info_span!("ws.connection", connection = %connection.id, user = %connection.user);
-    async move {
-        tracing::info!("websocket open");
-        let (sink, stream) = socket.split();
-        let closer = mailbox.closer();
-        let close_signal = mailbox.close.clone();
-        // Not inside the connection's span: the writer is polled for every frame, and
-        // entering a span each time was a measurable share of a broadcast's CPU. Its
-        // few log lines name the connection themselves.
-        let writer = tokio::spawn(write_loop(
-            ws.clone(),
-            connection.id.clone(),
-            sink,
-            mailbox.frames,
-            mailbox.close,
-            closer.clone(),
-        ));
-        let why = read_loop(&ws, &connection, stream, close_signal).await;
-        closer.close(why);
-        ws.outbox.remove(&connection.id);
-        ws.service.disconnect(&connection.id).await;
-        let _ = writer.await;
-    }
-    .instrument(span)
-    .await
+    let id = connection.id.clone();
+    tracing::info!(connection = %id, user = %connection.user, "websocket open");
+    let mut out = Vec::new();
+    let why = drive(&ws, &connection, &mailbox, &mut socket, &mut out).await;
+    // A reason asked for elsewhere first (a full queue, a shutdown) is the one given.
+    mailbox.close(why);
+    let why = mailbox.close_reason().unwrap_or(why);
+    ws.outbox.remove(&id);
+    ws.service.disconnect(&id).await;
+    finish(&ws, &id, &mailbox, socket, out, why).await;
 }
 
-async fn read_loop(
+/// What woke the connection's task.
+enum Wake {
+    Mail(Mail),
+    Message(Option<Result<Message, axum::Error>>),
+    Tick,
+}
+
+/// Runs the connection until it must close; returns why.
+async fn drive(
     ws: &LocalWebSocket,
     connection: &Connection,
-    mut stream: SplitStream<WebSocket>,
-    mut close: watch::Receiver<Option<Close>>,
+    mailbox: &MailboxReceiver,
+    socket: &mut WebSocket,
+    out: &mut Vec<Frame>,
 ) -> Close {
     let config = &ws.config;
     let id = &connection.id;
@@ -76,37 +71,69 @@ async fn read_loop(
     let mut heard_at = start;
     let mut spoke_at = start;
     let mut guard = FloodGuard::new(config.rate_limit, start);
-    let mut check = interval(config.check_interval.max(MIN_TICK));
-    check.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let check_every = config.check_interval.max(MIN_TICK);
+    let ping_every = config.ping_interval.max(MIN_TICK);
+    let mut next_check = start + check_every;
+    let mut next_ping = start + ping_every;
+    // One timer for everything periodic; a frame written or read never touches it.
+    let tick = sleep_until(next_check.min(next_ping));
+    tokio::pin!(tick);
     loop {
-        tokio::select! {
-            changed = close.changed() => {
-                return match changed {
-                    Ok(()) => close.borrow().unwrap_or(Close::SERVER_ERROR),
-                    Err(_) => Close::SERVER_ERROR,
-                };
+        let wake = tokio::select! {
+            biased;
+            mail = mailbox.recv(out) => Wake::Mail(mail),
+            message = socket.recv() => Wake::Message(message),
+            () = &mut tick => Wake::Tick,
+        };
+        match wake {
+            Wake::Mail(Mail::Close(why)) => return why,
+            Wake::Mail(Mail::Frames) => {
+                if let Err(why) = write(socket, out, config.write_timeout, id).await {
+                    return why;
+                }
             }
-            _ = check.tick() => {
+            Wake::Tick => {
                 let now = Instant::now();
-                if ws.service.now() >= expires_at {
-                    tracing::info!("token expired");
-                    return Close::TOKEN_EXPIRED;
+                if now >= next_check {
+                    next_check = now + check_every;
+                    if ws.service.now() >= expires_at {
+                        tracing::info!(connection = %id, "token expired");
+                        return Close::TOKEN_EXPIRED;
+                    }
+                    if now.duration_since(spoke_at) >= config.idle_timeout {
+                        tracing::info!(connection = %id, "idle");
+                        return Close::IDLE;
+                    }
+                    if now.duration_since(heard_at) >= config.pong_timeout {
+                        tracing::info!(connection = %id, "unresponsive");
+                        return Close::UNRESPONSIVE;
+                    }
                 }
-                if now.duration_since(spoke_at) >= config.idle_timeout {
-                    tracing::info!("idle");
-                    return Close::IDLE;
+                if now >= next_ping {
+                    next_ping = now + ping_every;
+                    if let Err(why) = send(
+                        socket,
+                        Message::Ping(Default::default()),
+                        config.write_timeout,
+                        id,
+                    )
+                    .await
+                    {
+                        return why;
+                    }
                 }
-                if now.duration_since(heard_at) >= config.pong_timeout {
-                    tracing::info!("unresponsive");
-                    return Close::UNRESPONSIVE;
-                }
+                tick.as_mut().reset(next_check.min(next_ping));
             }
-            message = stream.next() => {
+            Wake::Message(message) => {
                 let message = match message {
                     Some(Ok(message)) => message,
                     Some(Err(e)) => {
-                        tracing::debug!(error = %e, "read failed");
-                        return if is_too_big(&e) { Close::TOO_BIG } else { CLIENT_GONE };
+                        tracing::debug!(connection = %id, error = %e, "read failed");
+                        return if is_too_big(&e) {
+                            Close::TOO_BIG
+                        } else {
+                            CLIENT_GONE
+                        };
                     }
                     None => return CLIENT_GONE,
                 };
@@ -124,30 +151,113 @@ async fn read_loop(
                     Verdict::Refuse => {
                         bump(&ws.service.metrics().frames_received);
                         bump(&ws.service.metrics().frames_refused);
-                        let refusal = frames::error(ErrorCode::RateLimited, "too many frames: slow down", None);
+                        let refusal = frames::error(
+                            ErrorCode::RateLimited,
+                            "too many frames: slow down",
+                            None,
+                        );
                         if ws.outbox.send(id, refusal).await.is_err() {
                             return Close::TOO_SLOW;
                         }
                         continue;
                     }
                     Verdict::Close => {
-                        tracing::info!("closing a flooding connection");
+                        tracing::info!(connection = %id, "closing a flooding connection");
                         return Close::RATE_LIMITED;
                     }
                 }
                 let Some(text) = text else {
                     bump(&ws.service.metrics().frames_received);
                     bump(&ws.service.metrics().frames_refused);
-                    let refusal = frames::error(ErrorCode::MalformedFrame, "binary frames are not supported: send JSON text", None);
-                    let _ = ws.outbox.send_waiting(id, refusal).await;
+                    let refusal = frames::error(
+                        ErrorCode::MalformedFrame,
+                        "binary frames are not supported: send JSON text",
+                        None,
+                    );
+                    if ws.outbox.send(id, refusal).await.is_err() {
+                        return Close::TOO_SLOW;
+                    }
                     continue;
                 };
-                match ws.service.handle_frame(id, text.as_str()).await {
-                    FrameOutcome::Continue => {}
-                    FrameOutcome::Refreshed(at) => expires_at = at,
-                    FrameOutcome::Close(why) => return why,
+                match handle(ws, connection, mailbox, socket, out, text.as_str()).await {
+                    Ok(FrameOutcome::Continue) => {}
+                    Ok(FrameOutcome::Refreshed(at)) => expires_at = at,
+                    Ok(FrameOutcome::Close(why)) | Err(why) => return why,
                 }
             }
+        }
+    }
+}
+
+/// Hands one client frame to the service, writing what the mailbox receives meanwhile
+/// (the replies and a replay the frame asks for).
+async fn handle(
+    ws: &LocalWebSocket,
+    connection: &Connection,
+    mailbox: &MailboxReceiver,
+    socket: &mut WebSocket,
+    out: &mut Vec<Frame>,
+    text: &str,
+) -> Result<FrameOutcome, Close> {
+    let id = &connection.id;
+    let span = tracing::info_span!("ws.frame", connection = %id, user = %connection.user);
+    let handling = ws.service.handle_frame(id, text).instrument(span);
+    tokio::pin!(handling);
+    loop {
+        tokio::select! {
+            biased;
+            outcome = &mut handling => return Ok(outcome),
+            mail = mailbox.recv(out) => match mail {
+                Mail::Close(why) => return Err(why),
+                Mail::Frames => write(socket, out, ws.config.write_timeout, id).await?,
+            },
+        }
+    }
+}
+
+/// Writes the frames in `out` (then empties it), flushing once, within `limit`.
+async fn write(
+    socket: &mut WebSocket,
+    out: &mut Vec<Frame>,
+    limit: Duration,
+    id: &ConnectionId,
+) -> Result<(), Close> {
+    let written = timeout(limit, async {
+        for frame in out.drain(..) {
+            if let Ok(text) = Utf8Bytes::try_from(frame.bytes()) {
+                socket.feed(Message::Text(text)).await?;
+            }
+        }
+        socket.flush().await
+    })
+    .await;
+    out.clear();
+    verdict(written, id)
+}
+
+/// Writes one message within `limit`.
+async fn send(
+    socket: &mut WebSocket,
+    message: Message,
+    limit: Duration,
+    id: &ConnectionId,
+) -> Result<(), Close> {
+    verdict(timeout(limit, socket.send(message)).await, id)
+}
+
+fn verdict(
+    written: Result<Result<(), axum::Error>, tokio::time::error::Elapsed>,
+    id: &ConnectionId,
+) -> Result<(), Close> {
+    match written {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => {
+            tracing::debug!(connection = %id, error = %e, "write failed");
+            Err(CLIENT_GONE)
+        }
+        Err(_) => {
+            tracing::info!(connection = %id, "closing a connection whose socket does not drain");
+            Err(Close::TOO_SLOW)
         }
     }
 }
@@ -159,72 +269,35 @@ fn is_too_big(e: &axum::Error) -> bool {
         || text.contains("Message too big")
 }
 
-async fn write_loop(
-    ws: LocalWebSocket,
-    connection: ConnectionId,
-    mut sink: SplitSink<WebSocket, Message>,
-    mut frames: mpsc::Receiver<Frame>,
-    mut close: watch::Receiver<Option<Close>>,
-    closer: Closer,
+/// Ends the connection: what was queued before the close (replies, error frames)
+/// still goes out within the close timeout, unless the client is gone or too slow;
+/// then the close frame with its reason.
+async fn finish(
+    ws: &LocalWebSocket,
+    id: &ConnectionId,
+    mailbox: &MailboxReceiver,
+    mut socket: WebSocket,
+    mut out: Vec<Frame>,
+    why: Close,
 ) {
     let config = &ws.config;
-    let ping_every = config.ping_interval.max(MIN_TICK);
-    let mut ping = interval_at(Instant::now() + ping_every, ping_every);
-    ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    loop {
-        let message = tokio::select! {
-            biased;
-            _ = close.changed() => break,
-            frame = frames.recv() => match frame {
-                Some(frame) => match Utf8Bytes::try_from(frame.bytes()) {
-                    Ok(text) => Message::Text(text),
-                    Err(_) => continue,
-                },
-                None => break,
-            },
-            _ = ping.tick() => Message::Ping(Default::default()),
-        };
-        let written = tokio::select! {
-            written = timeout(config.write_timeout, sink.send(message)) => written,
-            _ = close.changed() => break,
-        };
-        match written {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::debug!(%connection, error = %e, "write failed");
-                closer.close(CLIENT_GONE);
-                break;
-            }
-            Err(_) => {
-                tracing::info!(%connection, "closing a connection whose socket does not drain");
-                closer.close(Close::TOO_SLOW);
-                break;
-            }
-        }
-    }
-    let why = close.borrow().unwrap_or(CLIENT_GONE);
     if why != CLIENT_GONE && why != Close::TOO_SLOW {
-        // What was queued before the close (replies, error frames) still goes out,
-        // within the close timeout.
-        let _ = timeout(config.close_timeout, async {
-            while let Ok(frame) = frames.try_recv() {
-                let Ok(text) = Utf8Bytes::try_from(frame.bytes()) else {
-                    continue;
-                };
-                if sink.send(Message::Text(text)).await.is_err() {
-                    break;
-                }
-            }
-        })
-        .await;
+        while let Some(frame) = mailbox.try_recv() {
+            out.push(frame);
+        }
+        let _ = write(&mut socket, &mut out, config.close_timeout, id).await;
     }
     if why != CLIENT_GONE {
-        tracing::info!(%connection, code = why.code, reason = why.reason, "closing");
+        tracing::info!(connection = %id, code = why.code, reason = why.reason, "closing");
         let frame = CloseFrame {
             code: why.code,
             reason: Utf8Bytes::from_static(why.reason),
         };
-        let _ = timeout(config.close_timeout, sink.send(Message::Close(Some(frame)))).await;
+        let _ = timeout(
+            config.close_timeout,
+            socket.send(Message::Close(Some(frame))),
+        )
+        .await;
     }
-    let _ = timeout(config.close_timeout, sink.close()).await;
+    let _ = timeout(config.close_timeout, socket.close()).await;
 }

@@ -3,7 +3,7 @@
 //!
 //! - `mod.rs`: the configuration, the shared state and the upgrade handler (the token is
 //!   checked before upgrading: a bad one gets a plain 401);
-//! - `connection.rs`: one connection's reader and writer tasks (pings, idle and expiry
+//! - `connection.rs`: one connection's task, owning its socket (pings, idle and expiry
 //!   timeouts, flood control, slow clients);
 //! - `rate_limit.rs`: the per-connection token bucket;
 //! - `slots.rs`: how many connections one user, and the server, may hold open.
