@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -221,14 +221,17 @@ impl MailboxReceiver {
     /// Waits for mail: a close request first, else every queued frame, appended to
     /// `into`.
     pub async fn recv(&self, into: &mut Vec<Frame>) -> Mail {
-        std::future::poll_fn(|cx| {
-            self.mailbox.task.register(cx.waker());
-            match self.take(into) {
-                Some(mail) => Poll::Ready(mail),
-                None => Poll::Pending,
-            }
-        })
-        .await
+        std::future::poll_fn(|cx| self.poll_recv(cx, into)).await
+    }
+
+    /// [`recv`](MailboxReceiver::recv) as a poll: `cx`'s waker is woken when mail
+    /// arrives.
+    pub fn poll_recv(&self, cx: &mut Context<'_>, into: &mut Vec<Frame>) -> Poll<Mail> {
+        self.mailbox.task.register(cx.waker());
+        match self.take(into) {
+            Some(mail) => Poll::Ready(mail),
+            None => Poll::Pending,
+        }
     }
 
     fn take(&self, into: &mut Vec<Frame>) -> Option<Mail> {

@@ -676,3 +676,39 @@ async fn connections_are_capped_per_user_and_per_server() {
     }
     assert!(again.is_some(), "the freed slot came back");
 }
+
+#[tokio::test]
+async fn a_client_ping_gets_its_pong_at_once_and_a_silent_client_is_closed() {
+    let world = World::new();
+    let server = Server::start(
+        &world,
+        LocalConfig {
+            pong_timeout: Duration::from_millis(400),
+            check_interval: Duration::from_millis(20),
+            ..LocalConfig::default()
+        },
+    )
+    .await;
+    let mut ann = server.connect(&world.token("ann")).await;
+    ann.socket
+        .send(tungstenite::Message::Ping(
+            b"are you there".as_slice().into(),
+        ))
+        .await
+        .unwrap();
+    let pong = tokio::time::timeout(Duration::from_millis(300), ann.socket.next())
+        .await
+        .expect("the pong without waiting for another frame")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        pong,
+        tungstenite::Message::Pong(b"are you there".as_slice().into())
+    );
+    // Then nothing from the client at all (this test's client reads, so it would
+    // answer the server's pings; with the default 30 s interval none comes).
+    assert_eq!(
+        ann.ended().await,
+        Ended::Closed(Some((1001, "no answer to pings".into())))
+    );
+}

@@ -7,15 +7,18 @@
 //! Anyone may end the connection through its mailbox's close request; the first reason
 //! given is the one the client reads in the close frame.
 
+use std::future::Future;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 use shared::ports::{Connection, ConnectionId};
 use tokio::time::{Instant, sleep_until, timeout};
 use tracing::Instrument;
 
 use super::LocalWebSocket;
+use super::gate::Gate;
 use super::rate_limit::{FloodGuard, Verdict};
 use crate::frames::{self, ErrorCode, Frame};
 use crate::metrics::bump;
@@ -78,13 +81,33 @@ async fn drive(
     // One timer for everything periodic; a frame written or read never touches it.
     let tick = sleep_until(next_check.min(next_ping));
     tokio::pin!(tick);
+    // The socket's read side and the timer are polled only when their wakers fired.
+    let (read_gate, tick_gate) = (Gate::new(), Gate::new());
+    let (read_waker, tick_waker) = (read_gate.waker(), tick_gate.waker());
     loop {
-        let wake = tokio::select! {
-            biased;
-            mail = mailbox.recv(out) => Wake::Mail(mail),
-            message = socket.recv() => Wake::Message(message),
-            () = &mut tick => Wake::Tick,
-        };
+        let wake = std::future::poll_fn(|cx| {
+            if let Poll::Ready(mail) = mailbox.poll_recv(cx, out) {
+                return Poll::Ready(Wake::Mail(mail));
+            }
+            if read_gate.pass(cx)
+                && let Poll::Ready(message) =
+                    socket.poll_next_unpin(&mut Context::from_waker(&read_waker))
+            {
+                // More may be buffered already: no wake would say so.
+                read_gate.reopen();
+                return Poll::Ready(Wake::Message(message));
+            }
+            if tick_gate.pass(cx)
+                && tick
+                    .as_mut()
+                    .poll(&mut Context::from_waker(&tick_waker))
+                    .is_ready()
+            {
+                return Poll::Ready(Wake::Tick);
+            }
+            Poll::Pending
+        })
+        .await;
         match wake {
             Wake::Mail(Mail::Close(why)) => return why,
             Wake::Mail(Mail::Frames) => {
@@ -123,6 +146,7 @@ async fn drive(
                     }
                 }
                 tick.as_mut().reset(next_check.min(next_ping));
+                tick_gate.reopen();
             }
             Wake::Message(message) => {
                 let message = match message {
@@ -142,7 +166,16 @@ async fn drive(
                 let text = match message {
                     Message::Text(text) => Some(text),
                     Message::Binary(_) => None,
-                    Message::Ping(_) | Message::Pong(_) => continue,
+                    Message::Ping(_) => {
+                        // The library queued the pong: out with it now.
+                        if let Err(why) =
+                            verdict(timeout(config.write_timeout, socket.flush()).await, id)
+                        {
+                            return why;
+                        }
+                        continue;
+                    }
+                    Message::Pong(_) => continue,
                     Message::Close(_) => return CLIENT_GONE,
                 };
                 spoke_at = now;

@@ -5,10 +5,12 @@
 //!   checked before upgrading: a bad one gets a plain 401);
 //! - `connection.rs`: one connection's task, owning its socket (pings, idle and expiry
 //!   timeouts, flood control, slow clients);
+//! - `gate.rs`: wakers that remember they fired, so the task polls only what woke it;
 //! - `rate_limit.rs`: the per-connection token bucket;
 //! - `slots.rs`: how many connections one user, and the server, may hold open.
 
 mod connection;
+mod gate;
 mod rate_limit;
 mod slots;
 
