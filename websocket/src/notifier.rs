@@ -67,10 +67,9 @@ impl LiveNotifier {
 
     /// Hands each frame to its connection; forgets the connections found gone.
     async fn push(&self, sends: Vec<(ConnectionId, Frame)>) {
-        let connections: Vec<ConnectionId> = sends.iter().map(|(c, _)| c.clone()).collect();
-        let verdicts = self.inner.ports.outbox.send_to_each(sends).await;
+        let verdicts = self.inner.ports.outbox.send_to_each(&sends).await;
         let mut sent = 0;
-        for (connection, verdict) in connections.iter().zip(verdicts) {
+        for ((connection, _), verdict) in sends.iter().zip(verdicts) {
             match verdict {
                 Ok(()) => sent += 1,
                 Err(SendError::Gone) => self.forget(connection).await,

@@ -50,10 +50,13 @@ pub trait Outbox: Send + Sync + 'static {
     /// outbox serves the whole call with one lookup of its map.
     async fn send_to_each(
         &self,
-        deliveries: Vec<(ConnectionId, Frame)>,
+        deliveries: &[(ConnectionId, Frame)],
     ) -> Vec<Result<(), SendError>> {
-        futures_util::stream::iter(deliveries)
-            .map(|(to, frame)| async move { self.send(&to, frame).await })
+        let sends: Vec<_> = deliveries
+            .iter()
+            .map(|(to, frame)| self.send(to, frame.clone()))
+            .collect();
+        futures_util::stream::iter(sends)
             .buffered(SEND_CONCURRENCY)
             .collect()
             .await
@@ -133,6 +136,9 @@ struct Queue {
     close: Option<Close>,
     /// The connection's task has finished: nothing will read the queue any more.
     finished: bool,
+    /// A push found the queue full since the task last took from it: taking must
+    /// tell the pushers waiting for room (otherwise it need not touch `room`).
+    room_wanted: bool,
 }
 
 /// Why a frame could not be queued (the frame comes back with it).
@@ -158,6 +164,7 @@ impl Mailbox {
                 return Err(Refused::Closed);
             }
             if queue.frames.len() >= self.capacity {
+                queue.room_wanted = true;
                 return Err(Refused::Full(frame));
             }
             queue.frames.push_back(frame);
@@ -243,21 +250,21 @@ impl MailboxReceiver {
             return None;
         }
         into.extend(queue.frames.drain(..));
+        let room_wanted = std::mem::take(&mut queue.room_wanted);
         drop(queue);
-        self.mailbox.room.notify_waiters();
+        if room_wanted {
+            self.mailbox.room.notify_waiters();
+        }
         Some(Mail::Frames)
     }
 
     /// The oldest queued frame, if any, whether or not a close was asked.
     pub fn try_recv(&self) -> Option<Frame> {
-        let frame = self
-            .mailbox
-            .state
-            .lock()
-            .expect("mailbox lock")
-            .frames
-            .pop_front();
-        if frame.is_some() {
+        let mut queue = self.mailbox.state.lock().expect("mailbox lock");
+        let frame = queue.frames.pop_front();
+        let room_wanted = frame.is_some() && std::mem::take(&mut queue.room_wanted);
+        drop(queue);
+        if room_wanted {
             self.mailbox.room.notify_waiters();
         }
         frame
@@ -386,7 +393,7 @@ impl Outbox for LocalOutbox {
 
     async fn send_to_each(
         &self,
-        deliveries: Vec<(ConnectionId, Frame)>,
+        deliveries: &[(ConnectionId, Frame)],
     ) -> Vec<Result<(), SendError>> {
         // One read of the map for the whole broadcast; closing the connections that
         // do not keep up needs the write lock, so it waits until the read is over.
@@ -394,13 +401,13 @@ impl Outbox for LocalOutbox {
             let mailboxes = self.mailboxes.read().expect("outbox lock");
             let mut refused = Vec::new();
             let results = deliveries
-                .into_iter()
-                .map(|(to, frame)| match mailboxes.get(&to) {
+                .iter()
+                .map(|(to, frame)| match mailboxes.get(to) {
                     None => Err(SendError::Gone),
-                    Some(mailbox) => match mailbox.push(frame) {
+                    Some(mailbox) => match mailbox.push(frame.clone()) {
                         Ok(()) => Ok(()),
                         Err(why) => {
-                            refused.push((to, why));
+                            refused.push((to.clone(), why));
                             Err(SendError::Gone)
                         }
                     },
@@ -496,7 +503,7 @@ mod tests {
             async move {
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 outbox
-                    .send_to_each(vec![
+                    .send_to_each(&[
                         (id.clone(), frames::pong()),
                         (ConnectionId("gone".into()), frames::pong()),
                     ])
