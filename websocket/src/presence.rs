@@ -125,14 +125,11 @@ pub(crate) async fn snapshot(
     document: &DocumentId,
 ) -> shared::Result<Vec<Frame>> {
     let mut by_user: HashMap<UserId, Option<PresenceCursor>> = HashMap::new();
-    for subscriber in inner.ports.registry.subscribers(document).await? {
-        if &subscriber.user == user {
+    for (other, cursor) in inner.ports.registry.cursors(document).await? {
+        if &other == user {
             continue;
         }
-        let entry = by_user.entry(subscriber.user).or_insert(None);
-        if entry.is_none() {
-            *entry = subscriber.cursor;
-        }
+        by_user.entry(other).or_insert(Some(cursor));
     }
     let mut users: Vec<_> = by_user.into_iter().collect();
     users.sort_by(|a, b| a.0.cmp(&b.0));
@@ -146,6 +143,15 @@ pub(crate) async fn snapshot(
 /// Tells the document's other subscribers that `user` left, unless another of their
 /// connections still follows it.
 pub(crate) async fn announce_left(inner: &Inner, document: &DocumentId, user: &UserId) {
+    // Another of the user's connections still follows: nobody left.
+    match inner.ports.registry.follows(document, user).await {
+        Ok(false) => {}
+        Ok(true) => return,
+        Err(e) => {
+            tracing::debug!(document = %document, error = %e, "could not announce a departure");
+            return;
+        }
+    }
     let subscribers = match inner.ports.registry.subscribers(document).await {
         Ok(subscribers) => subscribers,
         Err(e) => {
@@ -153,7 +159,7 @@ pub(crate) async fn announce_left(inner: &Inner, document: &DocumentId, user: &U
             return;
         }
     };
-    if subscribers.iter().any(|s| &s.user == user) || subscribers.is_empty() {
+    if subscribers.is_empty() {
         return;
     }
     to_others(inner, subscribers, frames::presence_left(document, user)).await;

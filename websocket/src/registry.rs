@@ -17,6 +17,10 @@ use shared::{Error, Result};
 struct State {
     connections: HashMap<ConnectionId, (Connection, HashSet<DocumentId>)>,
     by_document: HashMap<DocumentId, HashMap<ConnectionId, Subscription>>,
+    /// How many subscriptions of each document share a cursor (documents with none
+    /// are absent), so a new subscriber's presence snapshot costs nothing when nobody
+    /// shares one, however many follow the document.
+    cursors_shared: HashMap<DocumentId, usize>,
 }
 
 struct Subscription {
@@ -45,10 +49,21 @@ impl InProcessRegistry {
 impl State {
     fn drop_subscription(&mut self, id: &ConnectionId, document: &DocumentId) {
         if let Some(subscribers) = self.by_document.get_mut(document) {
-            subscribers.remove(id);
+            let dropped = subscribers.remove(id);
             if subscribers.is_empty() {
                 self.by_document.remove(document);
             }
+            if dropped.is_some_and(|s| s.cursor.is_some()) {
+                self.cursor_changed(document, -1);
+            }
+        }
+    }
+
+    fn cursor_changed(&mut self, document: &DocumentId, by: isize) {
+        let count = self.cursors_shared.entry(*document).or_default();
+        *count = count.saturating_add_signed(by);
+        if *count == 0 {
+            self.cursors_shared.remove(document);
         }
     }
 }
@@ -100,7 +115,7 @@ impl ConnectionRegistry for InProcessRegistry {
         let (connection, documents) = state.connections.get_mut(id).ok_or(Error::NotFound)?;
         documents.insert(*document);
         let user = connection.user.clone();
-        state.by_document.entry(*document).or_default().insert(
+        let replaced = state.by_document.entry(*document).or_default().insert(
             id.clone(),
             Subscription {
                 user,
@@ -108,6 +123,9 @@ impl ConnectionRegistry for InProcessRegistry {
                 cursor: None,
             },
         );
+        if replaced.is_some_and(|s| s.cursor.is_some()) {
+            state.cursor_changed(document, -1);
+        }
         Ok(())
     }
 
@@ -123,7 +141,11 @@ impl ConnectionRegistry for InProcessRegistry {
             .get_mut(document)
             .and_then(|subscribers| subscribers.get_mut(id))
             .ok_or(Error::NotFound)?;
+        let by = isize::from(cursor.is_some()) - isize::from(subscription.cursor.is_some());
         subscription.cursor = cursor;
+        if by != 0 {
+            state.cursor_changed(document, by);
+        }
         Ok(())
     }
 
@@ -153,6 +175,31 @@ impl ConnectionRegistry for InProcessRegistry {
                     .collect()
             })
             .unwrap_or_default())
+    }
+
+    async fn cursors(&self, document: &DocumentId) -> Result<Vec<(UserId, PresenceCursor)>> {
+        let state = self.state.read().expect("registry lock");
+        if !state.cursors_shared.contains_key(document) {
+            return Ok(Vec::new());
+        }
+        Ok(state
+            .by_document
+            .get(document)
+            .map(|subscribers| {
+                subscribers
+                    .values()
+                    .filter_map(|s| Some((s.user.clone(), s.cursor?)))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    async fn follows(&self, document: &DocumentId, user: &UserId) -> Result<bool> {
+        let state = self.state.read().expect("registry lock");
+        Ok(state
+            .by_document
+            .get(document)
+            .is_some_and(|subscribers| subscribers.values().any(|s| &s.user == user)))
     }
 
     async fn subscriptions(&self, id: &ConnectionId) -> Result<Vec<DocumentId>> {
@@ -241,5 +288,62 @@ mod tests {
         ));
         registry.unsubscribe(&ghost, &doc).await.unwrap();
         registry.remove(&ghost).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn shared_cursors_are_counted_through_every_change_of_a_subscription() {
+        let registry = InProcessRegistry::new();
+        let (a, b, a2) = (
+            connection("a", "ann"),
+            connection("b", "bob"),
+            connection("a2", "ann"),
+        );
+        for c in [&a, &b, &a2] {
+            registry.register(c).await.unwrap();
+        }
+        let d = DocumentId::generate();
+        for c in [&a, &b, &a2] {
+            registry
+                .subscribe(&c.id, &d, SubscribeOptions::default())
+                .await
+                .unwrap();
+        }
+        let at = |n| Some(PresenceCursor { anchor: n, head: n });
+        let shared = async |registry: &InProcessRegistry| {
+            let mut cursors = registry.cursors(&d).await.unwrap();
+            cursors.sort_by_key(|(_, c)| c.anchor);
+            cursors
+                .into_iter()
+                .map(|(u, c)| (u.to_string(), c.anchor))
+                .collect::<Vec<_>>()
+        };
+        assert!(shared(&registry).await.is_empty());
+        registry.set_cursor(&a.id, &d, at(1)).await.unwrap();
+        registry.set_cursor(&b.id, &d, at(2)).await.unwrap();
+        registry.set_cursor(&b.id, &d, at(3)).await.unwrap();
+        assert_eq!(
+            shared(&registry).await,
+            [("ann".into(), 1), ("bob".into(), 3)]
+        );
+        // Subscribing again clears the cursor; so does sharing none.
+        registry
+            .subscribe(&a.id, &d, SubscribeOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(shared(&registry).await, [("bob".to_string(), 3)]);
+        registry.set_cursor(&b.id, &d, None).await.unwrap();
+        assert!(shared(&registry).await.is_empty());
+        assert!(registry.state.read().unwrap().cursors_shared.is_empty());
+        // Leaving with a cursor shared takes it away.
+        registry.set_cursor(&b.id, &d, at(4)).await.unwrap();
+        registry.unsubscribe(&b.id, &d).await.unwrap();
+        registry.set_cursor(&a2.id, &d, at(5)).await.unwrap();
+        registry.remove(&a2.id).await.unwrap();
+        assert!(shared(&registry).await.is_empty());
+        assert!(registry.state.read().unwrap().cursors_shared.is_empty());
+
+        let (ann, bob) = (UserId::parse("ann").unwrap(), UserId::parse("bob").unwrap());
+        assert!(registry.follows(&d, &ann).await.unwrap());
+        assert!(!registry.follows(&d, &bob).await.unwrap());
     }
 }

@@ -115,6 +115,27 @@ pub trait ConnectionRegistry: Send + Sync + 'static {
     /// Errors: `Unavailable`.
     async fn subscribers(&self, document: &DocumentId) -> Result<Vec<Subscriber>>;
 
+    /// The cursors shared in the document: `(user, cursor)` for each subscription
+    /// that shares one. What a new subscriber is shown; a registry that can answer
+    /// without listing every subscriber should. Errors: `Unavailable`.
+    async fn cursors(&self, document: &DocumentId) -> Result<Vec<(UserId, PresenceCursor)>> {
+        Ok(self
+            .subscribers(document)
+            .await?
+            .into_iter()
+            .filter_map(|s| Some((s.user, s.cursor?)))
+            .collect())
+    }
+
+    /// Whether any connection of `user` follows the document. Errors: `Unavailable`.
+    async fn follows(&self, document: &DocumentId, user: &UserId) -> Result<bool> {
+        Ok(self
+            .subscribers(document)
+            .await?
+            .iter()
+            .any(|s| &s.user == user))
+    }
+
     /// The documents the connection is subscribed to (empty for an unknown connection).
     /// Errors: `Unavailable`.
     async fn subscriptions(&self, id: &ConnectionId) -> Result<Vec<DocumentId>>;
