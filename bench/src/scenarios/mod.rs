@@ -19,6 +19,7 @@ pub mod edits;
 pub mod fanout;
 pub mod live;
 pub mod notifications;
+pub mod soak;
 pub mod sustained;
 pub mod writes;
 
@@ -38,7 +39,7 @@ pub async fn crowd_app() -> TestApp {
 }
 
 /// The scenarios `--only` accepts, in the order they run.
-pub const NAMES: [&str; 8] = [
+pub const NAMES: [&str; 9] = [
     "writes",
     "fanout",
     "delivery",
@@ -47,6 +48,7 @@ pub const NAMES: [&str; 8] = [
     "sustained",
     "connections",
     "cpu",
+    "soak",
 ];
 
 /// Full sizes, or tiny ones that finish in seconds (`--quick`).
@@ -121,6 +123,9 @@ pub async fn run(mode: Mode, only: &[String]) -> anyhow::Result<Vec<Scenario>> {
             let docfan = timed("cpu", cpu::run(mode, &floor)).await?;
             out.extend([floor, docfan]);
         }
+    }
+    if selected("soak") {
+        out.push(timed("soak", soak::run(mode)).await?);
     }
     Ok(out)
 }
