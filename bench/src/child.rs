@@ -44,7 +44,11 @@ impl ChildServer {
             )
             .env("RUST_LOG", "warn")
             // Every held connection is bob's.
-            .env("DOCFAN_WS_MAX_CONNECTIONS_PER_USER", CROWD.to_string());
+            .env("DOCFAN_WS_MAX_CONNECTIONS_PER_USER", CROWD.to_string())
+            // The writers are all ann, typing faster than one person: the per-user
+            // request limit is not what is measured.
+            .env("DOCFAN_RATE_LIMIT_PER_SECOND", CROWD.to_string())
+            .env("DOCFAN_RATE_LIMIT_BURST", CROWD.to_string());
         let server = Self::spawn(command, addr)?;
         let client = reqwest::Client::new();
         for _ in 0..400 {

@@ -48,8 +48,9 @@ pub(super) async fn run(
     mailbox.close(why);
     let why = mailbox.close_reason().unwrap_or(why);
     ws.outbox.remove(&id);
-    ws.service.disconnect(&id).await;
-    finish(&ws, &id, &mailbox, socket, out, why).await;
+    // Boxed, like the frame handling: run once, they need not size every task.
+    Box::pin(ws.service.disconnect(&id)).await;
+    Box::pin(finish(&ws, &id, &mailbox, socket, out, why)).await;
 }
 
 /// What woke the connection's task.
@@ -234,8 +235,9 @@ async fn handle(
 ) -> Result<FrameOutcome, Close> {
     let id = &connection.id;
     let span = tracing::info_span!("ws.frame", connection = %id, user = %connection.user);
-    let handling = ws.service.handle_frame(id, text).instrument(span);
-    tokio::pin!(handling);
+    // Boxed: the service's flows (a subscribe and its replay) make a large future,
+    // and inline it would sit in every connection's task, idle or not.
+    let mut handling = Box::pin(ws.service.handle_frame(id, text).instrument(span));
     loop {
         tokio::select! {
             biased;
