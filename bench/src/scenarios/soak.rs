@@ -19,7 +19,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::live::{self, Socket};
 use super::{Mode, notifications};
-use crate::child::{ChildServer, open_files_limit};
+use crate::child::{ChildServer, open_files_limit, rss_parts};
 use crate::report::{Case, Kind, Scenario};
 
 const WRITERS: usize = 4;
@@ -155,6 +155,7 @@ pub async fn run(mode: Mode) -> anyhow::Result<Scenario> {
         documents.push(id);
     }
 
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
     let rss_at_start = server.rss_bytes();
     let acknowledged = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
@@ -175,6 +176,18 @@ pub async fn run(mode: Mode) -> anyhow::Result<Scenario> {
             }
         }
         rss.push((started.elapsed().as_secs_f64(), server.rss_bytes()));
+        if let Some(pid) = server.pid() {
+            let (anon, file, shmem) = rss_parts(pid);
+            println!(
+                "  {:>5.0} s: {} edits, RSS {:.1} MiB (heap {:.1}, files {:.1}, shared {:.1})",
+                started.elapsed().as_secs_f64(),
+                acknowledged.load(Ordering::Relaxed),
+                mib(server.rss_bytes()),
+                mib(anon),
+                mib(file),
+                mib(shmem)
+            );
+        }
     }
     let mut last_versions = Vec::new();
     for writer in writers {
@@ -225,7 +238,6 @@ pub async fn run(mode: Mode) -> anyhow::Result<Scenario> {
     // Memory: the first sample after the warm-up against the last one.
     let rss_first = rss.first().map_or(rss_at_start, |(_, b)| *b);
     let rss_last = rss.last().map_or(rss_at_end, |(_, b)| *b);
-    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
     let secs = |d: Option<Duration>| d.map_or(f64::NAN, |d| d.as_secs_f64());
     println!(
         "  {writes} edits acknowledged in {:.0} s ({writes_per_second:.0}/s), {subscribers} subscribers: \
