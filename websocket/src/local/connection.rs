@@ -85,19 +85,12 @@ async fn drive(
     // The socket's read side and the timer are polled only when their wakers fired.
     let (read_gate, tick_gate) = (Gate::new(), Gate::new());
     let (read_waker, tick_waker) = (read_gate.waker(), tick_gate.waker());
+    let mut reads_first = false;
     loop {
         let wake = std::future::poll_fn(|cx| {
-            if let Poll::Ready(mail) = mailbox.poll_recv(cx, out) {
-                return Poll::Ready(Wake::Mail(mail));
-            }
-            if read_gate.pass(cx)
-                && let Poll::Ready(message) =
-                    socket.poll_next_unpin(&mut Context::from_waker(&read_waker))
-            {
-                // More may be buffered already: no wake would say so.
-                read_gate.reopen();
-                return Poll::Ready(Wake::Message(message));
-            }
+            // The timer first (its gate makes that free until it fires), then mail and
+            // the client's frames in turn, so neither a stream of broadcasts nor a
+            // chatty client keeps the other waiting.
             if tick_gate.pass(cx)
                 && tick
                     .as_mut()
@@ -106,9 +99,24 @@ async fn drive(
             {
                 return Poll::Ready(Wake::Tick);
             }
+            for source in [reads_first, !reads_first] {
+                if source {
+                    if read_gate.pass(cx)
+                        && let Poll::Ready(message) =
+                            socket.poll_next_unpin(&mut Context::from_waker(&read_waker))
+                    {
+                        // More may be buffered already: no wake would say so.
+                        read_gate.reopen();
+                        return Poll::Ready(Wake::Message(message));
+                    }
+                } else if let Poll::Ready(mail) = mailbox.poll_recv(cx, out) {
+                    return Poll::Ready(Wake::Mail(mail));
+                }
+            }
             Poll::Pending
         })
         .await;
+        reads_first = matches!(wake, Wake::Mail(_));
         match wake {
             Wake::Mail(Mail::Close(why)) => return why,
             Wake::Mail(Mail::Frames) => {
