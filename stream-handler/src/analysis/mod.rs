@@ -35,6 +35,11 @@ pub struct AnalysisWorkerConfig {
     /// How often an idle worker looks for jobs whose visibility timeout ended (new jobs
     /// wake it at once).
     pub idle_poll: Duration,
+    /// How long a woken worker lets jobs gather before it takes them. Someone typing
+    /// queues a job per keystroke; each job analyses the document as it is by then, so
+    /// the jobs that gathered meanwhile are answered by one analysis (and one
+    /// `analysis.completed` frame to every subscriber) instead of one per keystroke.
+    pub settle: Duration,
 }
 
 impl Default for AnalysisWorkerConfig {
@@ -44,6 +49,7 @@ impl Default for AnalysisWorkerConfig {
             visibility_timeout: Duration::from_secs(30),
             max_attempts: 5,
             idle_poll: Duration::from_secs(5),
+            settle: Duration::from_millis(250),
         }
     }
 }
@@ -212,15 +218,21 @@ impl AnalysisWorker {
                     continue;
                 }
                 let wake = self.wake.clone();
-                tokio::select! {
+                let woken = tokio::select! {
                     _ = stop.changed() => break,
                     _ = async move {
                         match wake {
                             Some(n) => n.notified().await,
                             None => std::future::pending().await,
                         }
-                    } => {}
-                    _ = tokio::time::sleep(self.config.idle_poll) => {}
+                    } => true,
+                    _ = tokio::time::sleep(self.config.idle_poll) => false,
+                };
+                if woken && !self.config.settle.is_zero() {
+                    tokio::select! {
+                        _ = stop.changed() => break,
+                        _ = tokio::time::sleep(self.config.settle) => {}
+                    }
                 }
             }
             tracing::info!("analysis worker stopped");

@@ -843,3 +843,75 @@ async fn live_notifications_do_not_wait_for_a_stuck_index_sink() {
     tasks.await.unwrap().unwrap();
     assert_eq!(env.notifier.changes().len(), 2, "each change notified once");
 }
+
+/// Someone typing queues a job per keystroke: a woken worker lets them gather for its
+/// `settle` time, then answers them all with one analysis of the document as it is.
+#[tokio::test]
+async fn keystrokes_in_a_burst_are_answered_by_one_analysis() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join(shared::embedded::DATABASE_FILE);
+    let store = Arc::new(SqliteDocumentStore::open(&db).unwrap());
+    let clock = Arc::new(SystemClock);
+    let queue = Arc::new(shared::embedded::SqliteAnalysisQueue::open(&db, clock.clone()).unwrap());
+    let analyses = Arc::new(shared::embedded::SqliteAnalysisStore::open(&db).unwrap());
+    let notifier = RecordingNotifier::new();
+    let docs = DocumentService::new(store.clone(), clock.clone());
+    let mut doc = docs
+        .create(
+            &user("ann"),
+            NewDocument {
+                title: Title::parse("T").unwrap(),
+                body: Body::parse("t").unwrap(),
+                collaborators: Default::default(),
+            },
+        )
+        .await
+        .unwrap();
+    let config = AnalysisWorkerConfig {
+        settle: Duration::from_secs(2),
+        ..AnalysisWorkerConfig::default()
+    };
+    let (stop, stopped) = oneshot::channel::<()>();
+    let worker = AnalysisWorker::new(
+        queue.clone(),
+        analyses.clone(),
+        store.clone(),
+        notifier.clone(),
+        clock.clone(),
+        config,
+    )
+    .with_wake(queue.enqueued())
+    .spawn(async move {
+        let _ = stopped.await;
+    });
+    let id = doc.id;
+    let job = |version| shared::ports::AnalysisJob {
+        document_id: id,
+        version,
+    };
+    // The worker has found nothing to do and waits.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    queue.enqueue(&job(1)).await.unwrap();
+    for typed in ["ty", "typ", "typi", "typin", "typing"] {
+        doc = docs
+            .replace(
+                &user("ann"),
+                &doc.id,
+                Some(doc.version),
+                Replacement {
+                    title: doc.title.clone(),
+                    body: Body::parse(typed).unwrap(),
+                },
+            )
+            .await
+            .unwrap();
+        queue.enqueue(&job(doc.version)).await.unwrap();
+    }
+    notifier.wait_for_analyses(1).await;
+    // Long enough for any further analysis to have been published.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(notifier.analyses.lock().unwrap().clone(), [(doc.id, 6)]);
+    assert_eq!(analyses.get(&doc.id).await.unwrap().unwrap().word_count, 1);
+    let _ = stop.send(());
+    worker.await.unwrap();
+}
