@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use docfan_bench::report::{Kind, Report};
 
-const SCENARIOS: [&str; 13] = [
+const SCENARIOS: [&str; 14] = [
     "floor-sqlite",
     "writes",
     "fanout",
@@ -24,6 +24,7 @@ const SCENARIOS: [&str; 13] = [
     "connections",
     "floor-cpu",
     "cpu",
+    "soak",
 ];
 
 const CHARTS: [&str; 3] = ["writes.png", "delivery.png", "fanout.png"];
@@ -110,7 +111,7 @@ fn the_quick_run_writes_a_complete_report() {
     }
 
     // Nothing is missed, and the counts are exact.
-    for name in ["sustained", "floor-sustained-broadcast"] {
+    for name in ["sustained", "floor-sustained-broadcast", "soak"] {
         let case = &report.scenario(name).unwrap().cases[0];
         assert_eq!(case.figures["frames_missed"], 0.0, "{name}");
         assert_eq!(case.figures["frames_out_of_order_or_twice"], 0.0, "{name}");

@@ -99,8 +99,8 @@ async fn drive(
             {
                 return Poll::Ready(Wake::Tick);
             }
-            for source in [reads_first, !reads_first] {
-                if source {
+            for read in [reads_first, !reads_first] {
+                if read {
                     if read_gate.pass(cx)
                         && let Poll::Ready(message) =
                             socket.poll_next_unpin(&mut Context::from_waker(&read_waker))
