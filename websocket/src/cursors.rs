@@ -200,9 +200,6 @@ fn admit(
     frame: &Frame,
     ends: bool,
 ) -> Admission {
-    if all.is_empty() {
-        return Admission::Untracked;
-    }
     let Some(cursors) = all.get_mut(connection) else {
         return Admission::Untracked;
     };
