@@ -257,7 +257,12 @@ async fn tokens_for_someone_else_or_forged_are_refused() {
             sign(
                 &rsa,
                 Some("rsa-1"),
-                &with(&|c| c["exp"] = json!(now + 7201)),
+                // `iat` pinned: claims() takes its own clock reading, which may be a
+                // second later and make the lifetime exactly the maximum.
+                &with(&|c| {
+                    c["iat"] = json!(now);
+                    c["exp"] = json!(now + 7201);
+                }),
             ),
         ),
         // Signed with another key under rsa-1's kid: rsa-1's key does not verify it.
