@@ -3,6 +3,9 @@
 //! moto and one OpenSearch.
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_eventbridge::types::Target;
+use aws_sdk_sqs::types::QueueAttributeName;
+use serde_json::Value;
 use shared::aws::tables::create_tables;
 use shared::aws::{AwsClients, AwsConfig, OpenSearchConfig, TableNames};
 
@@ -116,4 +119,89 @@ pub async fn create_queue(sqs: &aws_sdk_sqs::Client, name: &str) -> String {
         .expect("creating a queue in moto")
         .queue_url
         .expect("a queue URL")
+}
+
+/// A bus of the test's own.
+pub async fn create_bus(eventbridge: &aws_sdk_eventbridge::Client) -> String {
+    let bus = unique("docfan-events");
+    eventbridge
+        .create_event_bus()
+        .name(&bus)
+        .send()
+        .await
+        .expect("creating the bus");
+    bus
+}
+
+/// A rule on `bus` with `pattern`, targeting a fresh queue; returns the queue's URL.
+pub async fn rule_to_queue(
+    eventbridge: &aws_sdk_eventbridge::Client,
+    sqs: &aws_sdk_sqs::Client,
+    bus: &str,
+    name: &str,
+    pattern: Value,
+) -> String {
+    let queue_url = create_queue(sqs, &unique(name)).await;
+    let queue_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&queue_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+        .expect("a queue ARN");
+    eventbridge
+        .put_rule()
+        .name(name)
+        .event_bus_name(bus)
+        .event_pattern(pattern.to_string())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("moto refused the pattern {pattern}: {e:?}"));
+    eventbridge
+        .put_targets()
+        .rule(name)
+        .event_bus_name(bus)
+        .targets(
+            Target::builder()
+                .id("queue")
+                .arn(queue_arn)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .expect("targeting the queue");
+    queue_url
+}
+
+/// Every message on the queue, as JSON, deleted once read.
+pub async fn drain(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Vec<Value> {
+    let mut bodies = Vec::new();
+    loop {
+        let messages = sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(0)
+            .send()
+            .await
+            .unwrap()
+            .messages
+            .unwrap_or_default();
+        if messages.is_empty() {
+            return bodies;
+        }
+        for message in messages {
+            bodies.push(serde_json::from_str(message.body().unwrap()).unwrap());
+            sqs.delete_message()
+                .queue_url(queue_url)
+                .receipt_handle(message.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
 }

@@ -10,8 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use aws_sdk_eventbridge::types::{PutEventsRequestEntry, Target};
-use aws_sdk_sqs::types::QueueAttributeName;
+use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use serde_json::Value;
 use shared::events::EventPattern;
 
@@ -36,52 +35,19 @@ async fn eventbridge_rules_on_moto_and_the_embedded_matcher_select_the_same_even
     let eventbridge = aws_sdk_eventbridge::Client::new(&sdk);
     let sqs = aws_sdk_sqs::Client::new(&sdk);
 
-    let bus = emulators::unique("docfan-events");
-    eventbridge
-        .create_event_bus()
-        .name(&bus)
-        .send()
-        .await
-        .expect("creating the bus");
+    let bus = emulators::create_bus(&eventbridge).await;
 
     let mut cases = Vec::new();
     for (i, case) in table["cases"].as_array().unwrap().iter().enumerate() {
-        let queue_url =
-            emulators::create_queue(&sqs, &emulators::unique(&format!("rule-{i}"))).await;
-        let queue_arn = sqs
-            .get_queue_attributes()
-            .queue_url(&queue_url)
-            .attribute_names(QueueAttributeName::QueueArn)
-            .send()
-            .await
-            .unwrap()
-            .attributes
-            .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
-            .expect("a queue ARN");
         let name = case["name"].as_str().unwrap().to_owned();
-        let rule = format!("case-{i}");
-        eventbridge
-            .put_rule()
-            .name(&rule)
-            .event_bus_name(&bus)
-            .event_pattern(case["pattern"].to_string())
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("moto refused the pattern of {name:?}: {e:?}"));
-        eventbridge
-            .put_targets()
-            .rule(&rule)
-            .event_bus_name(&bus)
-            .targets(
-                Target::builder()
-                    .id("queue")
-                    .arn(queue_arn)
-                    .build()
-                    .unwrap(),
-            )
-            .send()
-            .await
-            .unwrap();
+        let queue_url = emulators::rule_to_queue(
+            &eventbridge,
+            &sqs,
+            &bus,
+            &format!("case-{i}"),
+            case["pattern"].clone(),
+        )
+        .await;
         cases.push(Case {
             name,
             pattern: case["pattern"].clone(),
@@ -182,38 +148,19 @@ async fn drain(
     queue_url: &str,
     events: &serde_json::Map<String, Value>,
 ) -> Vec<String> {
-    let mut delivered = Vec::new();
-    loop {
-        let received = sqs
-            .receive_message()
-            .queue_url(queue_url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(0)
-            .send()
-            .await
-            .unwrap();
-        let messages = received.messages.unwrap_or_default();
-        if messages.is_empty() {
-            return delivered;
-        }
-        for message in messages {
-            let body: Value = serde_json::from_str(message.body().unwrap()).unwrap();
+    emulators::drain(sqs, queue_url)
+        .await
+        .into_iter()
+        .map(|body| {
             let same: BTreeMap<&str, &Value> = ["source", "detail-type", "resources", "detail"]
                 .into_iter()
                 .map(|field| (field, &body[field]))
                 .collect();
-            let name = events
+            events
                 .iter()
                 .find(|(_, event)| same.iter().all(|(field, value)| event[*field] == **value))
                 .map(|(name, _)| name.clone())
-                .unwrap_or_else(|| panic!("a delivered event the table does not hold: {body}"));
-            delivered.push(name);
-            sqs.delete_message()
-                .queue_url(queue_url)
-                .receipt_handle(message.receipt_handle().unwrap())
-                .send()
-                .await
-                .unwrap();
-        }
-    }
+                .unwrap_or_else(|| panic!("a delivered event the table does not hold: {body}"))
+        })
+        .collect()
 }

@@ -13,8 +13,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use aws_sdk_eventbridge::types::Target;
-use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::{Value, json};
 use shared::Error;
 use shared::aws::{EventBridgeBus, EventBridgeConfig, EventBusName};
@@ -28,96 +26,11 @@ use stream_handler::decode::{Decoded, decode};
 use stream_handler::sinks::notifications::NoSubscribers;
 use tests::port_suites::{new_document, next_version, unique_user};
 
-use crate::emulators::{self, Wants};
+use crate::emulators::{self, Wants, create_bus, drain, rule_to_queue};
 use crate::lambda::{invoke, lambda_binary};
 use crate::stream::read_stream;
 
 const BODY: &str = "a body that never leaves docfan in an event";
-
-/// A bus of the test's own.
-async fn create_bus(eventbridge: &aws_sdk_eventbridge::Client) -> String {
-    let bus = emulators::unique("docfan-events");
-    eventbridge
-        .create_event_bus()
-        .name(&bus)
-        .send()
-        .await
-        .expect("creating the bus");
-    bus
-}
-
-/// A rule on `bus` with `pattern`, targeting a fresh queue; returns the queue's URL.
-async fn rule_to_queue(
-    eventbridge: &aws_sdk_eventbridge::Client,
-    sqs: &aws_sdk_sqs::Client,
-    bus: &str,
-    name: &str,
-    pattern: Value,
-) -> String {
-    let queue_url = emulators::create_queue(sqs, &emulators::unique(name)).await;
-    let queue_arn = sqs
-        .get_queue_attributes()
-        .queue_url(&queue_url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
-        .expect("a queue ARN");
-    eventbridge
-        .put_rule()
-        .name(name)
-        .event_bus_name(bus)
-        .event_pattern(pattern.to_string())
-        .send()
-        .await
-        .expect("creating the rule");
-    eventbridge
-        .put_targets()
-        .rule(name)
-        .event_bus_name(bus)
-        .targets(
-            Target::builder()
-                .id("queue")
-                .arn(queue_arn)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .expect("targeting the queue");
-    queue_url
-}
-
-/// Every message on the queue, as JSON, deleted once read.
-async fn drain(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Vec<Value> {
-    let mut bodies = Vec::new();
-    loop {
-        let messages = sqs
-            .receive_message()
-            .queue_url(queue_url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(0)
-            .send()
-            .await
-            .unwrap()
-            .messages
-            .unwrap_or_default();
-        if messages.is_empty() {
-            return bodies;
-        }
-        for message in messages {
-            bodies.push(serde_json::from_str(message.body().unwrap()).unwrap());
-            sqs.delete_message()
-                .queue_url(queue_url)
-                .receipt_handle(message.receipt_handle().unwrap())
-                .send()
-                .await
-                .unwrap();
-        }
-    }
-}
 
 /// The events the records stand for, in stream order.
 fn expected_events(records: &[Value]) -> Vec<DocumentEvent> {
