@@ -534,27 +534,65 @@ async fn an_analysis_result_produces_no_change_record() {
     assert_eq!(analysis.word_count, 2);
 }
 
-#[tokio::test]
-async fn the_worker_skips_superseded_versions_and_dead_letters_after_max_attempts() {
+/// What the analysis worker's tests work over: the document store, the analysis queue
+/// and results of one data directory, a recording notifier, and ann's document "T".
+struct AnalysisRig {
+    _dir: tempfile::TempDir,
+    db: std::path::PathBuf,
+    store: Arc<SqliteDocumentStore>,
+    clock: Arc<ManualClock>,
+    queue: Arc<shared::embedded::SqliteAnalysisQueue>,
+    analyses: Arc<shared::embedded::SqliteAnalysisStore>,
+    notifier: Arc<RecordingNotifier>,
+    docs: DocumentService,
+    doc: Document,
+}
+
+async fn analysis_rig(body: &str) -> AnalysisRig {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join(shared::embedded::DATABASE_FILE);
     let store = Arc::new(SqliteDocumentStore::open(&db).unwrap());
     let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
     let queue = Arc::new(shared::embedded::SqliteAnalysisQueue::open(&db, clock.clone()).unwrap());
     let analyses = Arc::new(shared::embedded::SqliteAnalysisStore::open(&db).unwrap());
-    let notifier = RecordingNotifier::new();
     let docs = DocumentService::new(store.clone(), clock.clone());
     let doc = docs
         .create(
             &user("ann"),
             NewDocument {
                 title: Title::parse("T").unwrap(),
-                body: Body::parse("one").unwrap(),
+                body: Body::parse(body).unwrap(),
                 collaborators: Default::default(),
             },
         )
         .await
         .unwrap();
+    AnalysisRig {
+        _dir: dir,
+        db,
+        store,
+        clock,
+        queue,
+        analyses,
+        notifier: RecordingNotifier::new(),
+        docs,
+        doc,
+    }
+}
+
+#[tokio::test]
+async fn the_worker_skips_superseded_versions_and_dead_letters_after_max_attempts() {
+    let AnalysisRig {
+        _dir,
+        db,
+        store,
+        clock,
+        queue,
+        analyses,
+        notifier,
+        docs,
+        doc,
+    } = analysis_rig("one").await;
     let config = AnalysisWorkerConfig {
         max_attempts: 2,
         ..AnalysisWorkerConfig::default()
@@ -848,25 +886,17 @@ async fn live_notifications_do_not_wait_for_a_stuck_index_sink() {
 /// `settle` time, then answers them all with one analysis of the document as it is.
 #[tokio::test]
 async fn keystrokes_in_a_burst_are_answered_by_one_analysis() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join(shared::embedded::DATABASE_FILE);
-    let store = Arc::new(SqliteDocumentStore::open(&db).unwrap());
-    let clock = Arc::new(SystemClock);
-    let queue = Arc::new(shared::embedded::SqliteAnalysisQueue::open(&db, clock.clone()).unwrap());
-    let analyses = Arc::new(shared::embedded::SqliteAnalysisStore::open(&db).unwrap());
-    let notifier = RecordingNotifier::new();
-    let docs = DocumentService::new(store.clone(), clock.clone());
-    let mut doc = docs
-        .create(
-            &user("ann"),
-            NewDocument {
-                title: Title::parse("T").unwrap(),
-                body: Body::parse("t").unwrap(),
-                collaborators: Default::default(),
-            },
-        )
-        .await
-        .unwrap();
+    let AnalysisRig {
+        _dir,
+        store,
+        clock,
+        queue,
+        analyses,
+        notifier,
+        docs,
+        mut doc,
+        ..
+    } = analysis_rig("t").await;
     let config = AnalysisWorkerConfig {
         settle: Duration::from_secs(2),
         ..AnalysisWorkerConfig::default()
