@@ -7,9 +7,9 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
+use serde_json::json;
 use tests::token_for;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -113,18 +113,7 @@ pub async fn run(mode: Mode, floor: &Scenario) -> anyhow::Result<Scenario> {
     let server = ChildServer::docfan(dir.path()).await?;
     let base = format!("http://{}", server.addr);
     let http = reqwest::Client::new();
-    let created: Value = http
-        .post(format!("{base}/documents"))
-        .bearer_auth(token_for("ann"))
-        .json(&json!({"title": "Held", "body": "v1", "collaborators": {"bob": "viewer"}}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let id = created["id"]
-        .as_str()
-        .context("the document's id")?
-        .to_owned();
+    let id = super::notifications::create_shared(&http, &base, "Held", "v1").await?;
     tokio::time::sleep(settle(mode)).await;
     let before = server.rss_bytes();
 

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
+use serde_json::json;
 use tests::token_for;
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Message;
@@ -209,15 +209,7 @@ pub async fn run(mode: Mode, floor: &Scenario) -> anyhow::Result<Scenario> {
         let pid = server.pid().context("docfan's pid")?;
         let base = format!("http://{}", server.addr);
         let http = reqwest::Client::new();
-        let created: Value = http
-            .post(format!("{base}/documents"))
-            .bearer_auth(token_for("ann"))
-            .json(&json!({"title": "CPU", "body": "", "collaborators": {"bob": "viewer"}}))
-            .send()
-            .await?
-            .json()
-            .await?;
-        let id = created["id"].as_str().context("the document's id")?;
+        let id = &notifications::create_shared(&http, &base, "CPU", "").await?;
         let url = format!("ws://{}/ws?token={}", server.addr, token_for("bob"));
         let subscribe = json!({"action": "subscribe", "documentId": id}).to_string();
         let frames = Frames::read(live::subscribers(&url, &subscribe, subscribers).await?);

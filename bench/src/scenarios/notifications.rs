@@ -57,10 +57,21 @@ pub async fn run(mode: Mode, floor: &Scenario) -> anyhow::Result<Scenario> {
 
 /// Creates "ann"'s document shared with "bob"; returns its id.
 pub async fn shared_document(app: &TestApp, http: &reqwest::Client) -> anyhow::Result<String> {
+    create_shared(http, &format!("http://{}", app.addr), "Bench", "v1").await
+}
+
+/// Creates "ann"'s document `title` with `body`, shared with "bob" (who reads), on the
+/// server at `base`; returns its id.
+pub async fn create_shared(
+    http: &reqwest::Client,
+    base: &str,
+    title: &str,
+    body: &str,
+) -> anyhow::Result<String> {
     let created: Value = http
-        .post(app.url("/documents"))
+        .post(format!("{base}/documents"))
         .bearer_auth(token_for("ann"))
-        .json(&json!({"title": "Bench", "body": "v1", "collaborators": {"bob": "viewer"}}))
+        .json(&json!({"title": title, "body": body, "collaborators": {"bob": "viewer"}}))
         .send()
         .await?
         .json()

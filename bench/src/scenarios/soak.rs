@@ -11,9 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use futures_util::StreamExt;
-use serde_json::{Value, json};
+use serde_json::json;
 use tests::token_for;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -131,18 +130,7 @@ pub async fn run(mode: Mode) -> anyhow::Result<Scenario> {
     let mut documents = Vec::new();
     let mut views = Vec::new();
     for n in 0..WRITERS {
-        let created: Value = http
-            .post(format!("{base}/documents"))
-            .bearer_auth(token_for("ann"))
-            .json(&json!({"title": format!("Soak {n}"), "body": "", "collaborators": {"bob": "viewer"}}))
-            .send()
-            .await?
-            .json()
-            .await?;
-        let id = created["id"]
-            .as_str()
-            .context("the document's id")?
-            .to_owned();
+        let id = notifications::create_shared(&http, &base, &format!("Soak {n}"), "").await?;
         let subscribe = json!({"action": "subscribe", "documentId": id}).to_string();
         let share = subscribers / WRITERS + usize::from(n < subscribers % WRITERS);
         let mut mine = Vec::new();
