@@ -10,13 +10,12 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use futures_util::StreamExt;
 use shared::domain::{DocumentId, UserId};
 use shared::ports::{ConnectionId, PresenceCursor, Subscriber};
 use tokio::time::Instant;
 
 use crate::frames::{self, Frame};
-use crate::metrics::bump;
+use crate::metrics::add;
 use crate::outbox::SendError;
 use crate::service::Inner;
 
@@ -70,22 +69,25 @@ impl PresenceLimiter {
     }
 }
 
-/// Sends `frame` to every subscriber of the document but `user`'s connections.
+/// Sends `frame` to `others` in one call to the outbox (a connection found gone is left
+/// to the notifier and the disconnect to forget).
 async fn to_others(inner: &Inner, others: Vec<Subscriber>, frame: Frame) {
-    futures_util::stream::iter(others)
-        .for_each_concurrent(inner.config.send_concurrency.max(1), |subscriber| {
-            let frame = frame.clone();
-            async move {
-                match inner.ports.outbox.send(&subscriber.connection, frame).await {
-                    Ok(()) => bump(&inner.metrics.notifications_sent),
-                    Err(SendError::Gone) => {}
-                    Err(e) => {
-                        tracing::debug!(connection = %subscriber.connection, error = %e, "could not push presence");
-                    }
-                }
+    let sends: Vec<_> = others
+        .into_iter()
+        .map(|s| (s.connection, frame.clone()))
+        .collect();
+    let verdicts = inner.ports.outbox.send_to_each(&sends).await;
+    let mut sent = 0;
+    for ((connection, _), verdict) in sends.iter().zip(verdicts) {
+        match verdict {
+            Ok(()) => sent += 1,
+            Err(SendError::Gone) => {}
+            Err(e) => {
+                tracing::debug!(connection = %connection, error = %e, "could not push presence");
             }
-        })
-        .await;
+        }
+    }
+    add(&inner.metrics.notifications_sent, sent);
 }
 
 /// Records the connection's cursor and tells the others. `NotFound` when the connection

@@ -34,8 +34,10 @@ pub struct ServiceConfig {
     /// audit sink may lag the notifier) before reporting `replay_incomplete`.
     /// Default: 5 seconds.
     pub replay_wait: Duration,
-    /// How many connections a notification is pushed to at once (matters for the
-    /// network-bound AWS outbox). Default: 64.
+    /// How many subscriptions a change that ends them (a revocation, a deletion) ends
+    /// at once: each unsubscribes, then is pushed its frame. Broadcasts go through
+    /// [`Outbox::send_to_each`](crate::outbox::Outbox::send_to_each), whose adapter sets
+    /// its own concurrency. Default: 64.
     pub send_concurrency: usize,
     /// The most documents one connection may be subscribed to. Default: 100.
     pub max_subscriptions: usize,
