@@ -106,33 +106,29 @@ async fn send(bus: &dyn EventBus, batch: Vec<Queued>) {
                 .verdict
                 .send(Err(err));
         }
-        Err(err) => match shared_copy(&err) {
-            Some(_) => {
-                for queued in batch {
-                    let _ = queued
-                        .verdict
-                        .send(Err(shared_copy(&err).expect("a transient error")));
-                }
+        Err(err) if err.is_transient() => {
+            for queued in batch {
+                let _ = queued.verdict.send(Err(copy_transient(&err)));
             }
-            None => {
-                for queued in batch {
-                    let verdict = bus.publish(std::slice::from_ref(&queued.event)).await;
-                    let _ = queued.verdict.send(verdict);
-                }
+        }
+        Err(_) => {
+            for queued in batch {
+                let verdict = bus.publish(std::slice::from_ref(&queued.event)).await;
+                let _ = queued.verdict.send(verdict);
             }
-        },
+        }
     }
 }
 
-/// A copy of a failure every event of a request shares (it says nothing about the
-/// events themselves), or `None` for one that may be about a single event.
-fn shared_copy(err: &Error) -> Option<Error> {
+/// A copy of a transient failure (it says nothing about the events themselves, so
+/// every event of the request shares it).
+fn copy_transient(err: &Error) -> Error {
     match err {
-        Error::Unavailable(m) => Some(Error::Unavailable(m.clone())),
-        Error::StorageFull(m) => Some(Error::StorageFull(m.clone())),
-        Error::StorageReadOnly(m) => Some(Error::StorageReadOnly(m.clone())),
-        Error::Blocked(m) => Some(Error::Blocked(m.clone())),
-        _ => None,
+        Error::StorageFull(m) => Error::StorageFull(m.clone()),
+        Error::StorageReadOnly(m) => Error::StorageReadOnly(m.clone()),
+        Error::Blocked(m) => Error::Blocked(m.clone()),
+        Error::Unavailable(m) => Error::Unavailable(m.clone()),
+        other => Error::Unavailable(other.to_string()),
     }
 }
 
