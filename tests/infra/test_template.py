@@ -471,6 +471,23 @@ def check_tables(t: Template) -> Problems:
     ]
     if not by_connection:
         problems.append("SubscriptionsTable: needs an index keyed by connectionId")
+
+    # The per-user connection cap counts live connections in an index by user, which
+    # must carry expiresAt so expired items are not counted (shared::aws::tables).
+    conns = props(t, "ConnectionsTable")
+    by_user = [
+        gsi
+        for gsi in conns.get("GlobalSecondaryIndexes", [])
+        if gsi.get("IndexName") == "byUser"
+        and key_schema({**gsi, "AttributeDefinitions": conns.get("AttributeDefinitions", [])}).get("HASH")
+        == ("userId", "S")
+    ]
+    if not by_user:
+        problems.append("ConnectionsTable: needs the index byUser keyed by userId (S)")
+    elif by_user[0].get("Projection", {}).get("ProjectionType") != "ALL" and "expiresAt" not in by_user[0].get(
+        "Projection", {}
+    ).get("NonKeyAttributes", []):
+        problems.append("ConnectionsTable: the index byUser must project expiresAt")
     return problems
 
 
@@ -730,15 +747,49 @@ def _is_dynamic_secret_reference(value: Any) -> bool:
     ) and text.endswith("}}")
 
 
+def _secret_when_given(value: Any) -> Any:
+    """The secret's value when JwtSecretId is given: the true branch of
+    `!If [UsesJwtSecret, <reference>, !Ref AWS::NoValue]`, or the value itself."""
+    if isinstance(value, dict) and set(value) == {"Fn::If"}:
+        condition, given, otherwise = value["Fn::If"]
+        if condition == "UsesJwtSecret" and otherwise == {"Ref": "AWS::NoValue"}:
+            return given
+        return None
+    return value
+
+
 def check_jwt_secret(t: Template) -> Problems:
-    """The JWT secret comes from Secrets Manager, never from a literal or a parameter."""
+    """The JWT secret comes from Secrets Manager, never from a literal or a parameter;
+    JwtSecretId may be left empty only when an identity provider is named (a rule
+    refuses a stack with neither), and then no function is given a secret."""
     problems: Problems = []
     for fn in resources(t, "AWS::Serverless::Function"):
         env = function_env(t, fn)
         if fn in JWT_FUNCTIONS and "DOCFAN_JWT_SECRET" not in env:
             problems.append(f"{fn}: DOCFAN_JWT_SECRET is missing")
-        if "DOCFAN_JWT_SECRET" in env and not _is_dynamic_secret_reference(env["DOCFAN_JWT_SECRET"]):
-            problems.append(f"{fn}: DOCFAN_JWT_SECRET must be a Secrets Manager dynamic reference")
+        if "DOCFAN_JWT_SECRET" in env and not _is_dynamic_secret_reference(
+            _secret_when_given(env["DOCFAN_JWT_SECRET"])
+        ):
+            problems.append(
+                f"{fn}: DOCFAN_JWT_SECRET must be a Secrets Manager dynamic reference"
+                " (under !If [UsesJwtSecret, …, !Ref AWS::NoValue])"
+            )
+    condition = t.get("Conditions", {}).get("UsesJwtSecret")
+    if condition != {"Fn::Not": [{"Fn::Equals": [{"Ref": "JwtSecretId"}, ""]}]}:
+        problems.append("condition UsesJwtSecret must be: JwtSecretId is not empty")
+    assertions = [
+        a.get("Assert")
+        for rule in t.get("Rules", {}).values()
+        for a in rule.get("Assertions", [])
+    ]
+    either = {
+        "Fn::Or": [
+            {"Fn::Not": [{"Fn::Equals": [{"Ref": "JwtSecretId"}, ""]}]},
+            {"Fn::Not": [{"Fn::Equals": [{"Ref": "JwtJwksUrl"}, ""]}]},
+        ]
+    }
+    if either not in assertions:
+        problems.append("a rule must refuse a stack with neither JwtSecretId nor JwtJwksUrl")
     for name, param in t.get("Parameters", {}).items():
         lowered = name.lower()
         if "secret" in lowered and not lowered.endswith(("id", "arn", "name", "revision")):
@@ -1112,6 +1163,8 @@ WEAKENINGS: list[tuple[str, Callable[[Template], Problems], Callable[[Template],
     ("audit version as a string", check_tables, _set("Resources/AuditTable/Properties/AttributeDefinitions/1/AttributeType", "S")),
     ("members without sort key", check_tables, _del("Resources/MembersTable/Properties/KeySchema/1")),
     ("analysis results streamed", check_tables, _set("Resources/AnalysisTable/Properties/StreamSpecification", {"StreamViewType": "NEW_IMAGE"})),
+    ("no index by user", check_tables, _del("Resources/ConnectionsTable/Properties/GlobalSecondaryIndexes")),
+    ("index by user counts expired connections", check_tables, _set("Resources/ConnectionsTable/Properties/GlobalSecondaryIndexes/0/Projection", {"ProjectionType": "KEYS_ONLY"})),
     ("provisioned billing", check_tables, _set("Resources/ConnectionsTable/Properties/BillingMode", "PROVISIONED")),
     ("no subscriptions-by-connection index", check_tables, _del("Resources/SubscriptionsTable/Properties/GlobalSecondaryIndexes")),
     ("versions without PITR", check_tables, _set("Resources/VersionsTable/Properties/PointInTimeRecoverySpecification/PointInTimeRecoveryEnabled", False)),
@@ -1159,6 +1212,9 @@ WEAKENINGS: list[tuple[str, Callable[[Template], Problems], Callable[[Template],
     ("literal secret in Globals", check_jwt_secret, _set("Globals/Function/Environment/Variables/DOCFAN_JWT_SECRET", "change-me")),
     ("websocket without the secret", check_jwt_secret, _del("Resources/WebSocketFunction/Properties/Environment/Variables/DOCFAN_JWT_SECRET")),
     ("secret parameter", check_jwt_secret, _set("Parameters/JwtSecret", {"Type": "String", "NoEcho": True, "Default": "change-me"})),
+    ("literal secret when no id", check_jwt_secret, _set("Resources/ApiFunction/Properties/Environment/Variables/DOCFAN_JWT_SECRET", {"Fn::If": ["UsesJwtSecret", {"Fn::Sub": "{{resolve:secretsmanager:${JwtSecretId}:SecretString}}"}, "change-me"]})),
+    ("neither secret nor provider required", check_jwt_secret, _del("Rules/TokensCanBeVerified")),
+    ("secret used whatever the id", check_jwt_secret, _set("Conditions/UsesJwtSecret", {"Fn::Equals": ["true", "true"]})),
     # Identity from a provider.
     ("websocket not told the issuer", check_jwt_identity, _del("Resources/WebSocketFunction/Properties/Environment/Variables/DOCFAN_JWT_ISSUER")),
     ("api audience a literal", check_jwt_identity, _set("Resources/ApiFunction/Properties/Environment/Variables/DOCFAN_JWT_AUDIENCE", "docfan")),

@@ -85,6 +85,10 @@ pub async fn handle_request(
                         tracing::info!(error = %e, "connection refused");
                         response(401, "unauthorized")
                     }
+                    Err(ConnectError::TooMany(most)) => {
+                        tracing::info!(most, "connection refused: too many connections for one user");
+                        response(429, "too many connections")
+                    }
                     Err(ConnectError::Unavailable(e)) => {
                         tracing::warn!(error = %e, "connection refused: registry unavailable");
                         response(503, "unavailable")
@@ -125,6 +129,23 @@ fn response(status: i64, body: &str) -> ApiGatewayProxyResponse {
     response
 }
 
+/// The variable that caps one user's connections, as `docfan serve` reads it.
+pub const MAX_CONNECTIONS_PER_USER_VAR: &str = "DOCFAN_WS_MAX_CONNECTIONS_PER_USER";
+
+/// The per-user connection cap from [`MAX_CONNECTIONS_PER_USER_VAR`]'s value: a whole
+/// number from 1; unset or empty, the local server's default (16).
+pub fn max_connections_per_user(value: Option<&str>) -> anyhow::Result<usize> {
+    match value.map(str::trim).filter(|v| !v.is_empty()) {
+        None => Ok(crate::LocalConfig::default().max_connections_per_user),
+        Some(raw) => match raw.parse::<usize>() {
+            Ok(most) if most >= 1 => Ok(most),
+            _ => anyhow::bail!(
+                "{MAX_CONNECTIONS_PER_USER_VAR} must be a whole number from 1, not `{raw}`"
+            ),
+        },
+    }
+}
+
 /// The live notifier of the Lambda functions that fan out (stream handler, analysis
 /// worker): the connection service over the DynamoDB registry, pushing through API
 /// Gateway. It never verifies a token, so its authority has a random secret.
@@ -145,4 +166,23 @@ pub fn live_notifier(
         crate::ServiceConfig::default(),
     );
     Ok(service.notifier())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_per_user_cap_reads_like_the_local_servers() {
+        assert_eq!(max_connections_per_user(None).unwrap(), 16);
+        assert_eq!(max_connections_per_user(Some(" ")).unwrap(), 16);
+        assert_eq!(max_connections_per_user(Some("3")).unwrap(), 3);
+        for bad in ["0", "-1", "many", "1.5"] {
+            let e = max_connections_per_user(Some(bad)).unwrap_err().to_string();
+            assert!(
+                e.contains(MAX_CONNECTIONS_PER_USER_VAR) && e.contains(bad),
+                "{e}"
+            );
+        }
+    }
 }

@@ -202,6 +202,16 @@ impl ConnectionRegistry for InProcessRegistry {
             .is_some_and(|subscribers| subscribers.values().any(|s| &s.user == user)))
     }
 
+    async fn user_connections(&self, user: &UserId, at_most: usize) -> Result<usize> {
+        let state = self.state.read().expect("registry lock");
+        Ok(state
+            .connections
+            .values()
+            .filter(|(c, _)| &c.user == user)
+            .take(at_most)
+            .count())
+    }
+
     async fn subscriptions(&self, id: &ConnectionId) -> Result<Vec<DocumentId>> {
         let state = self.state.read().expect("registry lock");
         Ok(state

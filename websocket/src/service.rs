@@ -43,6 +43,11 @@ pub struct ServiceConfig {
     pub max_subscriptions: usize,
     /// How often one connection may share its cursor.
     pub presence_limit: PresenceLimit,
+    /// Connections one user may hold, counted in the registry at `$connect` (the next
+    /// is refused with [`ConnectError::TooMany`]). `None`: not counted here. The Lambda
+    /// driver sets it; the local driver counts its own sockets before it upgrades one
+    /// and leaves it unset. Default: `None`.
+    pub max_connections_per_user: Option<usize>,
 }
 
 impl Default for ServiceConfig {
@@ -54,6 +59,7 @@ impl Default for ServiceConfig {
             send_concurrency: 64,
             max_subscriptions: 100,
             presence_limit: PresenceLimit::default(),
+            max_connections_per_user: None,
         }
     }
 }
@@ -75,6 +81,9 @@ pub enum ConnectError {
     /// The token is missing, invalid or expired: refuse with 401.
     #[error(transparent)]
     Unauthorized(#[from] AuthError),
+    /// The user already holds this many connections: refuse with 429.
+    #[error("one user may hold at most {0} connections at once")]
+    TooMany(usize),
     /// The registry could not record the connection: refuse with 503.
     #[error("the connection registry is unavailable: {0}")]
     Unavailable(shared::Error),
@@ -146,13 +155,25 @@ impl ConnectionService {
         self.inner.ports.tokens.verify(token, self.now()).await
     }
 
-    /// `$connect`: verifies the token and registers the connection.
+    /// `$connect`: verifies the token, counts the user's connections when
+    /// [`ServiceConfig::max_connections_per_user`] is set, and registers the connection.
     pub async fn connect(&self, id: ConnectionId, token: &str) -> Result<Connection, ConnectError> {
         let ports = &self.inner.ports;
         let now = ports.clock.now();
         let identity = ports.tokens.verify(token, now).await.inspect_err(|_| {
             bump(&self.inner.metrics.upgrades_refused);
         })?;
+        if let Some(most) = self.inner.config.max_connections_per_user {
+            let held = ports
+                .registry
+                .user_connections(&identity.user, most)
+                .await
+                .map_err(ConnectError::Unavailable)?;
+            if held >= most {
+                bump(&self.inner.metrics.upgrades_refused);
+                return Err(ConnectError::TooMany(most));
+            }
+        }
         let connection = Connection {
             id,
             user: identity.user,

@@ -3,7 +3,8 @@
 //! - connections (`connectionId`): the user, the token's expiry (`tokenExpiresAt`),
 //!   `connectedAt`, the string set `documents` the connection is subscribed to, and
 //!   `expiresAt` (epoch seconds) for DynamoDB's TTL, because API Gateway does not always
-//!   deliver `$disconnect`;
+//!   deliver `$disconnect`; the index `byUser` counts a user's connections for the
+//!   per-user cap;
 //! - subscriptions (`documentId`, `connectionId`): one item per subscription carrying
 //!   the user, the same `expiresAt`, the subscription's options (`includeDocument`, a
 //!   BOOL) and, while the connection shares one, its presence `cursor` (a map of the
@@ -36,12 +37,14 @@ use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemOutput};
-use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Put, ReturnValue, Select, TransactWriteItem, Update,
+};
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use super::document_store::batch_delete;
 use super::errors::{build_error, decode_error, sdk_error};
-use super::tables::{BY_CONNECTION_INDEX, EXPIRES_AT};
+use super::tables::{BY_CONNECTION_INDEX, BY_USER_INDEX, EXPIRES_AT};
 use crate::clock::Clock;
 use crate::domain::{DocumentId, UserId};
 use crate::ports::{
@@ -523,6 +526,38 @@ impl ConnectionRegistry for DynamoDbConnectionRegistry {
                 return Ok(subscribers);
             }
         }
+    }
+
+    async fn user_connections(&self, user: &UserId, at_most: usize) -> Result<usize> {
+        let mut count = 0;
+        let mut start = None;
+        while count < at_most {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.connections)
+                .index_name(BY_USER_INDEX)
+                .key_condition_expression("#u = :u")
+                .filter_expression("#e > :now")
+                .expression_attribute_names("#u", USER_ID)
+                .expression_attribute_names("#e", EXPIRES_AT)
+                .expression_attribute_values(":u", s(user.as_str()))
+                .expression_attribute_values(
+                    ":now",
+                    AttributeValue::N(self.clock.now().timestamp().to_string()),
+                )
+                .select(Select::Count)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| sdk_error("Query", e))?;
+            count += usize::try_from(out.count).unwrap_or(0);
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+        Ok(count.min(at_most))
     }
 
     async fn subscriptions(&self, id: &ConnectionId) -> Result<Vec<DocumentId>> {

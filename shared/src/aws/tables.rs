@@ -7,7 +7,7 @@
 //! | documents | `id` (S) | stream NEW_AND_OLD_IMAGES |
 //! | members | `userId` (S), `documentId` (S) | |
 //! | versions | `documentId` (S), `version` (N) | |
-//! | connections | `connectionId` (S) | TTL on `expiresAt` |
+//! | connections | `connectionId` (S) | GSI `byUser` (`userId`; projects `expiresAt`); TTL on `expiresAt` |
 //! | subscriptions | `documentId` (S), `connectionId` (S) | GSI `byConnection` (`connectionId`, `documentId`, keys only); TTL on `expiresAt` |
 //! | audit | `documentId` (S), `version` (N) | |
 //! | analysis | `documentId` (S) | |
@@ -27,6 +27,16 @@ use crate::Result;
 pub const EXPIRES_AT: &str = "expiresAt";
 /// The subscriptions table's index by connection.
 pub const BY_CONNECTION_INDEX: &str = "byConnection";
+/// The connections table's index by user (what a per-user connection cap counts).
+pub const BY_USER_INDEX: &str = "byUser";
+
+/// A global secondary index: its name, its key attributes (hash, then range) and the
+/// non-key attributes it projects (none: keys only).
+struct Index<'a> {
+    name: &'a str,
+    keys: &'a [(&'a str, ScalarAttributeType)],
+    projects: &'a [&'a str],
+}
 
 /// Creates every table that does not exist yet, and waits until each is active.
 pub async fn create_tables(client: &Client, names: &TableNames) -> Result<()> {
@@ -54,7 +64,11 @@ pub async fn create_tables(client: &Client, names: &TableNames) -> Result<()> {
         client,
         &names.connections,
         &[("connectionId", S)],
-        None,
+        Some(Index {
+            name: BY_USER_INDEX,
+            keys: &[("userId", S)],
+            projects: &[EXPIRES_AT],
+        }),
         false,
         Some(EXPIRES_AT),
     )
@@ -63,7 +77,11 @@ pub async fn create_tables(client: &Client, names: &TableNames) -> Result<()> {
         client,
         &names.subscriptions,
         &[("documentId", S), ("connectionId", S)],
-        Some(BY_CONNECTION_INDEX),
+        Some(Index {
+            name: BY_CONNECTION_INDEX,
+            keys: &[("connectionId", S), ("documentId", S)],
+            projects: &[],
+        }),
         false,
         Some(EXPIRES_AT),
     )
@@ -107,7 +125,7 @@ async fn create(
     client: &Client,
     name: &str,
     keys: &[(&str, ScalarAttributeType)],
-    reversed_index: Option<&str>,
+    index: Option<Index<'_>>,
     stream: bool,
     ttl: Option<&str>,
 ) -> Result<()> {
@@ -118,39 +136,56 @@ async fn create(
             .build()
             .map_err(|e| build_error("a key schema", e))
     };
+    let definition = |attribute: &str, kind: &ScalarAttributeType| {
+        AttributeDefinition::builder()
+            .attribute_name(attribute)
+            .attribute_type(kind.clone())
+            .build()
+            .map_err(|e| build_error("an attribute definition", e))
+    };
+    let key_schema = |keys: &[(&str, ScalarAttributeType)]| {
+        keys.iter()
+            .enumerate()
+            .map(|(i, (attribute, _))| {
+                key(
+                    attribute,
+                    if i == 0 {
+                        KeyType::Hash
+                    } else {
+                        KeyType::Range
+                    },
+                )
+            })
+            .collect::<Result<Vec<_>>>()
+    };
     let mut request = client
         .create_table()
         .table_name(name)
-        .billing_mode(BillingMode::PayPerRequest);
-    for (i, (attribute, kind)) in keys.iter().enumerate() {
-        request = request
-            .attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name(*attribute)
-                    .attribute_type(kind.clone())
-                    .build()
-                    .map_err(|e| build_error("an attribute definition", e))?,
-            )
-            .key_schema(key(
-                attribute,
-                if i == 0 {
-                    KeyType::Hash
-                } else {
-                    KeyType::Range
-                },
-            )?);
+        .billing_mode(BillingMode::PayPerRequest)
+        .set_key_schema(Some(key_schema(keys)?));
+    for (attribute, kind) in keys {
+        request = request.attribute_definitions(definition(attribute, kind)?);
     }
-    if let (Some(index), [(hash, _), (range, _)]) = (reversed_index, keys) {
+    if let Some(index) = index {
+        for (attribute, kind) in index.keys {
+            if !keys.iter().any(|(key, _)| key == attribute) {
+                request = request.attribute_definitions(definition(attribute, kind)?);
+            }
+        }
+        let projection = if index.projects.is_empty() {
+            Projection::builder().projection_type(ProjectionType::KeysOnly)
+        } else {
+            Projection::builder()
+                .projection_type(ProjectionType::Include)
+                .set_non_key_attributes(Some(
+                    index.projects.iter().map(|a| (*a).to_owned()).collect(),
+                ))
+        };
         request = request.global_secondary_indexes(
             GlobalSecondaryIndex::builder()
-                .index_name(index)
-                .key_schema(key(range, KeyType::Hash)?)
-                .key_schema(key(hash, KeyType::Range)?)
-                .projection(
-                    Projection::builder()
-                        .projection_type(ProjectionType::KeysOnly)
-                        .build(),
-                )
+                .index_name(index.name)
+                .set_key_schema(Some(key_schema(index.keys)?))
+                .projection(projection.build())
                 .build()
                 .map_err(|e| build_error("an index", e))?,
         );

@@ -136,6 +136,12 @@ pub trait ConnectionRegistry: Send + Sync + 'static {
             .any(|s| &s.user == user))
     }
 
+    /// How many live connections `user` has, counting no further than `at_most` (what a
+    /// per-user cap needs to know). Not on the notification path: the DynamoDB adapter
+    /// answers from an eventually consistent index by user, so two connections opened
+    /// in the same instant may both be let in. Errors: `Unavailable`.
+    async fn user_connections(&self, user: &UserId, at_most: usize) -> Result<usize>;
+
     /// The documents the connection is subscribed to (empty for an unknown connection).
     /// Errors: `Unavailable`.
     async fn subscriptions(&self, id: &ConnectionId) -> Result<Vec<DocumentId>>;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use chrono::TimeDelta;
 use shared::Error;
-use shared::domain::DocumentId;
+use shared::domain::{DocumentId, UserId};
 use shared::ports::{
     Connection, ConnectionId, ConnectionRegistry, PresenceCursor, SubscribeOptions, Subscriber,
 };
@@ -120,6 +120,45 @@ pub async fn run(registry: Arc<dyn ConnectionRegistry>) {
     assert!(registry.subscribers(&d1).await.unwrap().is_empty());
 
     options_and_cursors(registry.as_ref()).await;
+    connections_per_user(registry.as_ref()).await;
+}
+
+/// `user_connections` counts a user's live connections, stopping at its bound. The
+/// DynamoDB adapter reads an eventually consistent index, so each count is awaited for
+/// a few seconds rather than read once.
+async fn connections_per_user(registry: &dyn ConnectionRegistry) {
+    async fn settles(
+        registry: &dyn ConnectionRegistry,
+        user: &UserId,
+        at_most: usize,
+        want: usize,
+    ) {
+        let mut last = None;
+        for _ in 0..50 {
+            let count = registry.user_connections(user, at_most).await.unwrap();
+            if count == want {
+                return;
+            }
+            last = Some(count);
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("{user} has {last:?} connections counted up to {at_most}, not {want}");
+    }
+    let (cat, dan) = (unique_user("cat"), unique_user("dan"));
+    let cats: Vec<Connection> = (0..3).map(|_| connection(&cat)).collect();
+    for c in &cats {
+        registry.register(c).await.unwrap();
+    }
+    registry.register(&connection(&dan)).await.unwrap();
+    settles(registry, &cat, 16, 3).await;
+    settles(registry, &cat, 2, 2).await;
+    settles(registry, &dan, 16, 1).await;
+    settles(registry, &unique_user("eve"), 16, 0).await;
+    registry.remove(&cats[0].id).await.unwrap();
+    settles(registry, &cat, 16, 2).await;
+    // Registering the same id again is still one connection.
+    registry.register(&cats[1]).await.unwrap();
+    settles(registry, &cat, 16, 2).await;
 }
 
 /// The document's subscribers in connection order.

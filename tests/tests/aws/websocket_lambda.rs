@@ -61,6 +61,10 @@ struct Gateway {
 
 impl Gateway {
     async fn start() -> Self {
+        Self::start_with(ServiceConfig::default()).await
+    }
+
+    async fn start_with(config: ServiceConfig) -> Self {
         let recorder = Recorder::start().await;
         let clients =
             emulators::aws_with_endpoint(Wants::default(), Some(recorder.endpoint.clone())).await;
@@ -78,7 +82,7 @@ impl Gateway {
                 tokens: TokenAuthority::new(TEST_SECRET).unwrap(),
                 clock,
             },
-            ServiceConfig::default(),
+            config,
         );
         Self {
             recorder,
@@ -147,6 +151,44 @@ async fn connect_is_accepted_with_a_valid_token_and_refused_otherwise() {
         gateway.recorder.posts().is_empty(),
         "nothing is posted during $connect"
     );
+}
+
+#[tokio::test]
+#[ignore = "needs moto and OpenSearch: run tests/run"]
+async fn one_user_may_hold_only_so_many_connections() {
+    let gateway = Gateway::start_with(ServiceConfig {
+        max_connections_per_user: Some(3),
+        ..ServiceConfig::default()
+    })
+    .await;
+    let (ann, bob) = (unique_user("ann"), unique_user("bob"));
+    let (ann_token, bob_token) = (token_for(ann.as_str()), token_for(bob.as_str()));
+    let connect = |id: &str, token: &str| event(CONNECT, id, Some(token), None);
+    for i in 0..3 {
+        assert_eq!(
+            gateway.send(connect(&format!("ann{i}="), &ann_token)).await,
+            200
+        );
+    }
+    assert_eq!(gateway.send(connect("ann3=", &ann_token)).await, 429);
+    assert_eq!(
+        gateway
+            .registry
+            .get(&ConnectionId("ann3=".into()))
+            .await
+            .unwrap(),
+        None,
+        "a refused connection is not registered"
+    );
+    // Another user is not affected.
+    assert_eq!(gateway.send(connect("bob0=", &bob_token)).await, 200);
+    // A disconnect frees a place.
+    assert_eq!(
+        gateway.send(event(DISCONNECT, "ann0=", None, None)).await,
+        200
+    );
+    assert_eq!(gateway.send(connect("ann4=", &ann_token)).await, 200);
+    assert_eq!(gateway.send(connect("ann5=", &ann_token)).await, 429);
 }
 
 #[tokio::test]

@@ -7,8 +7,9 @@
 //! subscriptions, documents and audit tables, `DOCFAN_WEBSOCKET_ENDPOINT`,
 //! `DOCFAN_CONNECTION_TTL_SECONDS`) and token verification's (`shared::auth::env`:
 //! `DOCFAN_JWT_SECRET`, or an identity provider's `DOCFAN_JWT_JWKS_URL`, with
-//! `DOCFAN_JWT_ISSUER`, `DOCFAN_JWT_AUDIENCE`…); logs follow `RUST_LOG` and
-//! `DOCFAN_LOG_FORMAT`.
+//! `DOCFAN_JWT_ISSUER`, `DOCFAN_JWT_AUDIENCE`…); `DOCFAN_WS_MAX_CONNECTIONS_PER_USER`
+//! (default 16) caps one user's connections, counted in the connections table at
+//! `$connect`; logs follow `RUST_LOG` and `DOCFAN_LOG_FORMAT`.
 
 // A binary sees all of its package's dependencies; the library is where unused ones are caught.
 #![allow(unused_crate_dependencies)]
@@ -20,13 +21,17 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 use shared::auth::{TokenAuthority, TokenConfig};
 use shared::aws::{AwsClients, AwsConfig};
 use shared::clock::{Clock, SystemClock};
-use websocket::apigateway::{ApiGatewayOutbox, handle_request};
+use websocket::apigateway::{
+    ApiGatewayOutbox, MAX_CONNECTIONS_PER_USER_VAR, handle_request, max_connections_per_user,
+};
 use websocket::{ConnectionService, ServiceConfig, ServicePorts};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init(shared::aws::config::log_format());
     let tokens = TokenConfig::from_env_without_data_dir()?;
+    let per_user =
+        max_connections_per_user(std::env::var(MAX_CONNECTIONS_PER_USER_VAR).ok().as_deref())?;
     let tokens = TokenAuthority::start(tokens, SystemClock.now()).await?;
     let clients = AwsClients::load(AwsConfig::from_env()?).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -40,7 +45,10 @@ async fn main() -> Result<(), Error> {
             tokens,
             clock,
         },
-        ServiceConfig::default(),
+        ServiceConfig {
+            max_connections_per_user: Some(per_user),
+            ..ServiceConfig::default()
+        },
     );
     let (service, outbox) = (&service, &outbox);
     lambda_runtime::run(service_fn(

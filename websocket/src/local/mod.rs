@@ -233,6 +233,9 @@ async fn upgrade(
                     tracing::debug!(error = %e, "websocket upgrade refused");
                     refused(&e)
                 }
+                ConnectError::TooMany(most) => too_many(&format!(
+                    "one user may hold at most {most} WebSocket connections at once"
+                )),
                 ConnectError::Unavailable(e) => {
                     tracing::warn!(error = %e, "websocket upgrade failed");
                     unavailable()
