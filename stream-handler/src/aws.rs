@@ -11,6 +11,7 @@ use shared::aws::AwsClients;
 use shared::clock::Clock;
 use shared::ports::Notifier;
 
+use crate::give_up::{GiveUp, GiveUpRules};
 use crate::handler::{Fanout, HandlerConfig};
 use crate::sinks::Sink;
 use crate::sinks::analysis::AnalysisSink;
@@ -26,21 +27,23 @@ pub enum Consumer {
     /// Notifications alone ([`Fanout::live`]).
     Live,
     /// Search, audit, analysis and, when a bus is configured, events
-    /// ([`Fanout::index`]).
-    Index,
+    /// ([`Fanout::index`]), dead-lettering a record that keeps failing by these rules
+    /// before its mapping gives up on it.
+    Index(GiveUpRules),
 }
 
 impl Consumer {
     /// `DOCFAN_STREAM_CONSUMER`: `live` or `index`; required, so that a function never
-    /// silently delivers another consumer's sinks.
+    /// silently delivers another consumer's sinks. The index consumer also requires
+    /// its give-up rules ([`GiveUpRules::from_vars`]).
     pub fn from_env() -> anyhow::Result<Self> {
-        Self::parse(std::env::var("DOCFAN_STREAM_CONSUMER").ok().as_deref())
+        Self::from_vars(|name| std::env::var(name).ok())
     }
 
-    pub fn parse(raw: Option<&str>) -> anyhow::Result<Self> {
-        match raw {
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
+        match var("DOCFAN_STREAM_CONSUMER").as_deref() {
             Some("live") => Ok(Consumer::Live),
-            Some("index") => Ok(Consumer::Index),
+            Some("index") => Ok(Consumer::Index(GiveUpRules::from_vars(var)?)),
             Some(other) => {
                 anyhow::bail!("DOCFAN_STREAM_CONSUMER is {other:?}: it must be `live` or `index`")
             }
@@ -52,7 +55,7 @@ impl Consumer {
 }
 
 /// The consumer's share of [`fanout`]: the live one needs no search, queue or audit
-/// configuration.
+/// configuration; the index one counts failed attempts in the attempts table.
 pub fn consumer_fanout(
     clients: &AwsClients,
     notifier: Arc<dyn Notifier>,
@@ -71,7 +74,12 @@ pub fn consumer_fanout(
                 .with_body_archive(Arc::new(clients.document_store()))
                 .live()
         }
-        Consumer::Index => fanout(clients, notifier, clock)?.index(),
+        Consumer::Index(rules) => {
+            let attempts = Arc::new(clients.attempt_log(Arc::clone(&clock)));
+            fanout(clients, notifier, clock)?
+                .index()
+                .giving_up(GiveUp::new(rules, attempts))
+        }
     })
 }
 
@@ -156,12 +164,16 @@ mod tests {
             .unwrap();
             names(&fanout)
         };
+        let index = Consumer::Index(GiveUpRules {
+            max_retries: 8,
+            max_age: std::time::Duration::from_secs(3000),
+        });
         assert_eq!(
-            consumer(clients(Some("docfan-dev")).await, Consumer::Index).await,
+            consumer(clients(Some("docfan-dev")).await, index).await,
             ["search", "audit", "analysis", "events"]
         );
         assert_eq!(
-            consumer(clients(None).await, Consumer::Index).await,
+            consumer(clients(None).await, index).await,
             ["search", "audit", "analysis"]
         );
         assert_eq!(

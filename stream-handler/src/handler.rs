@@ -35,6 +35,7 @@ use tracing::Instrument;
 
 use crate::bodies::{BodyError, BodyReader};
 use crate::decode::{Decoded, RecordMeta, Unfinished, decode};
+use crate::give_up::GiveUp;
 use crate::metrics::{self, DeliveryOutcome};
 
 use crate::sinks::{Flush, Flushed, Sink};
@@ -69,6 +70,9 @@ pub struct Fanout {
     bodies: Option<BodyReader>,
     /// Whether a delivered deletion forgets the document's kept versions.
     forgets_versions: bool,
+    /// When a record that keeps failing is dead-lettered by the handler (a Lambda
+    /// consumer); `None` leaves it to the caller (the embedded poller).
+    give_up: Option<GiveUp>,
 }
 
 /// The sink of the live consumer ([`Fanout::live`]); the index consumer
@@ -184,7 +188,7 @@ enum Outcome {
     Done,
     Skipped,
     /// Failed transiently: report it.
-    Retry(String),
+    Retry(Retry),
     /// Can never succeed: dead-letter it.
     Dead {
         reason: String,
@@ -192,9 +196,52 @@ enum Outcome {
     },
 }
 
+/// Why a record is reported for another try.
+#[derive(Debug)]
+struct Retry {
+    reason: String,
+    /// Whether its own failure may end in giving it up ([`crate::give_up`]): not when
+    /// the deployment blocks it, nor when it only waits behind an earlier record.
+    countable: bool,
+}
+
+impl Retry {
+    /// The record's own failure, which may pass or end in giving it up.
+    fn failed(reason: impl Into<String>) -> Outcome {
+        Outcome::Retry(Retry {
+            reason: reason.into(),
+            countable: true,
+        })
+    }
+
+    /// Held back by something giving it up would not cure.
+    fn held(reason: impl Into<String>) -> Outcome {
+        Outcome::Retry(Retry {
+            reason: reason.into(),
+            countable: false,
+        })
+    }
+
+    /// As `failed` or, for a blocked deployment, `held`.
+    fn of(reason: impl Into<String>, blocked: bool) -> Outcome {
+        if blocked {
+            Self::held(reason)
+        } else {
+            Self::failed(reason)
+        }
+    }
+}
+
 enum SinkFailure {
-    Transient(String),
+    Transient { reason: String, blocked: bool },
     Permanent { reason: String, attempts: u32 },
+}
+
+/// A failed flush of the sinks.
+struct FlushFailure {
+    reason: String,
+    /// Every failing sink is blocked by the deployment.
+    blocked: bool,
 }
 
 /// Runs the handler on a batch: the function the Lambda entry point and the poller
@@ -217,6 +264,7 @@ impl Fanout {
             config,
             bodies: None,
             forgets_versions: true,
+            give_up: None,
         }
     }
 
@@ -235,6 +283,7 @@ impl Fanout {
             config,
             bodies: None,
             forgets_versions: true,
+            give_up: None,
         }
     }
 
@@ -242,6 +291,13 @@ impl Fanout {
     /// document's kept versions there once its deletion is delivered.
     pub fn with_body_archive(mut self, archive: Arc<dyn BodyArchive>) -> Self {
         self.bodies = Some(BodyReader::new(archive));
+        self
+    }
+
+    /// The same fan-out dead-letting a record that keeps failing itself, by `give_up`'s
+    /// rules, before an event source mapping would give up on it ([`crate::give_up`]).
+    pub fn giving_up(mut self, give_up: GiveUp) -> Self {
+        self.give_up = Some(give_up);
         self
     }
 
@@ -279,6 +335,7 @@ impl Fanout {
                 .as_ref()
                 .map(|b| BodyReader::new(Arc::clone(b.archive()))),
             forgets_versions: self.forgets_versions,
+            give_up: self.give_up.clone(),
         }
     }
 
@@ -383,7 +440,7 @@ impl Fanout {
                         if let Some(seq) = &blocked {
                             results.push((
                                 i,
-                                Outcome::Retry(format!(
+                                Retry::held(format!(
                                     "an earlier record ({seq}) of the document failed"
                                 )),
                             ));
@@ -416,14 +473,30 @@ impl Fanout {
             Err(e) => (Flushed::Deferred(Duration::ZERO), Some(e)),
         };
 
+        let mut outcomes: Vec<Outcome> = outcomes
+            .into_iter()
+            .map(|outcome| {
+                match (
+                    outcome.expect("every record has an outcome"),
+                    &flush_failure,
+                ) {
+                    (Outcome::Done, Some(flush)) => Retry::of(flush.reason.clone(), flush.blocked),
+                    (outcome, _) => outcome,
+                }
+            })
+            .collect();
+        if let Some(give_up) = &self.give_up {
+            self.give_up_on_the_exhausted(give_up, records, &metas, &mut outcomes)
+                .await;
+        }
+
         let mut report = BatchReport {
             flushed,
             ..BatchReport::default()
         };
         let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
-        for (i, outcome) in outcomes.into_iter().enumerate() {
+        for (i, mut outcome) in outcomes.into_iter().enumerate() {
             let meta = &metas[i];
-            let mut outcome = outcome.expect("every record has an outcome");
             if let Outcome::Dead { reason, attempts } = &outcome {
                 outcome = match self.dead_letter(&records[i], meta, reason, *attempts).await {
                     Ok(()) => {
@@ -431,17 +504,14 @@ impl Fanout {
                         continue;
                     }
                     Err(e) => {
-                        Outcome::Retry(format!("{reason}; and the dead-letter queue failed: {e}"))
+                        Retry::held(format!("{reason}; and the dead-letter queue failed: {e}"))
                     }
                 };
-            }
-            if let (Outcome::Done, Some(flush)) = (&outcome, &flush_failure) {
-                outcome = Outcome::Retry(flush.clone());
             }
             match outcome {
                 Outcome::Done => *counts.entry("processed").or_default() += 1,
                 Outcome::Skipped => *counts.entry("skipped").or_default() += 1,
-                Outcome::Retry(reason) => {
+                Outcome::Retry(Retry { reason, .. }) => {
                     *counts.entry("failed").or_default() += 1;
                     let mut failure = DynamoDbBatchItemFailure::default();
                     failure.item_identifier = meta.sequence_number.clone();
@@ -457,6 +527,38 @@ impl Fanout {
         report
     }
 
+    /// Counts a failure of every record that failed on its own, and turns those
+    /// [`GiveUp`] gives up on into dead letters (their attempt counts in parallel).
+    async fn give_up_on_the_exhausted(
+        &self,
+        give_up: &GiveUp,
+        records: &[Value],
+        metas: &[RecordMeta],
+        outcomes: &mut [Outcome],
+    ) {
+        let now = self.clock.now();
+        let judged = join_all(outcomes.iter().enumerate().filter_map(|(i, outcome)| {
+            let Outcome::Retry(Retry {
+                countable: true, ..
+            }) = outcome
+            else {
+                return None;
+            };
+            let written_at = crate::decode::approximate_creation(&records[i]["dynamodb"]);
+            let id = metas[i].event_id.as_str();
+            Some(async move { (i, give_up.judge(id, written_at, now).await) })
+        }))
+        .await;
+        for (i, (verdict, attempts)) in judged {
+            if let (Some(why), Outcome::Retry(Retry { reason, .. })) = (verdict, &outcomes[i]) {
+                outcomes[i] = Outcome::Dead {
+                    reason: format!("{reason}; given up: {why}"),
+                    attempts,
+                };
+            }
+        }
+    }
+
     /// Processes one record on its own, without dead-lettering it: an operator's
     /// redrive. `Err` carries why it still fails.
     pub async fn redrive(&self, record: &Value) -> Result<(), String> {
@@ -469,12 +571,16 @@ impl Fanout {
         let change = match self.ready(&pending).await {
             Ok(Some(change)) => change,
             Ok(None) => return Ok(()),
-            Err(Outcome::Retry(reason) | Outcome::Dead { reason, .. }) => return Err(reason),
+            Err(Outcome::Retry(Retry { reason, .. }) | Outcome::Dead { reason, .. }) => {
+                return Err(reason);
+            }
             Err(Outcome::Done | Outcome::Skipped) => return Ok(()),
         };
         match self.process(&change, &meta).await {
             Outcome::Done | Outcome::Skipped => {}
-            Outcome::Retry(reason) | Outcome::Dead { reason, .. } => return Err(reason),
+            Outcome::Retry(Retry { reason, .. }) | Outcome::Dead { reason, .. } => {
+                return Err(reason);
+            }
         }
         self.commit().await
     }
@@ -482,32 +588,44 @@ impl Fanout {
     /// Makes everything the sinks took so far durable now: what a consumer calls when a
     /// deferred commit is due, and before it stops.
     pub async fn commit(&self) -> Result<(), String> {
-        self.flush(Flush::Now).await.map(drop)
+        self.flush(Flush::Now).await.map(drop).map_err(|f| f.reason)
     }
 
-    async fn flush(&self, when: Flush) -> Result<Flushed, String> {
+    async fn flush(&self, when: Flush) -> Result<Flushed, FlushFailure> {
         let flushed = join_all(self.sinks.iter().map(|sink| async move {
             let started = tokio::time::Instant::now();
             let flushed = sink.flush(when).await;
             if matches!(flushed, Ok(Flushed::Durable) | Err(_)) {
                 metrics::record_flush(sink.name(), started.elapsed(), flushed.is_ok());
             }
-            flushed.map_err(|e| format!("{}: flush failed: {e}", sink.name()))
+            flushed.map_err(|e| {
+                (
+                    format!("{}: flush failed: {e}", sink.name()),
+                    matches!(e, shared::Error::Blocked(_)),
+                )
+            })
         }))
         .await;
         let mut failures = Vec::new();
+        let mut blocked = true;
         let mut all = Flushed::Durable;
         for flushed in flushed {
             match flushed {
                 Ok(flushed) => all = all.and(flushed),
-                Err(e) => failures.push(e),
+                Err((e, is_blocked)) => {
+                    failures.push(e);
+                    blocked &= is_blocked;
+                }
             }
         }
         if failures.is_empty() {
             Ok(all)
         } else {
             tracing::warn!(failures = ?failures, "sink flush failed; the batch will be retried");
-            Err(failures.join("; "))
+            Err(FlushFailure {
+                reason: failures.join("; "),
+                blocked,
+            })
         }
     }
 
@@ -526,8 +644,8 @@ impl Fanout {
         let Some(bodies) = &self.bodies else {
             // A deployment error (the handler is not given the versions table), not a
             // bad record: it blocks until it is fixed.
-            return Err(Outcome::Retry(
-                "the record's body is paged out, and this fan-out has no body archive to read it from".into(),
+            return Err(Retry::held(
+                "the record's body is paged out, and this fan-out has no body archive to read it from",
             ));
         };
         match bodies.finish(Unfinished::clone(unfinished)).await {
@@ -539,7 +657,10 @@ impl Fanout {
                 );
                 Ok(None)
             }
-            Err(BodyError::Archive(e)) => Err(Outcome::Retry(e.to_string())),
+            Err(BodyError::Archive(e)) => {
+                let blocked = matches!(e, shared::Error::Blocked(_));
+                Err(Retry::of(e.to_string(), blocked))
+            }
             Err(e @ BodyError::Corrupt(_)) => Err(Outcome::Dead {
                 reason: e.to_string(),
                 attempts: 1,
@@ -565,7 +686,9 @@ impl Fanout {
             for result in results {
                 match result {
                     Ok(()) => {}
-                    Err(SinkFailure::Transient(reason)) => return Outcome::Retry(reason),
+                    Err(SinkFailure::Transient { reason, blocked }) => {
+                        return Retry::of(reason, blocked);
+                    }
                     Err(SinkFailure::Permanent { reason, attempts }) => {
                         permanent.get_or_insert((reason, attempts));
                     }
@@ -578,9 +701,12 @@ impl Fanout {
                 (change.kind, &self.bodies, self.forgets_versions)
                 && let Err(e) = bodies.forget(&change.document_id).await
             {
-                return Outcome::Retry(format!(
-                    "the deletion was delivered, but forgetting the document's versions failed: {e}"
-                ));
+                return Retry::of(
+                    format!(
+                        "the deletion was delivered, but forgetting the document's versions failed: {e}"
+                    ),
+                    matches!(e, shared::Error::Blocked(_)),
+                );
             }
             Outcome::Done
         }
@@ -615,10 +741,10 @@ impl Fanout {
                 Err(e) if sink.is_retriable(&e) => {
                     metrics::record_delivery(sink.name(), elapsed, DeliveryOutcome::Failed);
                     tracing::warn!(error = %e, attempt, "sink still failing; reporting the record");
-                    return Err(SinkFailure::Transient(format!(
-                        "{}: {e} (after {attempt} attempts)",
-                        sink.name()
-                    )));
+                    return Err(SinkFailure::Transient {
+                        reason: format!("{}: {e} (after {attempt} attempts)", sink.name()),
+                        blocked: matches!(e, shared::Error::Blocked(_)),
+                    });
                 }
                 Err(e) => {
                     metrics::record_delivery(sink.name(), elapsed, DeliveryOutcome::Failed);

@@ -5,6 +5,8 @@
 //!   [`bodies`]: reading back the bodies a record left out;
 //! - [`handler`]: [`handle`], the batch handler shared by the embedded poller and the
 //!   Lambda entry point, with its retries, partial batch response and dead letters;
+//!   [`give_up`]: a Lambda consumer dead-letters a record that keeps failing before its
+//!   event source mapping gives up on it;
 //! - [`sinks`]: search, notifications, audit, analysis and events, one folder each;
 //! - [`analysis`]: the analysis worker and the text analysis it runs;
 //! - [`poller`]: the embedded event source mapping over the SQLite change log;
@@ -27,6 +29,7 @@ pub mod aws;
 pub mod bodies;
 pub mod decode;
 pub mod embedded;
+pub mod give_up;
 pub mod handler;
 pub mod metrics;
 pub mod poller;

@@ -491,10 +491,37 @@ def check_tables(t: Template) -> Problems:
     return problems
 
 
-def check_ttl(t: Template) -> Problems:
-    """Stale WebSocket connections and subscriptions expire by TTL on expiresAt."""
+def check_give_up(t: Template) -> Problems:
+    """The index consumer dead-letters a failing record whole before its mapping gives
+    up on it (which keeps only metadata): its give-up limits are set, strictly below the
+    mapping's, and it can count attempts in its own table."""
     problems: Problems = []
-    for name in ("ConnectionsTable", "SubscriptionsTable"):
+    env = function_env(t, "StreamHandlerFunction")
+    mapping = props(t, "DocumentsStreamMapping")
+    for variable, knob in (
+        ("DOCFAN_STREAM_MAX_RETRIES", "MaximumRetryAttempts"),
+        ("DOCFAN_STREAM_MAX_RECORD_AGE_SECS", "MaximumRecordAgeInSeconds"),
+    ):
+        try:
+            ours, theirs = int(env.get(variable)), int(mapping.get(knob))
+        except (TypeError, ValueError):
+            problems.append(f"StreamHandlerFunction: {variable} and the mapping's {knob} must be numbers")
+            continue
+        if theirs >= 0 and not 0 <= ours < theirs:
+            problems.append(f"StreamHandlerFunction: {variable} ({ours}) must be below the mapping's {knob} ({theirs})")
+    if env.get("DOCFAN_ATTEMPTS_TABLE") != {"Ref": "AttemptsTable"}:
+        problems.append("StreamHandlerFunction: DOCFAN_ATTEMPTS_TABLE must be !Ref AttemptsTable")
+    role = props(t, "StreamHandlerFunction").get("Role", {}).get("Fn::GetAtt", [None])[0]
+    if not role_allows(t, role, "dynamodb:UpdateItem", {"Fn::GetAtt": ["AttemptsTable", "Arn"]}):
+        problems.append("the stream handler's role must be allowed dynamodb:UpdateItem on AttemptsTable")
+    return problems
+
+
+def check_ttl(t: Template) -> Problems:
+    """Stale WebSocket connections and subscriptions, and old attempt counts, expire by
+    TTL on expiresAt."""
+    problems: Problems = []
+    for name in ("ConnectionsTable", "SubscriptionsTable", "AttemptsTable"):
         ttl = props(t, name).get("TimeToLiveSpecification", {})
         if ttl.get("Enabled") is not True or ttl.get("AttributeName") != "expiresAt":
             problems.append(f"{name}: TTL must be enabled on expiresAt")
@@ -1006,6 +1033,7 @@ CHECKS: list[Callable[[Template], Problems]] = [
     check_tables,
     check_versions,
     check_ttl,
+    check_give_up,
     check_iam,
     check_alarms,
     check_jwt_secret,
@@ -1163,6 +1191,12 @@ WEAKENINGS: list[tuple[str, Callable[[Template], Problems], Callable[[Template],
     ("audit version as a string", check_tables, _set("Resources/AuditTable/Properties/AttributeDefinitions/1/AttributeType", "S")),
     ("members without sort key", check_tables, _del("Resources/MembersTable/Properties/KeySchema/1")),
     ("analysis results streamed", check_tables, _set("Resources/AnalysisTable/Properties/StreamSpecification", {"StreamViewType": "NEW_IMAGE"})),
+    ("give-up retries as many as the mapping's", check_give_up, _set("Resources/StreamHandlerFunction/Properties/Environment/Variables/DOCFAN_STREAM_MAX_RETRIES", "10")),
+    ("give-up age past the mapping's", check_give_up, _set("Resources/StreamHandlerFunction/Properties/Environment/Variables/DOCFAN_STREAM_MAX_RECORD_AGE_SECS", "7200")),
+    ("no give-up age", check_give_up, _del("Resources/StreamHandlerFunction/Properties/Environment/Variables/DOCFAN_STREAM_MAX_RECORD_AGE_SECS")),
+    ("attempts not counted", check_give_up, _del("Resources/StreamHandlerFunction/Properties/Environment/Variables/DOCFAN_ATTEMPTS_TABLE")),
+    ("attempts table unwritable", check_give_up, _without_statement("StreamHandlerRole", "Attempts")),
+    ("attempt counts kept for ever", check_ttl, _del("Resources/AttemptsTable/Properties/TimeToLiveSpecification")),
     ("no index by user", check_tables, _del("Resources/ConnectionsTable/Properties/GlobalSecondaryIndexes")),
     ("index by user counts expired connections", check_tables, _set("Resources/ConnectionsTable/Properties/GlobalSecondaryIndexes/0/Projection", {"ProjectionType": "KEYS_ONLY"})),
     ("provisioned billing", check_tables, _set("Resources/ConnectionsTable/Properties/BillingMode", "PROVISIONED")),

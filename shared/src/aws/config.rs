@@ -12,6 +12,7 @@
 //! | `DOCFAN_VERSIONS_TABLE` | (documentId, version) kept versions: body operations and snapshots | `docfan-versions` |
 //! | `DOCFAN_AUDIT_TABLE` | (documentId, version) audit entries | `docfan-audit` |
 //! | `DOCFAN_ANALYSIS_TABLE` | the latest analysis per document | `docfan-analysis` |
+//! | `DOCFAN_ATTEMPTS_TABLE` | failed attempts of stream records (the index consumer's give-up count) | `docfan-attempts` |
 //! | `DOCFAN_ANALYSIS_QUEUE_URL` | the SQS queue of analysis jobs | none (required by the queue) |
 //! | `DOCFAN_DEAD_LETTER_QUEUE_URL` | the SQS queue of dead letters (whole records + reason) | none (required by the DLQ) |
 //! | `DOCFAN_OPENSEARCH_URL` | the OpenSearch endpoint | none (required by search) |
@@ -35,9 +36,9 @@ use opensearch::http::Url;
 use opensearch::http::transport::{SingleNodeConnectionPool, TransportBuilder};
 
 use super::{
-    ConnectionPusher, DynamoDbAnalysisStore, DynamoDbAuditLog, DynamoDbConnectionRegistry,
-    DynamoDbDocumentStore, EventBridgeBus, EventBridgeConfig, EventBusName, OpenSearchIndex,
-    SqsAnalysisQueue, SqsDeadLetterQueue,
+    ConnectionPusher, DynamoDbAnalysisStore, DynamoDbAttemptLog, DynamoDbAuditLog,
+    DynamoDbConnectionRegistry, DynamoDbDocumentStore, EventBridgeBus, EventBridgeConfig,
+    EventBusName, OpenSearchIndex, SqsAnalysisQueue, SqsDeadLetterQueue,
 };
 use crate::clock::Clock;
 use crate::{Error, Result};
@@ -54,6 +55,8 @@ pub struct TableNames {
     pub subscriptions: String,
     pub audit: String,
     pub analysis: String,
+    /// Failed attempts of stream records (`recordId`), for the Lambda index consumer.
+    pub attempts: String,
 }
 
 impl TableNames {
@@ -67,6 +70,7 @@ impl TableNames {
             subscriptions: format!("{prefix}-subscriptions"),
             audit: format!("{prefix}-audit"),
             analysis: format!("{prefix}-analysis"),
+            attempts: format!("{prefix}-attempts"),
         }
     }
 }
@@ -141,6 +145,7 @@ impl AwsConfig {
             subscriptions: table("DOCFAN_SUBSCRIPTIONS_TABLE", defaults.subscriptions),
             audit: table("DOCFAN_AUDIT_TABLE", defaults.audit),
             analysis: table("DOCFAN_ANALYSIS_TABLE", defaults.analysis),
+            attempts: table("DOCFAN_ATTEMPTS_TABLE", defaults.attempts),
         };
         let opensearch = match var("DOCFAN_OPENSEARCH_URL") {
             None => None,
@@ -276,6 +281,10 @@ impl AwsClients {
 
     pub fn audit_log(&self) -> DynamoDbAuditLog {
         DynamoDbAuditLog::new(self.dynamodb.clone(), &self.config.tables.audit)
+    }
+
+    pub fn attempt_log(&self, clock: Arc<dyn Clock>) -> DynamoDbAttemptLog {
+        DynamoDbAttemptLog::new(self.dynamodb.clone(), &self.config.tables.attempts, clock)
     }
 
     pub fn analysis_store(&self) -> DynamoDbAnalysisStore {

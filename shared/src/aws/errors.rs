@@ -1,11 +1,14 @@
-//! SDK failures as [`Error`] variants: what may pass when tried again (throttling,
-//! timeouts, connection failures, 5xx) is [`Error::Unavailable`]; everything else is
-//! [`Error::Unknown`]. The SDK has already retried transient failures with its own
-//! backoff when one reaches these functions.
+//! SDK failures as [`Error`] variants, the same in every AWS adapter:
+//! - what may pass when tried again (throttling, timeouts, connection failures, 5xx) is
+//!   [`Error::Unavailable`];
+//! - a deployment fault (the role may not do this, the table, queue or bus does not
+//!   exist, the credentials are not recognised) is [`Error::Blocked`]: the request is
+//!   sound and succeeds once an operator fixes the deployment, so the fan-out fails the
+//!   batch (and alarms) rather than dead-lettering the record;
+//! - everything else is [`Error::Unknown`].
 //!
-//! [`sdk_error_or_blocked`] also tells a deployment fault (access denied, a missing
-//! resource: [`Error::Blocked`]) from a fault of the request; adapters move to it one by
-//! one (the EventBridge bus uses it).
+//! The SDK has already retried transient failures with its own backoff when one reaches
+//! these functions.
 
 use std::fmt::Debug;
 
@@ -83,7 +86,7 @@ pub fn conditional_put_outcome(
     }
 }
 
-/// Maps an SDK failure of operation `what`.
+/// Maps an SDK failure of operation `what` (see the module's classes).
 pub fn sdk_error<E>(what: &str, err: SdkError<E, HttpResponse>) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
@@ -94,30 +97,16 @@ where
         }
         SdkError::ServiceError(service) => {
             let status = service.raw().status().as_u16();
-            let transient = status >= 500
-                || status == 429
-                || service.err().code().is_some_and(is_transient_code);
-            if transient {
+            let code = service.err().code();
+            if code.is_some_and(is_blocking_code) {
+                Error::Blocked(format!("{what}: {}", describe(&err)))
+            } else if status >= 500 || status == 429 || code.is_some_and(is_transient_code) {
                 Error::Unavailable(format!("{what}: {}", describe(&err)))
             } else {
                 Error::Unknown(anyhow::anyhow!("{what}: {}", describe(&err)))
             }
         }
         _ => Error::Unknown(anyhow::anyhow!("{what}: {}", describe(&err))),
-    }
-}
-
-/// [`sdk_error`], with authorization and missing-resource failures as
-/// [`Error::Blocked`]: retried (the batch fails and alarms) rather than dead-lettered.
-pub fn sdk_error_or_blocked<E>(what: &str, err: SdkError<E, HttpResponse>) -> Error
-where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-{
-    match err.code() {
-        Some(code) if is_blocking_code(code) => {
-            Error::Blocked(format!("{what}: {}", describe(&err)))
-        }
-        _ => sdk_error(what, err),
     }
 }
 

@@ -38,7 +38,7 @@ use aws_sdk_eventbridge::operation::put_events::PutEventsOutput;
 use aws_sdk_eventbridge::primitives::DateTime;
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 
-use super::errors::{is_blocking_code, is_transient_code, sdk_error_or_blocked};
+use super::errors::{is_blocking_code, is_transient_code, sdk_error};
 use crate::events::DocumentEvent;
 use crate::ports::EventBus;
 use crate::retry::RetryPolicy;
@@ -117,7 +117,7 @@ impl fmt::Display for EventBusName {
 /// The SDK client implements it; tests script it to fail chosen entries.
 #[async_trait]
 pub trait EventBridgeApi: Send + Sync + 'static {
-    /// One `PutEvents` request. Errors: as [`sdk_error_or_blocked`] classifies the
+    /// One `PutEvents` request. Errors: as [`sdk_error`] classifies the
     /// request's failure (not its entries').
     async fn put_events(&self, entries: Vec<PutEventsRequestEntry>) -> Result<PutEventsOutput>;
 
@@ -133,7 +133,7 @@ impl EventBridgeApi for aws_sdk_eventbridge::Client {
             .set_entries(Some(entries))
             .send()
             .await
-            .map_err(|e| sdk_error_or_blocked("PutEvents", e))
+            .map_err(|e| sdk_error("PutEvents", e))
     }
 
     async fn describe_event_bus(&self, name: &str) -> Result<()> {
@@ -142,7 +142,7 @@ impl EventBridgeApi for aws_sdk_eventbridge::Client {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| sdk_error_or_blocked("DescribeEventBus", e))
+            .map_err(|e| sdk_error("DescribeEventBus", e))
     }
 }
 
@@ -768,7 +768,7 @@ mod tests {
 
     #[test]
     fn request_failures_are_classified_honestly() {
-        let classify = |status, code| sdk_error_or_blocked("PutEvents", sdk_failure(status, code));
+        let classify = |status, code| sdk_error("PutEvents", sdk_failure(status, code));
         for (status, code) in [
             (400, "ThrottlingException"),
             (500, "InternalException"),

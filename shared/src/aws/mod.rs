@@ -11,6 +11,8 @@
 //! - [`connection_registry`]: WebSocket connections and subscriptions on DynamoDB;
 //! - [`push`]: `post_to_connection` through the API Gateway Management API;
 //! - [`audit_log`], [`analysis_store`]: the audit trail and analysis results on DynamoDB;
+//! - [`attempt_log`]: the failed attempts of stream records, so a Lambda consumer
+//!   dead-letters a record before the event source mapping gives up on it;
 //! - [`analysis_queue`], [`dead_letter`]: the analysis jobs and the dead letters on SQS;
 //! - [`search_index`]: the search index on OpenSearch;
 //! - [`event_bus`]: events for other consumers, `PutEvents` to an EventBridge bus;
@@ -22,6 +24,7 @@
 
 pub mod analysis_queue;
 pub mod analysis_store;
+pub mod attempt_log;
 pub mod audit_log;
 pub mod config;
 pub mod connection_registry;
@@ -35,6 +38,7 @@ pub mod tables;
 
 pub use analysis_queue::SqsAnalysisQueue;
 pub use analysis_store::DynamoDbAnalysisStore;
+pub use attempt_log::DynamoDbAttemptLog;
 pub use audit_log::DynamoDbAuditLog;
 pub use config::{AwsClients, AwsConfig, OpenSearchConfig, TableNames};
 pub use connection_registry::DynamoDbConnectionRegistry;

@@ -181,12 +181,20 @@ fn unavailable(what: &str, err: opensearch::Error) -> Error {
     Error::Unavailable(format!("OpenSearch {what}: {err}"))
 }
 
-/// The error of a response that is not a success, by status.
+/// The error of a response that is not a success, by status: 5xx and 429 may pass;
+/// 401 and 403 (the role is not mapped, the domain policy refuses it, a request signed
+/// wrongly) are the deployment's fault ([`Error::Blocked`]); the rest is the request's.
 async fn failure(what: &str, response: Response) -> Error {
     let status = response.status_code();
     let body = response.text().await.unwrap_or_default();
     let body: String = body.chars().take(500).collect();
-    if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+    failure_of(what, status, &body)
+}
+
+fn failure_of(what: &str, status: StatusCode, body: &str) -> Error {
+    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+        Error::Blocked(format!("OpenSearch {what}: {status}: {body}"))
+    } else if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
         Error::Unavailable(format!("OpenSearch {what}: {status}: {body}"))
     } else {
         Error::Unknown(anyhow::anyhow!("OpenSearch {what}: {status}: {body}"))
@@ -263,14 +271,7 @@ impl OpenSearchIndex {
                 {
                     return Ok(());
                 }
-                if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-                    return Err(Error::Unavailable(format!(
-                        "OpenSearch creating the index: {status}: {body}"
-                    )));
-                }
-                Err(Error::Unknown(anyhow::anyhow!(
-                    "OpenSearch creating the index: {status}: {body}"
-                )))
+                Err(failure_of("creating the index", status, &body.to_string()))
             })
             .await
             .map(|_| ())
@@ -451,6 +452,26 @@ mod tests {
 
     fn both(title: Value, body: Value) -> Value {
         json!({ "bool": { "should": [title, body], "minimum_should_match": 1 } })
+    }
+
+    #[test]
+    fn refusals_by_the_domain_are_blocked_overload_may_pass_the_rest_is_the_requests() {
+        for (status, blocked, transient) in [
+            (StatusCode::UNAUTHORIZED, true, true),
+            (StatusCode::FORBIDDEN, true, true),
+            (StatusCode::TOO_MANY_REQUESTS, false, true),
+            (StatusCode::SERVICE_UNAVAILABLE, false, true),
+            (StatusCode::BAD_REQUEST, false, false),
+            (StatusCode::CONFLICT, false, false),
+        ] {
+            let err = failure_of("indexing", status, "{}");
+            assert_eq!(
+                matches!(err, Error::Blocked(_)),
+                blocked,
+                "{status}: {err:?}"
+            );
+            assert_eq!(err.is_transient(), transient, "{status}: {err:?}");
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! | subscriptions | `documentId` (S), `connectionId` (S) | GSI `byConnection` (`connectionId`, `documentId`, keys only); TTL on `expiresAt` |
 //! | audit | `documentId` (S), `version` (N) | |
 //! | analysis | `documentId` (S) | |
+//! | attempts | `recordId` (S) | TTL on `expiresAt` |
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
@@ -102,6 +103,15 @@ pub async fn create_tables(client: &Client, names: &TableNames) -> Result<()> {
         None,
         false,
         None,
+    )
+    .await?;
+    create(
+        client,
+        &names.attempts,
+        &[("recordId", S)],
+        None,
+        false,
+        Some(EXPIRES_AT),
     )
     .await?;
     Ok(())

@@ -4,6 +4,7 @@
 //! alike.
 
 mod analysis;
+mod attempt_log;
 mod audit_log;
 mod connection_registry;
 mod dead_letter;
@@ -13,6 +14,7 @@ mod notifier;
 mod search_index;
 
 pub use analysis::{AnalysisJob, AnalysisQueue, AnalysisStore, ReceivedJob};
+pub use attempt_log::AttemptLog;
 pub use audit_log::AuditLog;
 pub use connection_registry::{
     Connection, ConnectionId, ConnectionRegistry, PresenceCursor, SubscribeOptions, Subscriber,

@@ -10,7 +10,11 @@
 //!   `post_to_connection`, with no batching window, so a frame never waits for the
 //!   index sinks; what it cannot deliver it logs and drops.
 //!
-//! Environment: `DOCFAN_STREAM_CONSUMER` (required), the AWS adapters' variables (see
+//! Environment: `DOCFAN_STREAM_CONSUMER` (required); for `index`, also required,
+//! `DOCFAN_STREAM_MAX_RETRIES` and `DOCFAN_STREAM_MAX_RECORD_AGE_SECS`, below the
+//! mapping's own limits, at which it dead-letters a record that keeps failing
+//! (`stream_handler::give_up`, counting attempts in `DOCFAN_ATTEMPTS_TABLE`); the AWS
+//! adapters' variables (see
 //! `shared::aws::config`: the versions table for long bodies; for `index` the audit
 //! table, `DOCFAN_ANALYSIS_QUEUE_URL`, `DOCFAN_DEAD_LETTER_QUEUE_URL`,
 //! `DOCFAN_OPENSEARCH_URL`, `DOCFAN_OPENSEARCH_INDEX` and optionally
@@ -42,7 +46,7 @@ async fn main() -> Result<(), Error> {
             &clients,
             Arc::clone(&clock),
         )?),
-        Consumer::Index => Arc::new(NoSubscribers),
+        Consumer::Index(_) => Arc::new(NoSubscribers),
     };
     let fanout = stream_handler::aws::consumer_fanout(&clients, notifier, clock, consumer)?;
     let fanout = &fanout;

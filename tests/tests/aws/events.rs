@@ -172,7 +172,11 @@ async fn changes_reach_a_rules_queue_through_the_index_consumer_in_the_contracts
     );
 
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let fanout = consumer_fanout(&clients, Arc::new(NoSubscribers), clock, Consumer::Index)
+    let index = Consumer::Index(stream_handler::give_up::GiveUpRules {
+        max_retries: 8,
+        max_age: std::time::Duration::from_secs(3000),
+    });
+    let fanout = consumer_fanout(&clients, Arc::new(NoSubscribers), clock, index)
         .expect("the index consumer builds");
     assert!(fanout.sinks().iter().any(|s| s.name() == "events"));
     let response = fanout.handle_event(&json!({ "Records": records })).await;
@@ -327,6 +331,8 @@ async fn the_lambda_index_consumer_publishes_to_its_bus_and_refuses_a_malformed_
             .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
             .env("AWS_REGION", emulators::REGION)
             .env("DOCFAN_STREAM_CONSUMER", "index")
+            .env("DOCFAN_STREAM_MAX_RETRIES", "8")
+            .env("DOCFAN_STREAM_MAX_RECORD_AGE_SECS", "3000")
             .env("DOCFAN_EVENT_BUS_NAME", "docfan dev")
             .output(),
     )

@@ -78,3 +78,74 @@ fn missing_configuration_is_reported_by_name() {
         );
     }
 }
+
+/// A deployment fault (a table or queue that does not exist: what a wrong name or a
+/// policy that hides the resource looks like) is `Blocked`, whichever adapter meets it;
+/// through the handler it fails the batch and dead-letters nothing, so the record is
+/// delivered once the deployment is fixed.
+#[tokio::test]
+#[ignore = "needs moto and OpenSearch: run tests/run"]
+async fn missing_resources_block_the_batch_and_dead_letter_nothing() {
+    use shared::ports::{AnalysisJob, AnalysisQueue};
+    use stream_handler::sinks::notifications::NoSubscribers;
+    use tests::port_suites::{new_document, unique_user};
+
+    let clients = crate::emulators::aws(crate::emulators::Wants {
+        search: true,
+        ..Default::default()
+    })
+    .await;
+    let doc = new_document(&unique_user("ann"), "Blocked", "until fixed", &[]);
+    clients.document_store().create(&doc).await.unwrap();
+    let records = crate::stream::read_stream(&clients).await;
+
+    let mut config = clients.config.clone();
+    config.tables.audit = format!("{}-missing", config.tables.audit);
+    config.analysis_queue_url = config
+        .analysis_queue_url
+        .map(|url| format!("{url}-missing"));
+    let broken = AwsClients::from_sdk_config(config, clients.sdk.clone()).unwrap();
+    let blocked = |r: Result<(), Error>| matches!(r, Err(Error::Blocked(_)));
+    assert!(blocked(
+        broken.audit_log().get(&doc.id, 1).await.map(|_| ())
+    ));
+    let queue = broken.analysis_queue(Arc::new(SystemClock)).unwrap();
+    assert!(blocked(
+        queue
+            .enqueue(&AnalysisJob {
+                document_id: doc.id,
+                version: 1,
+            })
+            .await
+            .map(|_| ())
+    ));
+
+    let clock = Arc::new(SystemClock);
+    let fanout = stream_handler::aws::fanout(&broken, Arc::new(NoSubscribers), clock.clone())
+        .unwrap()
+        .index();
+    let response = fanout.handle(&records).await;
+    assert_eq!(response.batch_item_failures.len(), 1, "the batch fails");
+    let dlq = clients.dead_letter_queue(clock.clone()).unwrap();
+    assert_eq!(dlq.depth().await.unwrap(), 0, "nothing is dead-lettered");
+
+    // Fixed: the same records go through.
+    let fixed = stream_handler::aws::fanout(&clients, Arc::new(NoSubscribers), clock)
+        .unwrap()
+        .index();
+    assert!(fanout_succeeds(&fixed, &records).await);
+    assert_eq!(
+        clients
+            .audit_log()
+            .list(&doc.id, None, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(dlq.depth().await.unwrap(), 0);
+}
+
+async fn fanout_succeeds(fanout: &stream_handler::Fanout, records: &[serde_json::Value]) -> bool {
+    fanout.handle(records).await.batch_item_failures.is_empty()
+}

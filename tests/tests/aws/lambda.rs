@@ -152,6 +152,10 @@ pub(crate) async fn invoke(
         .env("DOCFAN_SUBSCRIPTIONS_TABLE", &config.tables.subscriptions)
         .env("DOCFAN_AUDIT_TABLE", &config.tables.audit)
         .env("DOCFAN_ANALYSIS_TABLE", &config.tables.analysis)
+        .env("DOCFAN_ATTEMPTS_TABLE", &config.tables.attempts)
+        // As the template sets them for the index consumer, below its mapping's limits.
+        .env("DOCFAN_STREAM_MAX_RETRIES", "8")
+        .env("DOCFAN_STREAM_MAX_RECORD_AGE_SECS", "3000")
         .env(
             "DOCFAN_ANALYSIS_QUEUE_URL",
             config.analysis_queue_url.clone().unwrap(),
@@ -303,6 +307,26 @@ async fn lambda_stream_handler_fans_a_stream_batch_out() {
     let said = String::from_utf8_lossy(&refused.stderr).into_owned()
         + &String::from_utf8_lossy(&refused.stdout);
     assert!(said.contains("DOCFAN_STREAM_CONSUMER is not set"), "{said}");
+    // Nor when the index consumer is not told when to give up on a failing record.
+    let refused = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(lambda_binary("lambda-stream-handler"))
+            .env_clear()
+            .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
+            .env("AWS_REGION", REGION)
+            .env("DOCFAN_STREAM_CONSUMER", "index")
+            .output(),
+    )
+    .await
+    .expect("the function exits at once")
+    .unwrap();
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr).into_owned()
+        + &String::from_utf8_lossy(&refused.stdout);
+    assert!(
+        said.contains("DOCFAN_STREAM_MAX_RETRIES is not set"),
+        "{said}"
+    );
 
     // The index consumer: search and the audit trail, nobody notified.
     let (kind, response) = invoke(

@@ -49,6 +49,7 @@ mod emulators;
 mod event_patterns;
 mod events;
 mod failures;
+mod give_up;
 mod lambda;
 mod opensearch;
 mod push;
