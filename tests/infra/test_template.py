@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import json
 import pathlib
+import re
 import tomllib
 from typing import Any, Callable
 
@@ -1531,3 +1532,35 @@ def test_functions_are_built_from_declared_binaries(template: Template) -> None:
     weakened = copy.deepcopy(template)
     weakened["Resources"]["WebSocketFunction"]["Metadata"]["BuildProperties"]["Binary"] = "lambda-ws"
     assert binary_problems(weakened, binaries, script)
+
+
+# What each Lambda function refuses to start without (shared::aws::config::required),
+# by the function the template runs it as.
+REQUIRED_SOURCE = ROOT / "shared" / "src" / "aws" / "config.rs"
+REQUIRED_BY = {
+    "API": "ApiFunction",
+    "WEBSOCKET": "WebSocketFunction",
+    "INDEX_CONSUMER": "StreamHandlerFunction",
+    "LIVE_CONSUMER": "LiveStreamHandlerFunction",
+    "ANALYSIS_WORKER": "AnalysisWorkerFunction",
+}
+
+
+def required_variables(source: str) -> dict[str, list[str]]:
+    """The `pub const NAME: &[&str] = &[...]` lists of the `required` module."""
+    module = source[source.index("pub mod required {") :]
+    return {
+        name: re.findall(r'"([A-Z0-9_]+)"', body)
+        for name, body in re.findall(r"pub const ([A-Z_]+): &\[&str\] = &\[(.*?)\];", module, re.S)
+    }
+
+
+def test_functions_are_given_every_variable_they_require(template: Template) -> None:
+    """A function started by this template never stops at cold start for a variable the
+    template forgot."""
+    required = required_variables(REQUIRED_SOURCE.read_text())
+    assert set(required) == set(REQUIRED_BY), required
+    for name, function in REQUIRED_BY.items():
+        assert required[name], name
+        missing = [v for v in required[name] if v not in function_env(template, function)]
+        assert missing == [], f"{function} lacks {missing}"

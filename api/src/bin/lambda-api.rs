@@ -17,6 +17,7 @@ use api::http::rate_limit::RateLimit;
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     shared::telemetry::init(shared::aws::config::log_format());
+    shared::aws::config::require(shared::aws::config::required::API)?;
     let app = App::from_aws_env(RateLimit::from_env()?).await?;
     lambda_http::run(app.router).await
 }

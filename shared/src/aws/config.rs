@@ -352,6 +352,78 @@ impl AwsClients {
     }
 }
 
+/// What each Lambda function refuses to start without: the tables, queues and
+/// endpoints it uses, which `AwsConfig` would otherwise default (`docfan-*` table
+/// names) or leave unset until the first call needs them. `infra/template.yaml` sets
+/// every one of them on its function.
+pub mod required {
+    pub const API: &[&str] = &[
+        "DOCFAN_DOCUMENTS_TABLE",
+        "DOCFAN_MEMBERS_TABLE",
+        "DOCFAN_VERSIONS_TABLE",
+        "DOCFAN_AUDIT_TABLE",
+        "DOCFAN_ANALYSIS_TABLE",
+        "DOCFAN_OPENSEARCH_URL",
+    ];
+    pub const WEBSOCKET: &[&str] = &[
+        "DOCFAN_DOCUMENTS_TABLE",
+        "DOCFAN_CONNECTIONS_TABLE",
+        "DOCFAN_SUBSCRIPTIONS_TABLE",
+        "DOCFAN_AUDIT_TABLE",
+        "DOCFAN_WEBSOCKET_ENDPOINT",
+    ];
+    /// The stream's index consumer (search, audit, analysis queue, events).
+    pub const INDEX_CONSUMER: &[&str] = &[
+        "DOCFAN_VERSIONS_TABLE",
+        "DOCFAN_AUDIT_TABLE",
+        "DOCFAN_ATTEMPTS_TABLE",
+        "DOCFAN_ANALYSIS_QUEUE_URL",
+        "DOCFAN_DEAD_LETTER_QUEUE_URL",
+        "DOCFAN_OPENSEARCH_URL",
+    ];
+    /// The stream's live consumer (notifications).
+    pub const LIVE_CONSUMER: &[&str] = &[
+        "DOCFAN_VERSIONS_TABLE",
+        "DOCFAN_CONNECTIONS_TABLE",
+        "DOCFAN_SUBSCRIPTIONS_TABLE",
+        "DOCFAN_WEBSOCKET_ENDPOINT",
+    ];
+    pub const ANALYSIS_WORKER: &[&str] = &[
+        "DOCFAN_DOCUMENTS_TABLE",
+        "DOCFAN_VERSIONS_TABLE",
+        "DOCFAN_CONNECTIONS_TABLE",
+        "DOCFAN_SUBSCRIPTIONS_TABLE",
+        "DOCFAN_ANALYSIS_TABLE",
+        "DOCFAN_WEBSOCKET_ENDPOINT",
+    ];
+}
+
+/// Refuses to go on when any of `names` is unset or empty in the process
+/// environment, naming every one missing (a function's check at cold start).
+pub fn require(names: &[&str]) -> anyhow::Result<()> {
+    require_in(names, |name| std::env::var(name).ok())
+}
+
+/// [`require`] over any source of variables.
+pub fn require_in(names: &[&str], var: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+    let missing: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|name| var(name).is_none_or(|v| v.trim().is_empty()))
+        .collect();
+    anyhow::ensure!(
+        missing.is_empty(),
+        "this function needs {} set: {} (infra/template.yaml sets them; nothing is defaulted)",
+        if missing.len() == 1 {
+            "this variable"
+        } else {
+            "these variables"
+        },
+        missing.join(", ")
+    );
+    Ok(())
+}
+
 /// The log format of a Lambda function: `DOCFAN_LOG_FORMAT`, JSON unless it says
 /// `human` (one JSON object per line is what CloudWatch Logs Insights reads).
 pub fn log_format() -> crate::telemetry::LogFormat {
@@ -436,6 +508,26 @@ mod tests {
             .is_err()
         );
         assert!(config(&[("DOCFAN_CONNECTION_TTL_SECONDS", "soon")]).is_err());
+    }
+
+    #[test]
+    fn a_function_names_every_variable_it_is_missing() {
+        let set = |name: &str| match name {
+            "DOCFAN_DOCUMENTS_TABLE" => Some("t-documents".to_owned()),
+            "DOCFAN_AUDIT_TABLE" => Some(" ".to_owned()),
+            _ => None,
+        };
+        require_in(&["DOCFAN_DOCUMENTS_TABLE"], set).unwrap();
+        let e = require_in(required::WEBSOCKET, set)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(
+                "DOCFAN_CONNECTIONS_TABLE, DOCFAN_SUBSCRIPTIONS_TABLE, DOCFAN_AUDIT_TABLE, DOCFAN_WEBSOCKET_ENDPOINT"
+            ),
+            "{e}"
+        );
+        assert!(!e.contains("DOCFAN_DOCUMENTS_TABLE"), "{e}");
     }
 
     #[test]

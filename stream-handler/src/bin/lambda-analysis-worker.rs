@@ -25,6 +25,7 @@ use stream_handler::analysis::{AnalysisWorker, AnalysisWorkerConfig};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init(shared::aws::config::log_format());
+    shared::aws::config::require(shared::aws::config::required::ANALYSIS_WORKER)?;
     let clients = AwsClients::load(AwsConfig::from_env()?).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let dead_letters: Option<Arc<dyn DeadLetterQueue>> = match clients.config.dead_letter_queue_url

@@ -39,6 +39,10 @@ use stream_handler::sinks::notifications::NoSubscribers;
 async fn main() -> Result<(), Error> {
     shared::telemetry::init(shared::aws::config::log_format());
     let consumer = Consumer::from_env()?;
+    shared::aws::config::require(match consumer {
+        Consumer::Live => shared::aws::config::required::LIVE_CONSUMER,
+        Consumer::Index(_) => shared::aws::config::required::INDEX_CONSUMER,
+    })?;
     let clients = AwsClients::load(AwsConfig::from_env()?).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let notifier: Arc<dyn Notifier> = match consumer {

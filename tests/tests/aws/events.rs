@@ -328,6 +328,11 @@ async fn the_lambda_index_consumer_publishes_to_its_bus_and_refuses_a_malformed_
         std::time::Duration::from_secs(60),
         tokio::process::Command::new(lambda_binary("lambda-stream-handler"))
             .env_clear()
+            .envs(
+                shared::aws::config::required::INDEX_CONSUMER
+                    .iter()
+                    .map(|name| (name, "set")),
+            )
             .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
             .env("AWS_REGION", emulators::REGION)
             .env("DOCFAN_STREAM_CONSUMER", "index")

@@ -194,10 +194,72 @@ const HTTP_API_REQUEST: &str = include_str!("fixtures/http-api-request.json");
 const WEBSOCKET_CONNECT: &str = include_str!("fixtures/websocket-connect.json");
 const SQS_EVENT: &str = include_str!("fixtures/sqs-analysis-event.json");
 
+/// Each function refuses to start without the tables, queues and endpoints it uses,
+/// naming every one missing: no `docfan-*` default is guessed in Lambda.
+#[tokio::test]
+async fn every_function_names_the_variables_it_is_started_without() {
+    for (binary, consumer, wants) in [
+        ("lambda-api", None, shared::aws::config::required::API),
+        (
+            "lambda-websocket",
+            None,
+            shared::aws::config::required::WEBSOCKET,
+        ),
+        (
+            "lambda-analysis-worker",
+            None,
+            shared::aws::config::required::ANALYSIS_WORKER,
+        ),
+        (
+            "lambda-stream-handler",
+            Some("index"),
+            shared::aws::config::required::INDEX_CONSUMER,
+        ),
+        (
+            "lambda-stream-handler",
+            Some("live"),
+            shared::aws::config::required::LIVE_CONSUMER,
+        ),
+    ] {
+        let mut command = tokio::process::Command::new(lambda_binary(binary));
+        command
+            .env_clear()
+            .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
+            .env("AWS_REGION", REGION)
+            .env(
+                "DOCFAN_JWT_SECRET",
+                std::str::from_utf8(TEST_SECRET).unwrap(),
+            )
+            .env("DOCFAN_STREAM_MAX_RETRIES", "8")
+            .env("DOCFAN_STREAM_MAX_RECORD_AGE_SECS", "3000")
+            // One of them given: it is not named.
+            .env(wants[0], "given");
+        if let Some(consumer) = consumer {
+            command.env("DOCFAN_STREAM_CONSUMER", consumer);
+        }
+        let refused = tokio::time::timeout(Duration::from_secs(60), command.output())
+            .await
+            .expect("the function exits at once")
+            .unwrap();
+        assert!(!refused.status.success(), "{binary} {consumer:?}");
+        let said = String::from_utf8_lossy(&refused.stderr).into_owned()
+            + &String::from_utf8_lossy(&refused.stdout);
+        assert!(
+            said.contains(&wants[1..].join(", ")),
+            "{binary} {consumer:?}: {said}"
+        );
+        assert!(!said.contains(wants[0]), "{binary} {consumer:?}: {said}");
+    }
+}
+
 #[tokio::test]
 #[ignore = "needs moto and OpenSearch: run tests/run"]
 async fn lambda_api_serves_the_router_behind_an_http_api() {
-    let clients = emulators::aws(Wants::default()).await;
+    let clients = emulators::aws(Wants {
+        search: true,
+        ..Wants::default()
+    })
+    .await;
     let ann = unique_user("ann");
     let doc = new_document(&ann, "Lambda", "served", &[]);
     clients.document_store().create(&doc).await.unwrap();

@@ -29,6 +29,7 @@ use websocket::{ConnectionService, ServiceConfig, ServicePorts};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init(shared::aws::config::log_format());
+    shared::aws::config::require(shared::aws::config::required::WEBSOCKET)?;
     let tokens = TokenConfig::from_env_without_data_dir()?;
     let per_user =
         max_connections_per_user(std::env::var(MAX_CONNECTIONS_PER_USER_VAR).ok().as_deref())?;
