@@ -8,6 +8,8 @@
 //! - [`auth`]: JWTs, HS256 with a shared secret or an OpenID Connect provider's keys;
 //! - [`embedded`]: the one-machine adapters (SQLite, tantivy);
 //! - [`events`]: changes as EventBridge-shaped events, event patterns, webhook signatures;
+//! - [`live`]: the frames the WebSocket contract sends, and who gets which frame of a
+//!   change (both deployments' notifiers);
 //! - `aws` (cargo feature `aws`): the AWS adapters (DynamoDB, SQS, API Gateway, OpenSearch);
 //! - [`retry`]: the one retry policy (exponential backoff with jitter);
 //! - [`clock`], [`error`] and [`telemetry`]: time, the error type, logging setup.
@@ -24,6 +26,7 @@ pub mod domain;
 pub mod embedded;
 pub mod error;
 pub mod events;
+pub mod live;
 pub mod ports;
 pub mod retry;
 pub mod service;

@@ -18,10 +18,9 @@
 // The library's unit tests see the dev-dependencies the integration tests use.
 #![cfg_attr(test, allow(unused_crate_dependencies))]
 
-// The Lambda binaries' runtime and WebSocket notifier, dependencies of the package for
-// them alone.
+// The Lambda binaries' runtime, a dependency of the package for them alone.
 #[cfg(feature = "lambda")]
-use {lambda_runtime as _, websocket as _};
+use lambda_runtime as _;
 
 pub mod analysis;
 #[cfg(feature = "aws")]

@@ -146,28 +146,6 @@ pub fn max_connections_per_user(value: Option<&str>) -> anyhow::Result<usize> {
     }
 }
 
-/// The live notifier of the Lambda functions that fan out (stream handler, analysis
-/// worker): the connection service over the DynamoDB registry, pushing through API
-/// Gateway. It never verifies a token, so its authority has a random secret.
-pub fn live_notifier(
-    clients: &shared::aws::AwsClients,
-    clock: std::sync::Arc<dyn shared::clock::Clock>,
-) -> anyhow::Result<crate::LiveNotifier> {
-    use std::sync::Arc;
-    let service = ConnectionService::new(
-        crate::ServicePorts {
-            registry: Arc::new(clients.connection_registry(Arc::clone(&clock))),
-            documents: Arc::new(clients.document_store()),
-            audit: Arc::new(clients.audit_log()),
-            outbox: Arc::new(ApiGatewayOutbox::new(clients.pusher()?)),
-            tokens: shared::auth::TokenAuthority::with_random_secret(),
-            clock,
-        },
-        crate::ServiceConfig::default(),
-    );
-    Ok(service.notifier())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

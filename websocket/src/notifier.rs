@@ -1,17 +1,20 @@
-//! The fan-out's [`Notifier`]: a change goes to the document's subscribers, its frame
-//! serialized once and shared by all of them.
+//! The fan-out's [`Notifier`] on one machine: a change goes to the document's
+//! subscribers as [`ChangeDeliveries`] decides (its frame serialized once and shared by
+//! all of them), admitted through the replay cursors this process holds.
 
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
-use shared::domain::{Analysis, ChangeEvent, ChangeKind, Document, UserId};
-use shared::ports::{ConnectionId, Notifier, Subscriber};
+use shared::domain::{Analysis, ChangeEvent, Document};
+use shared::live::delivery::analysis_deliveries;
+use shared::live::{ChangeDeliveries, Delivery};
+use shared::ports::{ConnectionId, Notifier};
 use shared::{Error, Result};
 use tracing::Instrument;
 
 use crate::cursors::Admission;
-use crate::frames::{self, Frame};
+use crate::frames::Frame;
 use crate::metrics::{add, bump};
 use crate::outbox::SendError;
 use crate::service::Inner;
@@ -21,13 +24,6 @@ use crate::service::Inner;
 #[derive(Clone)]
 pub struct LiveNotifier {
     inner: Arc<Inner>,
-}
-
-struct Delivery {
-    subscriber: Subscriber,
-    frame: Frame,
-    /// The frame ends the subscription (revocation or deletion).
-    ends: bool,
 }
 
 impl LiveNotifier {
@@ -137,48 +133,16 @@ impl Notifier for LiveNotifier {
             if subscribers.is_empty() {
                 return Ok(());
             }
-            // Each frame is serialized once, and the one with the document only when a
-            // subscriber asked for it.
-            let frame = frames::change(change, false);
-            let with_document = subscribers
-                .iter()
-                .any(|s| s.options.include_document)
-                .then(|| frames::change(change, true));
-            let revoked = frames::access_revoked(&change.document_id);
-            let deleted = change.kind == ChangeKind::Deleted;
-            let latest = change.latest();
-            let mut departed: Vec<UserId> = Vec::new();
-            let deliveries: Vec<Delivery> = subscribers
-                .into_iter()
-                .map(|subscriber| {
-                    if latest.access_for(&subscriber.user).is_some() {
-                        let frame = match (&with_document, subscriber.options.include_document) {
-                            (Some(full), true) => full.clone(),
-                            _ => frame.clone(),
-                        };
-                        Delivery {
-                            subscriber,
-                            frame,
-                            ends: deleted,
-                        }
-                    } else {
-                        if !departed.contains(&subscriber.user) {
-                            departed.push(subscriber.user.clone());
-                        }
-                        Delivery {
-                            subscriber,
-                            frame: revoked.clone(),
-                            ends: true,
-                        }
-                    }
-                })
-                .collect();
-            let count = deliveries.len();
+            let count = subscribers.len();
             // Frames that end a subscription (rare) unsubscribe first, one by one; the
             // rest — the live broadcast — are admitted under one lock and pushed in one
             // call to the outbox.
-            let (ending, live): (Vec<Delivery>, Vec<Delivery>) =
-                deliveries.into_iter().partition(|d| d.ends);
+            let ChangeDeliveries {
+                ending,
+                live,
+                departed,
+                frame,
+            } = ChangeDeliveries::of(change, subscribers);
             let failure: Mutex<Option<Error>> = Mutex::new(None);
             futures_util::stream::iter(ending)
                 .for_each_concurrent(self.inner.config.send_concurrency.max(1), |delivery| {
@@ -192,10 +156,8 @@ impl Notifier for LiveNotifier {
                 .await;
             self.broadcast(change, live).await;
             tracing::debug!(subscribers = count, bytes = frame.len(), "change delivered");
-            if !deleted {
-                for user in departed {
-                    crate::presence::announce_left(&self.inner, &change.document_id, &user).await;
-                }
+            for user in departed {
+                crate::presence::announce_left(&self.inner, &change.document_id, &user).await;
             }
             match failure.into_inner().expect("failure lock") {
                 Some(e) => Err(e),
@@ -211,18 +173,8 @@ impl Notifier for LiveNotifier {
         if subscribers.is_empty() {
             return Ok(());
         }
-        let frame = frames::analysis_completed(analysis);
-        let readers: Vec<_> = subscribers
-            .into_iter()
-            .filter(|s| document.access_for(&s.user).is_some())
-            .collect();
-        self.push(
-            readers
-                .into_iter()
-                .map(|s| (s.connection, frame.clone()))
-                .collect(),
-        )
-        .await;
+        self.push(analysis_deliveries(document, analysis, subscribers))
+            .await;
         Ok(())
     }
 }

@@ -36,9 +36,9 @@ use opensearch::http::Url;
 use opensearch::http::transport::{SingleNodeConnectionPool, TransportBuilder};
 
 use super::{
-    ConnectionPusher, DynamoDbAnalysisStore, DynamoDbAttemptLog, DynamoDbAuditLog,
-    DynamoDbConnectionRegistry, DynamoDbDocumentStore, EventBridgeBus, EventBridgeConfig,
-    EventBusName, OpenSearchIndex, SqsAnalysisQueue, SqsDeadLetterQueue,
+    ApiGatewayNotifier, ConnectionPusher, DynamoDbAnalysisStore, DynamoDbAttemptLog,
+    DynamoDbAuditLog, DynamoDbConnectionRegistry, DynamoDbDocumentStore, EventBridgeBus,
+    EventBridgeConfig, EventBusName, OpenSearchIndex, SqsAnalysisQueue, SqsDeadLetterQueue,
 };
 use crate::clock::Clock;
 use crate::{Error, Result};
@@ -277,6 +277,15 @@ impl AwsClients {
             self.config.connection_ttl,
             clock,
         )
+    }
+
+    /// The notifier of the functions that fan out: the DynamoDB registry and
+    /// `post_to_connection`. Errors: `Invalid` without a WebSocket endpoint.
+    pub fn notifier(&self, clock: Arc<dyn Clock>) -> Result<ApiGatewayNotifier> {
+        Ok(ApiGatewayNotifier::new(
+            Arc::new(self.connection_registry(clock)),
+            self.pusher()?,
+        ))
     }
 
     pub fn audit_log(&self) -> DynamoDbAuditLog {

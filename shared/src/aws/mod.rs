@@ -10,6 +10,7 @@
 //!   is the change stream);
 //! - [`connection_registry`]: WebSocket connections and subscriptions on DynamoDB;
 //! - [`push`]: `post_to_connection` through the API Gateway Management API;
+//!   [`notifier`]: the fan-out's notifier over the registry and the pusher alone;
 //! - [`audit_log`], [`analysis_store`]: the audit trail and analysis results on DynamoDB;
 //! - [`attempt_log`]: the failed attempts of stream records, so a Lambda consumer
 //!   dead-letters a record before the event source mapping gives up on it;
@@ -32,6 +33,7 @@ pub mod dead_letter;
 pub mod document_store;
 pub mod errors;
 pub mod event_bus;
+pub mod notifier;
 pub mod push;
 pub mod search_index;
 pub mod tables;
@@ -45,5 +47,6 @@ pub use connection_registry::DynamoDbConnectionRegistry;
 pub use dead_letter::SqsDeadLetterQueue;
 pub use document_store::DynamoDbDocumentStore;
 pub use event_bus::{EventBridgeBus, EventBridgeConfig, EventBusName};
+pub use notifier::ApiGatewayNotifier;
 pub use push::{ConnectionPusher, MAX_FRAME_BYTES, PushError};
 pub use search_index::OpenSearchIndex;

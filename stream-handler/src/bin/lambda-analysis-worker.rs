@@ -35,10 +35,7 @@ async fn main() -> Result<(), Error> {
     };
     let analyses: Arc<dyn AnalysisStore> = Arc::new(clients.analysis_store());
     let documents: Arc<dyn DocumentStore> = Arc::new(clients.document_store());
-    let notifier: Arc<dyn Notifier> = Arc::new(websocket::apigateway::live_notifier(
-        &clients,
-        Arc::clone(&clock),
-    )?);
+    let notifier: Arc<dyn Notifier> = Arc::new(clients.notifier(Arc::clone(&clock))?);
     let (analyses, documents, notifier, dead_letters, clock) =
         (&analyses, &documents, &notifier, &dead_letters, &clock);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {

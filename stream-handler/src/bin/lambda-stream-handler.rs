@@ -46,10 +46,7 @@ async fn main() -> Result<(), Error> {
     let clients = AwsClients::load(AwsConfig::from_env()?).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let notifier: Arc<dyn Notifier> = match consumer {
-        Consumer::Live => Arc::new(websocket::apigateway::live_notifier(
-            &clients,
-            Arc::clone(&clock),
-        )?),
+        Consumer::Live => Arc::new(clients.notifier(Arc::clone(&clock))?),
         Consumer::Index(_) => Arc::new(NoSubscribers),
     };
     let fanout = stream_handler::aws::consumer_fanout(&clients, notifier, clock, consumer)?;

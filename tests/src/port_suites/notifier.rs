@@ -1,5 +1,5 @@
-//! The [`Notifier`] contract, through the WebSocket connection service on either
-//! transport: changes reach the subscribers who may read them and no one else, a
+//! The [`Notifier`] contract, for the local server's notifier and for the one the Lambda
+//! functions run (the registry and `post_to_connection` alone): changes reach the subscribers who may read them and no one else, a
 //! collaborator removed by a change gets `access.revoked` and is unsubscribed, a
 //! deletion ends every subscription, and a connection found gone is forgotten.
 //!
@@ -28,9 +28,11 @@ pub trait Connections: Send + Sync {
     async fn leave(&self, id: &ConnectionId);
 }
 
-/// What the suite runs on: the service (built on the transport's outbox), its
-/// registry and document store, and the transport.
+/// What the suite runs on: the notifier under test, the service that subscribes
+/// connections (built on the transport's outbox), its registry and document store,
+/// and the transport.
 pub struct NotifierHarness {
+    pub notifier: Arc<dyn Notifier>,
     pub service: ConnectionService,
     pub registry: Arc<dyn ConnectionRegistry>,
     pub documents: Arc<dyn DocumentStore>,
@@ -83,7 +85,7 @@ async fn subscribers(h: &NotifierHarness, document: &DocumentId) -> Vec<String> 
 }
 
 pub async fn run(h: NotifierHarness) {
-    let notifier = h.service.notifier();
+    let notifier = Arc::clone(&h.notifier);
     let (ann, bob, cat) = (unique_user("ann"), unique_user("bob"), unique_user("cat"));
     let v1 = new_document(&ann, "Plan", "draft", &[(&bob, Role::Viewer)]);
     h.documents.create(&v1).await.unwrap();

@@ -230,6 +230,7 @@ async fn notifier_embedded() {
         seen: Default::default(),
     });
     port_suites::notifier::run(NotifierHarness {
+        notifier: Arc::new(service.notifier()),
         service,
         registry,
         documents,
@@ -253,6 +254,9 @@ async fn notifier_api_gateway() {
         Arc::new(ApiGatewayOutbox::new(clients.pusher().unwrap())),
     );
     port_suites::notifier::run(NotifierHarness {
+        // What the live stream consumer and the analysis worker run: no connection
+        // service of their own.
+        notifier: Arc::new(clients.notifier(clock()).unwrap()),
         service,
         registry,
         documents,
