@@ -171,6 +171,10 @@ impl ConnectionRegistry for InProcessRegistry {
                         user: subscription.user.clone(),
                         options: subscription.options,
                         cursor: subscription.cursor,
+                        token_expires_at: state
+                            .connections
+                            .get(connection)
+                            .map(|(c, _)| c.expires_at),
                     })
                     .collect()
             })

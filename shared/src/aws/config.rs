@@ -283,8 +283,9 @@ impl AwsClients {
     /// `post_to_connection`. Errors: `Invalid` without a WebSocket endpoint.
     pub fn notifier(&self, clock: Arc<dyn Clock>) -> Result<ApiGatewayNotifier> {
         Ok(ApiGatewayNotifier::new(
-            Arc::new(self.connection_registry(clock)),
+            Arc::new(self.connection_registry(Arc::clone(&clock))),
             self.pusher()?,
+            clock,
         ))
     }
 

@@ -6,10 +6,12 @@
 //!   deliver `$disconnect`; the index `byUser` counts a user's connections for the
 //!   per-user cap;
 //! - subscriptions (`documentId`, `connectionId`): one item per subscription carrying
-//!   the user, the same `expiresAt`, the subscription's options (`includeDocument`, a
-//!   BOOL) and, while the connection shares one, its presence `cursor` (a map of the
-//!   numbers `anchor` and `head`). A missing `includeDocument` reads as false and a
-//!   missing `cursor` as none, so items written before these attributes still read. A
+//!   the user, the same `expiresAt` and `tokenExpiresAt` (so a push skips an expired
+//!   connection without reading its item; `refresh` updates both), the subscription's
+//!   options (`includeDocument`, a BOOL) and, while the connection shares one, its
+//!   presence `cursor` (a map of the numbers `anchor` and `head`). A missing
+//!   `includeDocument` reads as false, a missing `cursor` and `tokenExpiresAt` as none,
+//!   so items written before these attributes still read. A
 //!   document's subscribers are one strongly consistent `Query` on its partition, so a
 //!   subscription acknowledged by `subscribe` is seen by every later lookup (the
 //!   notification path never reads an index).
@@ -338,9 +340,35 @@ impl ConnectionRegistry for DynamoDbConnectionRegistry {
                 ":now",
                 AttributeValue::N(self.clock.now().timestamp().to_string()),
             )
+            .return_values(ReturnValue::AllNew)
             .send()
             .await;
-        update_of_existing(result)
+        let documents = match &result {
+            Ok(out) => out.attributes().map(documents_of).unwrap_or_default(),
+            Err(_) => BTreeSet::new(),
+        };
+        update_of_existing(result)?;
+        // Each subscription carries the expiry too; one that ended meanwhile stays ended
+        // (the update is conditional on the item, never an upsert).
+        let updates = documents.iter().map(|document| {
+            self.client
+                .update_item()
+                .table_name(&self.subscriptions)
+                .set_key(Some(Self::subscription_key(id, document)))
+                .update_expression("SET #t = :t")
+                .condition_expression("attribute_exists(#c)")
+                .expression_attribute_names("#t", TOKEN_EXPIRES_AT)
+                .expression_attribute_names("#c", CONNECTION_ID)
+                .expression_attribute_values(":t", timestamp(expires_at))
+                .send()
+        });
+        for result in futures_util::future::join_all(updates).await {
+            match update_of_existing(result) {
+                Ok(()) | Err(Error::NotFound) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     async fn remove(&self, id: &ConnectionId) -> Result<()> {
@@ -378,7 +406,7 @@ impl ConnectionRegistry for DynamoDbConnectionRegistry {
             return Err(Error::NotFound);
         };
         let mut subscription = Self::subscription_key(id, document);
-        for name in [USER_ID, EXPIRES_AT] {
+        for name in [USER_ID, EXPIRES_AT, TOKEN_EXPIRES_AT] {
             if let Some(value) = connection.get(name) {
                 subscription.insert(name.to_owned(), value.clone());
             }
@@ -519,6 +547,10 @@ impl ConnectionRegistry for DynamoDbConnectionRegistry {
                         .map_err(|e| decode_error(USER_ID, e))?,
                     options: options_of(item)?,
                     cursor: cursor_of(item)?,
+                    token_expires_at: match item.get(TOKEN_EXPIRES_AT) {
+                        None => None,
+                        Some(_) => Some(time(item, TOKEN_EXPIRES_AT)?),
+                    },
                 });
             }
             start = out.last_evaluated_key;

@@ -7,6 +7,10 @@
 //! - A frame that ends a subscription (a revocation, a deletion) is pushed after the
 //!   subscription is removed, so a failure to remove it fails the delivery (the stream
 //!   retries) before the client is told anything.
+//! - A connection whose token has expired (the expiry is kept with each subscription)
+//!   gets nothing more: it is closed (`DELETE @connections`) and forgotten, as the local
+//!   server closes it when its token runs out. Clients renew with an `auth` frame before
+//!   then.
 //! - A connection API Gateway calls gone (410) is forgotten in the registry.
 //! - A user who lost access is announced `presence.left` to the others, unless another
 //!   of the user's connections still follows the document.
@@ -20,10 +24,11 @@ use futures_util::StreamExt;
 
 use super::push::{ConnectionPusher, PushError};
 use crate::Result;
+use crate::clock::Clock;
 use crate::domain::{Analysis, ChangeEvent, Document, DocumentId, UserId};
 use crate::live::delivery::analysis_deliveries;
 use crate::live::{ChangeDeliveries, Delivery, Frame, frames};
-use crate::ports::{ConnectionId, ConnectionRegistry, Notifier};
+use crate::ports::{ConnectionId, ConnectionRegistry, Notifier, Subscriber};
 
 /// Posts at most this many frames at once per broadcast (the pusher bounds the process
 /// as a whole too).
@@ -34,6 +39,7 @@ const CONCURRENCY: usize = 64;
 pub struct ApiGatewayNotifier {
     registry: Arc<dyn ConnectionRegistry>,
     pusher: ConnectionPusher,
+    clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for ApiGatewayNotifier {
@@ -43,8 +49,39 @@ impl std::fmt::Debug for ApiGatewayNotifier {
 }
 
 impl ApiGatewayNotifier {
-    pub fn new(registry: Arc<dyn ConnectionRegistry>, pusher: ConnectionPusher) -> Self {
-        Self { registry, pusher }
+    pub fn new(
+        registry: Arc<dyn ConnectionRegistry>,
+        pusher: ConnectionPusher,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            registry,
+            pusher,
+            clock,
+        }
+    }
+
+    /// The document's subscribers whose tokens are still valid; the others are closed
+    /// and forgotten.
+    async fn live_subscribers(&self, document: &DocumentId) -> Result<Vec<Subscriber>> {
+        let now = self.clock.now();
+        let (expired, live): (Vec<Subscriber>, Vec<Subscriber>) = self
+            .registry
+            .subscribers(document)
+            .await?
+            .into_iter()
+            .partition(|s| s.expired(now));
+        for subscriber in expired {
+            let connection = &subscriber.connection;
+            tracing::info!(connection = %connection, "closing a connection whose token has expired");
+            match self.pusher.disconnect(connection).await {
+                Ok(()) | Err(PushError::Gone) => self.forget(connection).await,
+                Err(e) => {
+                    tracing::warn!(connection = %connection, error = %e, "could not close an expired connection");
+                }
+            }
+        }
+        Ok(live)
     }
 
     /// Posts each frame to its connection; forgets the connections found gone.
@@ -89,7 +126,7 @@ impl ApiGatewayNotifier {
             return Ok(());
         }
         let frame = frames::presence_left(document, user);
-        let subscribers = self.registry.subscribers(document).await?;
+        let subscribers = self.live_subscribers(document).await?;
         self.push(
             subscribers
                 .into_iter()
@@ -105,7 +142,7 @@ impl ApiGatewayNotifier {
 impl Notifier for ApiGatewayNotifier {
     async fn publish_change(&self, change: &ChangeEvent) -> Result<()> {
         let document = &change.document_id;
-        let subscribers = self.registry.subscribers(document).await?;
+        let subscribers = self.live_subscribers(document).await?;
         if subscribers.is_empty() {
             return Ok(());
         }
@@ -135,7 +172,7 @@ impl Notifier for ApiGatewayNotifier {
     }
 
     async fn publish_analysis(&self, document: &Document, analysis: &Analysis) -> Result<()> {
-        let subscribers = self.registry.subscribers(&document.id).await?;
+        let subscribers = self.live_subscribers(&document.id).await?;
         if !subscribers.is_empty() {
             self.push(analysis_deliveries(document, analysis, subscribers))
                 .await;

@@ -140,6 +140,7 @@ mod tests {
             user: user(name),
             options: SubscribeOptions { include_document },
             cursor: None,
+            token_expires_at: None,
         }
     }
 

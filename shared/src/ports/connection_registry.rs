@@ -56,6 +56,19 @@ pub struct Subscriber {
     /// never in the change stream or the audit trail).
     #[serde(default)]
     pub cursor: Option<PresenceCursor>,
+    /// When the connection's token expires (kept with the subscription, so a push can
+    /// skip a connection whose token has expired without another read); `None` for a
+    /// subscription recorded before it was kept.
+    #[serde(default)]
+    pub token_expires_at: Option<DateTime<Utc>>,
+}
+
+impl Subscriber {
+    /// Whether the connection's token has expired by `now`: nothing more may be pushed
+    /// to it, and it is to be closed.
+    pub fn expired(&self, now: DateTime<Utc>) -> bool {
+        self.token_expires_at.is_some_and(|at| at <= now)
+    }
 }
 
 /// Connections and their subscriptions.
@@ -78,7 +91,8 @@ pub trait ConnectionRegistry: Send + Sync + 'static {
     /// The connection, if registered. Errors: `Unavailable`.
     async fn get(&self, id: &ConnectionId) -> Result<Option<Connection>>;
 
-    /// Replaces the connection's token expiry after an in-band `auth`.
+    /// Replaces the connection's token expiry after an in-band `auth`, on the connection
+    /// and on each of its subscriptions.
     /// Errors: [`Error::NotFound`](crate::Error::NotFound) for an unknown connection; `Unavailable`.
     async fn refresh(&self, id: &ConnectionId, expires_at: DateTime<Utc>) -> Result<()>;
 

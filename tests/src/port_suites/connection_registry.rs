@@ -76,6 +76,27 @@ pub async fn run(registry: Arc<dyn ConnectionRegistry>) {
             (b.id.clone(), bob.clone())
         ])
     );
+    // Each subscription carries its connection's token expiry, through a refresh too.
+    let expiry_of = |subscribers: Vec<Subscriber>, id: &ConnectionId| {
+        subscribers
+            .into_iter()
+            .find(|s| &s.connection == id)
+            .and_then(|s| s.token_expires_at)
+    };
+    assert_eq!(
+        expiry_of(registry.subscribers(&d1).await.unwrap(), &a.id),
+        Some(later)
+    );
+    let renewed = later + TimeDelta::minutes(30);
+    registry.refresh(&a.id, renewed).await.unwrap();
+    assert_eq!(
+        expiry_of(registry.subscribers(&d1).await.unwrap(), &a.id),
+        Some(renewed)
+    );
+    assert_eq!(
+        expiry_of(registry.subscribers(&d1).await.unwrap(), &b.id),
+        Some(b.expires_at)
+    );
     assert_eq!(
         sorted(registry.subscriptions(&b.id).await.unwrap()),
         sorted(vec![d1, d2])
@@ -178,6 +199,7 @@ fn subscriber(
         user: connection.user.clone(),
         options,
         cursor,
+        token_expires_at: Some(connection.expires_at),
     }
 }
 

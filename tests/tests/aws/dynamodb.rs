@@ -271,6 +271,7 @@ async fn subscriptions_written_before_options_and_cursors_still_read() {
         user: ann,
         options: SubscribeOptions::default(),
         cursor: None,
+        token_expires_at: None,
     };
     assert_eq!(
         registry.subscribers(&document).await.unwrap(),

@@ -282,3 +282,102 @@ async fn frames_are_answered_through_post_to_connection_and_disconnect_forgets()
             .is_empty()
     );
 }
+
+/// The live consumer's notifier keeps pushes from outliving a token: the expiry is kept
+/// with each subscription, so a change finds an expired connection without another
+/// read, pushes it nothing, closes it (`DELETE @connections`) and forgets it; a
+/// connection whose token is renewed in-band keeps receiving.
+#[tokio::test]
+#[ignore = "needs moto and OpenSearch: run tests/run"]
+async fn pushes_skip_and_close_a_connection_whose_token_has_expired() {
+    use shared::clock::ManualClock;
+    use shared::domain::ChangeEvent;
+    use shared::ports::Notifier;
+    use tests::port_suites::next_version;
+
+    let gateway = Gateway::start().await;
+    let (ann, bob, cat) = (unique_user("ann"), unique_user("bob"), unique_user("cat"));
+    let doc = new_document(
+        &ann,
+        "Shared",
+        "text",
+        &[(&bob, Role::Viewer), (&cat, Role::Viewer)],
+    );
+    gateway.store.create(&doc).await.unwrap();
+    let authority = TokenAuthority::new(TEST_SECRET).unwrap();
+    let now = Utc::now();
+    // ann's token lasts an hour, bob's three; cat's lasts an hour but is renewed in-band.
+    let tokens = [
+        ("ann=", authority.issue(&ann, TimeDelta::hours(1), now)),
+        ("bob=", authority.issue(&bob, TimeDelta::hours(3), now)),
+        ("cat=", authority.issue(&cat, TimeDelta::hours(1), now)),
+    ];
+    let subscribe = json!({"action": "subscribe", "documentId": doc.id}).to_string();
+    for (id, token) in &tokens {
+        assert_eq!(
+            gateway.send(event(CONNECT, id, Some(token), None)).await,
+            200
+        );
+        assert_eq!(
+            gateway
+                .send(event(MESSAGE, id, None, Some(&subscribe)))
+                .await,
+            200
+        );
+    }
+    let renewed =
+        json!({"action": "auth", "token": authority.issue(&cat, TimeDelta::hours(4), now)})
+            .to_string();
+    assert_eq!(
+        gateway
+            .send(event(MESSAGE, "cat=", None, Some(&renewed)))
+            .await,
+        200
+    );
+
+    // Two hours on, as the live consumer's notifier sees it.
+    let later: Arc<dyn Clock> = Arc::new(ManualClock::new(now + TimeDelta::hours(2)));
+    let notifier = shared::aws::ApiGatewayNotifier::new(
+        Arc::clone(&gateway.registry),
+        gateway.outbox.pusher().clone(),
+        later,
+    );
+    let v2 = next_version(&doc, &ann, |d| {
+        d.title = shared::domain::Title::parse("Renamed").unwrap();
+    });
+    notifier
+        .publish_change(&ChangeEvent::written(Some(doc.clone()), v2, "2".into()))
+        .await
+        .unwrap();
+
+    let updated = |id: &str| {
+        gateway
+            .recorder
+            .posts_to(id)
+            .iter()
+            .filter(|f| f["type"] == "document.updated")
+            .count()
+    };
+    assert_eq!(
+        (updated("ann="), updated("bob="), updated("cat=")),
+        (0, 1, 1)
+    );
+    assert_eq!(gateway.recorder.deleted(), ["ann="]);
+    assert_eq!(
+        gateway
+            .registry
+            .get(&ConnectionId("ann=".into()))
+            .await
+            .unwrap(),
+        None
+    );
+    let left: Vec<_> = gateway
+        .registry
+        .subscribers(&doc.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.connection.0)
+        .collect();
+    assert_eq!(left.len(), 2, "{left:?}");
+}
