@@ -980,6 +980,10 @@ def check_websocket_api(t: Template) -> Problems:
         for res in resources(t, "AWS::Lambda::Permission").values()
     ):
         problems.append("API Gateway has no permission to invoke WebSocketFunction")
+    # The function posts every reply; a route response would promise inline replies
+    # (its returned body) that it never sends.
+    if resources(t, "AWS::ApiGatewayV2::RouteResponse"):
+        problems.append(f"{api}: no route response: replies are posted with post_to_connection")
     return problems
 
 
@@ -1273,6 +1277,7 @@ WEAKENINGS: list[tuple[str, Callable[[Template], Problems], Callable[[Template],
     ("route without integration", check_websocket_api, _del("Resources/DefaultRoute/Properties/Target")),
     ("no invoke permission", check_websocket_api, _del("Resources/WebSocketInvokePermission")),
     ("no stage", check_websocket_api, _del("Resources/WebSocketStage")),
+    ("route response promised", check_websocket_api, _set("Resources/DefaultRouteResponse", {"Type": "AWS::ApiGatewayV2::RouteResponse", "Properties": {"ApiId": {"Ref": "WebSocketApi"}, "RouteId": {"Ref": "DefaultRoute"}, "RouteResponseKey": "$default"}})),
     # Search.
     ("public domain", check_search_domain, _del("Resources/SearchDomain/Properties/VPCOptions")),
     ("plain HTTP allowed", check_search_domain, _set("Resources/SearchDomain/Properties/DomainEndpointOptions/EnforceHTTPS", False)),

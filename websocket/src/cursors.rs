@@ -181,7 +181,7 @@ impl Cursors {
             .remove(connection);
     }
 
-    #[cfg(test)]
+    /// How many subscriptions hold a cursor.
     pub fn tracked(&self) -> usize {
         self.by_connection
             .lock()

@@ -48,6 +48,12 @@ pub struct ServiceConfig {
     /// driver sets it; the local driver counts its own sockets before it upgrades one
     /// and leaves it unset. Default: `None`.
     pub max_connections_per_user: Option<usize>,
+    /// Whether this process's notifier delivers to its connections (the local server),
+    /// so a live subscription keeps its replay cursor to admit frames. `false` for the
+    /// websocket Lambda, whose notifications are another function's: a subscription's
+    /// cursor is dropped once its replay is done, so a long-lived container holds none
+    /// (its `$disconnect` may reach another one). Default: `true`.
+    pub notifies_here: bool,
 }
 
 impl Default for ServiceConfig {
@@ -60,6 +66,7 @@ impl Default for ServiceConfig {
             max_subscriptions: 100,
             presence_limit: PresenceLimit::default(),
             max_connections_per_user: None,
+            notifies_here: true,
         }
     }
 }
@@ -134,6 +141,11 @@ impl ConnectionService {
     /// subscribers (sharing its replay cursors).
     pub fn notifier(&self) -> LiveNotifier {
         LiveNotifier::new(Arc::clone(&self.inner))
+    }
+
+    /// How many subscriptions this process holds a replay cursor for.
+    pub fn replay_cursors(&self) -> usize {
+        self.inner.cursors.tracked()
     }
 
     /// The service's counters (shared with its notifier).
@@ -511,6 +523,9 @@ impl ConnectionService {
                     }
                 }
             }
+        }
+        if !self.inner.config.notifies_here {
+            cursors.forget(id, &document);
         }
         tracing::debug!(version = sent, "subscription live");
     }

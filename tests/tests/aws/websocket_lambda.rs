@@ -295,7 +295,11 @@ async fn pushes_skip_and_close_a_connection_whose_token_has_expired() {
     use shared::ports::Notifier;
     use tests::port_suites::next_version;
 
-    let gateway = Gateway::start().await;
+    let gateway = Gateway::start_with(ServiceConfig {
+        notifies_here: false,
+        ..ServiceConfig::default()
+    })
+    .await;
     let (ann, bob, cat) = (unique_user("ann"), unique_user("bob"), unique_user("cat"));
     let doc = new_document(
         &ann,
@@ -325,6 +329,11 @@ async fn pushes_skip_and_close_a_connection_whose_token_has_expired() {
             200
         );
     }
+    assert_eq!(
+        gateway.service.replay_cursors(),
+        0,
+        "the websocket function keeps no cursor once a subscription is live"
+    );
     let renewed =
         json!({"action": "auth", "token": authority.issue(&cat, TimeDelta::hours(4), now)})
             .to_string();

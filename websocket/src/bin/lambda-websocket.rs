@@ -48,6 +48,8 @@ async fn main() -> Result<(), Error> {
         },
         ServiceConfig {
             max_connections_per_user: Some(per_user),
+            // Notifications are the live stream consumer's: keep no replay cursors.
+            notifies_here: false,
             ..ServiceConfig::default()
         },
     );
