@@ -980,6 +980,16 @@ def check_websocket_api(t: Template) -> Problems:
         for res in resources(t, "AWS::Lambda::Permission").values()
     ):
         problems.append("API Gateway has no permission to invoke WebSocketFunction")
+    # The sweep of expired connections runs on a schedule, and may scan the table.
+    sweeps = [
+        e
+        for e in (props(t, "WebSocketFunction").get("Events") or {}).values()
+        if e.get("Type") == "Schedule" and str(e.get("Properties", {}).get("Schedule", "")).startswith("rate(")
+    ]
+    if not sweeps:
+        problems.append("WebSocketFunction: needs a Schedule event (the sweep of expired connections)")
+    if not role_allows(t, "WebSocketRole", "dynamodb:Scan", {"Fn::GetAtt": ["ConnectionsTable", "Arn"]}):
+        problems.append("WebSocketRole: the sweep needs dynamodb:Scan on ConnectionsTable")
     # The function posts every reply; a route response would promise inline replies
     # (its returned body) that it never sends.
     if resources(t, "AWS::ApiGatewayV2::RouteResponse"):
@@ -1277,6 +1287,8 @@ WEAKENINGS: list[tuple[str, Callable[[Template], Problems], Callable[[Template],
     ("route without integration", check_websocket_api, _del("Resources/DefaultRoute/Properties/Target")),
     ("no invoke permission", check_websocket_api, _del("Resources/WebSocketInvokePermission")),
     ("no stage", check_websocket_api, _del("Resources/WebSocketStage")),
+    ("no sweep", check_websocket_api, _del("Resources/WebSocketFunction/Properties/Events/Sweep")),
+    ("sweep cannot scan", check_websocket_api, _in_statement("WebSocketRole", "Connections", "Action", ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"])),
     ("route response promised", check_websocket_api, _set("Resources/DefaultRouteResponse", {"Type": "AWS::ApiGatewayV2::RouteResponse", "Properties": {"ApiId": {"Ref": "WebSocketApi"}, "RouteId": {"Ref": "DefaultRoute"}, "RouteResponseKey": "$default"}})),
     # Search.
     ("public domain", check_search_domain, _del("Resources/SearchDomain/Properties/VPCOptions")),

@@ -129,6 +129,44 @@ fn response(status: i64, body: &str) -> ApiGatewayProxyResponse {
     response
 }
 
+/// Connections one sweep closes at most; the next sweep takes the rest.
+pub const SWEEP_LIMIT: usize = 1_000;
+
+/// Whether a Lambda event is the scheduled sweep (an EventBridge schedule's event)
+/// rather than an API Gateway WebSocket event.
+pub fn is_scheduled(event: &serde_json::Value) -> bool {
+    event["source"] == "aws.events" && event["detail-type"] == "Scheduled Event"
+}
+
+/// The scheduled sweep: closes (`DELETE @connections`) and forgets every connection
+/// whose token has expired, with its subscriptions, announcing departures as
+/// `$disconnect` does. A client that renews its token in time (an `auth` frame) is
+/// never swept; one that does not would otherwise stay open until API Gateway's
+/// two-hour limit, since a quiet document pushes nothing that would find it expired.
+/// Returns how many were closed.
+pub async fn sweep(
+    service: &ConnectionService,
+    outbox: &ApiGatewayOutbox,
+) -> shared::Result<usize> {
+    let expired = service.expired_connections(SWEEP_LIMIT).await?;
+    for id in &expired {
+        match outbox.pusher().disconnect(id).await {
+            Ok(()) | Err(PushError::Gone) => {}
+            Err(e) => {
+                tracing::warn!(connection = %id, error = %e, "could not close an expired connection")
+            }
+        }
+        service.disconnect(id).await;
+    }
+    if !expired.is_empty() {
+        tracing::info!(
+            closed = expired.len(),
+            "swept connections whose tokens had expired"
+        );
+    }
+    Ok(expired.len())
+}
+
 /// The variable that caps one user's connections, as `docfan serve` reads it.
 pub const MAX_CONNECTIONS_PER_USER_VAR: &str = "DOCFAN_WS_MAX_CONNECTIONS_PER_USER";
 

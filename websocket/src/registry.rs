@@ -206,6 +206,17 @@ impl ConnectionRegistry for InProcessRegistry {
             .is_some_and(|subscribers| subscribers.values().any(|s| &s.user == user)))
     }
 
+    async fn expired(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<ConnectionId>> {
+        let state = self.state.read().expect("registry lock");
+        Ok(state
+            .connections
+            .values()
+            .filter(|(c, _)| c.expires_at <= now)
+            .map(|(c, _)| c.id.clone())
+            .take(limit)
+            .collect())
+    }
+
     async fn user_connections(&self, user: &UserId, at_most: usize) -> Result<usize> {
         let state = self.state.read().expect("registry lock");
         Ok(state

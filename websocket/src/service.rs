@@ -202,6 +202,11 @@ impl ConnectionService {
         Ok(connection)
     }
 
+    /// Up to `limit` connections whose token has expired by the service's clock.
+    pub async fn expired_connections(&self, limit: usize) -> shared::Result<Vec<ConnectionId>> {
+        self.inner.ports.registry.expired(self.now(), limit).await
+    }
+
     /// `$disconnect`: forgets the connection and its subscriptions.
     pub async fn disconnect(&self, id: &ConnectionId) {
         let registry = &self.inner.ports.registry;

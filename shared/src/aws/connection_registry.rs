@@ -560,6 +560,37 @@ impl ConnectionRegistry for DynamoDbConnectionRegistry {
         }
     }
 
+    async fn expired(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<ConnectionId>> {
+        // Token expiries are RFC 3339 UTC timestamps of one width, so they compare as
+        // strings.
+        let mut expired = Vec::new();
+        let mut start = None;
+        while expired.len() < limit {
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.connections)
+                .filter_expression("#t <= :now")
+                .projection_expression("#c")
+                .expression_attribute_names("#t", TOKEN_EXPIRES_AT)
+                .expression_attribute_names("#c", CONNECTION_ID)
+                .expression_attribute_values(":now", timestamp(now))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| sdk_error("Scan", e))?;
+            for item in out.items() {
+                expired.push(ConnectionId(string(item, CONNECTION_ID)?.to_owned()));
+            }
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+        expired.truncate(limit);
+        Ok(expired)
+    }
+
     async fn user_connections(&self, user: &UserId, at_most: usize) -> Result<usize> {
         let mut count = 0;
         let mut start = None;

@@ -150,6 +150,11 @@ pub trait ConnectionRegistry: Send + Sync + 'static {
             .any(|s| &s.user == user))
     }
 
+    /// Up to `limit` connections whose token had expired by `now`: what a scheduled
+    /// sweep closes. Not on any request path: the DynamoDB adapter scans the connections
+    /// table (its items are few and small). Errors: `Unavailable`.
+    async fn expired(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<ConnectionId>>;
+
     /// How many live connections `user` has, counting no further than `at_most` (what a
     /// per-user cap needs to know). Not on the notification path: the DynamoDB adapter
     /// answers from an eventually consistent index by user, so two connections opened

@@ -142,6 +142,40 @@ pub async fn run(registry: Arc<dyn ConnectionRegistry>) {
 
     options_and_cursors(registry.as_ref()).await;
     connections_per_user(registry.as_ref()).await;
+    expired_tokens(registry.as_ref()).await;
+}
+
+/// `expired` finds the connections whose token has run out, for the sweep, and no
+/// other; a refresh takes a connection out of it.
+async fn expired_tokens(registry: &dyn ConnectionRegistry) {
+    let now = now_millis();
+    let mut stale = connection(&unique_user("old"));
+    stale.expires_at = now - TimeDelta::minutes(1);
+    let mut renewed = connection(&unique_user("new"));
+    renewed.expires_at = now - TimeDelta::minutes(1);
+    let fresh = connection(&unique_user("fresh"));
+    for c in [&stale, &renewed, &fresh] {
+        registry.register(c).await.unwrap();
+    }
+    registry
+        .refresh(&renewed.id, now + TimeDelta::hours(1))
+        .await
+        .unwrap();
+    let expired = registry.expired(now, 1_000).await.unwrap();
+    assert!(expired.contains(&stale.id), "{expired:?}");
+    assert!(!expired.contains(&renewed.id), "{expired:?}");
+    assert!(!expired.contains(&fresh.id), "{expired:?}");
+    assert_eq!(registry.expired(now, 0).await.unwrap(), Vec::new());
+    assert!(
+        registry
+            .expired(now - TimeDelta::hours(1), 1_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    for c in [&stale, &renewed, &fresh] {
+        registry.remove(&c.id).await.unwrap();
+    }
 }
 
 /// `user_connections` counts a user's live connections, stopping at its bound. The

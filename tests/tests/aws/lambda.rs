@@ -308,6 +308,16 @@ async fn lambda_websocket_accepts_a_connect_with_its_token() {
     event["queryStringParameters"]["token"] = "forged".into();
     let (_, refused) = invoke("lambda-websocket", &clients, &extra, event).await;
     assert_eq!(refused["statusCode"], 401, "{refused}");
+
+    // Its schedule's event runs the sweep: ann's token is still valid, nothing closes.
+    let scheduled: Value =
+        serde_json::from_str(include_str!("fixtures/scheduled-event.json")).unwrap();
+    let (kind, swept) = invoke("lambda-websocket", &clients, &extra, scheduled).await;
+    assert_eq!(
+        (kind.as_str(), &swept),
+        ("response", &json!({"closed": 0})),
+        "{swept}"
+    );
 }
 
 #[tokio::test]

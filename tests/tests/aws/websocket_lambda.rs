@@ -390,3 +390,67 @@ async fn pushes_skip_and_close_a_connection_whose_token_has_expired() {
         .collect();
     assert_eq!(left.len(), 2, "{left:?}");
 }
+
+/// The scheduled sweep closes and forgets the connections whose tokens have expired
+/// (a quiet document pushes nothing that would find them), with their subscriptions,
+/// and leaves the others.
+#[tokio::test]
+#[ignore = "needs moto and OpenSearch: run tests/run"]
+async fn the_sweep_closes_connections_whose_tokens_have_expired() {
+    use shared::ports::Connection;
+
+    let gateway = Gateway::start().await;
+    let (ann, bob) = (unique_user("ann"), unique_user("bob"));
+    let doc = new_document(&ann, "Quiet", "text", &[(&bob, Role::Viewer)]);
+    gateway.store.create(&doc).await.unwrap();
+    let now = Utc::now();
+    for (id, user, expires_at) in [
+        ("ann=", &ann, now - TimeDelta::seconds(5)),
+        ("bob=", &bob, now + TimeDelta::hours(1)),
+    ] {
+        gateway
+            .registry
+            .register(&Connection {
+                id: ConnectionId(id.into()),
+                user: user.clone(),
+                expires_at,
+                connected_at: now - TimeDelta::hours(1),
+            })
+            .await
+            .unwrap();
+        gateway
+            .registry
+            .subscribe(&ConnectionId(id.into()), &doc.id, Default::default())
+            .await
+            .unwrap();
+    }
+    let closed = websocket::apigateway::sweep(&gateway.service, &gateway.outbox)
+        .await
+        .unwrap();
+    assert_eq!(closed, 1);
+    assert_eq!(gateway.recorder.deleted(), ["ann="]);
+    assert_eq!(
+        gateway
+            .registry
+            .get(&ConnectionId("ann=".into()))
+            .await
+            .unwrap(),
+        None
+    );
+    let left: Vec<_> = gateway
+        .registry
+        .subscribers(&doc.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.connection.0)
+        .collect();
+    assert_eq!(left, ["bob="]);
+    // Nothing left to sweep.
+    assert_eq!(
+        websocket::apigateway::sweep(&gateway.service, &gateway.outbox)
+            .await
+            .unwrap(),
+        0
+    );
+}

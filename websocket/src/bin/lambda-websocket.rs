@@ -1,7 +1,8 @@
 //! The Lambda `websocket` function: API Gateway WebSocket events (`$connect` with the
 //! token in `?token=`, `$default` frames dispatched on `action`, `$disconnect`) into the
 //! same connection service as the local `/ws` driver, over the DynamoDB registry, with
-//! frames pushed through `post_to_connection`.
+//! frames pushed through `post_to_connection`; and, on its schedule (an EventBridge
+//! `Scheduled Event`), the sweep that closes connections whose tokens have expired.
 //!
 //! Environment: the AWS adapters' variables (see `shared::aws::config`: the connections,
 //! subscriptions, documents and audit tables, `DOCFAN_WEBSOCKET_ENDPOINT`,
@@ -18,11 +19,13 @@ use std::sync::Arc;
 
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
+use serde_json::{Value, json};
 use shared::auth::{TokenAuthority, TokenConfig};
 use shared::aws::{AwsClients, AwsConfig};
 use shared::clock::{Clock, SystemClock};
 use websocket::apigateway::{
-    ApiGatewayOutbox, MAX_CONNECTIONS_PER_USER_VAR, handle_request, max_connections_per_user,
+    ApiGatewayOutbox, MAX_CONNECTIONS_PER_USER_VAR, handle_request, is_scheduled,
+    max_connections_per_user, sweep,
 };
 use websocket::{ConnectionService, ServiceConfig, ServicePorts};
 
@@ -54,10 +57,15 @@ async fn main() -> Result<(), Error> {
         },
     );
     let (service, outbox) = (&service, &outbox);
-    lambda_runtime::run(service_fn(
-        move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
-            Ok::<_, Error>(handle_request(service, outbox, &event.payload).await)
-        },
-    ))
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        if is_scheduled(&event.payload) {
+            let closed = sweep(service, outbox).await?;
+            return Ok::<_, Error>(json!({ "closed": closed }));
+        }
+        let request: ApiGatewayWebsocketProxyRequest = serde_json::from_value(event.payload)?;
+        Ok(serde_json::to_value(
+            handle_request(service, outbox, &request).await,
+        )?)
+    }))
     .await
 }
