@@ -633,6 +633,16 @@ def check_alarms(t: Template) -> Problems:
     problems: Problems = []
     expected = [("AWS/Lambda", "IteratorAge", "FunctionName", fn) for fn in STREAM_CONSUMERS]
     expected += [("AWS/Lambda", "Errors", "FunctionName", fn) for fn in FUNCTIONS]
+    # Throttling on the write and fan-out paths; a mapping that cannot even write a
+    # failed batch's metadata; the REST API's 5xx.
+    expected += [
+        ("AWS/Lambda", "Throttles", "FunctionName", fn)
+        for fn in ("ApiFunction", *STREAM_CONSUMERS)
+    ]
+    expected += [
+        ("AWS/Lambda", "DestinationDeliveryFailures", "FunctionName", fn) for fn in STREAM_CONSUMERS
+    ]
+    expected += [("AWS/ApiGateway", "5xx", "ApiId", "HttpApi")]
     dead_letter_queues = ["PoisonRecordQueue", "AnalysisDeadLetterQueue", "DeletionsDeadLetterQueue"]
     for p in stream_mappings(t).values():
         dest, _ = target(p.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination"))
@@ -1018,10 +1028,41 @@ def check_search_domain(t: Template) -> Problems:
     if p.get("NodeToNodeEncryptionOptions", {}).get("Enabled") is not True:
         problems.append(f"{name}: node-to-node encryption must be on")
     for st in as_list(p.get("AccessPolicies", {}).get("Statement")):
-        for principal in as_list((st.get("Principal") or {}).get("AWS") if isinstance(st.get("Principal"), dict) else st.get("Principal")):
+        principals = as_list((st.get("Principal") or {}).get("AWS") if isinstance(st.get("Principal"), dict) else st.get("Principal"))
+        for principal in principals:
             role, attr = target(principal)
             if role not in resources(t, "AWS::IAM::Role") or attr != "Arn":
                 problems.append(f"{name}: access policy principal {principal!r} is not a role of this stack")
+        # Each role its own verbs: the api only reads; both only on the documents index
+        # and the cluster health, never the whole domain.
+        actions = set(as_list(st.get("Action")))
+        if any(target(pr)[0] == "ApiRole" for pr in principals) and actions & {"es:ESHttpPut", "es:ESHttpDelete", "es:ESHttpPatch", "es:*"}:
+            problems.append(f"{name}: the api role may only read the index (GET, HEAD, POST)")
+        for resource in as_list(st.get("Resource")):
+            text = sub_text(resource) or ""
+            scope = text.split(":domain/${SearchDomainName}", 1)[-1]
+            if scope not in ("/documents", "/documents/*", "/_cluster/health"):
+                problems.append(f"{name}: access policy resource {text!r} is wider than the documents index")
+    logs = p.get("LogPublishingOptions", {})
+    for kind in ("ES_APPLICATION_LOGS", "SEARCH_SLOW_LOGS", "INDEX_SLOW_LOGS"):
+        if logs.get(kind, {}).get("Enabled") is not True or not logs.get(kind, {}).get("CloudWatchLogsLogGroupArn"):
+            problems.append(f"{name}: {kind} must be published to CloudWatch Logs")
+    return problems
+
+
+def check_observability(t: Template) -> Problems:
+    """What an operator reads without an agent: each stream mapping's own metrics and the
+    WebSocket API's access log."""
+    problems: Problems = []
+    for name, p in stream_mappings(t).items():
+        if "EventCount" not in p.get("MetricsConfig", {}).get("Metrics", []):
+            problems.append(f"{name}: MetricsConfig must turn on EventCount")
+    stage = props(t, "WebSocketStage")
+    destination, _ = target(stage.get("AccessLogSettings", {}).get("DestinationArn"))
+    if destination not in resources(t, "AWS::Logs::LogGroup"):
+        problems.append("WebSocketStage: needs AccessLogSettings into a log group of this stack")
+    elif "$context.connectionId" not in stage.get("AccessLogSettings", {}).get("Format", ""):
+        problems.append("WebSocketStage: the access log must carry the connection id")
     return problems
 
 
@@ -1057,6 +1098,7 @@ CHECKS: list[Callable[[Template], Problems]] = [
     check_functions,
     check_websocket_api,
     check_search_domain,
+    check_observability,
     check_dev_parameters,
     check_event_bus,
 ]
@@ -1295,6 +1337,14 @@ WEAKENINGS: list[tuple[str, Callable[[Template], Problems], Callable[[Template],
     ("plain HTTP allowed", check_search_domain, _set("Resources/SearchDomain/Properties/DomainEndpointOptions/EnforceHTTPS", False)),
     ("unencrypted domain", check_search_domain, _set("Resources/SearchDomain/Properties/EncryptionAtRestOptions/Enabled", False)),
     ("access policy for anyone", check_search_domain, _set("Resources/SearchDomain/Properties/AccessPolicies/Statement/0/Principal", {"AWS": "*"})),
+    ("api may delete from the index", check_search_domain, _set("Resources/SearchDomain/Properties/AccessPolicies/Statement/0/Action", ["es:ESHttpGet", "es:ESHttpPost", "es:ESHttpDelete"])),
+    ("policy on the whole domain", check_search_domain, _set("Resources/SearchDomain/Properties/AccessPolicies/Statement/1/Resource", {"Fn::Sub": "arn:${AWS::Partition}:es:${AWS::Region}:${AWS::AccountId}:domain/${SearchDomainName}/*"})),
+    ("no slow logs", check_search_domain, _del("Resources/SearchDomain/Properties/LogPublishingOptions/SEARCH_SLOW_LOGS")),
+    ("mapping without metrics", check_observability, _del("Resources/LiveStreamMapping/Properties/MetricsConfig")),
+    ("no WebSocket access log", check_observability, _del("Resources/WebSocketStage/Properties/AccessLogSettings")),
+    ("no throttles alarm", check_alarms, _del("Resources/LiveStreamHandlerThrottlesAlarm")),
+    ("no destination failures alarm", check_alarms, _del("Resources/StreamDestinationDeliveryFailuresAlarm")),
+    ("no API 5xx alarm", check_alarms, _del("Resources/HttpApi5xxAlarm")),
     ("serverless collection", check_search_domain, _set("Resources/SearchCollection", {"Type": "AWS::OpenSearchServerless::Collection", "Properties": {"Name": "docfan", "Type": "SEARCH"}})),
     # Events for other consumers.
     ("no event bus", check_event_bus, _del("Resources/EventBus")),
