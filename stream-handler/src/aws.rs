@@ -141,6 +141,7 @@ mod tests {
                 index: "documents".into(),
                 sign: false,
                 service: "es".into(),
+                wait_for_refresh: false,
             }),
             event_bus_name: bus.map(|b| EventBusName::parse(b).unwrap()),
             ..AwsConfig::default()

@@ -19,6 +19,7 @@
 //! | `DOCFAN_OPENSEARCH_INDEX` | the index name | `documents` |
 //! | `DOCFAN_OPENSEARCH_SIGV4` | sign requests with SigV4 (`true`/`false`) | `true` for `https://` URLs, `false` for `http://` |
 //! | `DOCFAN_OPENSEARCH_SIGV4_SERVICE` | the SigV4 service name (`es`, or `aoss` for Serverless) | `es` |
+//! | `DOCFAN_OPENSEARCH_WAIT_FOR_REFRESH` | a flush waits until its writes are searchable (`true`/`false`) | `false`: the index's refresh interval decides |
 //! | `DOCFAN_EVENT_BUS_NAME` | the EventBridge bus (name or ARN) every change is published to as an event | none (no events sink) |
 //! | `DOCFAN_WEBSOCKET_ENDPOINT` | the Management API endpoint, `https://{api}.execute-api.{region}.amazonaws.com/{stage}` | `AWS_ENDPOINT_URL` |
 //! | `DOCFAN_CONNECTION_TTL_SECONDS` | lifetime written into `expiresAt` (DynamoDB TTL) of connection and subscription items | `7200` |
@@ -90,6 +91,10 @@ pub struct OpenSearchConfig {
     pub sign: bool,
     /// The SigV4 service name: `es` for a domain, `aoss` for Serverless.
     pub service: String,
+    /// Whether a flush waits until its writes are searchable (`refresh=wait_for`: the
+    /// index's next scheduled refresh, never a forced one). Off in a deployment, where
+    /// the refresh interval decides; the tests turn it on to search right after a flush.
+    pub wait_for_refresh: bool,
 }
 
 /// Everything the AWS adapters need to know; see the module doc for the variables.
@@ -150,21 +155,20 @@ impl AwsConfig {
         let opensearch = match var("DOCFAN_OPENSEARCH_URL") {
             None => None,
             Some(url) => {
-                let sign = match var("DOCFAN_OPENSEARCH_SIGV4").as_deref() {
-                    None => url.starts_with("https://"),
-                    Some("true" | "1" | "yes") => true,
-                    Some("false" | "0" | "no") => false,
-                    Some(other) => {
-                        return Err(Error::invalid(
-                            "DOCFAN_OPENSEARCH_SIGV4",
-                            format!("must be true or false, not {other:?}"),
-                        ));
-                    }
+                let flag = |name: &'static str, default: bool| match var(name).as_deref() {
+                    None => Ok(default),
+                    Some("true" | "1" | "yes") => Ok(true),
+                    Some("false" | "0" | "no") => Ok(false),
+                    Some(other) => Err(Error::invalid(
+                        name,
+                        format!("must be true or false, not {other:?}"),
+                    )),
                 };
                 Some(OpenSearchConfig {
+                    sign: flag("DOCFAN_OPENSEARCH_SIGV4", url.starts_with("https://"))?,
+                    wait_for_refresh: flag("DOCFAN_OPENSEARCH_WAIT_FOR_REFRESH", false)?,
                     url,
                     index: var("DOCFAN_OPENSEARCH_INDEX").unwrap_or_else(|| "documents".into()),
-                    sign,
                     service: var("DOCFAN_OPENSEARCH_SIGV4_SERVICE").unwrap_or_else(|| "es".into()),
                 })
             }
@@ -335,7 +339,8 @@ impl AwsClients {
         let (Some(client), Some(search)) = (&self.opensearch, &self.config.opensearch) else {
             return Err(Error::invalid("DOCFAN_OPENSEARCH_URL", "is not set"));
         };
-        Ok(OpenSearchIndex::new(client.clone(), &search.index))
+        Ok(OpenSearchIndex::new(client.clone(), &search.index)
+            .waiting_for_refresh(search.wait_for_refresh))
     }
 
     /// The EventBridge bus of the events sink, when `DOCFAN_EVENT_BUS_NAME` names one.
@@ -505,11 +510,28 @@ mod tests {
         assert_eq!(set.endpoint_url.as_deref(), Some("http://127.0.0.1:5000"));
         let search = set.opensearch.unwrap();
         assert!(search.sign, "https endpoints are signed by default");
+        assert!(
+            !search.wait_for_refresh,
+            "the refresh interval decides by default"
+        );
         assert_eq!(search.index, "documents");
         assert_eq!(set.connection_ttl, Duration::from_secs(60));
 
         let local = config(&[("DOCFAN_OPENSEARCH_URL", "http://127.0.0.1:9200")]).unwrap();
         assert!(!local.opensearch.unwrap().sign);
+        let waiting = config(&[
+            ("DOCFAN_OPENSEARCH_URL", "http://127.0.0.1:9200"),
+            ("DOCFAN_OPENSEARCH_WAIT_FOR_REFRESH", "true"),
+        ])
+        .unwrap();
+        assert!(waiting.opensearch.unwrap().wait_for_refresh);
+        assert!(
+            config(&[
+                ("DOCFAN_OPENSEARCH_URL", "x"),
+                ("DOCFAN_OPENSEARCH_WAIT_FOR_REFRESH", "soon")
+            ])
+            .is_err()
+        );
         assert!(
             config(&[
                 ("DOCFAN_OPENSEARCH_URL", "x"),

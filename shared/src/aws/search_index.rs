@@ -21,8 +21,16 @@
 //! - Snippets are OpenSearch highlights with `<mark>` tags and the `html` encoder, so
 //!   the text around the marks is HTML-escaped; a hit matched only in its title shows
 //!   the start of its body, escaped the same way.
-//! - `flush` refreshes the index, so what the batch wrote is searchable when the
-//!   batch is acknowledged.
+//! - Writes are held until `flush`, the highest version of each document only, and then
+//!   sent in one `_bulk` request (a batch of keystrokes on one document is one item).
+//!   An item's 409 is a newer version already there; any other item failure fails the
+//!   flush, and every held write stays held for the next one (so a retried batch sends
+//!   them again).
+//! - A flush forces no refresh: the index's refresh interval (1 s by default) decides
+//!   when the writes become searchable. With `wait_for_refresh` (tests, and anyone who
+//!   needs read-your-writes) it waits for that refresh (`refresh=wait_for`).
+
+use std::collections::HashMap;
 
 use async_trait::async_trait;
 use opensearch::OpenSearch;
@@ -151,6 +159,10 @@ pub struct OpenSearchIndex {
     client: OpenSearch,
     index: String,
     created: std::sync::Arc<OnceCell<()>>,
+    /// The writes held for the next flush: the highest version of each document and
+    /// its source.
+    held: std::sync::Arc<std::sync::Mutex<HashMap<DocumentId, (u64, Value)>>>,
+    wait_for_refresh: bool,
 }
 
 impl std::fmt::Debug for OpenSearchIndex {
@@ -181,6 +193,64 @@ fn unavailable(what: &str, err: opensearch::Error) -> Error {
     Error::Unavailable(format!("OpenSearch {what}: {err}"))
 }
 
+fn hold_highest(
+    held: &mut HashMap<DocumentId, (u64, Value)>,
+    id: DocumentId,
+    version: u64,
+    source: Value,
+) -> WriteOutcome {
+    match held.get(&id) {
+        Some((newer, _)) if *newer >= version => WriteOutcome::AlreadyApplied,
+        _ => {
+            held.insert(id, (version, source));
+            WriteOutcome::Applied
+        }
+    }
+}
+
+/// The `_bulk` body of `writes`: each an `index` at its external version.
+fn bulk_body(index: &str, writes: &HashMap<DocumentId, (u64, Value)>) -> String {
+    let mut body = String::new();
+    for (id, (version, source)) in writes {
+        let action = json!({"index": {
+            "_index": index,
+            "_id": id.to_string(),
+            "version": version,
+            "version_type": "external",
+        }});
+        body.push_str(&action.to_string());
+        body.push('\n');
+        body.push_str(&source.to_string());
+        body.push('\n');
+    }
+    body
+}
+
+/// The first failed item of a `_bulk` answer, other than a 409 (a newer version is
+/// there, which is the write's own success), as an error classified like a response.
+fn bulk_failure(answer: &Value) -> Option<Error> {
+    if answer["errors"].as_bool() != Some(true) {
+        return None;
+    }
+    answer["items"]
+        .as_array()?
+        .iter()
+        .filter_map(|item| item.get("index"))
+        .find(|item| {
+            let status = item["status"].as_u64().unwrap_or(500);
+            !(200..300).contains(&status) && status != 409
+        })
+        .map(|item| {
+            let status = item["status"]
+                .as_u64()
+                .and_then(|s| u16::try_from(s).ok())
+                .and_then(|s| StatusCode::from_u16(s).ok())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let reason: String = item["error"].to_string().chars().take(500).collect();
+            failure_of("bulk indexing an item", status, &reason)
+        })
+}
+
 /// The error of a response that is not a success, by status: 5xx and 429 may pass;
 /// 401 and 403 (the role is not mapped, the domain policy refuses it, a request signed
 /// wrongly) are the deployment's fault ([`Error::Blocked`]); the rest is the request's.
@@ -207,6 +277,31 @@ impl OpenSearchIndex {
             client,
             index: index.to_owned(),
             created: Default::default(),
+            held: Default::default(),
+            wait_for_refresh: false,
+        }
+    }
+
+    /// The same index, its flushes waiting until their writes are searchable.
+    pub fn waiting_for_refresh(mut self, wait: bool) -> Self {
+        self.wait_for_refresh = wait;
+        self
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<DocumentId, (u64, Value)>> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Holds a write for the next flush unless a newer version of the document is held.
+    fn hold(&self, id: DocumentId, version: u64, source: Value) -> WriteOutcome {
+        hold_highest(&mut self.held(), id, version, source)
+    }
+
+    /// Puts writes a failed flush took back, unless newer ones were held meanwhile.
+    fn hold_again(&self, writes: HashMap<DocumentId, (u64, Value)>) {
+        let mut held = self.held();
+        for (id, (version, source)) in writes {
+            hold_highest(&mut held, id, version, source);
         }
     }
 
@@ -277,24 +372,38 @@ impl OpenSearchIndex {
             .map(|_| ())
     }
 
-    /// Indexes `source` as document `id` at external `version`.
-    async fn put(&self, id: &DocumentId, version: u64, source: Value) -> Result<WriteOutcome> {
+    /// Sends `writes` in one `_bulk` request.
+    async fn bulk(&self, writes: &HashMap<DocumentId, (u64, Value)>) -> Result<()> {
         self.ensure_index().await?;
-        let path = format!("/{}/_doc/{}", self.index, id);
-        let version = version.to_string();
+        let path = format!("/{}/_bulk", self.index);
+        let query: &[(&str, &str)] = if self.wait_for_refresh {
+            &[("refresh", "wait_for")]
+        } else {
+            &[]
+        };
+        let body = bytes::Bytes::from(bulk_body(&self.index, writes));
         let response = self
-            .call(
-                Method::Put,
+            .client
+            .send(
+                Method::Post,
                 &path,
-                &[("version", &version), ("version_type", "external")],
-                Some(source),
+                HeaderMap::new(),
+                Some(query),
+                Some(body),
+                None,
             )
             .await
-            .map_err(|e| unavailable("indexing", e))?;
-        match response.status_code() {
-            s if s.is_success() => Ok(WriteOutcome::Applied),
-            StatusCode::CONFLICT => Ok(WriteOutcome::AlreadyApplied),
-            _ => Err(failure("indexing", response).await),
+            .map_err(|e| unavailable("bulk indexing", e))?;
+        if !response.status_code().is_success() {
+            return Err(failure("bulk indexing", response).await);
+        }
+        let answer: Value = response
+            .json()
+            .await
+            .map_err(|e| unavailable("reading the bulk answer", e))?;
+        match bulk_failure(&answer) {
+            Some(e) => Err(e),
+            None => Ok(()),
         }
     }
 
@@ -332,7 +441,7 @@ impl SearchIndex for OpenSearchIndex {
             "title": doc.title,
             "body": doc.body,
         });
-        self.put(&doc.id, doc.version, source).await
+        Ok(self.hold(doc.id, doc.version, source))
     }
 
     async fn delete(&self, id: &DocumentId, version: u64) -> Result<WriteOutcome> {
@@ -344,21 +453,19 @@ impl SearchIndex for OpenSearchIndex {
             "title": "",
             "body": "",
         });
-        self.put(id, version, source).await
+        Ok(self.hold(*id, version, source))
     }
 
     async fn flush(&self) -> Result<()> {
-        self.ensure_index().await?;
-        let path = format!("/{}/_refresh", self.index);
-        let response = self
-            .call(Method::Post, &path, &[], None)
-            .await
-            .map_err(|e| unavailable("refreshing", e))?;
-        if response.status_code().is_success() {
-            Ok(())
-        } else {
-            Err(failure("refreshing", response).await)
+        let writes = std::mem::take(&mut *self.held());
+        if writes.is_empty() {
+            return Ok(());
         }
+        let sent = self.bulk(&writes).await;
+        if sent.is_err() {
+            self.hold_again(writes);
+        }
+        sent
     }
 
     async fn search(&self, query: &SearchQuery) -> Result<SearchPage> {
@@ -452,6 +559,60 @@ mod tests {
 
     fn both(title: Value, body: Value) -> Value {
         json!({ "bool": { "should": [title, body], "minimum_should_match": 1 } })
+    }
+
+    #[test]
+    fn only_the_highest_version_of_a_document_is_held_and_sent() {
+        let (a, b) = (DocumentId::generate(), DocumentId::generate());
+        let mut held = HashMap::new();
+        assert_eq!(
+            hold_highest(&mut held, a, 2, json!({"v": 2})),
+            WriteOutcome::Applied
+        );
+        assert_eq!(
+            hold_highest(&mut held, a, 1, json!({"v": 1})),
+            WriteOutcome::AlreadyApplied
+        );
+        assert_eq!(
+            hold_highest(&mut held, a, 2, json!({"v": 2})),
+            WriteOutcome::AlreadyApplied
+        );
+        assert_eq!(
+            hold_highest(&mut held, a, 3, json!({"v": 3})),
+            WriteOutcome::Applied
+        );
+        hold_highest(&mut held, b, 7, json!({"v": 7}));
+        let body = bulk_body("documents", &held);
+        let lines: Vec<Value> = body
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 4, "{body}");
+        let action_of_a = lines
+            .iter()
+            .position(|l| l["index"]["_id"] == a.to_string())
+            .unwrap();
+        assert_eq!(
+            lines[action_of_a]["index"],
+            json!({"_index": "documents", "_id": a.to_string(), "version": 3, "version_type": "external"})
+        );
+        assert_eq!(lines[action_of_a + 1], json!({"v": 3}));
+    }
+
+    #[test]
+    fn a_bulk_answer_fails_on_an_item_other_than_a_newer_version() {
+        let item = |status: u64| json!({"index": {"status": status, "error": {"type": "x"}}});
+        assert!(bulk_failure(&json!({"errors": false, "items": [item(201)]})).is_none());
+        assert!(
+            bulk_failure(&json!({"errors": true, "items": [item(201), item(409)]})).is_none(),
+            "409: a newer version is there"
+        );
+        let err = bulk_failure(&json!({"errors": true, "items": [item(409), item(429)]})).unwrap();
+        assert!(matches!(err, Error::Unavailable(_)), "{err:?}");
+        let err = bulk_failure(&json!({"errors": true, "items": [item(403)]})).unwrap();
+        assert!(matches!(err, Error::Blocked(_)), "{err:?}");
+        let err = bulk_failure(&json!({"errors": true, "items": [item(400)]})).unwrap();
+        assert!(matches!(err, Error::Unknown(_)), "{err:?}");
     }
 
     #[test]

@@ -66,7 +66,10 @@ pub struct SearchPage {
 #[async_trait]
 pub trait SearchIndex: Send + Sync + 'static {
     /// Indexes `doc` unless the index holds this version or a newer one (or a newer
-    /// tombstone), in which case it returns `AlreadyApplied`.
+    /// tombstone), in which case it returns `AlreadyApplied`. An adapter that holds
+    /// writes until [`flush`](SearchIndex::flush) (OpenSearch's `_bulk`) may learn only
+    /// there that a newer version is indexed; the write then changes nothing. What the
+    /// index holds after a flush is the guarantee, the outcome only a hint.
     ///
     /// Errors: [`Error::Unavailable`](crate::Error::Unavailable) when the index cannot be
     /// written now.
@@ -76,8 +79,10 @@ pub trait SearchIndex: Send + Sync + 'static {
     /// there. Errors: `Unavailable`.
     async fn delete(&self, id: &DocumentId, version: u64) -> Result<WriteOutcome>;
 
-    /// Makes the writes so far durable and visible to searches (writes may be batched).
-    /// Errors: `Unavailable`.
+    /// Makes the writes so far durable and visible to searches (writes may be batched):
+    /// at once, or within the index's refresh interval where the adapter says so (the
+    /// OpenSearch adapter unless it waits for the refresh). A failed flush keeps every
+    /// write for the next one. Errors: `Unavailable`, `Blocked`.
     async fn flush(&self) -> Result<()>;
 
     /// The hits for a query, best first, only among documents the reader may read. Hits

@@ -43,16 +43,17 @@ pub async fn run(index: Arc<dyn SearchIndex>) {
             .unwrap(),
         WriteOutcome::Applied
     );
-    // Older and equal versions lose, before and after a flush.
+    // Older and equal versions lose, before and after a flush. Before it the adapter
+    // knows; after it, one that holds writes until a flush (OpenSearch's `_bulk`) may
+    // learn only at the next flush that the index has a newer version: what the index
+    // holds then is the guarantee.
     assert_eq!(
         index.upsert(&doc(id, 1, &other, &[&ann])).await.unwrap(),
         WriteOutcome::AlreadyApplied
     );
     index.flush().await.unwrap();
-    assert_eq!(
-        index.upsert(&doc(id, 2, &other, &[&ann])).await.unwrap(),
-        WriteOutcome::AlreadyApplied
-    );
+    index.upsert(&doc(id, 2, &other, &[&ann])).await.unwrap();
+    index.upsert(&doc(id, 1, &other, &[&ann])).await.unwrap();
     index.flush().await.unwrap();
 
     let page = index.search(&query(&word, &ann)).await.unwrap();
@@ -110,10 +111,8 @@ pub async fn run(index: Arc<dyn SearchIndex>) {
             .hits
             .is_empty()
     );
-    assert_eq!(
-        index.upsert(&doc(id, 2, &word, &[&ann])).await.unwrap(),
-        WriteOutcome::AlreadyApplied
-    );
+    // (Refused at once, or at the next flush by an adapter that holds writes.)
+    index.upsert(&doc(id, 2, &word, &[&ann])).await.unwrap();
     index.flush().await.unwrap();
     assert!(
         index

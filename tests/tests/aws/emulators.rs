@@ -106,6 +106,8 @@ async fn aws_on(
             index: unique("documents"),
             sign: false,
             service: "es".into(),
+            // Searched right after a flush.
+            wait_for_refresh: true,
         });
     }
     AwsClients::from_sdk_config(config, sdk).expect("the clients build")
