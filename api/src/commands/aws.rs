@@ -4,7 +4,8 @@
 //! its app here, and so can a local server pointed at real tables or at emulators.
 //!
 //! It also holds the operator commands' AWS side: listing and redriving the SQS
-//! dead-letter queue through the AWS sinks.
+//! dead-letter queue through the AWS sinks, and replaying the batches the stream
+//! mappings gave up on from their on-failure metadata.
 //!
 //! Configuration is [`AwsConfig`]'s environment (see `shared::aws::config`) plus token
 //! verification's (`shared::auth::env`: `DOCFAN_JWT_SECRET`, or an identity provider's
@@ -14,6 +15,7 @@
 
 use std::sync::Arc;
 
+use anyhow::Context;
 use shared::auth::{TokenAuthority, TokenConfig};
 use shared::aws::{AwsClients, AwsConfig};
 use shared::clock::{Clock, SystemClock};
@@ -100,4 +102,104 @@ pub async fn redrive_dead_letters(
     let queue = clients.analysis_queue(Arc::clone(&clock))?;
     let dlq = clients.dead_letter_queue(clock)?;
     Ok(redrive::redrive(&fanout, &queue, &dlq, only).await?)
+}
+
+/// What became of one batch the stream mapping gave up on.
+#[derive(Debug)]
+pub struct ReplayOutcome {
+    /// The on-failure message's id.
+    pub message: String,
+    /// How many records were handled again, or why the batch is still waiting (its
+    /// message stays in the queue, and shows again after its visibility timeout).
+    pub result: Result<usize, String>,
+}
+
+/// `docfan dlq replay` on AWS: reads each message of the stream mappings' on-failure
+/// queue (`DOCFAN_STREAM_FAILURE_QUEUE_URL`: batch metadata only), reads the batch's
+/// records back from the stream while it holds them (24 hours), and hands them to the
+/// same fan-out as `redrive` (no notifications). A batch whose every record is handled
+/// (delivered, or dead-lettered whole as poison) leaves the queue.
+pub async fn replay_failed_batches(clients: &AwsClients) -> anyhow::Result<Vec<ReplayOutcome>> {
+    use shared::aws::stream_replay::StreamReader;
+
+    let queue = clients
+        .config
+        .stream_failure_queue_url
+        .clone()
+        .context("DOCFAN_STREAM_FAILURE_QUEUE_URL must name the stream mappings' on-failure queue (the stack's output StreamFailureQueueUrl)")?;
+    let fanout = operator_fanout(clients, Arc::new(SystemClock))?;
+    let reader = StreamReader::new(clients.streams.clone());
+    let mut outcomes = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    loop {
+        let received = clients
+            .sqs
+            .receive_message()
+            .queue_url(&queue)
+            .max_number_of_messages(10)
+            // Long enough to read a batch back and hand it over; a message left in the
+            // queue shows again after it.
+            .visibility_timeout(120)
+            .send()
+            .await
+            .context("reading the on-failure queue")?;
+        let messages = received.messages.unwrap_or_default();
+        if messages.is_empty() {
+            return Ok(outcomes);
+        }
+        for message in messages {
+            let id = message.message_id.clone().unwrap_or_default();
+            if !seen.insert(id.clone()) {
+                return Ok(outcomes);
+            }
+            let result = replay_one(&reader, &fanout, message.body.as_deref().unwrap_or("")).await;
+            if result.is_ok()
+                && let Some(receipt) = &message.receipt_handle
+            {
+                clients
+                    .sqs
+                    .delete_message()
+                    .queue_url(&queue)
+                    .receipt_handle(receipt)
+                    .send()
+                    .await
+                    .context("removing a replayed batch from the on-failure queue")?;
+            }
+            outcomes.push(ReplayOutcome {
+                message: id,
+                result,
+            });
+        }
+    }
+}
+
+async fn replay_one(
+    reader: &shared::aws::stream_replay::StreamReader,
+    fanout: &Fanout,
+    body: &str,
+) -> Result<usize, String> {
+    let batch = shared::aws::stream_replay::FailedBatch::parse(body)
+        .map_err(|e| format!("not an on-failure message of a stream mapping: {e}"))?;
+    let records = match reader.records(&batch).await {
+        Ok(records) => records,
+        Err(shared::Error::NotFound) => {
+            return Err(format!(
+                "the stream no longer holds sequence numbers {}..={} of {} (past its 24 hours)",
+                batch.start_sequence_number, batch.end_sequence_number, batch.shard_id
+            ));
+        }
+        Err(e) => return Err(format!("reading the batch back: {e}")),
+    };
+    let report = fanout
+        .handle_detailed(&records, stream_handler::sinks::Flush::Now)
+        .await;
+    match report.outcome() {
+        stream_handler::BatchOutcome::Succeeded => Ok(records.len()),
+        stream_handler::BatchOutcome::FailedFrom { seq, reason } => {
+            Err(format!("record {seq} still fails: {reason}"))
+        }
+        stream_handler::BatchOutcome::WholeBatchFailed { reason } => {
+            Err(format!("the batch still fails: {reason}"))
+        }
+    }
 }

@@ -49,6 +49,10 @@ pub enum DlqCommand {
         #[arg(long)]
         id: Option<String>,
     },
+    /// AWS only: read back from the stream the batches its mappings gave up on (their
+    /// on-failure queue holds only metadata, `DOCFAN_STREAM_FAILURE_QUEUE_URL`) and
+    /// handle them again, while the stream still holds them (24 hours).
+    Replay,
 }
 
 /// `docfan dlq …`, on the embedded dead-letter store or, with the AWS backend, on the
@@ -59,6 +63,10 @@ pub async fn run(data_dir: &Path, backend: Backend, args: &DlqArgs) -> anyhow::R
             list(data_dir, *limit, *json).await
         }
         (Backend::Embedded, DlqCommand::Redrive { id }) => redrive(data_dir, id.as_deref()).await,
+        (Backend::Embedded, DlqCommand::Replay) => anyhow::bail!(
+            "`dlq replay` reads the on-failure queue of the AWS stream mappings (DOCFAN_BACKEND=aws); \
+             on one machine every failed record is kept whole in the dead-letter queue: use `dlq redrive`"
+        ),
         (Backend::Aws, command) => on_aws(command).await,
     }
 }
@@ -75,6 +83,25 @@ async fn on_aws(command: &DlqCommand) -> anyhow::Result<()> {
         DlqCommand::Redrive { id } => {
             let outcomes = super::aws::redrive_dead_letters(&clients, id.as_deref()).await?;
             report(&outcomes)
+        }
+        DlqCommand::Replay => {
+            let outcomes = super::aws::replay_failed_batches(&clients).await?;
+            let mut waiting = 0;
+            for outcome in &outcomes {
+                match &outcome.result {
+                    Ok(records) => println!("{}\treplayed {records} records", outcome.message),
+                    Err(why) => {
+                        waiting += 1;
+                        println!("{}\tstill waiting: {why}", outcome.message);
+                    }
+                }
+            }
+            println!(
+                "{} batches replayed, {waiting} still waiting",
+                outcomes.len() - waiting
+            );
+            anyhow::ensure!(waiting == 0, "{waiting} batches could not be replayed");
+            Ok(())
         }
     }
 }

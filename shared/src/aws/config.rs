@@ -15,6 +15,7 @@
 //! | `DOCFAN_ATTEMPTS_TABLE` | failed attempts of stream records (the index consumer's give-up count) | `docfan-attempts` |
 //! | `DOCFAN_ANALYSIS_QUEUE_URL` | the SQS queue of analysis jobs | none (required by the queue) |
 //! | `DOCFAN_DEAD_LETTER_QUEUE_URL` | the SQS queue of dead letters (whole records + reason) | none (required by the DLQ) |
+//! | `DOCFAN_STREAM_FAILURE_QUEUE_URL` | the stream mappings' on-failure queue (batch metadata), read by `docfan dlq replay` | none (required by the replay) |
 //! | `DOCFAN_OPENSEARCH_URL` | the OpenSearch endpoint | none (required by search) |
 //! | `DOCFAN_OPENSEARCH_INDEX` | the index name | `documents` |
 //! | `DOCFAN_OPENSEARCH_SIGV4` | sign requests with SigV4 (`true`/`false`) | `true` for `https://` URLs, `false` for `http://` |
@@ -105,6 +106,8 @@ pub struct AwsConfig {
     pub tables: TableNames,
     pub analysis_queue_url: Option<String>,
     pub dead_letter_queue_url: Option<String>,
+    /// The stream mappings' on-failure queue (batch metadata), for `docfan dlq replay`.
+    pub stream_failure_queue_url: Option<String>,
     pub opensearch: Option<OpenSearchConfig>,
     /// The EventBridge bus of the events sink; checked when read, so a malformed name
     /// stops a function at start.
@@ -122,6 +125,7 @@ impl Default for AwsConfig {
             tables: TableNames::default(),
             analysis_queue_url: None,
             dead_letter_queue_url: None,
+            stream_failure_queue_url: None,
             opensearch: None,
             event_bus_name: None,
             websocket_endpoint: None,
@@ -187,6 +191,7 @@ impl AwsConfig {
             tables,
             analysis_queue_url: var("DOCFAN_ANALYSIS_QUEUE_URL"),
             dead_letter_queue_url: var("DOCFAN_DEAD_LETTER_QUEUE_URL"),
+            stream_failure_queue_url: var("DOCFAN_STREAM_FAILURE_QUEUE_URL"),
             opensearch,
             event_bus_name: var("DOCFAN_EVENT_BUS_NAME")
                 .map(|raw| EventBusName::parse(&raw))
@@ -217,6 +222,7 @@ pub struct AwsClients {
     pub config: AwsConfig,
     pub sdk: SdkConfig,
     pub dynamodb: aws_sdk_dynamodb::Client,
+    pub streams: aws_sdk_dynamodbstreams::Client,
     pub sqs: aws_sdk_sqs::Client,
     pub eventbridge: aws_sdk_eventbridge::Client,
     /// Present when a WebSocket endpoint (or an emulator endpoint) is configured.
@@ -236,6 +242,7 @@ impl AwsClients {
     /// set static credentials for an emulator).
     pub fn from_sdk_config(config: AwsConfig, sdk: SdkConfig) -> Result<Self> {
         let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+        let streams = aws_sdk_dynamodbstreams::Client::new(&sdk);
         let sqs = aws_sdk_sqs::Client::new(&sdk);
         let eventbridge = aws_sdk_eventbridge::Client::new(&sdk);
         let management = config
@@ -257,6 +264,7 @@ impl AwsClients {
             config,
             sdk,
             dynamodb,
+            streams,
             sqs,
             eventbridge,
             management,

@@ -17,6 +17,8 @@
 //! - [`analysis_queue`], [`dead_letter`]: the analysis jobs and the dead letters on SQS;
 //! - [`search_index`]: the search index on OpenSearch;
 //! - [`event_bus`]: events for other consumers, `PutEvents` to an EventBridge bus;
+//! - [`stream_replay`]: the records of a batch the stream mapping gave up on, read back
+//!   from the stream by its on-failure metadata;
 //! - [`errors`]: how SDK failures become [`Error`](crate::Error) variants.
 //!
 //! Conditional-write failures are read from the SDKs' typed error variants
@@ -36,6 +38,7 @@ pub mod event_bus;
 pub mod notifier;
 pub mod push;
 pub mod search_index;
+pub mod stream_replay;
 pub mod tables;
 
 pub use analysis_queue::SqsAnalysisQueue;

@@ -82,3 +82,124 @@ async fn dead_letters_are_listed_and_redriven_through_the_aws_sinks() {
         Err(e) if e.to_string().contains("not found")
     ));
 }
+
+/// `docfan dlq replay`: a batch the stream mapping gave up on leaves only its metadata
+/// in the on-failure queue; the replay reads its records back from the stream
+/// (`AT_SEQUENCE_NUMBER`) and hands them to the sinks, and the message leaves the queue.
+/// A message about records the stream no longer holds stays, with the reason.
+#[tokio::test]
+#[ignore = "needs moto and OpenSearch: run tests/run"]
+async fn batches_the_mapping_gave_up_on_are_replayed_from_the_stream() {
+    use api::commands::aws::replay_failed_batches;
+
+    let mut clients = emulators::aws(Wants {
+        search: true,
+        ..Wants::default()
+    })
+    .await;
+    let failures =
+        emulators::create_queue(&clients.sqs, &crate::emulators::unique("stream-failures")).await;
+    clients.config.stream_failure_queue_url = Some(failures.clone());
+    let ann = unique_user("ann");
+    let docs: Vec<_> = (0..3)
+        .map(|i| new_document(&ann, &format!("Given up {i}"), "then replayed", &[]))
+        .collect();
+    for doc in &docs {
+        clients.document_store().create(doc).await.unwrap();
+    }
+    let records = crate::stream::read_stream(&clients).await;
+    assert_eq!(records.len(), 3);
+    let seq = |r: &serde_json::Value| r["dynamodb"]["SequenceNumber"].as_str().unwrap().to_owned();
+    let arn = records[0]["eventSourceARN"].as_str().unwrap().to_owned();
+    let streams = &clients.streams;
+    let shard = streams
+        .describe_stream()
+        .stream_arn(&arn)
+        .send()
+        .await
+        .unwrap()
+        .stream_description
+        .unwrap()
+        .shards
+        .unwrap()
+        .remove(0)
+        .shard_id
+        .unwrap();
+    // What Lambda writes to the on-failure destination: the last two records' batch,
+    // and one about sequence numbers the stream never held.
+    let message = |start: &str, end: &str| {
+        json!({
+            "requestContext": {"condition": "RetryAttemptsExhausted", "approximateInvokeCount": 11},
+            "version": "1.0",
+            "DDBStreamBatchInfo": {
+                "shardId": shard,
+                "startSequenceNumber": start,
+                "endSequenceNumber": end,
+                "batchSize": 2,
+                "streamArn": arn,
+            }
+        })
+        .to_string()
+    };
+    for body in [
+        message(&seq(&records[1]), &seq(&records[2])),
+        "not a batch".to_owned(),
+    ] {
+        clients
+            .sqs
+            .send_message()
+            .queue_url(&failures)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+
+    let outcomes = replay_failed_batches(&clients).await.unwrap();
+    let replayed: Vec<_> = outcomes
+        .iter()
+        .filter_map(|o| o.result.as_ref().ok())
+        .collect();
+    assert_eq!(replayed, [&2], "{outcomes:?}");
+    let waiting: Vec<_> = outcomes
+        .iter()
+        .filter_map(|o| o.result.as_ref().err())
+        .collect();
+    assert_eq!(waiting.len(), 1, "{outcomes:?}");
+    assert!(
+        waiting[0].contains("not an on-failure message"),
+        "{waiting:?}"
+    );
+
+    // The batch's two documents went through every sink; the first was not in it.
+    let audit = clients.audit_log();
+    let index = clients.search_index().unwrap();
+    for (doc, replayed) in docs.iter().zip([false, true, true]) {
+        assert_eq!(
+            audit.list(&doc.id, None, 10).await.unwrap().len(),
+            usize::from(replayed),
+            "{}",
+            doc.title.as_str()
+        );
+        assert_eq!(
+            index.indexed(&doc.id).await.unwrap(),
+            replayed.then_some((1, false))
+        );
+    }
+    // The replayed message left the queue; the other stays (invisible for a while).
+    let left = clients
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&failures)
+        .attribute_names(
+            aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        left.attributes.unwrap()
+            [&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible],
+        "1"
+    );
+}

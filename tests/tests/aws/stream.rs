@@ -33,7 +33,7 @@ use tests::{TEST_SECRET, token_for};
 use websocket::apigateway::ApiGatewayOutbox;
 use websocket::{ConnectionService, ServiceConfig, ServicePorts};
 
-use crate::emulators::{self, REGION, Wants};
+use crate::emulators::{self, Wants};
 use crate::push::Recorder;
 
 /// Every record of the documents table's stream, oldest first, as the JSON record
@@ -77,7 +77,11 @@ pub async fn read_stream(clients: &AwsClients) -> Vec<Value> {
             if batch.is_empty() {
                 break;
             }
-            records.extend(batch.into_iter().map(|r| lambda_record(r, &arn)));
+            records.extend(
+                batch
+                    .into_iter()
+                    .map(|r| shared::aws::stream_replay::lambda_record(r, &arn)),
+            );
             iterator = page.next_shard_iterator;
         }
     }
@@ -86,39 +90,6 @@ pub async fn read_stream(clients: &AwsClients) -> Vec<Value> {
         seq(a).len().cmp(&seq(b).len()).then(seq(a).cmp(&seq(b)))
     });
     records
-}
-
-fn image(
-    map: Option<std::collections::HashMap<String, aws_sdk_dynamodbstreams::types::AttributeValue>>,
-) -> Option<Value> {
-    map.map(|m| serde_json::to_value(serde_dynamo::Item::from(m)).unwrap())
-}
-
-/// A DynamoDB Streams record as the Lambda event source mapping hands it over.
-fn lambda_record(record: aws_sdk_dynamodbstreams::types::Record, arn: &str) -> Value {
-    let change = record.dynamodb.expect("a stream record has its change");
-    let mut dynamodb = json!({
-        "ApproximateCreationDateTime": change.approximate_creation_date_time.map(|t| t.as_secs_f64()),
-        "Keys": image(change.keys),
-        "SequenceNumber": change.sequence_number,
-        "SizeBytes": change.size_bytes,
-        "StreamViewType": change.stream_view_type.map(|v| v.as_str().to_owned()),
-    });
-    if let Some(new) = image(change.new_image) {
-        dynamodb["NewImage"] = new;
-    }
-    if let Some(old) = image(change.old_image) {
-        dynamodb["OldImage"] = old;
-    }
-    json!({
-        "eventID": record.event_id,
-        "eventName": record.event_name.map(|n| n.as_str().to_owned()),
-        "eventVersion": record.event_version,
-        "eventSource": record.event_source,
-        "awsRegion": record.aws_region.unwrap_or_else(|| REGION.to_owned()),
-        "dynamodb": dynamodb,
-        "eventSourceARN": arn,
-    })
 }
 
 /// The event name and the decoded images of a record.
