@@ -55,6 +55,7 @@ mod opensearch;
 mod push;
 mod search_outage;
 mod serve;
+mod sigv4;
 mod sqs;
 mod stream;
 mod suites;
