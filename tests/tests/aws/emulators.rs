@@ -207,3 +207,22 @@ pub async fn drain(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Vec<Value> {
         }
     }
 }
+
+/// A loopback address with nothing listening on it: a service that is down.
+pub fn closed_endpoint() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    format!("http://127.0.0.1:{port}")
+}
+
+/// How many audit entries the document has.
+pub async fn audit_count(clients: &AwsClients, document: &shared::domain::DocumentId) -> usize {
+    use shared::ports::AuditLog;
+    clients
+        .audit_log()
+        .list(document, None, 100)
+        .await
+        .unwrap()
+        .len()
+}

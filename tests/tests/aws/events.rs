@@ -27,7 +27,7 @@ use stream_handler::sinks::notifications::NoSubscribers;
 use tests::port_suites::{new_document, next_version, unique_user};
 
 use crate::emulators::{self, Wants, create_bus, drain, rule_to_queue};
-use crate::lambda::{invoke, lambda_binary};
+use crate::lambda::invoke;
 use crate::stream::read_stream;
 
 const BODY: &str = "a body that never leaves docfan in an event";
@@ -324,29 +324,17 @@ async fn a_missing_bus_blocks_the_batch_and_dead_letters_nothing() {
 #[ignore = "needs moto and OpenSearch: run tests/run"]
 async fn the_lambda_index_consumer_publishes_to_its_bus_and_refuses_a_malformed_name() {
     // A malformed bus name stops the function at its cold start, naming the variable.
-    let refused = tokio::time::timeout(
-        std::time::Duration::from_secs(60),
-        tokio::process::Command::new(lambda_binary("lambda-stream-handler"))
-            .env_clear()
-            .envs(
-                shared::aws::config::required::INDEX_CONSUMER
-                    .iter()
-                    .map(|name| (name, "set")),
-            )
-            .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
-            .env("AWS_REGION", emulators::REGION)
-            .env("DOCFAN_STREAM_CONSUMER", "index")
-            .env("DOCFAN_STREAM_MAX_RETRIES", "8")
-            .env("DOCFAN_STREAM_MAX_RECORD_AGE_SECS", "3000")
-            .env("DOCFAN_EVENT_BUS_NAME", "docfan dev")
-            .output(),
-    )
-    .await
-    .expect("the function exits at once")
-    .unwrap();
-    assert!(!refused.status.success());
-    let said = String::from_utf8_lossy(&refused.stderr).into_owned()
-        + &String::from_utf8_lossy(&refused.stdout);
+    let mut env: Vec<(&str, &str)> = shared::aws::config::required::INDEX_CONSUMER
+        .iter()
+        .map(|name| (*name, "set"))
+        .collect();
+    env.extend([
+        ("DOCFAN_STREAM_CONSUMER", "index"),
+        ("DOCFAN_STREAM_MAX_RETRIES", "8"),
+        ("DOCFAN_STREAM_MAX_RECORD_AGE_SECS", "3000"),
+        ("DOCFAN_EVENT_BUS_NAME", "docfan dev"),
+    ]);
+    let said = crate::lambda::refused_at_start("lambda-stream-handler", &env).await;
     assert!(said.contains("DOCFAN_EVENT_BUS_NAME"), "{said}");
 
     let clients = emulators::aws(Wants {

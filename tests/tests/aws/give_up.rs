@@ -9,21 +9,13 @@ use std::time::Duration;
 use api::commands::aws::{list_dead_letters, redrive_dead_letters};
 use shared::aws::{AwsClients, OpenSearchConfig};
 use shared::clock::SystemClock;
-use shared::ports::{AttemptLog, AuditLog, DeadLetterQueue, DocumentStore};
+use shared::ports::{AttemptLog, DeadLetterQueue, DocumentStore};
 use stream_handler::aws::{Consumer, consumer_fanout};
 use stream_handler::give_up::GiveUpRules;
 use stream_handler::sinks::notifications::NoSubscribers;
 use tests::port_suites::{new_document, unique_user};
 
 use crate::emulators::{self, Wants};
-
-/// A loopback port with nothing listening on it: OpenSearch down.
-fn closed_endpoint() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    drop(listener);
-    format!("http://127.0.0.1:{port}")
-}
 
 #[tokio::test]
 #[ignore = "needs moto and OpenSearch: run tests/run"]
@@ -48,7 +40,7 @@ async fn a_sink_down_past_the_retries_dead_letters_every_record_whole_and_a_redr
     let mut config = clients.config.clone();
     let search = config.opensearch.clone().unwrap();
     config.opensearch = Some(OpenSearchConfig {
-        url: closed_endpoint(),
+        url: crate::emulators::closed_endpoint(),
         ..search
     });
     let down = AwsClients::from_sdk_config(config, clients.sdk.clone()).unwrap();
@@ -113,12 +105,7 @@ async fn a_sink_down_past_the_retries_dead_letters_every_record_whole_and_a_redr
     for doc in &docs {
         assert_eq!(index.indexed(&doc.id).await.unwrap(), Some((1, false)));
         assert_eq!(
-            clients
-                .audit_log()
-                .list(&doc.id, None, 10)
-                .await
-                .unwrap()
-                .len(),
+            crate::emulators::audit_count(&clients, &doc.id).await,
             1,
             "the audit entry written during the outage is not written twice"
         );

@@ -43,6 +43,27 @@ pub(crate) fn lambda_binary(name: &str) -> PathBuf {
     binary
 }
 
+/// Starts the function's binary with only `env` (and a runtime API nothing answers),
+/// requires it to exit at its cold start without asking for an event, and returns what
+/// it said (Lambda would report `Runtime.ExitError`).
+pub(crate) async fn refused_at_start(binary: &str, env: &[(&str, &str)]) -> String {
+    let refused = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(lambda_binary(binary))
+            .env_clear()
+            .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
+            .env("AWS_REGION", REGION)
+            .envs(env.iter().copied())
+            .output(),
+    )
+    .await
+    .expect("the function exits at once")
+    .unwrap();
+    assert!(!refused.status.success(), "{binary} started with {env:?}");
+    String::from_utf8_lossy(&refused.stderr).into_owned()
+        + &String::from_utf8_lossy(&refused.stdout)
+}
+
 #[derive(Default)]
 struct Invocation {
     event: Option<Value>,
@@ -221,29 +242,16 @@ async fn every_function_names_the_variables_it_is_started_without() {
             shared::aws::config::required::LIVE_CONSUMER,
         ),
     ] {
-        let mut command = tokio::process::Command::new(lambda_binary(binary));
-        command
-            .env_clear()
-            .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
-            .env("AWS_REGION", REGION)
-            .env(
-                "DOCFAN_JWT_SECRET",
-                std::str::from_utf8(TEST_SECRET).unwrap(),
-            )
-            .env("DOCFAN_STREAM_MAX_RETRIES", "8")
-            .env("DOCFAN_STREAM_MAX_RECORD_AGE_SECS", "3000")
+        let secret = std::str::from_utf8(TEST_SECRET).unwrap();
+        let mut env = vec![
+            ("DOCFAN_JWT_SECRET", secret),
+            ("DOCFAN_STREAM_MAX_RETRIES", "8"),
+            ("DOCFAN_STREAM_MAX_RECORD_AGE_SECS", "3000"),
             // One of them given: it is not named.
-            .env(wants[0], "given");
-        if let Some(consumer) = consumer {
-            command.env("DOCFAN_STREAM_CONSUMER", consumer);
-        }
-        let refused = tokio::time::timeout(Duration::from_secs(60), command.output())
-            .await
-            .expect("the function exits at once")
-            .unwrap();
-        assert!(!refused.status.success(), "{binary} {consumer:?}");
-        let said = String::from_utf8_lossy(&refused.stderr).into_owned()
-            + &String::from_utf8_lossy(&refused.stdout);
+            (wants[0], "given"),
+        ];
+        env.extend(consumer.map(|c| ("DOCFAN_STREAM_CONSUMER", c)));
+        let said = refused_at_start(binary, &env).await;
         assert!(
             said.contains(&wants[1..].join(", ")),
             "{binary} {consumer:?}: {said}"
@@ -363,38 +371,18 @@ async fn lambda_stream_handler_fans_a_stream_batch_out() {
 
     // Which consumer it is must be said: no silent default. The function exits at its
     // cold start, before it asks for an event (Lambda reports Runtime.ExitError).
-    let refused = tokio::time::timeout(
-        Duration::from_secs(60),
-        tokio::process::Command::new(lambda_binary("lambda-stream-handler"))
-            .env_clear()
-            .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
-            .env("AWS_REGION", REGION)
-            .env("DOCFAN_WEBSOCKET_ENDPOINT", recorder.endpoint.clone())
-            .output(),
+    let said = refused_at_start(
+        "lambda-stream-handler",
+        &[("DOCFAN_WEBSOCKET_ENDPOINT", recorder.endpoint.as_str())],
     )
-    .await
-    .expect("the function exits at once")
-    .unwrap();
-    assert!(!refused.status.success());
-    let said = String::from_utf8_lossy(&refused.stderr).into_owned()
-        + &String::from_utf8_lossy(&refused.stdout);
+    .await;
     assert!(said.contains("DOCFAN_STREAM_CONSUMER is not set"), "{said}");
     // Nor when the index consumer is not told when to give up on a failing record.
-    let refused = tokio::time::timeout(
-        Duration::from_secs(60),
-        tokio::process::Command::new(lambda_binary("lambda-stream-handler"))
-            .env_clear()
-            .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
-            .env("AWS_REGION", REGION)
-            .env("DOCFAN_STREAM_CONSUMER", "index")
-            .output(),
+    let said = refused_at_start(
+        "lambda-stream-handler",
+        &[("DOCFAN_STREAM_CONSUMER", "index")],
     )
-    .await
-    .expect("the function exits at once")
-    .unwrap();
-    assert!(!refused.status.success());
-    let said = String::from_utf8_lossy(&refused.stderr).into_owned()
-        + &String::from_utf8_lossy(&refused.stdout);
+    .await;
     assert!(
         said.contains("DOCFAN_STREAM_MAX_RETRIES is not set"),
         "{said}"
@@ -431,15 +419,7 @@ async fn lambda_stream_handler_fans_a_stream_batch_out() {
     let posts = recorder.posts_to("ann-tab=");
     assert_eq!(posts.len(), 1, "{posts:?}");
     assert_eq!(posts[0]["type"], "document.created");
-    assert_eq!(
-        clients
-            .audit_log()
-            .list(&doc.id, None, 10)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(crate::emulators::audit_count(&clients, &doc.id).await, 1);
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use chrono::{TimeDelta, Utc};
 use serde_json::{Value, json};
 use shared::auth::TokenAuthority;
 use shared::clock::{Clock, SystemClock};
-use shared::domain::{Role, UserId};
+use shared::domain::{DocumentId, Role, UserId};
 use shared::ports::{ConnectionId, ConnectionRegistry, DocumentStore};
 use tests::port_suites::{new_document, unique_user};
 use tests::{TEST_SECRET, token_for};
@@ -91,6 +91,29 @@ impl Gateway {
             registry,
             store,
         }
+    }
+
+    /// Checks that `closed` was closed (`DELETE @connections`, alone) and forgotten, and
+    /// returns the document's remaining subscribers, sorted.
+    async fn closed_and_left(&self, closed: &str, document: &DocumentId) -> Vec<String> {
+        assert_eq!(self.recorder.deleted(), [closed]);
+        assert_eq!(
+            self.registry
+                .get(&ConnectionId(closed.into()))
+                .await
+                .unwrap(),
+            None
+        );
+        let mut left: Vec<_> = self
+            .registry
+            .subscribers(document)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| s.connection.0)
+            .collect();
+        left.sort();
+        left
     }
 
     async fn send(&self, request: ApiGatewayWebsocketProxyRequest) -> i64 {
@@ -371,24 +394,8 @@ async fn pushes_skip_and_close_a_connection_whose_token_has_expired() {
         (updated("ann="), updated("bob="), updated("cat=")),
         (0, 1, 1)
     );
-    assert_eq!(gateway.recorder.deleted(), ["ann="]);
-    assert_eq!(
-        gateway
-            .registry
-            .get(&ConnectionId("ann=".into()))
-            .await
-            .unwrap(),
-        None
-    );
-    let left: Vec<_> = gateway
-        .registry
-        .subscribers(&doc.id)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|s| s.connection.0)
-        .collect();
-    assert_eq!(left.len(), 2, "{left:?}");
+    let left = gateway.closed_and_left("ann=", &doc.id).await;
+    assert_eq!(left, ["bob=", "cat="]);
 }
 
 /// The scheduled sweep closes and forgets the connections whose tokens have expired
@@ -428,23 +435,7 @@ async fn the_sweep_closes_connections_whose_tokens_have_expired() {
         .await
         .unwrap();
     assert_eq!(closed, 1);
-    assert_eq!(gateway.recorder.deleted(), ["ann="]);
-    assert_eq!(
-        gateway
-            .registry
-            .get(&ConnectionId("ann=".into()))
-            .await
-            .unwrap(),
-        None
-    );
-    let left: Vec<_> = gateway
-        .registry
-        .subscribers(&doc.id)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|s| s.connection.0)
-        .collect();
+    let left = gateway.closed_and_left("ann=", &doc.id).await;
     assert_eq!(left, ["bob="]);
     // Nothing left to sweep.
     assert_eq!(
