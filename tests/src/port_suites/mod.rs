@@ -63,3 +63,19 @@ pub fn next_version(doc: &Document, by: &UserId, change: impl FnOnce(&mut Docume
     next.updated_by = by.clone();
     next
 }
+
+/// The connection ids of the document's subscribers, sorted.
+pub async fn subscriber_ids(
+    registry: &dyn shared::ports::ConnectionRegistry,
+    document: &DocumentId,
+) -> Vec<String> {
+    let mut ids: Vec<_> = registry
+        .subscribers(document)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.connection.0)
+        .collect();
+    ids.sort();
+    ids
+}

@@ -72,16 +72,7 @@ async fn received(h: &NotifierHarness, id: &ConnectionId) -> Vec<Value> {
 }
 
 async fn subscribers(h: &NotifierHarness, document: &DocumentId) -> Vec<String> {
-    let mut ids: Vec<_> = h
-        .registry
-        .subscribers(document)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|s| s.connection.0)
-        .collect();
-    ids.sort();
-    ids
+    super::subscriber_ids(h.registry.as_ref(), document).await
 }
 
 pub async fn run(h: NotifierHarness) {

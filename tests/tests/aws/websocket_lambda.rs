@@ -104,16 +104,7 @@ impl Gateway {
                 .unwrap(),
             None
         );
-        let mut left: Vec<_> = self
-            .registry
-            .subscribers(document)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|s| s.connection.0)
-            .collect();
-        left.sort();
-        left
+        tests::port_suites::subscriber_ids(self.registry.as_ref(), document).await
     }
 
     async fn send(&self, request: ApiGatewayWebsocketProxyRequest) -> i64 {
