@@ -5,9 +5,10 @@
 //! over API Gateway's 128 KB message limit before calling).
 //!
 //! Routes (route selection `$request.body.action`; every frame lands on `$default`):
-//! `$connect` verifies `?token=` and registers the connection (401 refuses the
-//! upgrade), `$default` hands the frame to the connection service, `$disconnect`
-//! forgets the connection and its subscriptions.
+//! `$connect` verifies `?token=`, counts the user's connections and registers the
+//! connection (401 or 429 refuses the upgrade), `$default` hands the frame to the
+//! connection service, `$disconnect` forgets the connection and its subscriptions. The
+//! function's schedule runs [`sweep`], which closes connections whose tokens expired.
 //!
 //! A 410 Gone is [`SendError::Gone`], so the notifier forgets the connection. A frame
 //! that is too large is reported [`SendError::Unavailable`] and logged by the caller:
