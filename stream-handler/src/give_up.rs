@@ -98,10 +98,6 @@ impl GiveUp {
         Self { rules, attempts }
     }
 
-    pub fn rules(&self) -> GiveUpRules {
-        self.rules
-    }
-
     /// Counts one more failure of the record `record_id` written at `written_at`, and
     /// says why to give it up, if it is time. A count that cannot be kept leaves the
     /// decision to the record's age.

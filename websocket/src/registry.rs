@@ -27,6 +27,9 @@ struct Subscription {
     user: UserId,
     options: SubscribeOptions,
     cursor: Option<PresenceCursor>,
+    /// The connection's token expiry, kept here (and by `refresh`) so listing a
+    /// document's subscribers looks nothing else up.
+    token_expires_at: DateTime<Utc>,
 }
 
 /// Connections and subscriptions of this process.
@@ -90,8 +93,18 @@ impl ConnectionRegistry for InProcessRegistry {
 
     async fn refresh(&self, id: &ConnectionId, expires_at: DateTime<Utc>) -> Result<()> {
         let mut state = self.state.write().expect("registry lock");
-        let (connection, _) = state.connections.get_mut(id).ok_or(Error::NotFound)?;
+        let (connection, documents) = state.connections.get_mut(id).ok_or(Error::NotFound)?;
         connection.expires_at = expires_at;
+        let documents: Vec<DocumentId> = documents.iter().copied().collect();
+        for document in documents {
+            if let Some(subscription) = state
+                .by_document
+                .get_mut(&document)
+                .and_then(|subscribers| subscribers.get_mut(id))
+            {
+                subscription.token_expires_at = expires_at;
+            }
+        }
         Ok(())
     }
 
@@ -114,13 +127,14 @@ impl ConnectionRegistry for InProcessRegistry {
         let mut state = self.state.write().expect("registry lock");
         let (connection, documents) = state.connections.get_mut(id).ok_or(Error::NotFound)?;
         documents.insert(*document);
-        let user = connection.user.clone();
+        let (user, token_expires_at) = (connection.user.clone(), connection.expires_at);
         let replaced = state.by_document.entry(*document).or_default().insert(
             id.clone(),
             Subscription {
                 user,
                 options,
                 cursor: None,
+                token_expires_at,
             },
         );
         if replaced.is_some_and(|s| s.cursor.is_some()) {
@@ -171,10 +185,7 @@ impl ConnectionRegistry for InProcessRegistry {
                         user: subscription.user.clone(),
                         options: subscription.options,
                         cursor: subscription.cursor,
-                        token_expires_at: state
-                            .connections
-                            .get(connection)
-                            .map(|(c, _)| c.expires_at),
+                        token_expires_at: Some(subscription.token_expires_at),
                     })
                     .collect()
             })

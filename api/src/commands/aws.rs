@@ -180,6 +180,13 @@ async fn replay_one(
 ) -> Result<usize, String> {
     let batch = shared::aws::stream_replay::FailedBatch::parse(body)
         .map_err(|e| format!("not an on-failure message of a stream mapping: {e}"))?;
+    tracing::info!(
+        shard = %batch.shard_id,
+        from = %batch.start_sequence_number,
+        to = %batch.end_sequence_number,
+        condition = batch.condition.as_deref().unwrap_or("unknown"),
+        "replaying a batch the stream mapping gave up on"
+    );
     let records = match reader.records(&batch).await {
         Ok(records) => records,
         Err(shared::Error::NotFound) => {

@@ -34,6 +34,21 @@ fn user(name: &str) -> UserId {
     UserId::parse(name).unwrap()
 }
 
+/// `doc` with its body replaced by `actor`, on its current version.
+async fn rewrite(docs: &DocumentService, actor: &str, doc: &Document, body: &str) -> Document {
+    docs.replace(
+        &user(actor),
+        &doc.id,
+        Some(doc.version),
+        Replacement {
+            title: doc.title.clone(),
+            body: Body::parse(body).unwrap(),
+        },
+    )
+    .await
+    .unwrap()
+}
+
 struct Env {
     _dir: tempfile::TempDir,
     store: Arc<SqliteDocumentStore>,
@@ -119,18 +134,7 @@ impl Env {
     }
 
     async fn edit(&self, actor: &str, doc: &Document, body: &str) -> Document {
-        self.docs
-            .replace(
-                &user(actor),
-                &doc.id,
-                Some(doc.version),
-                Replacement {
-                    title: doc.title.clone(),
-                    body: Body::parse(body).unwrap(),
-                },
-            )
-            .await
-            .unwrap()
+        rewrite(&self.docs, actor, doc, body).await
     }
 
     /// Every record of the change log, as the handler receives them.
@@ -598,18 +602,7 @@ async fn the_worker_skips_superseded_versions_and_dead_letters_after_max_attempt
         ..AnalysisWorkerConfig::default()
     };
 
-    let doc2 = docs
-        .replace(
-            &user("ann"),
-            &doc.id,
-            Some(1),
-            Replacement {
-                title: doc.title.clone(),
-                body: Body::parse("two words").unwrap(),
-            },
-        )
-        .await
-        .unwrap();
+    let doc2 = rewrite(&docs, "ann", &doc, "two words").await;
     let worker = AnalysisWorker::new(
         queue.clone(),
         analyses.clone(),
@@ -923,18 +916,7 @@ async fn keystrokes_in_a_burst_are_answered_by_one_analysis() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     queue.enqueue(&job(1)).await.unwrap();
     for typed in ["ty", "typ", "typi", "typin", "typing"] {
-        doc = docs
-            .replace(
-                &user("ann"),
-                &doc.id,
-                Some(doc.version),
-                Replacement {
-                    title: doc.title.clone(),
-                    body: Body::parse(typed).unwrap(),
-                },
-            )
-            .await
-            .unwrap();
+        doc = rewrite(&docs, "ann", &doc, typed).await;
         queue.enqueue(&job(doc.version)).await.unwrap();
     }
     notifier.wait_for_analyses(1).await;
