@@ -987,9 +987,10 @@ def check_websocket_api(t: Template) -> Problems:
     if not any(
         target(res.get("Properties", {}).get("FunctionName"))[0] == "WebSocketFunction"
         and res.get("Properties", {}).get("Principal") == "apigateway.amazonaws.com"
+        and "/${Stage}/*" in (sub_text(res.get("Properties", {}).get("SourceArn")) or "")
         for res in resources(t, "AWS::Lambda::Permission").values()
     ):
-        problems.append("API Gateway has no permission to invoke WebSocketFunction")
+        problems.append("API Gateway has no permission to invoke WebSocketFunction on its routes")
     # The sweep of expired connections runs on a schedule, and may scan the table.
     sweeps = [
         e
@@ -1000,6 +1001,36 @@ def check_websocket_api(t: Template) -> Problems:
         problems.append("WebSocketFunction: needs a Schedule event (the sweep of expired connections)")
     if not role_allows(t, "WebSocketRole", "dynamodb:Scan", {"Fn::GetAtt": ["ConnectionsTable", "Arn"]}):
         problems.append("WebSocketRole: the sweep needs dynamodb:Scan on ConnectionsTable")
+    # $connect is guarded by the function's REQUEST authorizer on ?token=, which API
+    # Gateway may invoke.
+    authorizers = {
+        name: res.get("Properties", {})
+        for name, res in resources(t, "AWS::ApiGatewayV2::Authorizer").items()
+        if target(res.get("Properties", {}).get("ApiId"))[0] == api
+    }
+    connect = next(
+        (
+            res.get("Properties", {})
+            for res in resources(t, "AWS::ApiGatewayV2::Route").values()
+            if res.get("Properties", {}).get("RouteKey") == "$connect"
+        ),
+        {},
+    )
+    authorizer = target(connect.get("AuthorizerId"))[0]
+    if connect.get("AuthorizationType") != "CUSTOM" or authorizer not in authorizers:
+        problems.append(f"{api}: $connect must use the token authorizer (AuthorizationType CUSTOM)")
+    else:
+        a = authorizers[authorizer]
+        if a.get("AuthorizerType") != "REQUEST" or "${WebSocketFunction.Arn}" not in (sub_text(a.get("AuthorizerUri")) or ""):
+            problems.append(f"{authorizer}: must be a REQUEST authorizer run by WebSocketFunction")
+        if a.get("IdentitySource") != ["route.request.querystring.token"]:
+            problems.append(f"{authorizer}: the identity source must be the handshake's ?token=")
+        if not any(
+            target(res.get("Properties", {}).get("FunctionName"))[0] == "WebSocketFunction"
+            and f"/authorizers/${{{authorizer}}}" in (sub_text(res.get("Properties", {}).get("SourceArn")) or "")
+            for res in resources(t, "AWS::Lambda::Permission").values()
+        ):
+            problems.append(f"API Gateway has no permission to invoke WebSocketFunction as {authorizer}")
     # The function posts every reply; a route response would promise inline replies
     # (its returned body) that it never sends.
     if resources(t, "AWS::ApiGatewayV2::RouteResponse"):
@@ -1331,6 +1362,10 @@ WEAKENINGS: list[tuple[str, Callable[[Template], Problems], Callable[[Template],
     ("no stage", check_websocket_api, _del("Resources/WebSocketStage")),
     ("no sweep", check_websocket_api, _del("Resources/WebSocketFunction/Properties/Events/Sweep")),
     ("sweep cannot scan", check_websocket_api, _in_statement("WebSocketRole", "Connections", "Action", ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"])),
+    ("$connect without the authorizer", check_websocket_api, _set("Resources/ConnectRoute/Properties/AuthorizationType", "NONE")),
+    ("authorizer on another identity", check_websocket_api, _set("Resources/ConnectAuthorizer/Properties/IdentitySource", ["route.request.header.Authorization"])),
+    ("authorizer run by another function", check_websocket_api, _set("Resources/ConnectAuthorizer/Properties/AuthorizerUri", {"Fn::Sub": "arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2015-03-31/functions/${ApiFunction.Arn}/invocations"})),
+    ("authorizer may not be invoked", check_websocket_api, _del("Resources/ConnectAuthorizerInvokePermission")),
     ("route response promised", check_websocket_api, _set("Resources/DefaultRouteResponse", {"Type": "AWS::ApiGatewayV2::RouteResponse", "Properties": {"ApiId": {"Ref": "WebSocketApi"}, "RouteId": {"Ref": "DefaultRoute"}, "RouteResponseKey": "$default"}})),
     # Search.
     ("public domain", check_search_domain, _del("Resources/SearchDomain/Properties/VPCOptions")),

@@ -1,8 +1,10 @@
 //! The Lambda `websocket` function: API Gateway WebSocket events (`$connect` with the
 //! token in `?token=`, `$default` frames dispatched on `action`, `$disconnect`) into the
 //! same connection service as the local `/ws` driver, over the DynamoDB registry, with
-//! frames pushed through `post_to_connection`; and, on its schedule (an EventBridge
-//! `Scheduled Event`), the sweep that closes connections whose tokens have expired.
+//! frames pushed through `post_to_connection`; the `$connect` route's REQUEST
+//! authorizer (an event with `"type": "REQUEST"` and a `methodArn`); and, on its
+//! schedule (an EventBridge `Scheduled Event`), the sweep that closes connections whose
+//! tokens have expired.
 //!
 //! Environment: the AWS adapters' variables (see `shared::aws::config`: the connections,
 //! subscriptions, documents and audit tables, `DOCFAN_WEBSOCKET_ENDPOINT`,
@@ -23,6 +25,7 @@ use serde_json::{Value, json};
 use shared::auth::{TokenAuthority, TokenConfig};
 use shared::aws::{AwsClients, AwsConfig};
 use shared::clock::{Clock, SystemClock};
+use websocket::apigateway::authorizer::{Refusal, authorize, is_authorizer};
 use websocket::apigateway::{
     ApiGatewayOutbox, MAX_CONNECTIONS_PER_USER_VAR, handle_request, is_scheduled,
     max_connections_per_user, sweep,
@@ -37,6 +40,7 @@ async fn main() -> Result<(), Error> {
     let per_user =
         max_connections_per_user(std::env::var(MAX_CONNECTIONS_PER_USER_VAR).ok().as_deref())?;
     let tokens = TokenAuthority::start(tokens, SystemClock.now()).await?;
+    let handshakes = tokens.clone();
     let clients = AwsClients::load(AwsConfig::from_env()?).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let outbox = ApiGatewayOutbox::new(clients.pusher()?);
@@ -56,8 +60,22 @@ async fn main() -> Result<(), Error> {
             ..ServiceConfig::default()
         },
     );
-    let (service, outbox) = (&service, &outbox);
+    let (service, outbox, handshakes) = (&service, &outbox, &handshakes);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        if is_authorizer(&event.payload) {
+            return match authorize(handshakes, event.payload, service.now()).await {
+                Ok(policy) => Ok(policy),
+                Err(refusal) => {
+                    match &refusal {
+                        Refusal::Unauthorized(why) => {
+                            tracing::info!(error = %why, "handshake refused")
+                        }
+                        other => tracing::warn!(error = %other, "handshake not authorized"),
+                    }
+                    Err(Error::from(refusal.to_string()))
+                }
+            };
+        }
         if is_scheduled(&event.payload) {
             let closed = sweep(service, outbox).await?;
             return Ok::<_, Error>(json!({ "closed": closed }));

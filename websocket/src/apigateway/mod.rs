@@ -9,6 +9,8 @@
 //! connection (401 or 429 refuses the upgrade), `$default` hands the frame to the
 //! connection service, `$disconnect` forgets the connection and its subscriptions. The
 //! function's schedule runs [`sweep`], which closes connections whose tokens expired.
+//! Before `$connect`, API Gateway asks the same function's [`authorizer`] whether the
+//! handshake's token verifies.
 //!
 //! A 410 Gone is [`SendError::Gone`], so the notifier forgets the connection. A frame
 //! that is too large is reported [`SendError::Unavailable`] and logged by the caller:
@@ -21,6 +23,8 @@ use shared::auth::AuthError;
 use shared::aws::{ConnectionPusher, PushError};
 use shared::ports::ConnectionId;
 use tracing::Instrument;
+
+pub mod authorizer;
 
 use crate::frames::Frame;
 use crate::outbox::{Outbox, SendError};
