@@ -19,7 +19,8 @@
 //! - [`event_bus`]: events for other consumers, `PutEvents` to an EventBridge bus;
 //! - [`stream_replay`]: the records of a batch the stream mapping gave up on, read back
 //!   from the stream by its on-failure metadata;
-//! - [`errors`]: how SDK failures become [`Error`](crate::Error) variants.
+//! - [`errors`]: how SDK failures become [`Error`](crate::Error) variants;
+//! - [`xray`]: X-Ray subsegments sent to the daemon beside a traced Lambda function.
 //!
 //! Conditional-write failures are read from the SDKs' typed error variants
 //! (`ConditionalCheckFailedException`, the cancellation reasons of a transaction,
@@ -40,6 +41,7 @@ pub mod push;
 pub mod search_index;
 pub mod stream_replay;
 pub mod tables;
+pub mod xray;
 
 pub use analysis_queue::SqsAnalysisQueue;
 pub use analysis_store::DynamoDbAnalysisStore;
