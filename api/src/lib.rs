@@ -17,7 +17,6 @@ use lambda_http as _;
 
 pub mod commands;
 pub mod http;
-pub mod metrics;
 pub mod readiness;
 pub mod routes;
 pub mod server;
@@ -27,7 +26,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::{Extension, Router};
 
 pub use readiness::Readiness;
-pub use state::{AppState, MetricsSource};
+pub use state::AppState;
 
 /// The largest request body accepted, in bytes. A document body is at most 128 KiB of
 /// text, which JSON escaping can inflate up to sixfold; anything bigger is refused with
@@ -43,20 +42,15 @@ pub fn router(state: AppState) -> Router {
 
 /// [`router`] with the driver's readiness checks, and `extra` routes (the local
 /// WebSocket endpoint) merged under the same request ids and request logging.
-pub fn router_with(mut state: AppState, readiness: Readiness, extra: Router) -> Router {
-    let http_metrics = std::sync::Arc::new(metrics::HttpMetrics::default());
-    let rendered = std::sync::Arc::clone(&http_metrics);
-    state.metrics.insert(
-        0,
-        std::sync::Arc::new(move |out: &mut String| rendered.render(out)),
-    );
+pub fn router_with(state: AppState, readiness: Readiness, extra: Router) -> Router {
+    let http_metrics = state.metrics.http.clone();
     routes::routes()
         .fallback(routes::system::not_found)
         .method_not_allowed_fallback(routes::system::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .layer(axum::middleware::from_fn_with_state(
             http_metrics,
-            metrics::record,
+            http::metrics::record,
         ))
         .layer(Extension(readiness))
         .with_state(state)

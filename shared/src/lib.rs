@@ -11,6 +11,8 @@
 //! - [`live`]: the frames the WebSocket contract sends, and who gets which frame of a
 //!   change (both deployments' notifiers);
 //! - `aws` (cargo feature `aws`): the AWS adapters (DynamoDB, SQS, API Gateway, OpenSearch);
+//! - [`metrics`]: the one metrics registry, rendered as Prometheus text on one machine
+//!   and as CloudWatch Embedded Metric Format lines in Lambda;
 //! - [`retry`]: the one retry policy (exponential backoff with jitter);
 //! - [`clock`], [`error`] and [`telemetry`]: time, the error type, logging setup.
 
@@ -27,6 +29,7 @@ pub mod embedded;
 pub mod error;
 pub mod events;
 pub mod live;
+pub mod metrics;
 pub mod ports;
 pub mod retry;
 pub mod service;

@@ -37,6 +37,7 @@ use shared::embedded::{
     ChangeFeed, DATABASE_FILE, SEARCH_INDEX_DIR, SqliteAnalysisQueue, SqliteAnalysisStore,
     SqliteAuditLog, SqliteDeadLetterQueue, SqliteWebhookOutbox, TantivySearchIndex,
 };
+use shared::metrics::{Metrics, WebhookMetrics};
 use shared::ports::{DocumentStore, Notifier};
 use shared::service::ReadService;
 use tokio::sync::watch;
@@ -136,17 +137,37 @@ pub struct EmbeddedFanout {
     clock: Arc<dyn Clock>,
     config: FanoutConfig,
     tasks: Arc<TaskSenders>,
+    webhook_metrics: WebhookMetrics,
 }
 
 impl EmbeddedFanout {
     /// Opens the fan-out's stores in `data_dir` (the SQLite database the documents live
-    /// in, and the search index folder beside it).
+    /// in, and the search index folder beside it), counting into metrics of its own.
     pub fn open(
         data_dir: &Path,
         documents: Arc<dyn DocumentStore>,
         notifier: Arc<dyn Notifier>,
         clock: Arc<dyn Clock>,
         config: FanoutConfig,
+    ) -> Result<Self> {
+        Self::open_counting(
+            data_dir,
+            documents,
+            notifier,
+            clock,
+            config,
+            &Metrics::new(),
+        )
+    }
+
+    /// [`EmbeddedFanout::open`], counting into `metrics`' fan-out and webhook parts.
+    pub fn open_counting(
+        data_dir: &Path,
+        documents: Arc<dyn DocumentStore>,
+        notifier: Arc<dyn Notifier>,
+        clock: Arc<dyn Clock>,
+        config: FanoutConfig,
+        metrics: &Metrics,
     ) -> Result<Self> {
         let db = data_dir.join(DATABASE_FILE);
         let search = Arc::new(TantivySearchIndex::open(&data_dir.join(SEARCH_INDEX_DIR))?);
@@ -182,12 +203,15 @@ impl EmbeddedFanout {
                 EventsSinkConfig::default(),
             )));
         }
-        let fanout = Arc::new(Fanout::new(
-            sinks,
-            dead_letters.clone(),
-            Arc::clone(&clock),
-            config.handler.clone(),
-        ));
+        let fanout = Arc::new(
+            Fanout::new(
+                sinks,
+                dead_letters.clone(),
+                Arc::clone(&clock),
+                config.handler.clone(),
+            )
+            .with_metrics(metrics.fanout.clone()),
+        );
         Ok(Self {
             fanout,
             search,
@@ -210,6 +234,7 @@ impl EmbeddedFanout {
                     .map(|r| (r.name.to_string(), watch::channel(TaskState::NotStarted).0))
                     .collect(),
             }),
+            webhook_metrics: metrics.webhooks.clone(),
         })
     }
 
@@ -239,6 +264,7 @@ impl EmbeddedFanout {
             self.config.worker.clone(),
         )
         .with_wake(self.analysis_queue.enqueued())
+        .with_metrics(self.fanout.metrics().clone())
     }
 
     /// The delivery worker of each webhook rule, over the outbox.
@@ -257,6 +283,7 @@ impl EmbeddedFanout {
                     Arc::clone(&self.clock),
                     events.delivery.clone(),
                 )
+                .map(|worker| worker.with_metrics(self.webhook_metrics.clone()))
             })
             .collect()
     }

@@ -36,7 +36,7 @@ use tracing::Instrument;
 use crate::bodies::{BodyError, BodyReader};
 use crate::decode::{Decoded, RecordMeta, Unfinished, decode};
 use crate::give_up::GiveUp;
-use crate::metrics::{self, DeliveryOutcome};
+use shared::metrics::{DeliveryOutcome, FanoutMetrics};
 
 use crate::sinks::{Flush, Flushed, Sink};
 
@@ -73,6 +73,7 @@ pub struct Fanout {
     /// When a record that keeps failing is dead-lettered by the handler (a Lambda
     /// consumer); `None` leaves it to the caller (the embedded poller).
     give_up: Option<GiveUp>,
+    metrics: FanoutMetrics,
 }
 
 /// The sink of the live consumer ([`Fanout::live`]); the index consumer
@@ -193,7 +194,22 @@ enum Outcome {
     Dead {
         reason: String,
         attempts: u32,
+        /// The sink that failed it, if one did (not an undecodable record).
+        sink: Option<&'static str>,
     },
+}
+
+impl Outcome {
+    /// The same outcome, blamed on `sink` for the per-sink dead-letter count.
+    fn blaming(mut self, failed: &'static str) -> Self {
+        match &mut self {
+            Outcome::Retry(Retry { sink, .. }) | Outcome::Dead { sink, .. } => {
+                *sink = Some(failed);
+            }
+            Outcome::Done | Outcome::Skipped => {}
+        }
+        self
+    }
 }
 
 /// Why a record is reported for another try.
@@ -203,6 +219,8 @@ struct Retry {
     /// Whether its own failure may end in giving it up ([`crate::give_up`]): not when
     /// the deployment blocks it, nor when it only waits behind an earlier record.
     countable: bool,
+    /// The sink whose failure it is, if one's.
+    sink: Option<&'static str>,
 }
 
 impl Retry {
@@ -211,6 +229,7 @@ impl Retry {
         Outcome::Retry(Retry {
             reason: reason.into(),
             countable: true,
+            sink: None,
         })
     }
 
@@ -219,6 +238,7 @@ impl Retry {
         Outcome::Retry(Retry {
             reason: reason.into(),
             countable: false,
+            sink: None,
         })
     }
 
@@ -233,8 +253,16 @@ impl Retry {
 }
 
 enum SinkFailure {
-    Transient { reason: String, blocked: bool },
-    Permanent { reason: String, attempts: u32 },
+    Transient {
+        reason: String,
+        blocked: bool,
+        sink: &'static str,
+    },
+    Permanent {
+        reason: String,
+        attempts: u32,
+        sink: &'static str,
+    },
 }
 
 /// A failed flush of the sinks.
@@ -265,6 +293,7 @@ impl Fanout {
             bodies: None,
             forgets_versions: true,
             give_up: None,
+            metrics: FanoutMetrics::default(),
         }
     }
 
@@ -284,6 +313,7 @@ impl Fanout {
             bodies: None,
             forgets_versions: true,
             give_up: None,
+            metrics: FanoutMetrics::default(),
         }
     }
 
@@ -292,6 +322,17 @@ impl Fanout {
     pub fn with_body_archive(mut self, archive: Arc<dyn BodyArchive>) -> Self {
         self.bodies = Some(BodyReader::new(archive));
         self
+    }
+
+    /// The same fan-out counting into `metrics` (by default it counts into its own).
+    pub fn with_metrics(mut self, metrics: FanoutMetrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// What this fan-out counts into.
+    pub fn metrics(&self) -> &FanoutMetrics {
+        &self.metrics
     }
 
     /// The same fan-out dead-letting a record that keeps failing itself, by `give_up`'s
@@ -336,6 +377,7 @@ impl Fanout {
                 .map(|b| BodyReader::new(Arc::clone(b.archive()))),
             forgets_versions: self.forgets_versions,
             give_up: self.give_up.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 
@@ -412,6 +454,7 @@ impl Fanout {
                     outcomes.push(Some(Outcome::Dead {
                         reason: e.to_string(),
                         attempts: 1,
+                        sink: None,
                     }));
                 }
             }
@@ -497,10 +540,18 @@ impl Fanout {
         let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
         for (i, mut outcome) in outcomes.into_iter().enumerate() {
             let meta = &metas[i];
-            if let Outcome::Dead { reason, attempts } = &outcome {
+            if let Outcome::Dead {
+                reason,
+                attempts,
+                sink,
+            } = &outcome
+            {
                 outcome = match self.dead_letter(&records[i], meta, reason, *attempts).await {
                     Ok(()) => {
                         *counts.entry(self.dead_letter_outcome()).or_default() += 1;
+                        if let Some(sink) = sink {
+                            self.metrics.record_dead_lettered(sink);
+                        }
                         continue;
                     }
                     Err(e) => {
@@ -522,7 +573,7 @@ impl Fanout {
             }
         }
         for (outcome, n) in counts {
-            metrics::record_records(outcome, n);
+            self.metrics.record_records(outcome, n);
         }
         report
     }
@@ -550,10 +601,12 @@ impl Fanout {
         }))
         .await;
         for (i, (verdict, attempts)) in judged {
-            if let (Some(why), Outcome::Retry(Retry { reason, .. })) = (verdict, &outcomes[i]) {
+            if let (Some(why), Outcome::Retry(Retry { reason, sink, .. })) = (verdict, &outcomes[i])
+            {
                 outcomes[i] = Outcome::Dead {
                     reason: format!("{reason}; given up: {why}"),
                     attempts,
+                    sink: *sink,
                 };
             }
         }
@@ -596,7 +649,8 @@ impl Fanout {
             let started = tokio::time::Instant::now();
             let flushed = sink.flush(when).await;
             if matches!(flushed, Ok(Flushed::Durable) | Err(_)) {
-                metrics::record_flush(sink.name(), started.elapsed(), flushed.is_ok());
+                self.metrics
+                    .record_flush(sink.name(), started.elapsed(), flushed.is_ok());
             }
             flushed.map_err(|e| {
                 (
@@ -664,6 +718,7 @@ impl Fanout {
             Err(e @ BodyError::Corrupt(_)) => Err(Outcome::Dead {
                 reason: e.to_string(),
                 attempts: 1,
+                sink: None,
             }),
         }
     }
@@ -686,16 +741,28 @@ impl Fanout {
             for result in results {
                 match result {
                     Ok(()) => {}
-                    Err(SinkFailure::Transient { reason, blocked }) => {
-                        return Retry::of(reason, blocked);
+                    Err(SinkFailure::Transient {
+                        reason,
+                        blocked,
+                        sink,
+                    }) => {
+                        return Retry::of(reason, blocked).blaming(sink);
                     }
-                    Err(SinkFailure::Permanent { reason, attempts }) => {
-                        permanent.get_or_insert((reason, attempts));
+                    Err(SinkFailure::Permanent {
+                        reason,
+                        attempts,
+                        sink,
+                    }) => {
+                        permanent.get_or_insert((reason, attempts, sink));
                     }
                 }
             }
-            if let Some((reason, attempts)) = permanent {
-                return Outcome::Dead { reason, attempts };
+            if let Some((reason, attempts, sink)) = permanent {
+                return Outcome::Dead {
+                    reason,
+                    attempts,
+                    sink: Some(sink),
+                };
             }
             if let (ChangeKind::Deleted, Some(bodies), true) =
                 (change.kind, &self.bodies, self.forgets_versions)
@@ -728,30 +795,36 @@ impl Fanout {
             let elapsed = started.elapsed();
             match result {
                 Ok(()) => {
-                    metrics::record_delivery(sink.name(), elapsed, DeliveryOutcome::Ok);
+                    self.metrics
+                        .record_delivery(sink.name(), elapsed, DeliveryOutcome::Ok);
                     return Ok(());
                 }
                 Err(e) if sink.is_retriable(&e) && policy.allows_another(attempt) => {
-                    metrics::record_delivery(sink.name(), elapsed, DeliveryOutcome::Retried);
+                    self.metrics
+                        .record_delivery(sink.name(), elapsed, DeliveryOutcome::Retried);
                     let pause = policy.backoff(attempt);
                     tracing::warn!(error = %e, attempt, ?pause, "sink failed transiently; retrying");
                     tokio::time::sleep(pause).await;
                     attempt += 1;
                 }
                 Err(e) if sink.is_retriable(&e) => {
-                    metrics::record_delivery(sink.name(), elapsed, DeliveryOutcome::Failed);
+                    self.metrics
+                        .record_delivery(sink.name(), elapsed, DeliveryOutcome::Failed);
                     tracing::warn!(error = %e, attempt, "sink still failing; reporting the record");
                     return Err(SinkFailure::Transient {
                         reason: format!("{}: {e} (after {attempt} attempts)", sink.name()),
                         blocked: matches!(e, shared::Error::Blocked(_)),
+                        sink: sink.name(),
                     });
                 }
                 Err(e) => {
-                    metrics::record_delivery(sink.name(), elapsed, DeliveryOutcome::Failed);
+                    self.metrics
+                        .record_delivery(sink.name(), elapsed, DeliveryOutcome::Failed);
                     tracing::error!(error = %e, "sink failed permanently; dead-lettering the record");
                     return Err(SinkFailure::Permanent {
                         reason: format!("{}: {e}", sink.name()),
                         attempts: attempt,
+                        sink: sink.name(),
                     });
                 }
             }
@@ -810,7 +883,7 @@ impl Fanout {
     ) -> shared::Result<()> {
         let meta = RecordMeta::of(record);
         self.dead_letter(record, &meta, reason, attempts).await?;
-        metrics::record_records(self.dead_letter_outcome(), 1);
+        self.metrics.record_records(self.dead_letter_outcome(), 1);
         Ok(())
     }
 }

@@ -12,7 +12,8 @@
 //! - [`poller`]: the embedded event source mapping over the SQLite change log;
 //! - [`webhooks`]: the delivery workers of the embedded event bus, one per rule;
 //! - [`redrive`]: handling dead letters again; [`reindex`]: rebuilding the search index;
-//! - [`metrics`]: stream lag and per-sink counts and latencies for `/metrics`;
+//! - [`lambda`]: one Lambda invocation (the stream event or the analysis batch), ending
+//!   with its metrics as CloudWatch EMF lines; the counters are `shared::metrics`';
 //! - [`embedded`]: every embedded port and task, opened from the data directory.
 
 // The library's unit tests see the dev-dependencies the integration tests use.
@@ -30,7 +31,7 @@ pub mod decode;
 pub mod embedded;
 pub mod give_up;
 pub mod handler;
-pub mod metrics;
+pub mod lambda;
 pub mod poller;
 pub mod redrive;
 pub mod reindex;

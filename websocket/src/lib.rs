@@ -8,7 +8,6 @@
 //! - [`outbox`]: the port that pushes a frame to one connection, and its in-process twin;
 //! - [`registry`]: the in-process `ConnectionRegistry`;
 //! - [`local`]: the `/ws` axum driver of the embedded server;
-//! - [`metrics`]: counters for `/metrics`;
 //! - `apigateway` (cargo feature `aws`): the outbox that posts to API Gateway connections.
 //!
 //! Replay and live delivery meet in `cursors`, which makes the switch between them exact.
@@ -25,7 +24,6 @@ pub mod apigateway;
 mod cursors;
 pub mod frames;
 pub mod local;
-pub mod metrics;
 pub mod notifier;
 pub mod outbox;
 pub mod presence;

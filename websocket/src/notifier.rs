@@ -15,7 +15,6 @@ use tracing::Instrument;
 
 use crate::cursors::Admission;
 use crate::frames::Frame;
-use crate::metrics::{add, bump};
 use crate::outbox::SendError;
 use crate::service::Inner;
 
@@ -33,7 +32,7 @@ impl LiveNotifier {
 
     /// Forgets a connection found gone (API Gateway's 410).
     async fn forget(&self, connection: &ConnectionId) {
-        bump(&self.inner.metrics.connections_gone);
+        self.inner.metrics.connections_gone.inc();
         self.inner.cursors.forget_connection(connection);
         if let Err(e) = self.inner.ports.registry.remove(connection).await {
             tracing::warn!(connection = %connection, error = %e, "could not forget a gone connection");
@@ -74,7 +73,7 @@ impl LiveNotifier {
                 }
             }
         }
-        add(&self.inner.metrics.notifications_sent, sent);
+        self.inner.metrics.notifications_sent.inc_by(sent);
     }
 
     async fn deliver(&self, change: &ChangeEvent, delivery: Delivery) -> Result<()> {
@@ -103,7 +102,9 @@ impl LiveNotifier {
         let admission = cursors.admit(connection, document, change.version, &frame, ends);
         if matches!(admission, Admission::Send | Admission::Untracked) {
             match self.inner.ports.outbox.send(connection, frame).await {
-                Ok(()) => bump(&self.inner.metrics.notifications_sent),
+                Ok(()) => {
+                    self.inner.metrics.notifications_sent.inc();
+                }
                 Err(SendError::Gone) => self.forget(connection).await,
                 Err(e) => {
                     tracing::warn!(connection = %connection, error = %e, "could not push a frame");

@@ -15,7 +15,6 @@ use shared::ports::{ConnectionId, PresenceCursor, Subscriber};
 use tokio::time::Instant;
 
 use crate::frames::{self, Frame};
-use crate::metrics::add;
 use crate::outbox::SendError;
 use crate::service::Inner;
 
@@ -87,7 +86,7 @@ async fn to_others(inner: &Inner, others: Vec<Subscriber>, frame: Frame) {
             }
         }
     }
-    add(&inner.metrics.notifications_sent, sent);
+    inner.metrics.notifications_sent.inc_by(sent);
 }
 
 /// Records the connection's cursor and tells the others. `NotFound` when the connection

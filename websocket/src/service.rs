@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use shared::auth::{AuthError, Identity, TokenAuthority};
 use shared::clock::Clock;
 use shared::domain::DocumentId;
+use shared::metrics::LiveMetrics;
 use shared::ports::{
     AuditLog, Connection, ConnectionId, ConnectionRegistry, DocumentStore, SubscribeOptions,
 };
@@ -18,7 +19,6 @@ use tracing::Instrument;
 
 use crate::cursors::{Cursors, Drain};
 use crate::frames::{self, ClientFrame, ErrorCode, Frame, MAX_FRAME_BYTES};
-use crate::metrics::{Metrics, bump};
 use crate::notifier::LiveNotifier;
 use crate::outbox::{Close, Outbox};
 use crate::presence::{self, PresenceLimit, PresenceLimiter};
@@ -111,7 +111,7 @@ pub(crate) struct Inner {
     pub ports: ServicePorts,
     pub config: ServiceConfig,
     pub cursors: Cursors,
-    pub metrics: Arc<Metrics>,
+    pub metrics: LiveMetrics,
     pub presence: PresenceLimiter,
 }
 
@@ -125,13 +125,19 @@ pub struct ConnectionService {
 struct Gone;
 
 impl ConnectionService {
+    /// A service counting into metrics of its own.
     pub fn new(ports: ServicePorts, config: ServiceConfig) -> Self {
+        Self::counting(ports, config, LiveMetrics::default())
+    }
+
+    /// A service (and its notifier) counting into `metrics`.
+    pub fn counting(ports: ServicePorts, config: ServiceConfig, metrics: LiveMetrics) -> Self {
         Self {
             inner: Arc::new(Inner {
                 ports,
                 config,
                 cursors: Cursors::default(),
-                metrics: Arc::new(Metrics::default()),
+                metrics,
                 presence: PresenceLimiter::default(),
             }),
         }
@@ -149,7 +155,7 @@ impl ConnectionService {
     }
 
     /// The service's counters (shared with its notifier).
-    pub fn metrics(&self) -> &Arc<Metrics> {
+    pub fn metrics(&self) -> &LiveMetrics {
         &self.inner.metrics
     }
 
@@ -173,7 +179,7 @@ impl ConnectionService {
         let ports = &self.inner.ports;
         let now = ports.clock.now();
         let identity = ports.tokens.verify(token, now).await.inspect_err(|_| {
-            bump(&self.inner.metrics.upgrades_refused);
+            self.inner.metrics.upgrades_refused.inc();
         })?;
         if let Some(most) = self.inner.config.max_connections_per_user {
             let held = ports
@@ -182,7 +188,7 @@ impl ConnectionService {
                 .await
                 .map_err(ConnectError::Unavailable)?;
             if held >= most {
-                bump(&self.inner.metrics.upgrades_refused);
+                self.inner.metrics.upgrades_refused.inc();
                 return Err(ConnectError::TooMany(most));
             }
         }
@@ -197,7 +203,7 @@ impl ConnectionService {
             .register(&connection)
             .await
             .map_err(ConnectError::Unavailable)?;
-        bump(&self.inner.metrics.connections_accepted);
+        self.inner.metrics.connections_accepted.inc();
         tracing::info!(connection = %connection.id, user = %connection.user, "connected");
         Ok(connection)
     }
@@ -230,7 +236,7 @@ impl ConnectionService {
     /// the outbox; the outcome tells the driver whether to go on.
     pub async fn handle_frame(&self, id: &ConnectionId, text: &str) -> FrameOutcome {
         let ports = &self.inner.ports;
-        bump(&self.inner.metrics.frames_received);
+        self.inner.metrics.frames_received.inc();
         let connection = match ports.registry.get(id).await {
             Ok(Some(connection)) => connection,
             Ok(None) => return FrameOutcome::Close(Close::UNKNOWN_CONNECTION),
@@ -248,7 +254,7 @@ impl ConnectionService {
             Ok(frame) => frame,
             Err(rejection) => {
                 tracing::debug!(connection = %id, code = ?rejection.code, "frame refused");
-                bump(&self.inner.metrics.frames_refused);
+                self.inner.metrics.frames_refused.inc();
                 self.reply(id, rejection.to_frame()).await;
                 return FrameOutcome::Continue;
             }

@@ -157,8 +157,7 @@ async fn an_edit_reaches_the_other_readers_and_no_stranger() {
     assert_eq!(frame["analysis"]["wordCount"], 2);
     dan.expect_nothing_pending().await;
 
-    let mut metrics = String::new();
-    server.ws.render_metrics(&mut metrics);
+    let metrics = server.metrics.render();
     assert!(
         metrics.contains("docfan_websocket_connections 3\n"),
         "{metrics}"

@@ -56,7 +56,7 @@ impl App {
             documents,
             tokens,
             clock: Arc::clone(&clock),
-            metrics: Vec::new(),
+            metrics: shared::metrics::Metrics::new(),
             reads,
             rate_limit: Arc::new(UserRateLimiter::new(rate_limit)),
         };

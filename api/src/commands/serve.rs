@@ -14,6 +14,7 @@ use shared::clock::{Clock, SystemClock};
 use shared::embedded::{
     ChangeFeed, DATABASE_FILE, DataDirLock, SqliteAuditLog, SqliteDocumentStore,
 };
+use shared::metrics::Metrics;
 use shared::ports::{DocumentStore, Notifier};
 use shared::service::DocumentService;
 use stream_handler::{EmbeddedFanout, FanoutConfig};
@@ -175,7 +176,10 @@ impl App {
             SqliteAuditLog::open(&db_path)
                 .map_err(|e| anyhow::anyhow!("opening the audit trail: {e}"))?,
         );
-        let websocket = LocalWebSocket::new(
+        // One registry for `/metrics`: the WebSocket, the fan-out and the router count
+        // into its parts.
+        let metrics = Metrics::new();
+        let websocket = LocalWebSocket::counting(
             LocalPorts {
                 registry: Arc::new(InProcessRegistry::new()),
                 documents: Arc::clone(&store),
@@ -185,27 +189,25 @@ impl App {
             },
             ServiceConfig::default(),
             config.websocket.clone(),
+            metrics.live.clone(),
         );
         let notifier: Arc<dyn Notifier> = Arc::new(websocket.notifier());
-        let fanout = EmbeddedFanout::open(
+        let fanout = EmbeddedFanout::open_counting(
             &config.data_dir,
             Arc::clone(&store),
             notifier,
             Arc::clone(&clock),
             config.fanout.clone(),
+            &metrics,
         )
         .map_err(|e| anyhow::anyhow!("opening the fan-out stores: {e}"))?;
 
         let readiness = crate::readiness::embedded(&config.data_dir, &fanout);
-        let ws_metrics = websocket.clone();
         let state = AppState {
             documents: DocumentService::new(store, Arc::clone(&clock)),
             tokens,
             clock: Arc::clone(&clock),
-            metrics: vec![
-                Arc::new(stream_handler::metrics::render),
-                Arc::new(move |out: &mut String| ws_metrics.render_metrics(out)),
-            ],
+            metrics,
             reads: fanout.reads(),
             rate_limit: Arc::new(UserRateLimiter::new(config.rate_limit)),
         };

@@ -1,9 +1,10 @@
 //! HTTP plumbing shared by the routes: problem details, the authenticated caller and
-//! its request budget, JSON bodies, preconditions, pagination, and request ids with the
-//! request log line.
+//! its request budget, JSON bodies, preconditions, pagination, request ids with the
+//! request log line, and the count of each request for `/metrics`.
 
 pub mod auth;
 pub mod json;
+pub mod metrics;
 pub mod pagination;
 pub mod precondition;
 pub mod problem;

@@ -141,7 +141,7 @@ mod tests {
                 documents: DocumentService::new(store.clone(), clock.clone()),
                 tokens: tokens.clone(),
                 clock,
-                metrics: Vec::new(),
+                metrics: shared::metrics::Metrics::new(),
                 reads: fanout.reads(),
                 rate_limit: Default::default(),
             };

@@ -113,14 +113,10 @@ pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain"))
 )]
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    let mut out = String::with_capacity(4096);
-    for source in &state.metrics {
-        source(&mut out);
-    }
-    let mut response = out.into_response();
+    let mut response = state.metrics.render().into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        HeaderValue::from_static(shared::metrics::CONTENT_TYPE),
     );
     response
 }

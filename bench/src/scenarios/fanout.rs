@@ -54,10 +54,11 @@ fn sizes(mode: Mode) -> Sizes {
 
 pub async fn run(mode: Mode) -> anyhow::Result<Scenario> {
     let sizes = sizes(mode);
-    let before = Metrics::now();
+    let metrics = shared::metrics::Metrics::new();
+    let before = Readings::of(&metrics);
     let mut cases = Vec::new();
     for factor in [1, 2, 4] {
-        let (changes, elapsed) = throughput(factor, &sizes).await?;
+        let (changes, elapsed) = throughput(factor, &sizes, &metrics).await?;
         let rate = changes as f64 / elapsed.as_secs_f64();
         println!("  drain, parallelization {factor}: {changes} changes, {rate:.0} changes/s");
         cases.push(
@@ -68,7 +69,7 @@ pub async fn run(mode: Mode) -> anyhow::Result<Scenario> {
                 .throughput(rate, "changes/s"),
         );
     }
-    let (changes, drained, delivered) = throughput_with_webhooks(2, &sizes).await?;
+    let (changes, drained, delivered) = throughput_with_webhooks(2, &sizes, &metrics).await?;
     let drain_rate = changes as f64 / drained.as_secs_f64();
     let event_rate = changes as f64 / delivered.as_secs_f64();
     println!(
@@ -88,7 +89,7 @@ pub async fn run(mode: Mode) -> anyhow::Result<Scenario> {
             .param("seconds", delivered.as_secs_f64())
             .throughput(event_rate, "events/s"),
     );
-    let (alone, during) = writer_beside_a_drain(&sizes).await?;
+    let (alone, during) = writer_beside_a_drain(&sizes, &metrics).await?;
     let rate = |(latencies, elapsed): &(Vec<f64>, Duration)| {
         latencies.len() as f64 / elapsed.as_secs_f64()
     };
@@ -116,7 +117,7 @@ pub async fn run(mode: Mode) -> anyhow::Result<Scenario> {
             .latency(during),
     );
     for writers in [1, 16] {
-        let (samples, elapsed) = latency(writers, sizes.latency_writes).await?;
+        let (samples, elapsed) = latency(writers, sizes.latency_writes, &metrics).await?;
         let edits = samples.len();
         let latency = Latency::of(samples);
         println!(
@@ -133,7 +134,7 @@ pub async fn run(mode: Mode) -> anyhow::Result<Scenario> {
                 .latency(latency),
         );
     }
-    let spent = Metrics::now().since(&before);
+    let spent = Readings::of(&metrics).since(&before);
     Ok(Scenario {
         name: "fanout".into(),
         kind: Kind::Docfan,
@@ -183,13 +184,13 @@ pub async fn run(mode: Mode) -> anyhow::Result<Scenario> {
     })
 }
 
-/// The fan-out's counters (process-wide), to subtract one reading from another.
-struct Metrics(BTreeMap<String, f64>);
+/// The fan-out's counters (every case's, counted into one registry), to subtract one
+/// reading from another.
+struct Readings(BTreeMap<String, f64>);
 
-impl Metrics {
-    fn now() -> Self {
-        let mut text = String::new();
-        stream_handler::metrics::render(&mut text);
+impl Readings {
+    fn of(metrics: &shared::metrics::Metrics) -> Self {
+        let text = metrics.render();
         Self(
             text.lines()
                 .filter(|l| !l.starts_with('#'))
@@ -224,19 +225,20 @@ struct Env {
     fanout: EmbeddedFanout,
 }
 
-fn env() -> anyhow::Result<Env> {
-    env_with(FanoutConfig::default())
+fn env(metrics: &shared::metrics::Metrics) -> anyhow::Result<Env> {
+    env_with(FanoutConfig::default(), metrics)
 }
 
-fn env_with(config: FanoutConfig) -> anyhow::Result<Env> {
+fn env_with(config: FanoutConfig, metrics: &shared::metrics::Metrics) -> anyhow::Result<Env> {
     let dir = tempfile::tempdir()?;
     let store = Arc::new(SqliteDocumentStore::open(&dir.path().join(DATABASE_FILE))?);
-    let fanout = EmbeddedFanout::open(
+    let fanout = EmbeddedFanout::open_counting(
         dir.path(),
         store.clone(),
         Arc::new(NoSubscribers),
         Arc::new(SystemClock),
         config,
+        metrics,
     )?;
     Ok(Env {
         docs: DocumentService::new(store.clone(), Arc::new(SystemClock)),
@@ -364,8 +366,12 @@ impl Running {
     }
 }
 
-async fn throughput(factor: u32, sizes: &Sizes) -> anyhow::Result<(usize, Duration)> {
-    let env = env()?;
+async fn throughput(
+    factor: u32,
+    sizes: &Sizes,
+    metrics: &shared::metrics::Metrics,
+) -> anyhow::Result<(usize, Duration)> {
+    let env = env(metrics)?;
     let changes = write_backlog(&env, sizes).await?;
     let latest = env.store.change_feed().latest_seq().await?;
     let started = Instant::now();
@@ -418,6 +424,7 @@ async fn counting_receiver() -> anyhow::Result<(String, watch::Receiver<usize>)>
 async fn throughput_with_webhooks(
     factor: u32,
     sizes: &Sizes,
+    metrics: &shared::metrics::Metrics,
 ) -> anyhow::Result<(usize, Duration, Duration)> {
     let (url, mut counted) = counting_receiver().await?;
     let rules = shared::events::EventRules::parse(&format!(
@@ -425,16 +432,19 @@ async fn throughput_with_webhooks(
             "target":{{"url":"{url}","secret":"{}"}}}}]}}"#,
         shared::events::WebhookSecret::generate().expose()
     ))?;
-    let env = env_with(FanoutConfig {
-        events: Some(EventsConfig {
-            rules,
-            delivery: WebhookDeliveryConfig {
-                allow_private_targets: true,
-                ..WebhookDeliveryConfig::default()
-            },
-        }),
-        ..FanoutConfig::default()
-    })?;
+    let env = env_with(
+        FanoutConfig {
+            events: Some(EventsConfig {
+                rules,
+                delivery: WebhookDeliveryConfig {
+                    allow_private_targets: true,
+                    ..WebhookDeliveryConfig::default()
+                },
+            }),
+            ..FanoutConfig::default()
+        },
+        metrics,
+    )?;
     let changes = write_backlog(&env, sizes).await?;
     let latest = env.store.change_feed().latest_seq().await?;
     let (stop_workers, workers_stopped) = watch::channel(false);
@@ -466,9 +476,12 @@ async fn throughput_with_webhooks(
 
 /// One writer's commit latencies (ms): with the store alone, then while the fan-out
 /// (parallelization 4) drains a backlog of `sizes` changes.
-async fn writer_beside_a_drain(sizes: &Sizes) -> anyhow::Result<(Timed, Timed)> {
+async fn writer_beside_a_drain(
+    sizes: &Sizes,
+    metrics: &shared::metrics::Metrics,
+) -> anyhow::Result<(Timed, Timed)> {
     const EDITS: usize = 300;
-    let env = env()?;
+    let env = env(metrics)?;
     write_backlog(&env, sizes).await?;
     let latest = env.store.change_feed().latest_seq().await?;
     let owner = UserId::parse("bench")?;
@@ -522,8 +535,12 @@ async fn writer_beside_a_drain(sizes: &Sizes) -> anyhow::Result<(Timed, Timed)> 
 
 /// Write-to-searchable latencies (ms) with `writers` concurrent writers, and how long
 /// the edits took.
-async fn latency(writers: usize, total: usize) -> anyhow::Result<(Vec<f64>, Duration)> {
-    let env = Arc::new(env()?);
+async fn latency(
+    writers: usize,
+    total: usize,
+    metrics: &shared::metrics::Metrics,
+) -> anyhow::Result<(Vec<f64>, Duration)> {
+    let env = Arc::new(env(metrics)?);
     let owner = UserId::parse("bench")?;
     let running = start(&env, 2);
     let progress = running.progress.clone();

@@ -21,7 +21,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use crate::metrics;
+use shared::metrics::FanoutMetrics;
 
 /// How the worker behaves (the embedded twin of the SQS queue and its redrive policy).
 #[derive(Debug, Clone)]
@@ -74,6 +74,7 @@ pub struct AnalysisWorker {
     clock: Arc<dyn Clock>,
     config: AnalysisWorkerConfig,
     wake: Option<Arc<Notify>>,
+    metrics: FanoutMetrics,
 }
 
 impl AnalysisWorker {
@@ -93,7 +94,19 @@ impl AnalysisWorker {
             clock,
             config,
             wake: None,
+            metrics: FanoutMetrics::default(),
         }
+    }
+
+    /// The same worker counting its jobs into `metrics` (by default into its own).
+    pub fn with_metrics(mut self, metrics: FanoutMetrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// What this worker counts into.
+    pub fn metrics(&self) -> &FanoutMetrics {
+        &self.metrics
     }
 
     /// Wakes the idle worker when notified (the queue's enqueue signal).
@@ -142,7 +155,7 @@ impl AnalysisWorker {
                 JobOutcome::Failed(e.to_string())
             }
         };
-        metrics::record_analysis(match outcome {
+        self.metrics.record_analysis(match outcome {
             JobOutcome::Completed => "completed",
             JobOutcome::Superseded => "superseded",
             JobOutcome::Failed(_) => "failed",

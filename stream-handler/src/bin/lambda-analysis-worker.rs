@@ -7,7 +7,9 @@
 //! Environment: the AWS adapters' variables (see `shared::aws::config`: the documents,
 //! analysis, connections and subscriptions tables, `DOCFAN_WEBSOCKET_ENDPOINT`, and
 //! optionally `DOCFAN_DEAD_LETTER_QUEUE_URL` to dead-letter jobs with their reason
-//! instead); logs follow `RUST_LOG` and `DOCFAN_LOG_FORMAT`.
+//! instead); logs follow `RUST_LOG` and `DOCFAN_LOG_FORMAT`. Each invocation ends with
+//! its analysis jobs by outcome as CloudWatch EMF lines on stdout, in namespace
+//! `DOCFAN_METRICS_NAMESPACE` (default `docfan`).
 
 // A binary sees all of its package's dependencies; the library is where unused ones are caught.
 #![allow(unused_crate_dependencies)]
@@ -19,8 +21,10 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 use shared::aws::analysis_queue::SqsEventBatch;
 use shared::aws::{AwsClients, AwsConfig};
 use shared::clock::{Clock, SystemClock};
+use shared::metrics::{Emf, FanoutMetrics};
 use shared::ports::{AnalysisStore, DeadLetterQueue, DocumentStore, Notifier};
 use stream_handler::analysis::{AnalysisWorker, AnalysisWorkerConfig};
+use stream_handler::lambda::run_analysis_batch;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -36,8 +40,18 @@ async fn main() -> Result<(), Error> {
     let analyses: Arc<dyn AnalysisStore> = Arc::new(clients.analysis_store());
     let documents: Arc<dyn DocumentStore> = Arc::new(clients.document_store());
     let notifier: Arc<dyn Notifier> = Arc::new(clients.notifier(Arc::clone(&clock))?);
-    let (analyses, documents, notifier, dead_letters, clock) =
-        (&analyses, &documents, &notifier, &dead_letters, &clock);
+    // Kept across invocations: each one's EMF lines hold its own counts (deltas).
+    let metrics = FanoutMetrics::default();
+    let emf = Emf::from_env("analysis-worker");
+    let (analyses, documents, notifier, dead_letters, clock, metrics, emf) = (
+        &analyses,
+        &documents,
+        &notifier,
+        &dead_letters,
+        &clock,
+        &metrics,
+        &emf,
+    );
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         let batch = Arc::new(SqsEventBatch::new(
             &event.payload,
@@ -51,8 +65,9 @@ async fn main() -> Result<(), Error> {
             Arc::clone(notifier),
             Arc::clone(clock),
             AnalysisWorkerConfig::default(),
-        );
-        while !worker.run_once().await?.is_empty() {}
+        )
+        .with_metrics(metrics.clone());
+        run_analysis_batch(&worker, emf, &mut std::io::stdout()).await?;
         Ok::<SqsBatchResponse, Error>(batch.response())
     }))
     .await

@@ -20,7 +20,9 @@
 //! `DOCFAN_OPENSEARCH_URL`, `DOCFAN_OPENSEARCH_INDEX` and optionally
 //! `DOCFAN_EVENT_BUS_NAME` (a bus name or ARN; a malformed one stops the function at
 //! start); for `live` the connections and subscriptions tables and
-//! `DOCFAN_WEBSOCKET_ENDPOINT`); logs follow `RUST_LOG` and `DOCFAN_LOG_FORMAT`.
+//! `DOCFAN_WEBSOCKET_ENDPOINT`); logs follow `RUST_LOG` and `DOCFAN_LOG_FORMAT`. Each
+//! invocation ends with its metrics as CloudWatch EMF lines on stdout, in namespace
+//! `DOCFAN_METRICS_NAMESPACE` (default `docfan`; `stream_handler::lambda`).
 
 // A binary sees all of its package's dependencies; the library is where unused ones are caught.
 #![allow(unused_crate_dependencies)]
@@ -31,8 +33,10 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 use shared::aws::{AwsClients, AwsConfig};
 use shared::clock::{Clock, SystemClock};
+use shared::metrics::Emf;
 use shared::ports::Notifier;
 use stream_handler::aws::Consumer;
+use stream_handler::lambda::handle_stream_event;
 use stream_handler::sinks::notifications::NoSubscribers;
 
 #[tokio::main]
@@ -50,9 +54,12 @@ async fn main() -> Result<(), Error> {
         Consumer::Index(_) => Arc::new(NoSubscribers),
     };
     let fanout = stream_handler::aws::consumer_fanout(&clients, notifier, clock, consumer)?;
-    let fanout = &fanout;
+    let emf = Emf::from_env("stream-handler");
+    let (fanout, emf) = (&fanout, &emf);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        Ok::<_, Error>(fanout.handle_event(&event.payload).await)
+        let response =
+            handle_stream_event(fanout, emf, &event.payload, &mut std::io::stdout()).await;
+        Ok::<_, Error>(response)
     }))
     .await
 }

@@ -44,7 +44,6 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::handler::{Fanout, RetryPolicy};
-use crate::metrics;
 use crate::sinks::{Flush, Flushed};
 use batch::{BatchOutcome, BatchState, Item, Next, Rules};
 
@@ -440,7 +439,9 @@ impl Partition {
     async fn step(&self, cursor: &mut Cursor, wake: &mut watch::Receiver<u64>) -> Result<Step> {
         let (mut records, mut scanned_to) = self.collect(cursor.read_to).await?;
         if records.is_empty() {
-            metrics::set_oldest_unprocessed(self.config.consumer, self.id, None);
+            self.fanout
+                .metrics()
+                .set_oldest_unprocessed(self.config.consumer, self.id, None);
             if scanned_to > cursor.read_to {
                 self.advance(cursor, scanned_to, None).await?;
                 return Ok(Step::Continue);
@@ -470,7 +471,7 @@ impl Partition {
             }
             return Ok(Step::Continue);
         }
-        metrics::set_oldest_unprocessed(
+        self.fanout.metrics().set_oldest_unprocessed(
             self.config.consumer,
             self.id,
             Some(records[0].committed_at),

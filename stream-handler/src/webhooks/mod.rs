@@ -30,8 +30,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use crate::metrics;
 pub use delivery::{PublicOnlyResolver, WebhookClient};
+use shared::metrics::{WebhookMetrics, WebhookOutcome};
 
 /// How often a busy worker refreshes its rule's gauges.
 const GAUGE_INTERVAL: Duration = Duration::from_secs(1);
@@ -113,6 +113,7 @@ pub struct WebhookWorker {
     client: WebhookClient,
     clock: Arc<dyn Clock>,
     config: WebhookDeliveryConfig,
+    metrics: WebhookMetrics,
 }
 
 fn delta(d: Duration) -> TimeDelta {
@@ -134,7 +135,14 @@ impl WebhookWorker {
             client,
             clock,
             config,
+            metrics: WebhookMetrics::default(),
         })
+    }
+
+    /// The same worker counting into `metrics` (by default it counts into its own).
+    pub fn with_metrics(mut self, metrics: WebhookMetrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// The rule it delivers.
@@ -170,14 +178,14 @@ impl WebhookWorker {
                 self.outbox
                     .mark_delivered(head.seq, self.clock.now())
                     .await?;
-                metrics::record_webhook(label, metrics::WebhookOutcome::Delivered);
+                self.metrics.record(label, WebhookOutcome::Delivered);
                 return Ok(Step::Delivered {
                     event_id: head.event_id,
                 });
             }
             Err(reason) => reason,
         };
-        metrics::record_webhook(label, metrics::WebhookOutcome::Failed);
+        self.metrics.record(label, WebhookOutcome::Failed);
         let attempts = head.attempts.saturating_add(1);
         let first = head.first_attempt_at.unwrap_or(now);
         let after = self.clock.now();
@@ -190,7 +198,7 @@ impl WebhookWorker {
             );
             let spent = shared::embedded::webhook_outbox::PendingDelivery { attempts, ..head };
             let letter = self.outbox.dead_letter(&spent, &reason).await?;
-            metrics::record_webhook(label, metrics::WebhookOutcome::DeadLettered);
+            self.metrics.record(label, WebhookOutcome::DeadLettered);
             span.in_scope(|| tracing::error!(%reason, letter, "webhook delivery dead-lettered"));
             return Ok(Step::DeadLettered {
                 event_id: spent.event_id,
@@ -217,7 +225,7 @@ impl WebhookWorker {
     /// Refreshes the rule's gauges (rows waiting, age of the oldest).
     async fn publish_backlog(&self) {
         if let Ok(backlog) = self.outbox.backlog(&self.rule.name).await {
-            metrics::set_webhook_backlog(
+            self.metrics.set_backlog(
                 self.rule.name.as_str(),
                 backlog.waiting,
                 backlog.oldest_enqueued_at,

@@ -10,5 +10,6 @@ mod common;
 mod crash;
 mod fanout;
 mod handler;
+mod lambda;
 mod poller;
 mod webhooks;

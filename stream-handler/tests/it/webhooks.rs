@@ -15,6 +15,7 @@ use shared::domain::Document;
 use shared::domain::{Body, Title, UserId};
 use shared::embedded::{DATABASE_FILE, SqliteDocumentStore};
 use shared::events::{EventRules, RuleName, WebhookHeaders, WebhookSecret};
+use shared::metrics::Metrics;
 use shared::ports::{AuditLog, DeadLetterQueue, DeadLetterSource};
 use shared::retry::RetryPolicy;
 use shared::service::{DocumentService, NewDocument, Replacement};
@@ -192,6 +193,7 @@ struct Env {
     store: Arc<SqliteDocumentStore>,
     docs: DocumentService,
     embedded: EmbeddedFanout,
+    metrics: Metrics,
 }
 
 fn config(rules: EventRules, delivery: WebhookDeliveryConfig) -> FanoutConfig {
@@ -204,12 +206,14 @@ fn config(rules: EventRules, delivery: WebhookDeliveryConfig) -> FanoutConfig {
 
 fn open(dir: tempfile::TempDir, config: FanoutConfig) -> Env {
     let store = Arc::new(SqliteDocumentStore::open(&dir.path().join(DATABASE_FILE)).unwrap());
-    let embedded = EmbeddedFanout::open(
+    let metrics = Metrics::new();
+    let embedded = EmbeddedFanout::open_counting(
         dir.path(),
         store.clone(),
         RecordingNotifier::new(),
         Arc::new(SystemClock),
         config,
+        &metrics,
     )
     .unwrap();
     Env {
@@ -217,6 +221,7 @@ fn open(dir: tempfile::TempDir, config: FanoutConfig) -> Env {
         dir,
         store,
         embedded,
+        metrics,
     }
 }
 
@@ -379,8 +384,7 @@ async fn every_change_arrives_signed_in_order_and_a_pattern_rule_gets_only_its_m
     assert_eq!(only[0].event()["detail-type"], "document.deleted");
     assert_eq!(only[0].headers.id, got[2].headers.id);
 
-    let mut metrics = String::new();
-    stream_handler::metrics::render(&mut metrics);
+    let metrics = env.metrics.render();
     assert!(
         metrics.contains(
             "docfan_webhook_deliveries_total{rule=\"it-everything\",outcome=\"delivered\"} 3"

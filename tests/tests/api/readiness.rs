@@ -67,7 +67,7 @@ async fn serve_without_starting_the_fanout() -> Parts {
         documents: DocumentService::new(store, Arc::clone(&clock)),
         tokens: Arc::new(TokenAuthority::new(TEST_SECRET).unwrap()),
         clock,
-        metrics: Vec::new(),
+        metrics: shared::metrics::Metrics::new(),
         reads: fanout.reads(),
         rate_limit: Default::default(),
     };

@@ -146,7 +146,7 @@ impl Stack {
             documents: DocumentService::new(store, Arc::clone(&clock)),
             tokens: Arc::new(TokenAuthority::new(TEST_SECRET).unwrap()),
             clock,
-            metrics: Vec::new(),
+            metrics: shared::metrics::Metrics::new(),
             reads: fanout.reads(),
             rate_limit: Default::default(),
         };

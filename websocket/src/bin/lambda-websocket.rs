@@ -25,6 +25,7 @@ use serde_json::{Value, json};
 use shared::auth::{TokenAuthority, TokenConfig};
 use shared::aws::{AwsClients, AwsConfig};
 use shared::clock::{Clock, SystemClock};
+use shared::metrics::Emf;
 use websocket::apigateway::authorizer::{Refusal, authorize, is_authorizer};
 use websocket::apigateway::{
     ApiGatewayOutbox, MAX_CONNECTIONS_PER_USER_VAR, handle_request, is_scheduled,
@@ -60,30 +61,44 @@ async fn main() -> Result<(), Error> {
             ..ServiceConfig::default()
         },
     );
-    let (service, outbox, handshakes) = (&service, &outbox, &handshakes);
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        if is_authorizer(&event.payload) {
-            return match authorize(handshakes, event.payload, service.now()).await {
-                Ok(policy) => Ok(policy),
-                Err(refusal) => {
-                    match &refusal {
-                        Refusal::Unauthorized(why) => {
-                            tracing::info!(error = %why, "handshake refused")
-                        }
-                        other => tracing::warn!(error = %other, "handshake not authorized"),
-                    }
-                    Err(Error::from(refusal.to_string()))
-                }
-            };
-        }
-        if is_scheduled(&event.payload) {
-            let closed = sweep(service, outbox).await?;
-            return Ok::<_, Error>(json!({ "closed": closed }));
-        }
-        let request: ApiGatewayWebsocketProxyRequest = serde_json::from_value(event.payload)?;
-        Ok(serde_json::to_value(
-            handle_request(service, outbox, &request).await,
-        )?)
+    let emf = Emf::from_env("websocket");
+    let (service, outbox, handshakes, emf) = (&service, &outbox, &handshakes, &emf);
+    // Each invocation ends with its counts as CloudWatch EMF lines on stdout.
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+        emf.after(
+            service.metrics(),
+            invocation(service, outbox, handshakes, event),
+        )
     }))
     .await
+}
+
+async fn invocation(
+    service: &ConnectionService,
+    outbox: &ApiGatewayOutbox,
+    handshakes: &TokenAuthority,
+    event: LambdaEvent<Value>,
+) -> Result<Value, Error> {
+    if is_authorizer(&event.payload) {
+        return match authorize(handshakes, event.payload, service.now()).await {
+            Ok(policy) => Ok(policy),
+            Err(refusal) => {
+                match &refusal {
+                    Refusal::Unauthorized(why) => {
+                        tracing::info!(error = %why, "handshake refused")
+                    }
+                    other => tracing::warn!(error = %other, "handshake not authorized"),
+                }
+                Err(Error::from(refusal.to_string()))
+            }
+        };
+    }
+    if is_scheduled(&event.payload) {
+        let closed = sweep(service, outbox).await?;
+        return Ok::<_, Error>(json!({ "closed": closed }));
+    }
+    let request: ApiGatewayWebsocketProxyRequest = serde_json::from_value(event.payload)?;
+    Ok(serde_json::to_value(
+        handle_request(service, outbox, &request).await,
+    )?)
 }

@@ -21,7 +21,6 @@ use super::LocalWebSocket;
 use super::gate::Gate;
 use super::rate_limit::{FloodGuard, Verdict};
 use crate::frames::{self, ErrorCode, Frame};
-use crate::metrics::bump;
 use crate::outbox::{Close, Mail, MailboxReceiver, Outbox};
 use crate::service::FrameOutcome;
 
@@ -191,8 +190,8 @@ async fn drive(
                 match guard.check(now) {
                     Verdict::Accept => {}
                     Verdict::Refuse => {
-                        bump(&ws.service.metrics().frames_received);
-                        bump(&ws.service.metrics().frames_refused);
+                        ws.service.metrics().frames_received.inc();
+                        ws.service.metrics().frames_refused.inc();
                         let refusal = frames::error(
                             ErrorCode::RateLimited,
                             "too many frames: slow down",
@@ -209,8 +208,8 @@ async fn drive(
                     }
                 }
                 let Some(text) = text else {
-                    bump(&ws.service.metrics().frames_received);
-                    bump(&ws.service.metrics().frames_refused);
+                    ws.service.metrics().frames_received.inc();
+                    ws.service.metrics().frames_refused.inc();
                     let refusal = frames::error(
                         ErrorCode::MalformedFrame,
                         "binary frames are not supported: send JSON text",

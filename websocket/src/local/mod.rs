@@ -28,6 +28,7 @@ use axum::routing::get;
 use serde::Deserialize;
 use shared::auth::{AuthError, TokenAuthority};
 use shared::clock::Clock;
+use shared::metrics::LiveMetrics;
 use shared::ports::{AuditLog, ConnectionId, ConnectionRegistry, DocumentStore};
 
 pub use rate_limit::RateLimit;
@@ -121,9 +122,22 @@ pub struct LocalWebSocket {
 }
 
 impl LocalWebSocket {
+    /// The endpoint, counting into metrics of its own.
     pub fn new(ports: LocalPorts, service: ServiceConfig, config: LocalConfig) -> Self {
+        Self::counting(ports, service, config, LiveMetrics::default())
+    }
+
+    /// The endpoint counting into `metrics`, its open connections included.
+    pub fn counting(
+        ports: LocalPorts,
+        service: ServiceConfig,
+        config: LocalConfig,
+        metrics: LiveMetrics,
+    ) -> Self {
         let outbox = Arc::new(LocalOutbox::new(config.reply_wait));
-        let service = ConnectionService::new(
+        let open = Arc::downgrade(&outbox);
+        metrics.count_open_connections_with(move || open.upgrade().map_or(0, |o| o.len()));
+        let service = ConnectionService::counting(
             ServicePorts {
                 registry: ports.registry,
                 documents: ports.documents,
@@ -133,6 +147,7 @@ impl LocalWebSocket {
                 clock: ports.clock,
             },
             service,
+            metrics,
         );
         Self {
             service,
@@ -179,13 +194,6 @@ impl LocalWebSocket {
     /// Open WebSocket connections, for `/metrics`.
     pub fn open_connections(&self) -> usize {
         self.outbox.len()
-    }
-
-    /// Writes the WebSocket metrics in Prometheus text (a `/metrics` source).
-    pub fn render_metrics(&self, out: &mut String) {
-        self.service
-            .metrics()
-            .render(Some(self.open_connections()), out);
     }
 
     /// Closes every connection with 1001 (call on shutdown: upgraded connections do not

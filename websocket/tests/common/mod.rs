@@ -21,6 +21,7 @@ use shared::domain::{
     TextOperation, Title, UserId,
 };
 use shared::embedded::SqliteDocumentStore;
+use shared::metrics::Metrics;
 use shared::ports::{AuditLog, DocumentStore, Notifier, WriteOutcome};
 use shared::service::{DocumentService, NewDocument, Replacement};
 use tokio::net::{TcpSocket, TcpStream};
@@ -277,6 +278,8 @@ impl World {
 pub struct Server {
     pub addr: SocketAddr,
     pub ws: LocalWebSocket,
+    /// The registry the endpoint counts into.
+    pub metrics: Metrics,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -292,7 +295,8 @@ impl Server {
         config: LocalConfig,
         send_buffer: Option<u32>,
     ) -> Self {
-        let ws = LocalWebSocket::new(world.ports(), service, config);
+        let metrics = Metrics::new();
+        let ws = LocalWebSocket::counting(world.ports(), service, config, metrics.live.clone());
         let socket = TcpSocket::new_v4().unwrap();
         if let Some(size) = send_buffer {
             socket.set_send_buffer_size(size).unwrap();
@@ -313,6 +317,7 @@ impl Server {
         Self {
             addr,
             ws,
+            metrics,
             stop: Some(stop),
         }
     }
