@@ -676,6 +676,48 @@ def check_alarms(t: Template) -> Problems:
     return problems
 
 
+def check_emf_alarms(t: Template) -> Problems:
+    """The functions write their metrics as EMF lines into the namespace every function
+    is told (DOCFAN_METRICS_NAMESPACE), and alarms there watch the index consumer's
+    dead-lettered records (from the first one) and each consumer's stream lag."""
+    problems: Problems = []
+    env = t.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
+    namespace = resolve(t, env.get("DOCFAN_METRICS_NAMESPACE"))
+    if not isinstance(namespace, str) or not namespace:
+        return ["Globals: every function needs DOCFAN_METRICS_NAMESPACE (its EMF namespace)"]
+    for fn in FUNCTIONS:
+        own = function_env(t, fn).get("DOCFAN_METRICS_NAMESPACE")
+        if own is not None and resolve(t, own) != namespace:
+            problems.append(f"{fn}: writes its metrics to another namespace than the alarms read")
+    expected = [("RecordsDeadLettered", "StreamHandlerFunction", "Sum")]
+    expected += [("StreamLag", fn, "Maximum") for fn in STREAM_CONSUMERS]
+    for metric, fn, statistic in expected:
+        alarms = _alarm_on(t, namespace, metric, "Function", fn)
+        if not alarms:
+            problems.append(f"no alarm on {namespace} {metric} of {fn}")
+            continue
+        for name, p in alarms:
+            if not p.get("AlarmActions"):
+                problems.append(f"{name}: has no AlarmActions")
+            if p.get("Statistic") != statistic:
+                problems.append(f"{name}: must alarm on the {statistic} of {metric}")
+            if metric != "RecordsDeadLettered":
+                continue
+            threshold = resolve(t, p.get("Threshold"))
+            op = p.get("ComparisonOperator")
+            try:
+                threshold = float(threshold)
+            except (TypeError, ValueError):
+                threshold = None
+            first_record = threshold is not None and (
+                (op == "GreaterThanOrEqualToThreshold" and threshold <= 1)
+                or (op == "GreaterThanThreshold" and threshold < 1)
+            )
+            if not first_record:
+                problems.append(f"{name}: must fire on the first dead-lettered record")
+    return problems
+
+
 def _rule_targets(t: Template, rule: str) -> list[dict]:
     return as_list(props(t, rule).get("Targets"))
 
@@ -1123,6 +1165,7 @@ CHECKS: list[Callable[[Template], Problems]] = [
     check_give_up,
     check_iam,
     check_alarms,
+    check_emf_alarms,
     check_jwt_secret,
     check_jwt_identity,
     check_outputs,
@@ -1380,6 +1423,14 @@ WEAKENINGS: list[tuple[str, Callable[[Template], Problems], Callable[[Template],
     ("no throttles alarm", check_alarms, _del("Resources/LiveStreamHandlerThrottlesAlarm")),
     ("no destination failures alarm", check_alarms, _del("Resources/StreamDestinationDeliveryFailuresAlarm")),
     ("no API 5xx alarm", check_alarms, _del("Resources/HttpApi5xxAlarm")),
+    ("no dead-lettered records alarm", check_emf_alarms, _del("Resources/StreamRecordsDeadLetteredAlarm")),
+    ("dead-lettered alarm late", check_emf_alarms, _set("Resources/StreamRecordsDeadLetteredAlarm/Properties/Threshold", 10)),
+    ("dead-lettered alarm on another function", check_emf_alarms, _set("Resources/StreamRecordsDeadLetteredAlarm/Properties/Dimensions/0/Value", {"Ref": "LiveStreamHandlerFunction"})),
+    ("live EMF lag unwatched", check_emf_alarms, _del("Resources/LiveStreamLagAlarm")),
+    ("EMF lag alarm on the average", check_emf_alarms, _set("Resources/StreamLagAlarm/Properties/Statistic", "Average")),
+    ("EMF alarm in another namespace", check_emf_alarms, _set("Resources/StreamLagAlarm/Properties/Namespace", "AWS/Lambda")),
+    ("metrics namespace unset", check_emf_alarms, _del("Globals/Function/Environment/Variables/DOCFAN_METRICS_NAMESPACE")),
+    ("a function writes elsewhere", check_emf_alarms, _set("Resources/StreamHandlerFunction/Properties/Environment/Variables/DOCFAN_METRICS_NAMESPACE", "other")),
     ("serverless collection", check_search_domain, _set("Resources/SearchCollection", {"Type": "AWS::OpenSearchServerless::Collection", "Properties": {"Name": "docfan", "Type": "SEARCH"}})),
     # Events for other consumers.
     ("no event bus", check_event_bus, _del("Resources/EventBus")),
