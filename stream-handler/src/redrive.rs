@@ -47,36 +47,70 @@ pub async fn redrive_with_webhooks(
     redrive_letters(
         dlq,
         only,
-        |_| true,
-        async |letter: &DeadLetter| match letter.source {
-            DeadLetterSource::Stream => fanout.redrive(&letter.payload).await,
-            DeadLetterSource::Analysis => requeue(queue, &letter.payload).await,
-            DeadLetterSource::Webhook => requeue_webhook(webhooks, &letter.payload).await,
+        Target::Everywhere {
+            fanout,
+            queue,
+            webhooks,
         },
     )
     .await
 }
 
-/// Redrives the letters `wanted` picks (all of them, or the one with id `only`:
-/// `NotFound` if it is not among them) through `redrive`, removing each that succeeds.
+/// Where redriven letters go.
+enum Target<'a> {
+    /// Each letter back where it came from.
+    Everywhere {
+        fanout: &'a Fanout,
+        queue: &'a dyn AnalysisQueue,
+        webhooks: Option<&'a SqliteWebhookOutbox>,
+    },
+    /// Only webhook letters, back into the outbox.
+    Webhooks(&'a SqliteWebhookOutbox),
+}
+
+impl Target<'_> {
+    fn wants(&self, letter: &DeadLetter) -> bool {
+        match self {
+            Self::Everywhere { .. } => true,
+            Self::Webhooks(_) => letter.source == DeadLetterSource::Webhook,
+        }
+    }
+
+    async fn redrive(&self, letter: &DeadLetter) -> Result<(), String> {
+        match (self, letter.source) {
+            (Self::Everywhere { fanout, .. }, DeadLetterSource::Stream) => {
+                fanout.redrive(&letter.payload).await
+            }
+            (Self::Everywhere { queue, .. }, DeadLetterSource::Analysis) => {
+                requeue(*queue, &letter.payload).await
+            }
+            (Self::Everywhere { webhooks, .. }, DeadLetterSource::Webhook) => {
+                requeue_webhook(*webhooks, &letter.payload).await
+            }
+            (Self::Webhooks(outbox), _) => requeue_webhook(Some(outbox), &letter.payload).await,
+        }
+    }
+}
+
+/// Redrives the letters `target` takes (all of them, or the one with id `only`:
+/// `NotFound` if it is not among them), removing each that succeeds.
 async fn redrive_letters(
     dlq: &dyn DeadLetterQueue,
     only: Option<&str>,
-    wanted: impl Fn(&DeadLetter) -> bool,
-    redrive: impl AsyncFn(&DeadLetter) -> Result<(), String>,
+    target: Target<'_>,
 ) -> Result<Vec<RedriveOutcome>> {
     let letters: Vec<DeadLetter> = dlq
         .list(MAX_REDRIVE)
         .await?
         .into_iter()
-        .filter(|l| wanted(l) && only.is_none_or(|id| l.id == id))
+        .filter(|l| target.wants(l) && only.is_none_or(|id| l.id == id))
         .collect();
     if only.is_some() && letters.is_empty() {
         return Err(Error::NotFound);
     }
     let mut outcomes = Vec::with_capacity(letters.len());
     for letter in letters {
-        let result = redrive(&letter).await;
+        let result = target.redrive(&letter).await;
         if result.is_ok() {
             dlq.remove(&letter.id).await?;
         }
@@ -103,13 +137,7 @@ pub async fn redrive_webhooks(
     dlq: &dyn DeadLetterQueue,
     only: Option<&str>,
 ) -> Result<Vec<RedriveOutcome>> {
-    redrive_letters(
-        dlq,
-        only,
-        |l| l.source == DeadLetterSource::Webhook,
-        async |letter: &DeadLetter| requeue_webhook(Some(outbox), &letter.payload).await,
-    )
-    .await
+    redrive_letters(dlq, only, Target::Webhooks(outbox)).await
 }
 
 async fn requeue_webhook(
