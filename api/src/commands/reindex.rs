@@ -6,7 +6,9 @@ use std::path::Path;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use shared::embedded::{DATABASE_FILE, DataDirLock, SEARCH_INDEX_DIR, TantivySearchIndex};
+use shared::embedded::{
+    DATABASE_FILE, DataDirLock, SEARCH_INDEX_DIR, SqliteDocumentStore, TantivySearchIndex,
+};
 
 /// `docfan reindex`.
 pub async fn run(data_dir: &Path) -> anyhow::Result<()> {
@@ -27,6 +29,8 @@ pub async fn run(data_dir: &Path) -> anyhow::Result<()> {
 /// Rebuilds `index` from the documents of the database at `db`, with a progress bar on
 /// a terminal; returns how many were indexed.
 pub async fn with_progress(index: &TantivySearchIndex, db: &Path) -> anyhow::Result<u64> {
+    let documents = SqliteDocumentStore::open(db)
+        .with_context(|| format!("opening the documents in {}", db.display()))?;
     let bar = ProgressBar::new(0);
     bar.set_style(
         ProgressStyle::with_template(
@@ -35,7 +39,7 @@ pub async fn with_progress(index: &TantivySearchIndex, db: &Path) -> anyhow::Res
         .expect("a valid template")
         .progress_chars("=> "),
     );
-    let indexed = stream_handler::reindex::reindex(index, db, |done, total| {
+    let indexed = stream_handler::reindex::reindex(index, &documents, |done, total| {
         bar.set_length(total);
         bar.set_position(done);
     })

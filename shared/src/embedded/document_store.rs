@@ -75,6 +75,53 @@ impl SqliteDocumentStore {
         self.feed.clone()
     }
 
+    /// How many documents the store holds (a deleted document's row is gone).
+    pub async fn count(&self) -> Result<u64> {
+        self.reads
+            .call(|conn| {
+                conn.prepare_cached("SELECT COUNT(*) FROM documents")
+                    .and_then(|mut s| s.query_row([], |row| row.get::<_, i64>(0)))
+                    .map(|n| n as u64)
+                    .map_err(map_sqlite_error)
+            })
+            .await
+    }
+
+    /// Up to `limit` documents in id order, starting after `after` (from the first
+    /// without it): every document, a page at a time in bounded memory, for rebuilding
+    /// the search index. A document that does not decode is `Unknown`, naming it.
+    pub async fn documents_after(
+        &self,
+        after: Option<&DocumentId>,
+        limit: usize,
+    ) -> Result<Vec<Document>> {
+        // Every id sorts above the empty string.
+        let after = after.map(ToString::to_string).unwrap_or_default();
+        let limit = limit.max(1) as i64;
+        self.reads
+            .call(move |conn| {
+                let mut stmt = conn
+                    .prepare_cached(
+                        "SELECT id, doc FROM documents WHERE id > ?1 ORDER BY id LIMIT ?2",
+                    )
+                    .map_err(map_sqlite_error)?;
+                let rows = stmt
+                    .query_map(params![after, limit], |row| {
+                        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+                    })
+                    .map_err(map_sqlite_error)?;
+                let mut docs = Vec::new();
+                for row in rows {
+                    let (id, json) = row.map_err(map_sqlite_error)?;
+                    docs.push(serde_json::from_str(&json).map_err(|e| {
+                        Error::Unknown(anyhow::anyhow!("stored document {id} does not decode: {e}"))
+                    })?);
+                }
+                Ok(docs)
+            })
+            .await
+    }
+
     async fn write(&self, mutation: Mutation) -> Result<()> {
         let seq = self
             .writer
@@ -457,4 +504,55 @@ fn add_members<'a>(
 
 fn encode(doc: &Document) -> String {
     serde_json::to_string(doc).expect("a document always encodes")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::clock::SystemClock;
+    use crate::service::{DocumentService, NewDocument};
+
+    #[tokio::test]
+    async fn every_live_document_is_read_in_id_order_a_page_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteDocumentStore::open(&dir.path().join("docfan.db")).unwrap());
+        let docs = DocumentService::new(store.clone(), Arc::new(SystemClock));
+        let ann = UserId::parse("ann").unwrap();
+        let mut ids = Vec::new();
+        for i in 0..4 {
+            let doc = docs
+                .create(
+                    &ann,
+                    NewDocument {
+                        title: Title::parse(format!("Note {i}")).unwrap(),
+                        body: Body::parse("text").unwrap(),
+                        collaborators: Default::default(),
+                    },
+                )
+                .await
+                .unwrap();
+            ids.push(doc.id);
+        }
+        docs.delete(&ann, &ids[1], Some(1)).await.unwrap();
+        assert_eq!(store.count().await.unwrap(), 3);
+
+        let mut read = Vec::new();
+        let mut after = None;
+        loop {
+            let page = store.documents_after(after.as_ref(), 2).await.unwrap();
+            assert!(page.len() <= 2);
+            let Some(last) = page.last() else { break };
+            after = Some(last.id);
+            read.extend(page.into_iter().map(|d| d.id.to_string()));
+        }
+        let mut live: Vec<String> = ids
+            .iter()
+            .filter(|id| **id != ids[1])
+            .map(ToString::to_string)
+            .collect();
+        live.sort();
+        assert_eq!(read, live);
+    }
 }
