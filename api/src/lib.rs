@@ -6,7 +6,8 @@
 //!   bodies, preconditions, pagination, request ids and the request log line;
 //! - [`state`]: what handlers share; [`readiness`]: what `/readyz` checks;
 //! - [`server`]: serving a router on a listener until a shutdown signal;
-//! - [`commands`]: the `docfan` subcommands.
+//! - [`commands`]: the `docfan` subcommands; [`admin`]: the admin socket through which
+//!   they act on a running server.
 
 // The library's unit tests see the dev-dependencies the integration tests use.
 #![cfg_attr(test, allow(unused_crate_dependencies))]
@@ -15,6 +16,7 @@
 #[cfg(feature = "lambda")]
 use lambda_http as _;
 
+pub mod admin;
 pub mod commands;
 pub mod http;
 pub mod readiness;

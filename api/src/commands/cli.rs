@@ -110,7 +110,7 @@ pub enum Command {
     Token(TokenArgs),
     /// Dead letters: list them, or redrive them once the cause is fixed.
     Dlq(super::dlq::DlqArgs),
-    /// Rebuild the search index from the documents (stop the server first).
+    /// Rebuild the search index from the documents (a running server rebuilds its own).
     Reindex,
     /// Copy the data directory (database and secret) into a new directory, consistently,
     /// while the server runs.

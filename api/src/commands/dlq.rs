@@ -1,13 +1,15 @@
 //! `docfan dlq list` and `docfan dlq redrive [--id ID]`: the operator's view of the
 //! dead-letter queue, and the way to handle its letters again once the cause is fixed.
 //!
-//! Redriving opens the fan-out's stores itself, search index included, which one
-//! process at a time may hold: stop `docfan serve` first (redrive holds the data
-//! directory's lock meanwhile, so neither a server nor a restore starts under it).
-//! Redriving webhook letters alone needs none of that, and works while `serve` runs.
-//! Notifications of redriven changes go to no one (clients catch up from the history on
-//! their next subscribe). A webhook delivery goes back into the webhook outbox, and the
-//! rule's worker delivers it (within seconds when `docfan serve` runs with that rule).
+//! While `docfan serve` runs, both go through its admin socket ([`crate::admin`]): the
+//! server redrives through its own fan-out (the search index has one writer, which it
+//! holds), and notifications of redriven changes reach the clients subscribed to it.
+//! With no server, redrive opens the fan-out's stores itself and holds the data
+//! directory's lock meanwhile, so neither a server nor a restore starts under it;
+//! notifications then go to no one (clients catch up from the history on their next
+//! subscribe). Redriving webhook letters alone touches only the webhook outbox, so it
+//! needs neither. A webhook delivery goes back into the outbox, and the rule's worker
+//! delivers it (within seconds when `docfan serve` runs with that rule).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -16,7 +18,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use shared::clock::SystemClock;
 use shared::embedded::{
-    DATABASE_FILE, DataDirLock, SqliteDeadLetterQueue, SqliteDocumentStore, SqliteWebhookOutbox,
+    DATABASE_FILE, SqliteDeadLetterQueue, SqliteDocumentStore, SqliteWebhookOutbox,
 };
 use shared::events::EventRules;
 use shared::ports::{DeadLetter, DeadLetterQueue, DeadLetterSource};
@@ -25,6 +27,7 @@ use stream_handler::sinks::notifications::NoSubscribers;
 use stream_handler::{EmbeddedFanout, FanoutConfig};
 
 use super::cli::Backend;
+use crate::admin::client::{AdminClient, Reach, reach};
 
 #[derive(Debug, Clone, Args)]
 pub struct DlqArgs {
@@ -36,8 +39,9 @@ pub struct DlqArgs {
 pub enum DlqCommand {
     /// List the dead letters, oldest first.
     List {
-        /// At most this many.
-        #[arg(long, default_value_t = 100)]
+        /// At most this many (1 to 10,000).
+        #[arg(long, default_value_t = 100,
+              value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000))]
         limit: usize,
         /// Print each letter as a JSON line, payload included.
         #[arg(long)]
@@ -171,8 +175,15 @@ pub fn describe(letter: &DeadLetter) -> String {
     )
 }
 
+/// Lists through the running server when there is one, else from the database (a
+/// read, which needs no lock).
 async fn list(data_dir: &Path, limit: usize, json: bool) -> anyhow::Result<()> {
-    let dlq = SqliteDeadLetterQueue::open(&database(data_dir)?)?;
+    let db = database(data_dir)?;
+    if let Ok(server) = AdminClient::connect(data_dir).await {
+        let listed = server.dead_letters(limit).await?;
+        return print_letters(&listed.letters, json, Some(listed.total));
+    }
+    let dlq = SqliteDeadLetterQueue::open(&db)?;
     let letters = dlq.list(limit).await?;
     let total = dlq.depth().await?;
     print_letters(&letters, json, Some(total))
@@ -220,7 +231,10 @@ async fn redrive(data_dir: &Path, id: Option<&str>) -> anyhow::Result<()> {
         let outcomes = stream_handler::redrive::redrive_webhooks(&outbox, &dlq, id).await?;
         return report(&outcomes);
     }
-    let _lock = DataDirLock::acquire(data_dir)?;
+    let _lock = match reach(data_dir).await? {
+        Reach::Here(lock) => lock,
+        Reach::Server(server) => return report(&server.redrive(id).await?),
+    };
     let store = Arc::new(SqliteDocumentStore::open(&db)?);
     let fanout = EmbeddedFanout::open(
         data_dir,
@@ -229,7 +243,7 @@ async fn redrive(data_dir: &Path, id: Option<&str>) -> anyhow::Result<()> {
         Arc::new(SystemClock),
         FanoutConfig::default(),
     )
-    .context("opening the fan-out's stores (is `docfan serve` running? stop it first)")?;
+    .context("opening the fan-out's stores")?;
     let outcomes = fanout.redrive(id).await.map_err(|e| match e {
         shared::Error::NotFound => anyhow::anyhow!("no dead letter with id {}", id.unwrap_or("")),
         e => e.into(),

@@ -1,14 +1,16 @@
 //! `docfan reindex`: rebuilds the search index from the documents, with a progress bar.
-//! The server holds the index while it runs: stop `docfan serve` first. It holds the
-//! data directory's lock meanwhile, so neither a server nor a restore starts under it.
+//! With no server on the data directory it works on the directory's files, holding its
+//! lock meanwhile (so neither a server nor a restore starts under it); while `docfan
+//! serve` runs, the server rebuilds its own index, asked through its admin socket
+//! ([`crate::admin`]), and the bar follows the progress it reports.
 
 use std::path::Path;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use shared::embedded::{
-    DATABASE_FILE, DataDirLock, SEARCH_INDEX_DIR, SqliteDocumentStore, TantivySearchIndex,
-};
+use shared::embedded::{DATABASE_FILE, SEARCH_INDEX_DIR, SqliteDocumentStore, TantivySearchIndex};
+
+use crate::admin::client::{Reach, reach};
 
 /// `docfan reindex`.
 pub async fn run(data_dir: &Path) -> anyhow::Result<()> {
@@ -18,19 +20,30 @@ pub async fn run(data_dir: &Path) -> anyhow::Result<()> {
         "no docfan database in {} (set --data-dir)",
         data_dir.display()
     );
-    let _lock = DataDirLock::acquire(data_dir)?;
-    let index = TantivySearchIndex::open(&data_dir.join(SEARCH_INDEX_DIR))
-        .context("opening the search index (is `docfan serve` running? stop it first)")?;
-    let indexed = with_progress(&index, &db).await?;
+    let indexed = match reach(data_dir).await? {
+        Reach::Here(_lock) => {
+            let index = TantivySearchIndex::open(&data_dir.join(SEARCH_INDEX_DIR))
+                .context("opening the search index")?;
+            with_progress(&index, &db).await?
+        }
+        Reach::Server(server) => {
+            let bar = progress_bar();
+            let indexed = server
+                .reindex(|done, total| {
+                    bar.set_length(total);
+                    bar.set_position(done);
+                })
+                .await;
+            bar.finish_and_clear();
+            indexed?
+        }
+    };
     println!("indexed {indexed} documents");
     Ok(())
 }
 
-/// Rebuilds `index` from the documents of the database at `db`, with a progress bar on
-/// a terminal; returns how many were indexed.
-pub async fn with_progress(index: &TantivySearchIndex, db: &Path) -> anyhow::Result<u64> {
-    let documents = SqliteDocumentStore::open(db)
-        .with_context(|| format!("opening the documents in {}", db.display()))?;
+/// The bar a rebuild shows on a terminal (nothing elsewhere).
+fn progress_bar() -> ProgressBar {
     let bar = ProgressBar::new(0);
     bar.set_style(
         ProgressStyle::with_template(
@@ -39,6 +52,15 @@ pub async fn with_progress(index: &TantivySearchIndex, db: &Path) -> anyhow::Res
         .expect("a valid template")
         .progress_chars("=> "),
     );
+    bar
+}
+
+/// Rebuilds `index` from the documents of the database at `db`, with a progress bar on
+/// a terminal; returns how many were indexed.
+pub async fn with_progress(index: &TantivySearchIndex, db: &Path) -> anyhow::Result<u64> {
+    let documents = SqliteDocumentStore::open(db)
+        .with_context(|| format!("opening the documents in {}", db.display()))?;
+    let bar = progress_bar();
     let indexed = stream_handler::reindex::reindex(index, &documents, |done, total| {
         bar.set_length(total);
         bar.set_position(done);

@@ -61,6 +61,7 @@ const DATA_DIR_FILES: &[&str] = &[
     SERVER_FILE,
     "server.json.tmp",
     crate::readiness::PROBE_FILE,
+    crate::admin::ADMIN_SOCKET,
     LOCK_FILE,
 ];
 

@@ -27,6 +27,8 @@ use shared::events::address::{ALLOW_PRIVATE_TARGETS_ENV, allows_private};
 use stream_handler::webhooks::{EventsConfig, WebhookDeliveryConfig};
 
 use super::cli::{Backend, EventArgs, ServeArgs};
+use crate::admin;
+use crate::admin::server::{AdminSocket, AdminState};
 use crate::http::rate_limit::{RateLimit, UserRateLimiter};
 use crate::state::AppState;
 
@@ -141,6 +143,9 @@ struct EmbeddedParts {
     fanout: EmbeddedFanout,
     feed: ChangeFeed,
     websocket: LocalWebSocket,
+    /// The admin socket and what it serves (`None` when it could not be bound: the
+    /// server runs, and operator commands wait for it to stop).
+    admin: Option<(AdminSocket, Router)>,
     /// Held until the server has stopped (dropped with the fan-out, after it): no second
     /// server, and no restore, on this data directory meanwhile.
     _lock: DataDirLock,
@@ -168,6 +173,7 @@ impl App {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let tokens = Arc::new(TokenAuthority::start(tokens, clock.now()).await?);
         let feed = store.change_feed();
+        let sqlite_store = Arc::clone(&store);
         let store: Arc<dyn DocumentStore> = store;
 
         // The WebSocket side reads the audit trail for replays through its own
@@ -202,6 +208,19 @@ impl App {
         )
         .map_err(|e| anyhow::anyhow!("opening the fan-out stores: {e}"))?;
 
+        let admin = match AdminSocket::bind(&config.data_dir) {
+            Ok(socket) => Some((
+                socket,
+                admin::server::router(AdminState::new(sqlite_store, fanout.clone())),
+            )),
+            Err(e) => {
+                tracing::warn!(
+                    error = %e,
+                    "no admin socket: `docfan reindex` and `docfan dlq` need this server stopped"
+                );
+                None
+            }
+        };
         let readiness = crate::readiness::embedded(&config.data_dir, &fanout);
         let state = AppState {
             documents: DocumentService::new(store, Arc::clone(&clock)),
@@ -218,6 +237,7 @@ impl App {
                 fanout,
                 feed,
                 websocket,
+                admin,
                 _lock: lock,
             }),
         })
@@ -235,7 +255,8 @@ impl App {
     /// Serves until `shutdown` resolves, with the stream poller and the analysis worker
     /// running beside the server. On shutdown: stop accepting requests, close the
     /// WebSocket connections (1001), let in-flight requests finish, then let the poller
-    /// finish its batch and checkpoint.
+    /// finish its batch and checkpoint. The admin socket closes with the server, and is
+    /// removed.
     pub async fn serve(
         self,
         listener: TcpListener,
@@ -249,9 +270,16 @@ impl App {
         let background = parts.fanout.start(parts.feed, async move {
             let _ = stop_rx.wait_for(|stopped| *stopped).await;
         });
+        let (admin_stop_tx, mut admin_stop) = watch::channel(false);
+        let admin = parts.admin.map(|(socket, router)| {
+            tokio::spawn(socket.serve(router, async move {
+                let _ = admin_stop.wait_for(|stopped| *stopped).await;
+            }))
+        });
         let websocket = parts.websocket;
         let served = crate::server::serve(listener, self.router, async move {
             shutdown.await;
+            let _ = admin_stop_tx.send(true);
             websocket.close_all();
         })
         .await;
@@ -260,6 +288,9 @@ impl App {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::error!(error = %e, "the fan-out stopped with an error"),
             Err(e) => tracing::error!(error = %e, "the fan-out task failed"),
+        }
+        if let Some(admin) = admin {
+            let _ = admin.await;
         }
         served?;
         Ok(())

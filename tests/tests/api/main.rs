@@ -6,6 +6,7 @@
 
 mod abuse;
 mod access;
+mod admin;
 mod auth;
 mod backup;
 mod change_log;
