@@ -19,6 +19,7 @@ use crate::sinks::audit::AuditSink;
 use crate::sinks::events::EventsSink;
 use crate::sinks::notifications::NotificationSink;
 use crate::sinks::search::SearchSink;
+use crate::xray::SinkTrace;
 
 /// Which consumer of the documents stream a function is: its event source mapping and
 /// `DOCFAN_STREAM_CONSUMER` say.
@@ -62,6 +63,22 @@ pub fn consumer_fanout(
     clock: Arc<dyn Clock>,
     consumer: Consumer,
 ) -> anyhow::Result<Fanout> {
+    traced_consumer_fanout(clients, notifier, clock, consumer, None)
+}
+
+/// [`consumer_fanout`] with every sink timed into `trace` when there is one (a Lambda
+/// function with active tracing).
+pub fn traced_consumer_fanout(
+    clients: &AwsClients,
+    notifier: Arc<dyn Notifier>,
+    clock: Arc<dyn Clock>,
+    consumer: Consumer,
+    trace: Option<&Arc<SinkTrace>>,
+) -> anyhow::Result<Fanout> {
+    let traced = |sinks: Vec<Arc<dyn Sink>>| match trace {
+        Some(trace) => sinks.into_iter().map(|sink| trace.wrap(sink)).collect(),
+        None => sinks,
+    };
     Ok(match consumer {
         Consumer::Live => {
             let sinks: Vec<Arc<dyn Sink>> = vec![Arc::new(NotificationSink::new(
@@ -70,13 +87,14 @@ pub fn consumer_fanout(
             ))];
             // The live consumer keeps no dead letters: the poison-record queue is the
             // index consumer's, which dead-letters every record it cannot decode.
-            Fanout::without_dead_letters(sinks, clock, HandlerConfig::default())
+            Fanout::without_dead_letters(traced(sinks), clock, HandlerConfig::default())
                 .with_body_archive(Arc::new(clients.document_store()))
                 .live()
         }
         Consumer::Index(rules) => {
             let attempts = Arc::new(clients.attempt_log(Arc::clone(&clock)));
-            fanout(clients, notifier, clock)?
+            let sinks = traced(sinks(clients, notifier, Arc::clone(&clock))?);
+            fanout_of(clients, sinks, clock)?
                 .index()
                 .giving_up(GiveUp::new(rules, attempts))
         }
@@ -90,6 +108,16 @@ pub fn fanout(
     notifier: Arc<dyn Notifier>,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<Fanout> {
+    let sinks = sinks(clients, notifier, Arc::clone(&clock))?;
+    fanout_of(clients, sinks, clock)
+}
+
+/// Search, notifications, audit, analysis and, when a bus is named, events.
+fn sinks(
+    clients: &AwsClients,
+    notifier: Arc<dyn Notifier>,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<Vec<Arc<dyn Sink>>> {
     let mut sinks: Vec<Arc<dyn Sink>> = vec![
         Arc::new(SearchSink::new(
             Arc::new(clients.search_index()?),
@@ -101,11 +129,20 @@ pub fn fanout(
             Default::default(),
         )),
         Arc::new(AnalysisSink::new(
-            Arc::new(clients.analysis_queue(Arc::clone(&clock))?),
+            Arc::new(clients.analysis_queue(clock)?),
             Default::default(),
         )),
     ];
     sinks.extend(events_sink(clients));
+    Ok(sinks)
+}
+
+/// `sinks` with the dead-letter queue and the body archive over `clients`.
+fn fanout_of(
+    clients: &AwsClients,
+    sinks: Vec<Arc<dyn Sink>>,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<Fanout> {
     let dead_letters = Arc::new(clients.dead_letter_queue(Arc::clone(&clock))?);
     Ok(
         Fanout::new(sinks, dead_letters, clock, HandlerConfig::default())

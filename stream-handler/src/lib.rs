@@ -14,7 +14,8 @@
 //! - [`redrive`]: handling dead letters again; [`reindex`]: rebuilding the search index;
 //! - [`lambda`]: one Lambda invocation (the stream event or the analysis batch), ending
 //!   with its metrics as CloudWatch EMF lines; the counters are `shared::metrics`';
-//! - [`embedded`]: every embedded port and task, opened from the data directory.
+//! - [`embedded`]: every embedded port and task, opened from the data directory;
+//! - [`xray`] (cargo feature `aws`): X-Ray subsegments per sink in Lambda.
 
 // The library's unit tests see the dev-dependencies the integration tests use.
 #![cfg_attr(test, allow(unused_crate_dependencies))]
@@ -37,6 +38,8 @@ pub mod redrive;
 pub mod reindex;
 pub mod sinks;
 pub mod webhooks;
+#[cfg(feature = "aws")]
+pub mod xray;
 
 pub use embedded::{EmbeddedFanout, FanoutConfig};
 pub use handler::{BatchOutcome, BatchReport, Fanout, HandlerConfig, RetryPolicy, handle};

@@ -22,7 +22,9 @@
 //! start); for `live` the connections and subscriptions tables and
 //! `DOCFAN_WEBSOCKET_ENDPOINT`); logs follow `RUST_LOG` and `DOCFAN_LOG_FORMAT`. Each
 //! invocation ends with its metrics as CloudWatch EMF lines on stdout, in namespace
-//! `DOCFAN_METRICS_NAMESPACE` (default `docfan`; `stream_handler::lambda`).
+//! `DOCFAN_METRICS_NAMESPACE` (default `docfan`; `stream_handler::lambda`). With
+//! active tracing (`AWS_XRAY_DAEMON_ADDRESS`), each sampled invocation sends one X-Ray
+//! subsegment per sink (`stream_handler::xray`).
 
 // A binary sees all of its package's dependencies; the library is where unused ones are caught.
 #![allow(unused_crate_dependencies)]
@@ -38,6 +40,7 @@ use shared::ports::Notifier;
 use stream_handler::aws::Consumer;
 use stream_handler::lambda::handle_stream_event;
 use stream_handler::sinks::notifications::NoSubscribers;
+use stream_handler::xray::SinkTrace;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -53,12 +56,22 @@ async fn main() -> Result<(), Error> {
         Consumer::Live => Arc::new(clients.notifier(Arc::clone(&clock))?),
         Consumer::Index(_) => Arc::new(NoSubscribers),
     };
-    let fanout = stream_handler::aws::consumer_fanout(&clients, notifier, clock, consumer)?;
+    let trace = SinkTrace::from_env()?;
+    let fanout = stream_handler::aws::traced_consumer_fanout(
+        &clients,
+        notifier,
+        clock,
+        consumer,
+        trace.as_ref(),
+    )?;
     let emf = Emf::from_env("stream-handler");
-    let (fanout, emf) = (&fanout, &emf);
+    let (fanout, trace, emf) = (&fanout, &trace, &emf);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let response =
             handle_stream_event(fanout, emf, &event.payload, &mut std::io::stdout()).await;
+        if let Some(trace) = trace {
+            trace.finish(event.context.xray_trace_id.as_deref());
+        }
         Ok::<_, Error>(response)
     }))
     .await

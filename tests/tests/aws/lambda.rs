@@ -70,6 +70,10 @@ struct Invocation {
     answer: Option<oneshot::Sender<(String, Value)>>,
 }
 
+/// The trace header of every invocation the tests' runtime API hands out.
+const TRACE_HEADER: &str =
+    "Root=1-6750a1f0-0a1b2c3d4e5f60718293a4b5;Parent=53995c3f42cd8ad8;Sampled=1";
+
 /// Serves `/2018-06-01/runtime/invocation/next` once with `event`, then holds further
 /// polls; the function's response (or error) is sent back to the test.
 async fn runtime_api(event: Value) -> (String, oneshot::Receiver<(String, Value)>) {
@@ -95,10 +99,9 @@ async fn runtime_api(event: Value) -> (String, oneshot::Receiver<(String, Value)
                             "lambda-runtime-invoked-function-arn",
                             "arn:aws:lambda:us-east-1:123456789012:function:docfan".to_owned(),
                         ),
-                        (
-                            "lambda-runtime-trace-id",
-                            "Root=1-00000000-000000000000000000000000".to_owned(),
-                        ),
+                        // As Lambda sends it with active tracing: sampled, with the
+                        // invocation's segment as the parent.
+                        ("lambda-runtime-trace-id", TRACE_HEADER.to_owned()),
                         ("content-type", "application/json".to_owned()),
                     ],
                     event.to_string(),
@@ -328,6 +331,44 @@ async fn lambda_websocket_accepts_a_connect_with_its_token() {
     );
 }
 
+/// The same function is the `$connect` route's REQUEST authorizer: a good token gets an
+/// `Allow` policy on the handshake's `methodArn` for its user; any other is the error
+/// `Unauthorized`, which API Gateway answers with 401. Nothing is registered either way.
+#[tokio::test]
+#[ignore = "needs moto and OpenSearch: run tests/run"]
+async fn lambda_websocket_authorizes_handshakes_by_their_token() {
+    let clients = emulators::aws(Wants::default()).await;
+    let ann = unique_user("ann");
+    let mut event: Value =
+        serde_json::from_str(include_str!("fixtures/websocket-authorizer.json")).unwrap();
+    let arn = event["methodArn"].clone();
+    event["queryStringParameters"]["token"] = token_for(ann.as_str()).into();
+    let extra = [("DOCFAN_WEBSOCKET_ENDPOINT", emulators::closed_endpoint())];
+    let (kind, policy) = invoke("lambda-websocket", &clients, &extra, event.clone()).await;
+    assert_eq!(kind, "response", "{policy}");
+    assert_eq!(policy["principalId"], ann.as_str());
+    assert_eq!(
+        policy["policyDocument"]["Statement"],
+        json!([{"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": arn}])
+    );
+    assert_eq!(policy["context"]["user"], ann.as_str());
+
+    for token in [json!("forged"), json!("")] {
+        event["queryStringParameters"]["token"] = token;
+        let (kind, refused) = invoke("lambda-websocket", &clients, &extra, event.clone()).await;
+        assert_eq!(kind, "error", "{refused}");
+        assert_eq!(refused["errorMessage"], "Unauthorized", "{refused}");
+    }
+    let registry = clients.connection_registry(Arc::new(shared::clock::SystemClock));
+    let connection = ConnectionId(
+        event["requestContext"]["connectionId"]
+            .as_str()
+            .unwrap()
+            .into(),
+    );
+    assert!(registry.get(&connection).await.unwrap().is_none());
+}
+
 #[tokio::test]
 #[ignore = "needs moto and OpenSearch: run tests/run"]
 async fn lambda_stream_handler_fans_a_stream_batch_out() {
@@ -388,16 +429,45 @@ async fn lambda_stream_handler_fans_a_stream_batch_out() {
         "{said}"
     );
 
-    // The index consumer: search and the audit trail, nobody notified.
-    let (kind, response) = invoke(
-        "lambda-stream-handler",
-        &clients,
-        &consumer("index"),
-        event.clone(),
-    )
-    .await;
+    // The index consumer: search and the audit trail, nobody notified; with active
+    // tracing, one X-Ray subsegment per sink reaches the daemon.
+    let daemon = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut traced = consumer("index").to_vec();
+    traced.push((
+        "AWS_XRAY_DAEMON_ADDRESS",
+        daemon.local_addr().unwrap().to_string(),
+    ));
+    let (kind, response) = invoke("lambda-stream-handler", &clients, &traced, event.clone()).await;
     assert_eq!(kind, "response", "{response}");
     assert_eq!(response["batchItemFailures"], json!([]), "{response}");
+    let mut subsegments = std::collections::BTreeMap::new();
+    let mut datagram = vec![0u8; 65_536];
+    while let Ok(Ok(n)) =
+        tokio::time::timeout(Duration::from_secs(2), daemon.recv(&mut datagram)).await
+    {
+        let text = std::str::from_utf8(&datagram[..n]).unwrap();
+        let (header, document) = text.split_once('\n').unwrap();
+        assert_eq!(header, r#"{"format": "json", "version": 1}"#);
+        let document: Value = serde_json::from_str(document).unwrap();
+        subsegments.insert(document["name"].as_str().unwrap().to_owned(), document);
+    }
+    assert_eq!(
+        subsegments.keys().collect::<Vec<_>>(),
+        ["analysis", "audit", "search"],
+        "{subsegments:?}"
+    );
+    for (sink, subsegment) in &subsegments {
+        assert_eq!(subsegment["type"], "subsegment");
+        assert_eq!(
+            subsegment["trace_id"],
+            "1-6750a1f0-0a1b2c3d4e5f60718293a4b5"
+        );
+        assert_eq!(subsegment["parent_id"], "53995c3f42cd8ad8");
+        assert_eq!(subsegment["annotations"]["sink"], sink.as_str());
+        assert_eq!(subsegment["annotations"]["deliveries"], 1, "{subsegment}");
+        assert_eq!(subsegment["annotations"]["failures"], 0, "{subsegment}");
+        assert!(subsegment["end_time"].as_f64() >= subsegment["start_time"].as_f64());
+    }
     let audit = clients.audit_log().list(&doc.id, None, 10).await.unwrap();
     assert_eq!(audit.len(), 1);
     assert_eq!(
