@@ -2,7 +2,8 @@
 //! - what may pass when tried again (throttling, timeouts, connection failures, 5xx) is
 //!   [`Error::Unavailable`];
 //! - a deployment fault (the role may not do this, the table, queue or bus does not
-//!   exist, the credentials are not recognised) is [`Error::Blocked`]: the request is
+//!   exist, the credentials are not recognised: a blocking code, or any 401 or 403) is
+//!   [`Error::Blocked`]: the request is
 //!   sound and succeeds once an operator fixes the deployment, so the fan-out fails the
 //!   batch (and alarms) rather than dead-lettering the record;
 //! - everything else is [`Error::Unknown`].
@@ -98,7 +99,10 @@ where
         SdkError::ServiceError(service) => {
             let status = service.raw().status().as_u16();
             let code = service.err().code();
-            if code.is_some_and(is_blocking_code) {
+            // A 401 or 403 is the caller's identity or permissions, whatever its body
+            // says (an emulator answers a JSON-protocol call with an XML AccessDenied
+            // the SDK cannot read).
+            if code.is_some_and(is_blocking_code) || status == 401 || status == 403 {
                 Error::Blocked(format!("{what}: {}", describe(&err)))
             } else if status >= 500 || status == 429 || code.is_some_and(is_transient_code) {
                 Error::Unavailable(format!("{what}: {}", describe(&err)))
@@ -138,4 +142,51 @@ pub fn build_error(what: &str, err: impl std::error::Error + Send + Sync + 'stat
 /// An item that does not decode: data written by something else, or a bug.
 pub fn decode_error(what: &str, err: impl Debug) -> Error {
     Error::Unknown(anyhow::anyhow!("decoding {what}: {err:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_dynamodb::error::ErrorMetadata;
+    use aws_sdk_dynamodb::operation::get_item::GetItemError;
+    use aws_smithy_types::body::SdkBody;
+
+    use super::*;
+
+    fn service_error(status: u16, code: Option<&str>, body: &str) -> Error {
+        let mut meta = ErrorMetadata::builder();
+        if let Some(code) = code {
+            meta = meta.code(code);
+        }
+        let raw = HttpResponse::new(status.try_into().unwrap(), SdkBody::from(body));
+        sdk_error(
+            "GetItem",
+            SdkError::service_error(GetItemError::generic(meta.build()), raw),
+        )
+    }
+
+    #[test]
+    fn failures_are_classed_by_code_then_status() {
+        let blocked = |e: Error| matches!(e, Error::Blocked(_));
+        let unavailable = |e: Error| matches!(e, Error::Unavailable(_));
+        for code in [
+            "AccessDeniedException",
+            "ResourceNotFoundException",
+            "UnrecognizedClientException",
+        ] {
+            assert!(blocked(service_error(400, Some(code), "{}")), "{code}");
+        }
+        // Unreadable bodies: the status alone decides.
+        let xml = "<ErrorResponse><Error><Code>AccessDenied</Code></Error></ErrorResponse>";
+        assert!(blocked(service_error(403, None, xml)));
+        assert!(blocked(service_error(401, None, xml)));
+        assert!(unavailable(service_error(503, None, "<html>")));
+        assert!(unavailable(service_error(429, None, "")));
+        let throttled = service_error(400, Some("ThrottlingException"), "{}");
+        assert!(unavailable(throttled));
+        assert!(matches!(
+            service_error(400, Some("ValidationException"), "{}"),
+            Error::Unknown(_)
+        ));
+        assert!(matches!(service_error(400, None, "<"), Error::Unknown(_)));
+    }
 }

@@ -41,12 +41,17 @@ pub const REGION: &str = "us-east-1";
 
 /// The SDK configuration for moto: static credentials, a fixed region, moto's endpoint.
 pub async fn sdk_config(endpoint: &str) -> SdkConfig {
+    sdk_config_as(endpoint, "testing", "testing").await
+}
+
+/// The SDK configuration for `endpoint` with these static credentials.
+pub async fn sdk_config_as(endpoint: &str, access_key: &str, secret_key: &str) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(REGION))
         .endpoint_url(endpoint)
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "testing",
-            "testing",
+            access_key,
+            secret_key,
             None,
             None,
             "docfan-tests",
@@ -86,6 +91,23 @@ async fn aws_on(
 ) -> AwsClients {
     let endpoint = moto_endpoint();
     let sdk = sdk_config(&endpoint).await;
+    aws_with_sdk(
+        endpoint,
+        sdk,
+        websocket_endpoint.or(wants.websocket_endpoint.map(str::to_owned)),
+        opensearch,
+    )
+    .await
+}
+
+/// Every AWS client over fresh tables and queues made through `sdk` on the moto server
+/// at `endpoint`, searching a fresh index on the OpenSearch node at `opensearch`.
+pub async fn aws_with_sdk(
+    endpoint: String,
+    sdk: SdkConfig,
+    websocket_endpoint: Option<String>,
+    opensearch: Option<String>,
+) -> AwsClients {
     let tables = TableNames::with_prefix(&unique("t"));
     create_tables(&aws_sdk_dynamodb::Client::new(&sdk), &tables)
         .await
@@ -97,7 +119,7 @@ async fn aws_on(
         tables,
         analysis_queue_url: Some(create_queue(&sqs, &unique("analysis")).await),
         dead_letter_queue_url: Some(create_queue(&sqs, &unique("dead-letters")).await),
-        websocket_endpoint: websocket_endpoint.or(wants.websocket_endpoint.map(str::to_owned)),
+        websocket_endpoint,
         ..AwsConfig::default()
     };
     if let Some(url) = opensearch {

@@ -136,3 +136,177 @@ async fn missing_resources_block_the_batch_and_dead_letter_nothing() {
 async fn fanout_succeeds(fanout: &stream_handler::Fanout, records: &[serde_json::Value]) -> bool {
     fanout.handle(records).await.batch_item_failures.is_empty()
 }
+
+/// moto's second server, whose IAM enforcement this test alone turns on.
+fn iam_endpoint() -> String {
+    std::env::var("DOCFAN_TEST_AWS_IAM_ENDPOINT").unwrap_or_else(|_| {
+        panic!(
+            "DOCFAN_TEST_AWS_IAM_ENDPOINT is not set: start it with \
+             `bash tests/emulators/moto-iam.start ENV_FILE` and source ENV_FILE (tests/run does both)"
+        )
+    })
+}
+
+/// One IAM Query API call, made while the server does not check signatures (the
+/// credential scope in the header only routes it to IAM); returns the XML answer.
+async fn iam(endpoint: &str, params: &[(&str, &str)]) -> String {
+    let mut form = vec![("Version", "2010-05-08")];
+    form.extend_from_slice(params);
+    let answer = reqwest::Client::new()
+        .post(format!("{endpoint}/"))
+        .header(
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0",
+        )
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form_body(&form))
+        .send()
+        .await
+        .expect("moto answers");
+    assert!(answer.status().is_success(), "IAM refused {params:?}");
+    answer.text().await.unwrap()
+}
+
+/// `application/x-www-form-urlencoded` of `pairs`.
+fn form_body(pairs: &[(&str, &str)]) -> String {
+    let encode = |text: &str| {
+        text.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect::<String>()
+    };
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// The text of the first `<tag>` in `xml`.
+fn xml_text<'a>(xml: &'a str, tag: &str) -> &'a str {
+    let open = format!("<{tag}>");
+    let start = xml.find(&open).map(|i| i + open.len()).expect(tag);
+    &xml[start..start + xml[start..].find('<').expect("a closing tag")]
+}
+
+/// A user of the server's IAM with an access key, and an inline policy when given one;
+/// returns its key id and secret.
+async fn iam_user(endpoint: &str, name: &str, policy: Option<&str>) -> (String, String) {
+    iam(endpoint, &[("Action", "CreateUser"), ("UserName", name)]).await;
+    if let Some(policy) = policy {
+        iam(
+            endpoint,
+            &[
+                ("Action", "PutUserPolicy"),
+                ("UserName", name),
+                ("PolicyName", "docfan"),
+                ("PolicyDocument", policy),
+            ],
+        )
+        .await;
+    }
+    let key = iam(
+        endpoint,
+        &[("Action", "CreateAccessKey"), ("UserName", name)],
+    )
+    .await;
+    (
+        xml_text(&key, "AccessKeyId").to_owned(),
+        xml_text(&key, "SecretAccessKey").to_owned(),
+    )
+}
+
+/// Turns the server's IAM enforcement on (every request signed by a known key and
+/// allowed by its policies) or off.
+async fn enforce_iam(endpoint: &str, on: bool) {
+    let answer = reqwest::Client::new()
+        .post(format!("{endpoint}/moto-api/reset-auth"))
+        .body(if on { "0" } else { "inf" })
+        .send()
+        .await
+        .expect("moto answers");
+    assert!(answer.status().is_success());
+}
+
+/// A fan-out whose role has no policy at all meets AccessDenied from DynamoDB and SQS
+/// for real (moto enforcing IAM): every such failure is `Blocked`, the batch fails, and
+/// nothing reaches the poison-record queue. Once the role may write, the same records
+/// go through.
+#[tokio::test]
+#[ignore = "needs moto and OpenSearch: run tests/run"]
+async fn access_denied_blocks_the_batch_and_dead_letters_nothing() {
+    use shared::ports::{AnalysisJob, AnalysisQueue};
+    use stream_handler::sinks::notifications::NoSubscribers;
+    use tests::port_suites::{new_document, unique_user};
+
+    let endpoint = iam_endpoint();
+    enforce_iam(&endpoint, false).await;
+    let user = |role: &str| format!("{role}-{}", unique_user("u"));
+    let (admin_key, admin_secret) = iam_user(
+        &endpoint,
+        &user("operator"),
+        Some(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#),
+    )
+    .await;
+    let (bare_key, bare_secret) = iam_user(&endpoint, &user("policyless"), None).await;
+    let admin_sdk = crate::emulators::sdk_config_as(&endpoint, &admin_key, &admin_secret).await;
+    let clients = crate::emulators::aws_with_sdk(
+        endpoint.clone(),
+        admin_sdk,
+        None,
+        Some(crate::emulators::opensearch_url()),
+    )
+    .await;
+    let bare_sdk = crate::emulators::sdk_config_as(&endpoint, &bare_key, &bare_secret).await;
+    let bare = AwsClients::from_sdk_config(clients.config.clone(), bare_sdk).unwrap();
+
+    enforce_iam(&endpoint, true).await;
+    let outcome = async {
+        let doc = new_document(&unique_user("ann"), "Denied", "until allowed", &[]);
+        clients.document_store().create(&doc).await.unwrap();
+        let records = crate::stream::read_stream(&clients).await;
+
+        let blocked = |r: Result<(), Error>| match r {
+            Err(Error::Blocked(_)) => true,
+            other => panic!("expected Blocked, got {other:?}"),
+        };
+        assert!(blocked(bare.audit_log().get(&doc.id, 1).await.map(|_| ())));
+        let queue = bare.analysis_queue(Arc::new(SystemClock)).unwrap();
+        assert!(blocked(
+            queue
+                .enqueue(&AnalysisJob {
+                    document_id: doc.id,
+                    version: 1,
+                })
+                .await
+                .map(|_| ())
+        ));
+
+        let clock = Arc::new(SystemClock);
+        let fanout = stream_handler::aws::fanout(&bare, Arc::new(NoSubscribers), clock.clone())
+            .unwrap()
+            .index();
+        let response = fanout.handle(&records).await;
+        assert_eq!(response.batch_item_failures.len(), 1, "the batch fails");
+        let dlq = clients.dead_letter_queue(clock.clone()).unwrap();
+        assert_eq!(dlq.depth().await.unwrap(), 0, "nothing is dead-lettered");
+
+        // The role fixed: the same records go through, once.
+        let allowed = stream_handler::aws::fanout(&clients, Arc::new(NoSubscribers), clock)
+            .unwrap()
+            .index();
+        assert!(fanout_succeeds(&allowed, &records).await);
+        assert_eq!(crate::emulators::audit_count(&clients, &doc.id).await, 1);
+        assert_eq!(dlq.depth().await.unwrap(), 0);
+    };
+    // Enforcement is turned off again whatever happened, for a rerun.
+    let result = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(outcome)).await;
+    enforce_iam(&endpoint, false).await;
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
