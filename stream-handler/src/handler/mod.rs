@@ -17,8 +17,11 @@
 //! Records of different documents are processed concurrently. The sinks are flushed
 //! once at the end of the batch; a failed flush reports the whole batch for a retry.
 //! With a body archive, a delivered deletion then forgets the document's kept versions.
+//!
+//! Laid out as: `outcome`, what becomes of a record and of a batch; `plan`, the batch
+//! decoded before any sink sees it; `delivery`, one record to every sink; and here the
+//! [`Fanout`] that runs them in order.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,17 +31,22 @@ use futures_util::StreamExt;
 use futures_util::future::join_all;
 use serde_json::Value;
 use shared::clock::Clock;
-use shared::domain::ChangeKind;
-use shared::domain::{ChangeEvent, DocumentId, Field};
+use shared::domain::DocumentId;
+use shared::metrics::FanoutMetrics;
 use shared::ports::{BodyArchive, DeadLetter, DeadLetterQueue, DeadLetterSource};
-use tracing::Instrument;
 
-use crate::bodies::{BodyError, BodyReader};
-use crate::decode::{Decoded, RecordMeta, Unfinished, decode};
+use crate::bodies::BodyReader;
+use crate::decode::{Decoded, RecordMeta, decode};
 use crate::give_up::GiveUp;
-use shared::metrics::{DeliveryOutcome, FanoutMetrics};
-
 use crate::sinks::{Flush, Flushed, Sink};
+
+mod delivery;
+mod outcome;
+mod plan;
+
+pub use outcome::{BatchOutcome, BatchReport};
+use outcome::{FlushFailure, Outcome, Retry};
+use plan::Pending;
 
 pub use shared::retry::RetryPolicy;
 
@@ -79,198 +87,6 @@ pub struct Fanout {
 /// The sink of the live consumer ([`Fanout::live`]); the index consumer
 /// ([`Fanout::index`]) takes the others.
 pub const LIVE_SINK: &str = "notifications";
-
-/// A decoded record on its way to the sinks.
-enum Pending {
-    Ready(Box<ChangeEvent>),
-    /// Its bodies are paged out: read them back first.
-    Unfinished(Box<Unfinished>),
-}
-
-impl Pending {
-    fn document_id(&self) -> DocumentId {
-        match self {
-            Pending::Ready(change) => change.document_id,
-            Pending::Unfinished(unfinished) => unfinished.document_id(),
-        }
-    }
-
-    /// Whether it changes the body or deletes the document.
-    fn replaces_body(&self) -> bool {
-        match self {
-            Pending::Ready(change) => change.touches(Field::Body) || change.new.is_none(),
-            // Never a deletion; the store writes an operation whenever the body changes.
-            Pending::Unfinished(unfinished) => unfinished.ops().is_some(),
-        }
-    }
-}
-
-/// What a handler call made of a batch, as a consumer acts on it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BatchOutcome {
-    Succeeded,
-    /// The record with this sequence number failed, so did every later one of its
-    /// document; the ones before it are done.
-    FailedFrom {
-        seq: u64,
-        reason: String,
-    },
-    /// The call failed as a whole: no record is known to be done.
-    WholeBatchFailed {
-        reason: String,
-    },
-}
-
-/// What became of a batch: the response, and why each reported record failed.
-#[derive(Debug, Clone)]
-pub struct BatchReport {
-    pub response: DynamoDbEventResponse,
-    /// The reason of each failure, by sequence number (`None`: a record without one).
-    pub reasons: BTreeMap<Option<String>, String>,
-    /// Whether what the sinks took is durable, or partly held for a later commit
-    /// ([`Fanout::commit`]).
-    pub flushed: Flushed,
-}
-
-impl Default for BatchReport {
-    fn default() -> Self {
-        Self {
-            response: DynamoDbEventResponse::default(),
-            reasons: BTreeMap::new(),
-            flushed: Flushed::Durable,
-        }
-    }
-}
-
-impl BatchReport {
-    pub fn failed(&self) -> bool {
-        !self.response.batch_item_failures.is_empty()
-    }
-
-    /// What the batch came to, as the poller acts on it: a failure is reported from
-    /// the lowest failed sequence number; one without a sequence number (a record that
-    /// carried none) cannot say where to resume, so the whole batch failed.
-    pub fn outcome(&self) -> BatchOutcome {
-        let failures = &self.response.batch_item_failures;
-        if failures.is_empty() {
-            return BatchOutcome::Succeeded;
-        }
-        let reason_of = |key: &Option<String>| {
-            self.reasons
-                .get(key)
-                .cloned()
-                .unwrap_or_else(|| "failed".to_owned())
-        };
-        let lowest = failures
-            .iter()
-            .map(|f| f.item_identifier.as_deref().filter(|id| !id.is_empty()))
-            .map(|id| id.and_then(|id| id.parse::<u64>().ok().map(|seq| (seq, id))))
-            .collect::<Option<Vec<_>>>()
-            .and_then(|seqs| seqs.into_iter().min());
-        match lowest {
-            Some((seq, id)) => BatchOutcome::FailedFrom {
-                seq,
-                reason: reason_of(&Some(id.to_owned())),
-            },
-            None => BatchOutcome::WholeBatchFailed {
-                reason: self
-                    .reasons
-                    .values()
-                    .next()
-                    .cloned()
-                    .unwrap_or_else(|| "failed".to_owned()),
-            },
-        }
-    }
-}
-
-#[derive(Debug)]
-enum Outcome {
-    Done,
-    Skipped,
-    /// Failed transiently: report it.
-    Retry(Retry),
-    /// Can never succeed: dead-letter it.
-    Dead {
-        reason: String,
-        attempts: u32,
-        /// The sink that failed it, if one did (not an undecodable record).
-        sink: Option<&'static str>,
-    },
-}
-
-impl Outcome {
-    /// The same outcome, blamed on `sink` for the per-sink dead-letter count.
-    fn blaming(mut self, failed: &'static str) -> Self {
-        match &mut self {
-            Outcome::Retry(Retry { sink, .. }) | Outcome::Dead { sink, .. } => {
-                *sink = Some(failed);
-            }
-            Outcome::Done | Outcome::Skipped => {}
-        }
-        self
-    }
-}
-
-/// Why a record is reported for another try.
-#[derive(Debug)]
-struct Retry {
-    reason: String,
-    /// Whether its own failure may end in giving it up ([`crate::give_up`]): not when
-    /// the deployment blocks it, nor when it only waits behind an earlier record.
-    countable: bool,
-    /// The sink whose failure it is, if one's.
-    sink: Option<&'static str>,
-}
-
-impl Retry {
-    /// The record's own failure, which may pass or end in giving it up.
-    fn failed(reason: impl Into<String>) -> Outcome {
-        Outcome::Retry(Retry {
-            reason: reason.into(),
-            countable: true,
-            sink: None,
-        })
-    }
-
-    /// Held back by something giving it up would not cure.
-    fn held(reason: impl Into<String>) -> Outcome {
-        Outcome::Retry(Retry {
-            reason: reason.into(),
-            countable: false,
-            sink: None,
-        })
-    }
-
-    /// As `failed` or, for a blocked deployment, `held`.
-    fn of(reason: impl Into<String>, blocked: bool) -> Outcome {
-        if blocked {
-            Self::held(reason)
-        } else {
-            Self::failed(reason)
-        }
-    }
-}
-
-enum SinkFailure {
-    Transient {
-        reason: String,
-        blocked: bool,
-        sink: &'static str,
-    },
-    Permanent {
-        reason: String,
-        attempts: u32,
-        sink: &'static str,
-    },
-}
-
-/// A failed flush of the sinks.
-struct FlushFailure {
-    reason: String,
-    /// Every failing sink is blocked by the deployment.
-    blocked: bool,
-}
 
 /// Runs the handler on a batch: the function the Lambda entry point and the poller
 /// share.
@@ -680,154 +496,6 @@ impl Fanout {
                 reason: failures.join("; "),
                 blocked,
             })
-        }
-    }
-
-    /// The change a record makes, its bodies read back when they are paged out; `None`
-    /// when there is nothing left to deliver (the document's deletion has been fanned
-    /// out since, and its versions forgotten); `Err` with the record's outcome when the
-    /// bodies cannot be read.
-    async fn ready<'p>(
-        &self,
-        pending: &'p Pending,
-    ) -> Result<Option<Cow<'p, ChangeEvent>>, Outcome> {
-        let unfinished = match pending {
-            Pending::Ready(change) => return Ok(Some(Cow::Borrowed(change))),
-            Pending::Unfinished(unfinished) => unfinished,
-        };
-        let Some(bodies) = &self.bodies else {
-            // A deployment error (the handler is not given the versions table), not a
-            // bad record: it blocks until it is fixed.
-            return Err(Retry::held(
-                "the record's body is paged out, and this fan-out has no body archive to read it from",
-            ));
-        };
-        match bodies.finish(Unfinished::clone(unfinished)).await {
-            Ok(Some(change)) => Ok(Some(Cow::Owned(change))),
-            Ok(None) => {
-                tracing::warn!(
-                    document_id = %unfinished.document_id(),
-                    "the versions of this change are no longer kept (the document's deletion was fanned out since): nothing to deliver"
-                );
-                Ok(None)
-            }
-            Err(BodyError::Archive(e)) => {
-                let blocked = matches!(e, shared::Error::Blocked(_));
-                Err(Retry::of(e.to_string(), blocked))
-            }
-            Err(e @ BodyError::Corrupt(_)) => Err(Outcome::Dead {
-                reason: e.to_string(),
-                attempts: 1,
-                sink: None,
-            }),
-        }
-    }
-
-    async fn process(&self, change: &ChangeEvent, meta: &RecordMeta) -> Outcome {
-        let span = tracing::info_span!(
-            "record",
-            document_id = %change.document_id,
-            version = change.version,
-            sequence_number = %change.sequence_number,
-            kind = change.kind.as_str(),
-        );
-        async {
-            let results = join_all(self.sinks.iter().map(|sink| {
-                let span = tracing::info_span!("sink", sink = sink.name());
-                self.deliver(sink.as_ref(), change, meta).instrument(span)
-            }))
-            .await;
-            let mut permanent = None;
-            for result in results {
-                match result {
-                    Ok(()) => {}
-                    Err(SinkFailure::Transient {
-                        reason,
-                        blocked,
-                        sink,
-                    }) => {
-                        return Retry::of(reason, blocked).blaming(sink);
-                    }
-                    Err(SinkFailure::Permanent {
-                        reason,
-                        attempts,
-                        sink,
-                    }) => {
-                        permanent.get_or_insert((reason, attempts, sink));
-                    }
-                }
-            }
-            if let Some((reason, attempts, sink)) = permanent {
-                return Outcome::Dead {
-                    reason,
-                    attempts,
-                    sink: Some(sink),
-                };
-            }
-            if let (ChangeKind::Deleted, Some(bodies), true) =
-                (change.kind, &self.bodies, self.forgets_versions)
-                && let Err(e) = bodies.forget(&change.document_id).await
-            {
-                return Retry::of(
-                    format!(
-                        "the deletion was delivered, but forgetting the document's versions failed: {e}"
-                    ),
-                    matches!(e, shared::Error::Blocked(_)),
-                );
-            }
-            Outcome::Done
-        }
-        .instrument(span)
-        .await
-    }
-
-    async fn deliver(
-        &self,
-        sink: &dyn Sink,
-        change: &ChangeEvent,
-        meta: &RecordMeta,
-    ) -> Result<(), SinkFailure> {
-        let policy = &self.config.retry;
-        let mut attempt = 1;
-        loop {
-            let started = tokio::time::Instant::now();
-            let result = sink.deliver(change, meta).await;
-            let elapsed = started.elapsed();
-            match result {
-                Ok(()) => {
-                    self.metrics
-                        .record_delivery(sink.name(), elapsed, DeliveryOutcome::Ok);
-                    return Ok(());
-                }
-                Err(e) if sink.is_retriable(&e) && policy.allows_another(attempt) => {
-                    self.metrics
-                        .record_delivery(sink.name(), elapsed, DeliveryOutcome::Retried);
-                    let pause = policy.backoff(attempt);
-                    tracing::warn!(error = %e, attempt, ?pause, "sink failed transiently; retrying");
-                    tokio::time::sleep(pause).await;
-                    attempt += 1;
-                }
-                Err(e) if sink.is_retriable(&e) => {
-                    self.metrics
-                        .record_delivery(sink.name(), elapsed, DeliveryOutcome::Failed);
-                    tracing::warn!(error = %e, attempt, "sink still failing; reporting the record");
-                    return Err(SinkFailure::Transient {
-                        reason: format!("{}: {e} (after {attempt} attempts)", sink.name()),
-                        blocked: matches!(e, shared::Error::Blocked(_)),
-                        sink: sink.name(),
-                    });
-                }
-                Err(e) => {
-                    self.metrics
-                        .record_delivery(sink.name(), elapsed, DeliveryOutcome::Failed);
-                    tracing::error!(error = %e, "sink failed permanently; dead-lettering the record");
-                    return Err(SinkFailure::Permanent {
-                        reason: format!("{}: {e}", sink.name()),
-                        attempts: attempt,
-                        sink: sink.name(),
-                    });
-                }
-            }
         }
     }
 
