@@ -104,24 +104,73 @@ async fn raw_requests(app: &TestApp, requests: &str) {
     let _ = tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut sink)).await;
 }
 
+/// The HTTP series of a `/metrics` text, parsed as a Prometheus scraper reads it: each
+/// series by name and sorted labels, with its value.
+fn http_series(text: &str) -> std::collections::BTreeMap<String, f64> {
+    let lines = text.lines().map(|l| Ok(l.to_owned()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text");
+    // Every sample line was read as a sample: none was skipped as unreadable.
+    let sample_lines = text
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .count();
+    let samples: usize = scrape
+        .samples
+        .iter()
+        .map(|s| match &s.value {
+            // `_sum` and `_count` are samples of their own.
+            prometheus_parse::Value::Histogram(buckets) => buckets.len(),
+            _ => 1,
+        })
+        .sum();
+    assert_eq!(
+        samples, sample_lines,
+        "lines the parser did not read in\n{text}"
+    );
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric.starts_with("docfan_http"))
+        .flat_map(|s| {
+            let labels = s
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<std::collections::BTreeSet<_>>();
+            let name = format!(
+                "{}{{{}}}",
+                s.metric,
+                labels.into_iter().collect::<Vec<_>>().join(",")
+            );
+            match &s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => vec![(name, *v)],
+                prometheus_parse::Value::Histogram(buckets) => buckets
+                    .iter()
+                    .map(|b| (format!("{name}le={}", b.less_than), b.count))
+                    .collect(),
+                prometheus_parse::Value::Summary(quantiles) => quantiles
+                    .iter()
+                    .map(|q| (format!("{name}q={}", q.quantile), q.count))
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn made_up_methods_and_paths_do_not_grow_the_metrics() {
     let app = TestApp::spawn().await;
-    // The HTTP series only: the fan-out's own may come and go.
-    let http_metrics = || async {
-        let text = app
-            .client
+    let metrics = || async {
+        app.client
             .get(app.url("/metrics"))
             .send()
             .await
             .unwrap()
             .text()
             .await
-            .unwrap();
-        text.lines()
-            .filter(|l| l.starts_with("docfan_http"))
-            .map(|l| format!("{l}\n"))
-            .collect::<String>()
+            .unwrap()
     };
     // Every label that can exist once.
     let warm_up: String = ["GET", "BREW", "PURGE"]
@@ -135,7 +184,12 @@ async fn made_up_methods_and_paths_do_not_grow_the_metrics() {
         .collect::<String>()
         + "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
     raw_requests(&app, &warm_up).await;
-    let before = http_metrics().await;
+    let before_text = metrics().await;
+    let before = http_series(&before_text);
+    assert!(
+        before.keys().any(|k| k.contains("method=other")),
+        "the warm-up's odd methods are counted as `other`: {before:?}"
+    );
 
     for batch in 0..6 {
         let mut requests = String::new();
@@ -148,17 +202,34 @@ async fn made_up_methods_and_paths_do_not_grow_the_metrics() {
         requests.push_str("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
         raw_requests(&app, &requests).await;
     }
-    let after = http_metrics().await;
-    assert!(!after.contains("M0X1"), "a made-up method became a label");
-    assert!(!after.contains("/made/up"), "a made-up path became a label");
-    // Counts grow by a few digits; no new series.
-    let series = |text: &str| text.lines().count();
-    assert_eq!(series(&after), series(&before), "{after}");
+    let after_text = metrics().await;
+    let after = http_series(&after_text);
     assert!(
-        after.len() < before.len() + 1_024,
-        "metrics grew from {} to {} bytes",
-        before.len(),
-        after.len()
+        !after_text.contains("M0X1"),
+        "a made-up method became a label"
+    );
+    assert!(
+        !after_text.contains("/made/up"),
+        "a made-up path became a label"
+    );
+    // The same series, only their counts grown.
+    assert_eq!(
+        after.keys().collect::<Vec<_>>(),
+        before.keys().collect::<Vec<_>>(),
+        "{after_text}"
+    );
+    let total = |series: &std::collections::BTreeMap<String, f64>| {
+        series
+            .iter()
+            .filter(|(k, _)| k.starts_with("docfan_http_requests_total"))
+            .map(|(_, v)| v)
+            .sum::<f64>()
+    };
+    assert!(
+        total(&after) >= total(&before) + 6_000.0,
+        "the 6,000 hostile requests are counted: {} then {}",
+        total(&before),
+        total(&after)
     );
 }
 
