@@ -1,8 +1,10 @@
-//! Delivering one record: its bodies read back when they are paged out, then the
-//! change to every sink concurrently, each with its own in-process retries.
+//! Delivering a batch's documents, each in order, and one record: its bodies read back
+//! when they are paged out, then the change to every sink concurrently, each with its
+//! own in-process retries.
 
 use std::borrow::Cow;
 
+use futures_util::StreamExt;
 use futures_util::future::join_all;
 use shared::domain::{ChangeEvent, ChangeKind};
 use shared::metrics::DeliveryOutcome;
@@ -10,12 +12,53 @@ use tracing::Instrument;
 
 use super::Fanout;
 use super::outcome::{Outcome, Retry, SinkFailure};
-use super::plan::Pending;
+use super::plan::{Pending, Plan};
 use crate::bodies::BodyError;
 use crate::decode::{RecordMeta, Unfinished};
 use crate::sinks::Sink;
 
 impl Fanout {
+    /// Delivers each document's records in order, documents concurrently (at most
+    /// `document_concurrency` at once); a record that is to be retried holds back the
+    /// later records of its document. The outcome of each delivered record, by index.
+    pub(super) async fn deliver_documents(&self, plan: &Plan) -> Vec<(usize, Outcome)> {
+        // By index: a closure over `&DocumentRecords` would be generic over its
+        // lifetime, and its future not `Send` for every one.
+        let delivered: Vec<Vec<(usize, Outcome)>> =
+            futures_util::stream::iter(0..plan.documents.len())
+                .map(|d| async move {
+                    let document = &plan.documents[d];
+                    let mut results = Vec::with_capacity(document.records.len());
+                    let mut blocked: Option<String> = None;
+                    for &i in &document.records {
+                        if let Some(seq) = &blocked {
+                            results.push((
+                                i,
+                                Retry::held(format!(
+                                    "an earlier record ({seq}) of the document failed"
+                                )),
+                            ));
+                            continue;
+                        }
+                        let meta = &plan.metas[i];
+                        let outcome = match self.ready(plan.change(i)).await {
+                            Ok(Some(change)) => self.process(&change, meta).await,
+                            Ok(None) => Outcome::Skipped,
+                            Err(outcome) => outcome,
+                        };
+                        if matches!(outcome, Outcome::Retry(_)) {
+                            blocked = Some(meta.sequence_number.clone().unwrap_or_default());
+                        }
+                        results.push((i, outcome));
+                    }
+                    results
+                })
+                .buffer_unordered(self.config.document_concurrency.max(1))
+                .collect()
+                .await;
+        delivered.into_iter().flatten().collect()
+    }
+
     /// The change a record makes, its bodies read back when they are paged out; `None`
     /// when there is nothing left to deliver (the document's deletion has been fanned
     /// out since, and its versions forgotten); `Err` with the record's outcome when the

@@ -27,16 +27,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
-use futures_util::StreamExt;
 use futures_util::future::join_all;
 use serde_json::Value;
 use shared::clock::Clock;
-use shared::domain::DocumentId;
 use shared::metrics::FanoutMetrics;
 use shared::ports::{BodyArchive, DeadLetter, DeadLetterQueue, DeadLetterSource};
 
 use crate::bodies::BodyReader;
-use crate::decode::{Decoded, RecordMeta, decode};
+use crate::decode::{RecordMeta, decode};
 use crate::give_up::GiveUp;
 use crate::sinks::{Flush, Flushed, Sink};
 
@@ -46,7 +44,7 @@ mod plan;
 
 pub use outcome::{BatchOutcome, BatchReport};
 use outcome::{FlushFailure, Outcome, Retry};
-use plan::Pending;
+use plan::{Pending, Plan};
 
 pub use shared::retry::RetryPolicy;
 
@@ -232,99 +230,9 @@ impl Fanout {
     /// them commit by their own policy, [`Flush::IfDue`]), and says why each reported
     /// record failed.
     pub async fn handle_detailed(&self, records: &[Value], when: Flush) -> BatchReport {
-        // Decode once; group the changes by document, keeping their order.
-        let mut groups: Vec<(DocumentId, Vec<usize>)> = Vec::new();
-        let mut group_of: std::collections::HashMap<DocumentId, usize> = Default::default();
-        let mut decoded: Vec<Option<Pending>> = Vec::with_capacity(records.len());
-        let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(records.len());
-        let mut metas: Vec<RecordMeta> = records.iter().map(RecordMeta::of).collect();
-        for (i, record) in records.iter().enumerate() {
-            let pending = match decode(record) {
-                Ok(Decoded::Change(change)) => Ok(Some(Pending::Ready(change))),
-                Ok(Decoded::Unfinished(unfinished)) => Ok(Some(Pending::Unfinished(unfinished))),
-                Ok(Decoded::Skip) => Ok(None),
-                Err(e) => Err(e),
-            };
-            match pending {
-                Ok(Some(pending)) => {
-                    let id = pending.document_id();
-                    let g = *group_of.entry(id).or_insert_with(|| {
-                        groups.push((id, Vec::new()));
-                        groups.len() - 1
-                    });
-                    groups[g].1.push(i);
-                    decoded.push(Some(pending));
-                    outcomes.push(None);
-                }
-                Ok(None) => {
-                    decoded.push(None);
-                    outcomes.push(Some(Outcome::Skipped));
-                }
-                Err(e) => {
-                    tracing::error!(
-                        sequence_number = metas[i].sequence_number.as_deref().unwrap_or(""),
-                        error = %e,
-                        "undecodable stream record"
-                    );
-                    decoded.push(None);
-                    outcomes.push(Some(Outcome::Dead {
-                        reason: e.to_string(),
-                        attempts: 1,
-                        sink: None,
-                    }));
-                }
-            }
-        }
-
-        // Many small versions of one document in a batch (people typing): the sinks
-        // that keep only the latest state coalesce to the last one.
-        for (_, indices) in &groups {
-            let mut body_later = false;
-            for (n, &i) in indices.iter().enumerate().rev() {
-                metas[i].superseded = n + 1 < indices.len();
-                metas[i].body_superseded = body_later;
-                let pending = decoded[i].as_ref().expect("grouped records decode");
-                body_later |= pending.replaces_body();
-            }
-        }
-        let metas = metas;
-        let results: Vec<Vec<(usize, Outcome)>> = futures_util::stream::iter(groups)
-            .map(|(_, indices)| {
-                let decoded = &decoded;
-                let metas = &metas;
-                async move {
-                    let mut results = Vec::with_capacity(indices.len());
-                    let mut blocked: Option<String> = None;
-                    for i in indices {
-                        if let Some(seq) = &blocked {
-                            results.push((
-                                i,
-                                Retry::held(format!(
-                                    "an earlier record ({seq}) of the document failed"
-                                )),
-                            ));
-                            continue;
-                        }
-                        let pending = decoded[i].as_ref().expect("grouped records decode");
-                        let outcome = match self.ready(pending).await {
-                            Ok(Some(change)) => self.process(&change, &metas[i]).await,
-                            Ok(None) => Outcome::Skipped,
-                            Err(outcome) => outcome,
-                        };
-                        if matches!(outcome, Outcome::Retry(_)) {
-                            blocked = Some(metas[i].sequence_number.clone().unwrap_or_default());
-                        }
-                        results.push((i, outcome));
-                    }
-                    results
-                }
-            })
-            .buffer_unordered(self.config.document_concurrency.max(1))
-            .collect()
-            .await;
-        for (i, outcome) in results.into_iter().flatten() {
-            outcomes[i] = Some(outcome);
-        }
+        let mut plan = Plan::of(records);
+        let delivered = self.deliver_documents(&plan).await;
+        let outcomes = plan.outcomes(delivered);
 
         let (flushed, flush_failure) = match self.flush(when).await {
             Ok(flushed) => (flushed, None),
@@ -334,18 +242,13 @@ impl Fanout {
 
         let mut outcomes: Vec<Outcome> = outcomes
             .into_iter()
-            .map(|outcome| {
-                match (
-                    outcome.expect("every record has an outcome"),
-                    &flush_failure,
-                ) {
-                    (Outcome::Done, Some(flush)) => Retry::of(flush.reason.clone(), flush.blocked),
-                    (outcome, _) => outcome,
-                }
+            .map(|outcome| match (outcome, &flush_failure) {
+                (Outcome::Done, Some(flush)) => Retry::of(flush.reason.clone(), flush.blocked),
+                (outcome, _) => outcome,
             })
             .collect();
         if let Some(give_up) = &self.give_up {
-            self.give_up_on_the_exhausted(give_up, records, &metas, &mut outcomes)
+            self.give_up_on_the_exhausted(give_up, records, &plan.metas, &mut outcomes)
                 .await;
         }
 
@@ -355,7 +258,7 @@ impl Fanout {
         };
         let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
         for (i, mut outcome) in outcomes.into_iter().enumerate() {
-            let meta = &metas[i];
+            let meta = &plan.metas[i];
             if let Outcome::Dead {
                 reason,
                 attempts,
@@ -432,10 +335,8 @@ impl Fanout {
     /// redrive. `Err` carries why it still fails.
     pub async fn redrive(&self, record: &Value) -> Result<(), String> {
         let meta = RecordMeta::of(record);
-        let pending = match decode(record).map_err(|e| e.to_string())? {
-            Decoded::Skip => return Ok(()),
-            Decoded::Change(change) => Pending::Ready(change),
-            Decoded::Unfinished(unfinished) => Pending::Unfinished(unfinished),
+        let Some(pending) = Pending::of(decode(record).map_err(|e| e.to_string())?) else {
+            return Ok(());
         };
         let change = match self.ready(&pending).await {
             Ok(Some(change)) => change,
