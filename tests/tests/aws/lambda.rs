@@ -156,6 +156,18 @@ pub(crate) async fn invoke(
     extra: &[(&str, String)],
     event: Value,
 ) -> (String, Value) {
+    let (kind, answer, _) = invoke_logged(binary, clients, extra, event).await;
+    (kind, answer)
+}
+
+/// [`invoke`], also returning what the function wrote to standard output by the time
+/// it answered (its logs and EMF lines, as Lambda would send them to CloudWatch Logs).
+pub(crate) async fn invoke_logged(
+    binary: &str,
+    clients: &AwsClients,
+    extra: &[(&str, String)],
+    event: Value,
+) -> (String, Value, String) {
     let (runtime, answer) = runtime_api(event).await;
     let config = &clients.config;
     let mut command = tokio::process::Command::new(lambda_binary(binary));
@@ -194,7 +206,7 @@ pub(crate) async fn invoke(
         )
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true);
     if let Some(search) = &config.opensearch {
@@ -206,12 +218,102 @@ pub(crate) async fn invoke(
         command.env(name, value);
     }
     let mut child = command.spawn().expect("the Lambda binary starts");
-    let answer = tokio::time::timeout(Duration::from_secs(60), answer)
+    let mut stdout = child.stdout.take().expect("stdout is piped");
+    let output = tokio::spawn(async move {
+        let mut text = String::new();
+        let _ = tokio::io::AsyncReadExt::read_to_string(&mut stdout, &mut text).await;
+        text
+    });
+    let (kind, answer) = tokio::time::timeout(Duration::from_secs(60), answer)
         .await
         .expect("the function answers within a minute")
         .expect("the runtime API got an answer");
+    // What it wrote after answering (the invocation's metrics) is flushed by then,
+    // or at the latest when it is stopped.
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let _ = child.kill().await;
-    answer
+    let output = output.await.unwrap_or_default();
+    (kind, answer, output)
+}
+
+/// The EMF records among `output`'s lines, each checked against the Embedded Metric
+/// Format specification's required fields: `_aws.Timestamp` (epoch milliseconds) and
+/// `_aws.CloudWatchMetrics`, whose directives each name a `Namespace`, `Dimensions`
+/// (sets of at most 30 names, each a string member of the record) and `Metrics` (each
+/// a `Name` whose member is a number or an array of numbers, with an optional known
+/// `Unit`).
+pub(crate) fn emf_records(output: &str) -> Vec<Value> {
+    const UNITS: &[&str] = &[
+        "Seconds",
+        "Microseconds",
+        "Milliseconds",
+        "Bytes",
+        "Kilobytes",
+        "Megabytes",
+        "Gigabytes",
+        "Terabytes",
+        "Bits",
+        "Kilobits",
+        "Megabits",
+        "Gigabits",
+        "Terabits",
+        "Percent",
+        "Count",
+        "Bytes/Second",
+        "Kilobytes/Second",
+        "Megabytes/Second",
+        "Gigabytes/Second",
+        "Terabytes/Second",
+        "Bits/Second",
+        "Kilobits/Second",
+        "Megabits/Second",
+        "Gigabits/Second",
+        "Terabits/Second",
+        "Count/Second",
+        "None",
+    ];
+    let records: Vec<Value> = output
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|record| record.get("_aws").is_some())
+        .collect();
+    for record in &records {
+        let aws = &record["_aws"];
+        assert!(aws["Timestamp"].as_u64().is_some(), "Timestamp: {record}");
+        let directives = aws["CloudWatchMetrics"]
+            .as_array()
+            .expect("CloudWatchMetrics");
+        assert!(!directives.is_empty(), "{record}");
+        for directive in directives {
+            let namespace = directive["Namespace"].as_str().expect("Namespace");
+            assert!(!namespace.is_empty() && namespace.len() <= 1024, "{record}");
+            for set in directive["Dimensions"].as_array().expect("Dimensions") {
+                let set = set.as_array().expect("a dimension set");
+                assert!(set.len() <= 30, "{record}");
+                for name in set {
+                    let name = name.as_str().expect("a dimension name");
+                    assert!(record[name].is_string(), "dimension {name} in {record}");
+                }
+            }
+            let metrics = directive["Metrics"].as_array().expect("Metrics");
+            assert!(!metrics.is_empty() && metrics.len() <= 100, "{record}");
+            for metric in metrics {
+                let name = metric["Name"].as_str().expect("a metric Name");
+                let value = &record[name];
+                assert!(
+                    value.is_number()
+                        || value
+                            .as_array()
+                            .is_some_and(|v| v.iter().all(Value::is_number)),
+                    "metric {name} in {record}"
+                );
+                if let Some(unit) = metric.get("Unit") {
+                    assert!(UNITS.contains(&unit.as_str().unwrap_or("")), "{record}");
+                }
+            }
+        }
+    }
+    records
 }
 
 const HTTP_API_REQUEST: &str = include_str!("fixtures/http-api-request.json");
@@ -437,9 +539,26 @@ async fn lambda_stream_handler_fans_a_stream_batch_out() {
         "AWS_XRAY_DAEMON_ADDRESS",
         daemon.local_addr().unwrap().to_string(),
     ));
-    let (kind, response) = invoke("lambda-stream-handler", &clients, &traced, event.clone()).await;
+    let (kind, response, output) =
+        invoke_logged("lambda-stream-handler", &clients, &traced, event.clone()).await;
     assert_eq!(kind, "response", "{response}");
     assert_eq!(response["batchItemFailures"], json!([]), "{response}");
+    // The invocation's metrics, as CloudWatch would extract them from its log lines.
+    let emf = emf_records(&output);
+    let delivered = |sink: &str| {
+        emf.iter()
+            .find(|r| r["Sink"] == sink)
+            .and_then(|r| r["Delivered"].as_f64())
+    };
+    for sink in ["search", "audit", "analysis"] {
+        assert_eq!(delivered(sink), Some(1.0), "{sink} in {output}");
+    }
+    assert!(
+        emf.iter()
+            .any(|r| r["RecordsProcessed"].as_f64() == Some(1.0)
+                && r["Function"] == "lambda-stream-handler"),
+        "{output}"
+    );
     let mut subsegments = std::collections::BTreeMap::new();
     let mut datagram = vec![0u8; 65_536];
     while let Ok(Ok(n)) =
