@@ -242,10 +242,7 @@ impl Fanout {
 
         let mut outcomes: Vec<Outcome> = outcomes
             .into_iter()
-            .map(|outcome| match (outcome, &flush_failure) {
-                (Outcome::Done, Some(flush)) => Retry::of(flush.reason.clone(), flush.blocked),
-                (outcome, _) => outcome,
-            })
+            .map(|outcome| outcome.after_flush(flush_failure.as_ref()))
             .collect();
         if let Some(give_up) = &self.give_up {
             self.give_up_on_the_exhausted(give_up, records, &plan.metas, &mut outcomes)

@@ -113,6 +113,17 @@ impl Outcome {
         }
         self
     }
+
+    /// What the outcome comes to once the sinks are flushed: a record is only done
+    /// when what the sinks took of it is durable, so a failed flush reports a done
+    /// one for another try (one giving it up would not cure when the deployment blocks
+    /// the flush). Any other outcome stands.
+    pub(super) fn after_flush(self, failure: Option<&FlushFailure>) -> Outcome {
+        match (self, failure) {
+            (Outcome::Done, Some(flush)) => Retry::of(flush.reason.clone(), flush.blocked),
+            (outcome, _) => outcome,
+        }
+    }
 }
 
 /// Why a record is reported for another try.
@@ -173,4 +184,157 @@ pub(super) struct FlushFailure {
     pub(super) reason: String,
     /// Every failing sink is blocked by the deployment.
     pub(super) blocked: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_lambda_events::event::streams::DynamoDbBatchItemFailure;
+
+    use super::*;
+
+    fn flush_failed(blocked: bool) -> FlushFailure {
+        FlushFailure {
+            reason: "search: flush failed: unavailable".to_owned(),
+            blocked,
+        }
+    }
+
+    fn dead() -> Outcome {
+        Outcome::Dead {
+            reason: "audit: refused".to_owned(),
+            attempts: 2,
+            sink: Some("audit"),
+        }
+    }
+
+    #[test]
+    fn a_failed_flush_reports_a_done_record_for_another_try() {
+        match Outcome::Done.after_flush(Some(&flush_failed(false))) {
+            Outcome::Retry(Retry {
+                reason,
+                countable,
+                sink,
+            }) => {
+                assert_eq!(reason, "search: flush failed: unavailable");
+                assert!(countable, "its own failure may end in giving it up");
+                assert_eq!(sink, None);
+            }
+            other => panic!("not a retry: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_blocked_flush_holds_a_done_record_without_counting_it() {
+        assert!(matches!(
+            Outcome::Done.after_flush(Some(&flush_failed(true))),
+            Outcome::Retry(Retry {
+                countable: false,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_flush_changes_nothing_but_done_records() {
+        let failure = flush_failed(false);
+        assert!(matches!(
+            Outcome::Skipped.after_flush(Some(&failure)),
+            Outcome::Skipped
+        ));
+        match dead().after_flush(Some(&failure)) {
+            Outcome::Dead {
+                reason,
+                attempts,
+                sink,
+            } => assert_eq!(
+                (reason.as_str(), attempts, sink),
+                ("audit: refused", 2, Some("audit"))
+            ),
+            other => panic!("not dead: {other:?}"),
+        }
+        match Retry::held("an earlier record (7) of the document failed")
+            .after_flush(Some(&failure))
+        {
+            Outcome::Retry(Retry {
+                reason, countable, ..
+            }) => {
+                assert_eq!(reason, "an earlier record (7) of the document failed");
+                assert!(!countable);
+            }
+            other => panic!("not a retry: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_successful_flush_leaves_every_outcome_as_it_was() {
+        assert!(matches!(Outcome::Done.after_flush(None), Outcome::Done));
+        assert!(matches!(
+            Outcome::Skipped.after_flush(None),
+            Outcome::Skipped
+        ));
+        assert!(matches!(dead().after_flush(None), Outcome::Dead { .. }));
+    }
+
+    /// A report of failures with these sequence numbers (`None`: a record without one)
+    /// and reasons.
+    fn failing(failures: &[(Option<&str>, &str)]) -> BatchReport {
+        let mut report = BatchReport::default();
+        for (seq, reason) in failures {
+            let mut failure = DynamoDbBatchItemFailure::default();
+            failure.item_identifier = seq.map(str::to_owned);
+            report.response.batch_item_failures.push(failure);
+            report
+                .reasons
+                .insert(seq.map(str::to_owned), (*reason).to_owned());
+        }
+        report
+    }
+
+    #[test]
+    fn a_report_without_failures_succeeded() {
+        let report = failing(&[]);
+        assert!(!report.failed());
+        assert_eq!(report.outcome(), BatchOutcome::Succeeded);
+    }
+
+    #[test]
+    fn a_batch_fails_from_its_lowest_failed_sequence_number_compared_as_numbers() {
+        let report = failing(&[
+            (Some("300"), "search: unavailable"),
+            (Some("99"), "audit: throttled"),
+            (
+                Some("1000"),
+                "an earlier record (300) of the document failed",
+            ),
+        ]);
+        assert!(report.failed());
+        assert_eq!(
+            report.outcome(),
+            BatchOutcome::FailedFrom {
+                seq: 99,
+                reason: "audit: throttled".to_owned(),
+            }
+        );
+    }
+
+    #[test]
+    fn a_failure_without_a_sequence_number_fails_the_whole_batch() {
+        let report = failing(&[
+            (Some("5"), "search: unavailable"),
+            (None, "no sequence number"),
+        ]);
+        assert_eq!(
+            report.outcome(),
+            BatchOutcome::WholeBatchFailed {
+                reason: "no sequence number".to_owned(),
+            }
+        );
+        let unparsable = failing(&[(Some("shard-1/5"), "search: unavailable")]);
+        assert_eq!(
+            unparsable.outcome(),
+            BatchOutcome::WholeBatchFailed {
+                reason: "search: unavailable".to_owned(),
+            }
+        );
+    }
 }
