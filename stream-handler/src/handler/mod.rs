@@ -18,15 +18,17 @@
 //! once at the end of the batch; a failed flush reports the whole batch for a retry.
 //! With a body archive, a delivered deletion then forgets the document's kept versions.
 //!
-//! Laid out as: `outcome`, what becomes of a record and of a batch; `plan`, the batch
-//! decoded before any sink sees it; `delivery`, one record to every sink; and here the
-//! [`Fanout`] that runs them in order.
+//! Laid out as: `plan`, the batch decoded, grouped and marked before any sink sees it;
+//! `delivery`, each document's records to every sink; `outcome`, what becomes of a
+//! record (and what a failed flush makes of it) and of a batch; `tally`, the batch's
+//! report and record counts. `plan`, `outcome` and `tally` do no I/O; here the
+//! [`Fanout`] runs them in turn with the deliveries, the flush, giving up and dead
+//! letters.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use aws_lambda_events::event::streams::DynamoDbEventResponse;
 use futures_util::future::join_all;
 use serde_json::Value;
 use shared::clock::Clock;
@@ -41,10 +43,12 @@ use crate::sinks::{Flush, Flushed, Sink};
 mod delivery;
 mod outcome;
 mod plan;
+mod tally;
 
 pub use outcome::{BatchOutcome, BatchReport};
 use outcome::{FlushFailure, Outcome, Retry};
 use plan::{Pending, Plan};
+use tally::Tally;
 
 pub use shared::retry::RetryPolicy;
 
@@ -249,49 +253,42 @@ impl Fanout {
                 .await;
         }
 
-        let mut report = BatchReport {
-            flushed,
-            ..BatchReport::default()
-        };
-        let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
-        for (i, mut outcome) in outcomes.into_iter().enumerate() {
-            let meta = &plan.metas[i];
-            if let Outcome::Dead {
-                reason,
-                attempts,
-                sink,
-            } = &outcome
-            {
-                outcome = match self.dead_letter(&records[i], meta, reason, *attempts).await {
-                    Ok(()) => {
-                        *counts.entry(self.dead_letter_outcome()).or_default() += 1;
-                        if let Some(sink) = sink {
-                            self.metrics.record_dead_lettered(sink);
-                        }
-                        continue;
-                    }
-                    Err(e) => {
-                        Retry::held(format!("{reason}; and the dead-letter queue failed: {e}"))
-                    }
-                };
-            }
-            match outcome {
-                Outcome::Done => *counts.entry("processed").or_default() += 1,
-                Outcome::Skipped => *counts.entry("skipped").or_default() += 1,
-                Outcome::Retry(Retry { reason, .. }) => {
-                    *counts.entry("failed").or_default() += 1;
-                    let mut failure = DynamoDbBatchItemFailure::default();
-                    failure.item_identifier = meta.sequence_number.clone();
-                    report.response.batch_item_failures.push(failure);
-                    report.reasons.insert(meta.sequence_number.clone(), reason);
-                }
-                Outcome::Dead { .. } => unreachable!("dead letters are handled above"),
-            }
+        let mut tally = Tally::new(flushed, self.dead_letter_outcome());
+        for ((record, meta), outcome) in records.iter().zip(&plan.metas).zip(outcomes) {
+            tally.add(meta, self.dead_letter_the_dead(record, meta, outcome).await);
         }
+        let (report, counts) = tally.finish();
         for (outcome, n) in counts {
             self.metrics.record_records(outcome, n);
         }
         report
+    }
+
+    /// Dead-letters a dead record: it stays dead once the dead-letter queue took it (or
+    /// it was dropped), and is held for another try when the queue fails.
+    async fn dead_letter_the_dead(
+        &self,
+        record: &Value,
+        meta: &RecordMeta,
+        outcome: Outcome,
+    ) -> Outcome {
+        let Outcome::Dead {
+            reason,
+            attempts,
+            sink,
+        } = &outcome
+        else {
+            return outcome;
+        };
+        match self.dead_letter(record, meta, reason, *attempts).await {
+            Ok(()) => {
+                if let Some(sink) = sink {
+                    self.metrics.record_dead_lettered(sink);
+                }
+                outcome
+            }
+            Err(e) => Retry::held(format!("{reason}; and the dead-letter queue failed: {e}")),
+        }
     }
 
     /// Counts a failure of every record that failed on its own, and turns those
