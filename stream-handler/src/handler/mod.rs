@@ -3,9 +3,10 @@
 //! log; the Lambda entry point will call it with the event the mapping delivers.
 //!
 //! For each record, in order per document:
-//! 1. decode it once into a [`ChangeEvent`] (an undecodable record goes to the
-//!    dead-letter queue whole, with the reason, and counts as handled), reading back
-//!    the bodies a record left out ([`crate::bodies`]);
+//! 1. decode it once into a [`ChangeEvent`](shared::domain::ChangeEvent) (an
+//!    undecodable record goes to the dead-letter queue whole, with the reason, and
+//!    counts as handled), reading back the bodies a record left out
+//!    ([`crate::bodies`]);
 //! 2. deliver it to every sink concurrently, each in its own span; a transient failure
 //!    is retried in-process with bounded exponential backoff (on tokio's clock);
 //! 3. a sink still failing transiently after that makes the record a batch item
