@@ -15,7 +15,7 @@
 //! - [`lambda`]: one Lambda invocation (the stream event or the analysis batch), ending
 //!   with its metrics as CloudWatch EMF lines; the counters are `shared::metrics`';
 //! - [`embedded`]: every embedded port and task, opened from the data directory;
-//! - [`xray`] (cargo feature `aws`): X-Ray subsegments per sink in Lambda.
+//! - `xray` (cargo feature `aws`): X-Ray subsegments per sink in Lambda.
 
 // The library's unit tests see the dev-dependencies the integration tests use.
 #![cfg_attr(test, allow(unused_crate_dependencies))]
