@@ -60,6 +60,10 @@ enum Wake {
 }
 
 /// Runs the connection until it must close; returns why.
+///
+/// This future is the bulk of every idle connection's memory, so only the frequent
+/// path (writing mail) is awaited in place; what is rare (a client frame, a ping, a
+/// refusal) is boxed and costs its memory only while it runs.
 async fn drive(
     ws: &LocalWebSocket,
     connection: &Connection,
@@ -142,12 +146,12 @@ async fn drive(
                 }
                 if now >= next_ping {
                     next_ping = now + ping_every;
-                    if let Err(why) = send(
+                    if let Err(why) = Box::pin(send(
                         socket,
                         Message::Ping(Default::default()),
                         config.write_timeout,
                         id,
-                    )
+                    ))
                     .await
                     {
                         return why;
@@ -176,9 +180,10 @@ async fn drive(
                     Message::Binary(_) => None,
                     Message::Ping(_) => {
                         // The library queued the pong: out with it now.
-                        if let Err(why) =
-                            verdict(timeout(config.write_timeout, socket.flush()).await, id)
-                        {
+                        if let Err(why) = verdict(
+                            Box::pin(timeout(config.write_timeout, socket.flush())).await,
+                            id,
+                        ) {
                             return why;
                         }
                         continue;
@@ -197,7 +202,7 @@ async fn drive(
                             "too many frames: slow down",
                             None,
                         );
-                        if ws.outbox.send(id, refusal).await.is_err() {
+                        if Box::pin(ws.outbox.send(id, refusal)).await.is_err() {
                             return Close::TOO_SLOW;
                         }
                         continue;
@@ -215,12 +220,12 @@ async fn drive(
                         "binary frames are not supported: send JSON text",
                         None,
                     );
-                    if ws.outbox.send(id, refusal).await.is_err() {
+                    if Box::pin(ws.outbox.send(id, refusal)).await.is_err() {
                         return Close::TOO_SLOW;
                     }
                     continue;
                 };
-                match handle(ws, connection, mailbox, socket, out, text.as_str()).await {
+                match Box::pin(handle(ws, connection, mailbox, socket, out, text.as_str())).await {
                     Ok(FrameOutcome::Continue) => {}
                     Ok(FrameOutcome::Refreshed(at)) => expires_at = at,
                     Ok(FrameOutcome::Close(why)) | Err(why) => return why,
