@@ -15,6 +15,8 @@
 // The `lambda-api` binary's runtime, a dependency of the package for it alone.
 #[cfg(feature = "lambda")]
 use lambda_http as _;
+// The `docfan` binary's allocator (`main.rs`).
+use mimalloc as _;
 
 pub mod admin;
 pub mod commands;

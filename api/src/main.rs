@@ -3,6 +3,10 @@
 // A binary sees all of its package's dependencies; the library is where unused ones are caught.
 #![allow(unused_crate_dependencies)]
 
+/// mimalloc rather than the system's malloc: see the workspace manifest.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use api::commands::cli::Backend;
 use api::commands::{Cli, Command, backup, dlq, reindex, restore, serve, token};
 use clap::Parser;

@@ -10,6 +10,9 @@
 // The library's unit tests see the dev-dependencies the integration tests use.
 #![cfg_attr(test, allow(unused_crate_dependencies))]
 
+// The bench binary's allocator (`main.rs`), the `docfan` binary's.
+use mimalloc as _;
+
 // The `docfan-bench` binary's command line and the app it starts, dependencies of the
 // package for it alone.
 use {api as _, clap as _};
