@@ -81,8 +81,6 @@ fn missing_configuration_is_reported_by_name() {
 #[tokio::test]
 #[ignore = "needs moto and OpenSearch: run tests/run"]
 async fn missing_resources_block_the_batch_and_dead_letter_nothing() {
-    use shared::ports::{AnalysisJob, AnalysisQueue};
-    use stream_handler::sinks::notifications::NoSubscribers;
     use tests::port_suites::{new_document, unique_user};
 
     let clients = crate::emulators::aws(crate::emulators::Wants {
@@ -100,15 +98,31 @@ async fn missing_resources_block_the_batch_and_dead_letter_nothing() {
         .analysis_queue_url
         .map(|url| format!("{url}-missing"));
     let broken = AwsClients::from_sdk_config(config, clients.sdk.clone()).unwrap();
-    let blocked = |r: Result<(), Error>| matches!(r, Err(Error::Blocked(_)));
-    assert!(blocked(
-        broken.audit_log().get(&doc.id, 1).await.map(|_| ())
-    ));
+    blocked_until_fixed(&broken, &clients, &doc.id, &records).await;
+}
+
+/// With `broken` clients the audit trail and the analysis queue answer `Blocked`, and a
+/// batch through the index consumer fails with nothing dead-lettered; with `clients`
+/// (the deployment fixed) the same records go through, once.
+async fn blocked_until_fixed(
+    broken: &AwsClients,
+    clients: &AwsClients,
+    doc: &DocumentId,
+    records: &[serde_json::Value],
+) {
+    use shared::ports::{AnalysisJob, AnalysisQueue};
+    use stream_handler::sinks::notifications::NoSubscribers;
+
+    let blocked = |r: Result<(), Error>| match r {
+        Err(Error::Blocked(_)) => true,
+        other => panic!("expected Blocked, got {other:?}"),
+    };
+    assert!(blocked(broken.audit_log().get(doc, 1).await.map(|_| ())));
     let queue = broken.analysis_queue(Arc::new(SystemClock)).unwrap();
     assert!(blocked(
         queue
             .enqueue(&AnalysisJob {
-                document_id: doc.id,
+                document_id: *doc,
                 version: 1,
             })
             .await
@@ -116,20 +130,20 @@ async fn missing_resources_block_the_batch_and_dead_letter_nothing() {
     ));
 
     let clock = Arc::new(SystemClock);
-    let fanout = stream_handler::aws::fanout(&broken, Arc::new(NoSubscribers), clock.clone())
+    let fanout = stream_handler::aws::fanout(broken, Arc::new(NoSubscribers), clock.clone())
         .unwrap()
         .index();
-    let response = fanout.handle(&records).await;
+    let response = fanout.handle(records).await;
     assert_eq!(response.batch_item_failures.len(), 1, "the batch fails");
     let dlq = clients.dead_letter_queue(clock.clone()).unwrap();
     assert_eq!(dlq.depth().await.unwrap(), 0, "nothing is dead-lettered");
 
     // Fixed: the same records go through.
-    let fixed = stream_handler::aws::fanout(&clients, Arc::new(NoSubscribers), clock)
+    let fixed = stream_handler::aws::fanout(clients, Arc::new(NoSubscribers), clock)
         .unwrap()
         .index();
-    assert!(fanout_succeeds(&fixed, &records).await);
-    assert_eq!(crate::emulators::audit_count(&clients, &doc.id).await, 1);
+    assert!(fanout_succeeds(&fixed, records).await);
+    assert_eq!(crate::emulators::audit_count(clients, doc).await, 1);
     assert_eq!(dlq.depth().await.unwrap(), 0);
 }
 
@@ -239,8 +253,6 @@ async fn enforce_iam(endpoint: &str, on: bool) {
 #[tokio::test]
 #[ignore = "needs moto and OpenSearch: run tests/run"]
 async fn access_denied_blocks_the_batch_and_dead_letters_nothing() {
-    use shared::ports::{AnalysisJob, AnalysisQueue};
-    use stream_handler::sinks::notifications::NoSubscribers;
     use tests::port_suites::{new_document, unique_user};
 
     let endpoint = iam_endpoint();
@@ -270,38 +282,7 @@ async fn access_denied_blocks_the_batch_and_dead_letters_nothing() {
         clients.document_store().create(&doc).await.unwrap();
         let records = crate::stream::read_stream(&clients).await;
 
-        let blocked = |r: Result<(), Error>| match r {
-            Err(Error::Blocked(_)) => true,
-            other => panic!("expected Blocked, got {other:?}"),
-        };
-        assert!(blocked(bare.audit_log().get(&doc.id, 1).await.map(|_| ())));
-        let queue = bare.analysis_queue(Arc::new(SystemClock)).unwrap();
-        assert!(blocked(
-            queue
-                .enqueue(&AnalysisJob {
-                    document_id: doc.id,
-                    version: 1,
-                })
-                .await
-                .map(|_| ())
-        ));
-
-        let clock = Arc::new(SystemClock);
-        let fanout = stream_handler::aws::fanout(&bare, Arc::new(NoSubscribers), clock.clone())
-            .unwrap()
-            .index();
-        let response = fanout.handle(&records).await;
-        assert_eq!(response.batch_item_failures.len(), 1, "the batch fails");
-        let dlq = clients.dead_letter_queue(clock.clone()).unwrap();
-        assert_eq!(dlq.depth().await.unwrap(), 0, "nothing is dead-lettered");
-
-        // The role fixed: the same records go through, once.
-        let allowed = stream_handler::aws::fanout(&clients, Arc::new(NoSubscribers), clock)
-            .unwrap()
-            .index();
-        assert!(fanout_succeeds(&allowed, &records).await);
-        assert_eq!(crate::emulators::audit_count(&clients, &doc.id).await, 1);
-        assert_eq!(dlq.depth().await.unwrap(), 0);
+        blocked_until_fixed(&bare, &clients, &doc.id, &records).await;
     };
     // Enforcement is turned off again whatever happened, for a rerun.
     let result = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(outcome)).await;
