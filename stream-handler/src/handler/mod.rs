@@ -1,6 +1,6 @@
 //! The stream handler: a batch of DynamoDB stream records in, the partial batch
 //! response out. The embedded poller calls it for each batch it reads from the change
-//! log; the Lambda entry point will call it with the event the mapping delivers.
+//! log; the Lambda entry point calls it with the event the mapping delivers.
 //!
 //! For each record, in order per document:
 //! 1. decode it once into a [`ChangeEvent`](shared::domain::ChangeEvent) (an
