@@ -661,19 +661,21 @@ def check_alarms(t: Template) -> Problems:
                 problems.append(f"{name}: has no AlarmActions")
             if namespace == "AWS/SQS":
                 # Dead-letter queues alarm on their first message.
-                threshold = resolve(t, p.get("Threshold"))
-                op = p.get("ComparisonOperator")
-                try:
-                    threshold = float(threshold)
-                except (TypeError, ValueError):
-                    threshold = None
-                first_message = threshold is not None and (
-                    (op == "GreaterThanOrEqualToThreshold" and threshold <= 1)
-                    or (op == "GreaterThanThreshold" and threshold < 1)
-                )
-                if not first_message:
+                if not _fires_on_first(t, p):
                     problems.append(f"{name}: must fire on the first dead-lettered message")
     return problems
+
+
+def _fires_on_first(t: Template, p: dict) -> bool:
+    """Whether an alarm's threshold and operator fire on a count of one."""
+    op = p.get("ComparisonOperator")
+    try:
+        threshold = float(resolve(t, p.get("Threshold")))
+    except (TypeError, ValueError):
+        return False
+    return (op == "GreaterThanOrEqualToThreshold" and threshold <= 1) or (
+        op == "GreaterThanThreshold" and threshold < 1
+    )
 
 
 def check_emf_alarms(t: Template) -> Problems:
@@ -703,17 +705,7 @@ def check_emf_alarms(t: Template) -> Problems:
                 problems.append(f"{name}: must alarm on the {statistic} of {metric}")
             if metric != "RecordsDeadLettered":
                 continue
-            threshold = resolve(t, p.get("Threshold"))
-            op = p.get("ComparisonOperator")
-            try:
-                threshold = float(threshold)
-            except (TypeError, ValueError):
-                threshold = None
-            first_record = threshold is not None and (
-                (op == "GreaterThanOrEqualToThreshold" and threshold <= 1)
-                or (op == "GreaterThanThreshold" and threshold < 1)
-            )
-            if not first_record:
+            if not _fires_on_first(t, p):
                 problems.append(f"{name}: must fire on the first dead-lettered record")
     return problems
 
