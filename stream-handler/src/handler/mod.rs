@@ -105,14 +105,8 @@ impl Fanout {
         config: HandlerConfig,
     ) -> Self {
         Self {
-            sinks,
             dlq: Some(dlq),
-            clock,
-            config,
-            bodies: None,
-            forgets_versions: true,
-            give_up: None,
-            metrics: FanoutMetrics::default(),
+            ..Self::without_dead_letters(sinks, clock, config)
         }
     }
 
