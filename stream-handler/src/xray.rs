@@ -162,3 +162,75 @@ impl Sink for TracedSink {
         self.inner.health().await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::UdpSocket;
+    use std::time::Duration;
+
+    use serde_json::Value;
+
+    use super::*;
+
+    const SAMPLED: &str =
+        "Root=1-6750a1f0-0a1b2c3d4e5f60718293a4b5;Parent=53995c3f42cd8ad8;Sampled=1";
+
+    fn daemon() -> (UdpSocket, Arc<SinkTrace>) {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let address = socket.local_addr().unwrap().to_string();
+        (socket, SinkTrace::new(Daemon::new(&address).unwrap()))
+    }
+
+    fn received(socket: &UdpSocket) -> Vec<Value> {
+        let mut buffer = [0u8; 65_536];
+        let mut documents = Vec::new();
+        while let Ok(n) = socket.recv(&mut buffer) {
+            let text = std::str::from_utf8(&buffer[..n]).unwrap();
+            documents.push(serde_json::from_str(text.split_once('\n').unwrap().1).unwrap());
+        }
+        documents
+    }
+
+    #[test]
+    fn a_sinks_work_becomes_one_subsegment_marked_by_its_last_failure() {
+        let (socket, trace) = daemon();
+        let start = now();
+        trace.record("search", start, None, false);
+        trace.record("search", start, Some("search: unavailable".into()), false);
+        trace.record("search", start, None, true);
+        trace.record("audit", start, None, false);
+        assert_eq!(trace.finish(Some(SAMPLED)), 2);
+        let documents = received(&socket);
+        let search = documents.iter().find(|d| d["name"] == "search").unwrap();
+        assert_eq!(search["annotations"]["deliveries"], 2);
+        assert_eq!(search["annotations"]["failures"], 1);
+        assert_eq!(search["annotations"]["flushes"], 1);
+        assert_eq!(search["fault"], true);
+        assert_eq!(
+            search["cause"]["exceptions"][0]["message"],
+            "search: unavailable"
+        );
+        let audit = documents.iter().find(|d| d["name"] == "audit").unwrap();
+        assert_eq!(audit["annotations"]["failures"], 0);
+        assert!(audit.get("fault").is_none());
+        // The next invocation starts from nothing.
+        assert_eq!(trace.finish(Some(SAMPLED)), 0);
+    }
+
+    #[test]
+    fn an_invocation_not_sampled_sends_nothing_and_forgets_its_work() {
+        let (socket, trace) = daemon();
+        trace.record("search", now(), None, false);
+        let unsampled = SAMPLED.replace("Sampled=1", "Sampled=0");
+        assert_eq!(trace.finish(Some(&unsampled)), 0);
+        assert_eq!(trace.finish(None), 0);
+        trace.record("audit", now(), None, false);
+        assert_eq!(trace.finish(Some(SAMPLED)), 1);
+        let documents = received(&socket);
+        assert_eq!(documents.len(), 1);
+        assert_eq!(documents[0]["name"], "audit");
+    }
+}
