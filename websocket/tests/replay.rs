@@ -49,10 +49,8 @@ impl Rig {
 
     async fn connect(&self, who: &str) -> (ConnectionId, MailboxReceiver) {
         static NEXT: AtomicU64 = AtomicU64::new(1);
-        let id = ConnectionId(format!(
-            "conn-{who}-{}",
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
+        let id =
+            ConnectionId(format!("conn-{who}-{}", NEXT.fetch_add(1, Ordering::Relaxed)).into());
         let mailbox = self.outbox.open(id.clone(), 1024);
         self.service
             .connect(id.clone(), &self.world.token(who))

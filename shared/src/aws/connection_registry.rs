@@ -199,13 +199,13 @@ impl DynamoDbConnectionRegistry {
     }
 
     fn connection_key(id: &ConnectionId) -> Attributes {
-        HashMap::from([(CONNECTION_ID.to_owned(), s(id.0.clone()))])
+        HashMap::from([(CONNECTION_ID.to_owned(), s(id.0.to_string()))])
     }
 
     fn subscription_key(id: &ConnectionId, document: &DocumentId) -> Attributes {
         HashMap::from([
             (DOCUMENT_ID.to_owned(), s(document.to_string())),
-            (CONNECTION_ID.to_owned(), s(id.0.clone())),
+            (CONNECTION_ID.to_owned(), s(id.0.to_string())),
         ])
     }
 
@@ -258,7 +258,7 @@ impl DynamoDbConnectionRegistry {
                 .index_name(BY_CONNECTION_INDEX)
                 .key_condition_expression("#c = :c")
                 .expression_attribute_names("#c", CONNECTION_ID)
-                .expression_attribute_values(":c", s(id.0.clone()))
+                .expression_attribute_values(":c", s(id.0.to_string()))
                 .set_exclusive_start_key(start)
                 .send()
                 .await
@@ -283,7 +283,7 @@ impl ConnectionRegistry for DynamoDbConnectionRegistry {
     async fn register(&self, connection: &Connection) -> Result<()> {
         let expires_at = self.clock.now().timestamp() + self.ttl.as_secs() as i64;
         let item = HashMap::from([
-            (CONNECTION_ID.to_owned(), s(connection.id.0.clone())),
+            (CONNECTION_ID.to_owned(), s(connection.id.0.to_string())),
             (USER_ID.to_owned(), s(connection.user.as_str())),
             (
                 TOKEN_EXPIRES_AT.to_owned(),
@@ -542,7 +542,7 @@ impl ConnectionRegistry for DynamoDbConnectionRegistry {
                     continue;
                 }
                 subscribers.push(Subscriber {
-                    connection: ConnectionId(string(item, CONNECTION_ID)?.to_owned()),
+                    connection: ConnectionId(string(item, CONNECTION_ID)?.into()),
                     user: UserId::parse(string(item, USER_ID)?)
                         .map_err(|e| decode_error(USER_ID, e))?,
                     options: options_of(item)?,
@@ -580,7 +580,7 @@ impl ConnectionRegistry for DynamoDbConnectionRegistry {
                 .await
                 .map_err(|e| sdk_error("Scan", e))?;
             for item in out.items() {
-                expired.push(ConnectionId(string(item, CONNECTION_ID)?.to_owned()));
+                expired.push(ConnectionId(string(item, CONNECTION_ID)?.into()));
             }
             start = out.last_evaluated_key;
             if start.is_none() {

@@ -71,7 +71,7 @@ impl ConnectionPusher {
         let result = self
             .client
             .post_to_connection()
-            .connection_id(&to.0)
+            .connection_id(to.as_str())
             .data(Blob::new(frame.to_vec()))
             .send()
             .await;
@@ -101,7 +101,7 @@ impl ConnectionPusher {
         match self
             .client
             .delete_connection()
-            .connection_id(&id.0)
+            .connection_id(id.as_str())
             .send()
             .await
         {

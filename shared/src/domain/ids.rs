@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize};
 use uuid::Uuid;
@@ -60,9 +61,11 @@ pub const MAX_USER_ID_LEN: usize = 128;
 
 /// A user's identifier: the `sub` claim of their token. 1..=128 characters of
 /// `A-Z a-z 0-9 . _ - @ : +`, so it is safe in keys, URLs and log lines.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(transparent)]
-pub struct UserId(String);
+///
+/// Shared, not copied: every subscription and mailbox of a user's connections holds the
+/// same text.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct UserId(Arc<str>);
 
 impl UserId {
     pub fn parse(raw: impl Into<String>) -> Result<Self, ValidationError> {
@@ -82,11 +85,17 @@ impl UserId {
                 "may contain only letters, digits and . _ - @ : +",
             ));
         }
-        Ok(Self(raw))
+        Ok(Self(raw.into()))
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+impl Serialize for UserId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
     }
 }
 

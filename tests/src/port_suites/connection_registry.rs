@@ -16,7 +16,7 @@ use super::{now_millis, unique_user};
 fn connection(user: &shared::domain::UserId) -> Connection {
     let now = now_millis();
     Connection {
-        id: ConnectionId(format!("c{}", uuid::Uuid::new_v4().simple())),
+        id: ConnectionId(format!("c{}", uuid::Uuid::new_v4().simple()).into()),
         user: user.clone(),
         expires_at: now + TimeDelta::hours(1),
         connected_at: now,
@@ -124,7 +124,7 @@ pub async fn run(registry: Arc<dyn ConnectionRegistry>) {
     assert!(registry.subscriptions(&a.id).await.unwrap().is_empty());
 
     // Unknown connections: subscribe and refresh fail, the rest is a no-op.
-    let ghost = ConnectionId(format!("ghost{}", uuid::Uuid::new_v4().simple()));
+    let ghost = ConnectionId(format!("ghost{}", uuid::Uuid::new_v4().simple()).into());
     assert!(matches!(
         registry
             .subscribe(&ghost, &d1, SubscribeOptions::default())
@@ -311,7 +311,7 @@ async fn options_and_cursors(registry: &dyn ConnectionRegistry) {
     );
 
     // No cursor without a subscription, and setting one subscribes no one.
-    let ghost = ConnectionId(format!("ghost{}", uuid::Uuid::new_v4().simple()));
+    let ghost = ConnectionId(format!("ghost{}", uuid::Uuid::new_v4().simple()).into());
     for (id, on) in [(&a.id, &elsewhere), (&ghost, &document)] {
         for cursor in [Some(caret), None] {
             assert!(

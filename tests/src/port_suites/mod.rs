@@ -74,7 +74,7 @@ pub async fn subscriber_ids(
         .await
         .unwrap()
         .into_iter()
-        .map(|s| s.connection.0)
+        .map(|s| s.connection.to_string())
         .collect();
     ids.sort();
     ids

@@ -83,7 +83,7 @@ pub async fn run(h: NotifierHarness) {
 
     let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
     let [ann_tab, ann_old_tab, bob_tab, cat_tab] =
-        ["ann", "ann-old", "bob", "cat"].map(|n| ConnectionId(format!("{n}-{suffix}=")));
+        ["ann", "ann-old", "bob", "cat"].map(|n| ConnectionId(format!("{n}-{suffix}=").into()));
     for (id, user) in [
         (&ann_tab, &ann),
         (&ann_old_tab, &ann),
@@ -108,7 +108,7 @@ pub async fn run(h: NotifierHarness) {
         "error",
         "a stranger cannot subscribe"
     );
-    let mut expected = vec![ann_old_tab.0.clone(), ann_tab.0.clone(), bob_tab.0.clone()];
+    let mut expected = vec![ann_old_tab.to_string(), ann_tab.to_string(), bob_tab.to_string()];
     expected.sort();
     assert_eq!(subscribers(&h, &v1.id).await, expected);
 
@@ -144,7 +144,7 @@ pub async fn run(h: NotifierHarness) {
     }
     assert_eq!(received(&h, &cat_tab).await.len(), 1);
     assert_eq!(h.registry.get(&ann_old_tab).await.unwrap(), None);
-    assert!(!subscribers(&h, &v1.id).await.contains(&ann_old_tab.0));
+    assert!(!subscribers(&h, &v1.id).await.contains(&ann_old_tab.to_string()));
 
     // Removing bob revokes his subscription; he hears of it and of nothing after.
     let v3 = next_version(&v2, &ann, |d| {
@@ -168,7 +168,7 @@ pub async fn run(h: NotifierHarness) {
         .unwrap();
     let to_bob = received(&h, &bob_tab).await;
     assert_eq!(kinds(&to_bob).last(), Some(&kind("access.revoked", None)));
-    assert_eq!(subscribers(&h, &v1.id).await, vec![ann_tab.0.clone()]);
+    assert_eq!(subscribers(&h, &v1.id).await, vec![ann_tab.to_string()]);
 
     // A deletion reaches the remaining subscriber and ends the subscription.
     let v4 = next_version(&v3, &ann, |_| {});

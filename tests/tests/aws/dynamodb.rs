@@ -225,7 +225,7 @@ async fn a_subscription_set_left_untrimmed_still_counts_only_live_subscriptions(
         )
         .key(
             "connectionId",
-            aws_sdk_dynamodb::types::AttributeValue::S(id.0.clone()),
+            aws_sdk_dynamodb::types::AttributeValue::S(id.to_string()),
         )
         .send()
         .await
@@ -243,7 +243,7 @@ async fn subscriptions_written_before_options_and_cursors_still_read() {
     let clients = emulators::aws(Wants::default()).await;
     let registry = clients.connection_registry(Arc::new(shared::clock::SystemClock));
     let ann = unique_user("ann");
-    let id = ConnectionId(format!("c{}", uuid::Uuid::new_v4().simple()));
+    let id = ConnectionId(format!("c{}", uuid::Uuid::new_v4().simple()).into());
     registry
         .register(&Connection {
             id: id.clone(),
@@ -261,7 +261,7 @@ async fn subscriptions_written_before_options_and_cursors_still_read() {
         .put_item()
         .table_name(&clients.config.tables.subscriptions)
         .item("documentId", AttributeValue::S(document.to_string()))
-        .item("connectionId", AttributeValue::S(id.0.clone()))
+        .item("connectionId", AttributeValue::S(id.to_string()))
         .item("userId", AttributeValue::S(ann.as_str().to_owned()))
         .send()
         .await

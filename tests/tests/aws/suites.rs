@@ -183,11 +183,11 @@ impl Connections for Posts {
     async fn open(&self, _id: &ConnectionId) {}
 
     async fn received(&self, id: &ConnectionId) -> Vec<Value> {
-        self.0.posts_to(&id.0)
+        self.0.posts_to(id.as_str())
     }
 
     async fn leave(&self, id: &ConnectionId) {
-        self.0.mark_gone(&id.0);
+        self.0.mark_gone(id.as_str());
     }
 }
 

@@ -261,7 +261,7 @@ async fn frames_are_answered_through_post_to_connection_and_disconnect_forgets()
     assert_eq!(
         subscribers
             .iter()
-            .map(|s| s.connection.0.clone())
+            .map(|s| s.connection.to_string())
             .collect::<Vec<_>>(),
         ["bob="]
     );
