@@ -67,7 +67,45 @@ pub(crate) enum Drain {
 
 #[derive(Default)]
 pub(crate) struct Cursors {
-    by_connection: Mutex<HashMap<ConnectionId, HashMap<DocumentId, Cursor>>>,
+    by_connection: Mutex<HashMap<ConnectionId, Subscriptions>>,
+}
+
+/// One connection's cursors, by document. A list, not a map: a connection follows one
+/// document or a few (at most `max_subscriptions`), and every held connection pays for this (a map's smallest table
+/// is four times the size of a one-entry list).
+#[derive(Default)]
+struct Subscriptions(Vec<(DocumentId, Cursor)>);
+
+impl Subscriptions {
+    fn get(&self, document: &DocumentId) -> Option<&Cursor> {
+        self.0.iter().find(|(d, _)| d == document).map(|(_, c)| c)
+    }
+
+    fn get_mut(&mut self, document: &DocumentId) -> Option<&mut Cursor> {
+        self.0
+            .iter_mut()
+            .find(|(d, _)| d == document)
+            .map(|(_, c)| c)
+    }
+
+    fn insert(&mut self, document: DocumentId, cursor: Cursor) {
+        match self.get_mut(&document) {
+            Some(existing) => *existing = cursor,
+            None => self.0.push((document, cursor)),
+        }
+    }
+
+    fn remove(&mut self, document: &DocumentId) {
+        self.0.retain(|(d, _)| d != document);
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 impl Cursors {
@@ -187,13 +225,13 @@ impl Cursors {
             .lock()
             .expect("cursor lock")
             .values()
-            .map(HashMap::len)
+            .map(Subscriptions::len)
             .sum()
     }
 }
 
 fn admit(
-    all: &mut HashMap<ConnectionId, HashMap<DocumentId, Cursor>>,
+    all: &mut HashMap<ConnectionId, Subscriptions>,
     connection: &ConnectionId,
     document: &DocumentId,
     version: u64,

@@ -2,7 +2,7 @@
 //! indexed both ways (connection → documents, document → connections) so finding a
 //! document's subscribers costs in proportion to them.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::RwLock;
 
 use async_trait::async_trait;
@@ -15,7 +15,10 @@ use shared::{Error, Result};
 
 #[derive(Default)]
 struct State {
-    connections: HashMap<ConnectionId, (Connection, HashSet<DocumentId>)>,
+    /// Each connection with the documents it follows: a list, not a set, since a
+    /// connection follows few (at most the service's `max_subscriptions`) and every
+    /// held connection pays for it.
+    connections: HashMap<ConnectionId, (Connection, Vec<DocumentId>)>,
     by_document: HashMap<DocumentId, HashMap<ConnectionId, Subscription>>,
     /// How many subscriptions of each document share a cursor (documents with none
     /// are absent), so a new subscriber's presence snapshot costs nothing when nobody
@@ -82,7 +85,7 @@ impl ConnectionRegistry for InProcessRegistry {
         }
         state
             .connections
-            .insert(connection.id.clone(), (connection.clone(), HashSet::new()));
+            .insert(connection.id.clone(), (connection.clone(), Vec::new()));
         Ok(())
     }
 
@@ -126,7 +129,9 @@ impl ConnectionRegistry for InProcessRegistry {
     ) -> Result<()> {
         let mut state = self.state.write().expect("registry lock");
         let (connection, documents) = state.connections.get_mut(id).ok_or(Error::NotFound)?;
-        documents.insert(*document);
+        if !documents.contains(document) {
+            documents.push(*document);
+        }
         let (user, token_expires_at) = (connection.user.clone(), connection.expires_at);
         let replaced = state.by_document.entry(*document).or_default().insert(
             id.clone(),
@@ -166,7 +171,7 @@ impl ConnectionRegistry for InProcessRegistry {
     async fn unsubscribe(&self, id: &ConnectionId, document: &DocumentId) -> Result<()> {
         let mut state = self.state.write().expect("registry lock");
         if let Some((_, documents)) = state.connections.get_mut(id) {
-            documents.remove(document);
+            documents.retain(|d| d != document);
         }
         state.drop_subscription(id, document);
         Ok(())
@@ -291,7 +296,7 @@ mod tests {
             .await
             .unwrap()
             .into_iter()
-            .map(|s| s.connection.0)
+            .map(|s| s.connection.to_string())
             .collect();
         on_d1.sort();
         assert_eq!(on_d1, ["a", "b"]);

@@ -7,8 +7,9 @@
 //! Anyone may end the connection through its mailbox's close request; the first reason
 //! given is the one the client reads in the close frame.
 
+use std::collections::VecDeque;
 use std::future::Future;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
@@ -20,12 +21,10 @@ use tracing::Instrument;
 use super::LocalWebSocket;
 use super::gate::Gate;
 use super::rate_limit::{FloodGuard, Verdict};
+use super::slots::Slot;
 use crate::frames::{self, ErrorCode, Frame};
 use crate::outbox::{Close, Mail, MailboxReceiver, Outbox};
 use crate::service::FrameOutcome;
-
-/// The shortest tick accepted from the configuration (a zero interval would spin).
-const MIN_TICK: Duration = Duration::from_millis(1);
 
 /// The client closed the connection itself (or its socket failed).
 const CLIENT_GONE: Close = Close {
@@ -33,23 +32,41 @@ const CLIENT_GONE: Close = Close {
     reason: "closed",
 };
 
-pub(super) async fn run(
-    ws: LocalWebSocket,
-    connection: Connection,
-    mailbox: MailboxReceiver,
-    mut socket: WebSocket,
-) {
-    let id = connection.id.clone();
-    tracing::info!(connection = %id, user = %connection.user, "websocket open");
-    let mut out = Vec::new();
-    let why = drive(&ws, &connection, &mailbox, &mut socket, &mut out).await;
-    // A reason asked for elsewhere first (a full queue, a shutdown) is the one given.
-    mailbox.close(why);
-    let why = mailbox.close_reason().unwrap_or(why);
-    ws.outbox.remove(&id);
-    // Boxed, like the frame handling: run once, they need not size every task.
-    Box::pin(ws.service.disconnect(&id)).await;
-    Box::pin(finish(&ws, &id, &mailbox, socket, out, why)).await;
+/// What a connection's task holds besides its socket. It travels boxed: the upgrade's
+/// future and the task's each carry one pointer to it instead of a copy.
+pub(super) struct Session {
+    pub ws: LocalWebSocket,
+    pub connection: Connection,
+    pub mailbox: MailboxReceiver,
+    /// Given back when the task ends, however it ends.
+    pub _slot: Slot,
+}
+
+/// The connection's task.
+///
+/// Not an `async fn`: one would keep its arguments twice in its future (as passed and
+/// as bound), and this future is most of an idle connection's memory. The block uses
+/// what it captured in place.
+pub(super) fn run(session: Box<Session>, mut socket: WebSocket) -> impl Future<Output = ()> + Send {
+    async move {
+        let Session {
+            ws,
+            connection,
+            mailbox,
+            ..
+        } = &*session;
+        let id = &connection.id;
+        tracing::info!(connection = %id, user = %connection.user, "websocket open");
+        let mut out = VecDeque::new();
+        let why = drive(ws, connection, mailbox, &mut socket, &mut out).await;
+        // A reason asked for elsewhere first (a full queue, a shutdown) is the one given.
+        mailbox.close(why);
+        let why = mailbox.close_reason().unwrap_or(why);
+        ws.outbox.remove(id);
+        // Boxed, like the frame handling: run once, they need not size every task.
+        Box::pin(ws.service.disconnect(id)).await;
+        Box::pin(finish(ws, id, mailbox, socket, out, why)).await;
+    }
 }
 
 /// What woke the connection's task.
@@ -63,172 +80,175 @@ enum Wake {
 ///
 /// This future is the bulk of every idle connection's memory, so only the frequent
 /// path (writing mail) is awaited in place; what is rare (a client frame, a ping, a
-/// refusal) is boxed and costs its memory only while it runs.
-async fn drive(
-    ws: &LocalWebSocket,
-    connection: &Connection,
-    mailbox: &MailboxReceiver,
-    socket: &mut WebSocket,
-    out: &mut Vec<Frame>,
-) -> Close {
-    let config = &ws.config;
-    let id = &connection.id;
-    let mut expires_at = connection.expires_at;
-    let start = Instant::now();
-    let mut heard_at = start;
-    let mut spoke_at = start;
-    let mut guard = FloodGuard::new(config.rate_limit, start);
-    let check_every = config.check_interval.max(MIN_TICK);
-    let ping_every = config.ping_interval.max(MIN_TICK);
-    let mut next_check = start + check_every;
-    let mut next_ping = start + ping_every;
-    // One timer for everything periodic; a frame written or read never touches it.
-    let tick = sleep_until(next_check.min(next_ping));
-    tokio::pin!(tick);
-    // The socket's read side and the timer are polled only when their wakers fired.
-    let (read_gate, tick_gate) = (Gate::new(), Gate::new());
-    let (read_waker, tick_waker) = (read_gate.waker(), tick_gate.waker());
-    let mut reads_first = false;
-    loop {
-        let wake = std::future::poll_fn(|cx| {
-            // The timer first (its gate makes that free until it fires), then mail and
-            // the client's frames in turn, so neither a stream of broadcasts nor a
-            // chatty client keeps the other waiting.
-            if tick_gate.pass(cx)
-                && tick
-                    .as_mut()
-                    .poll(&mut Context::from_waker(&tick_waker))
-                    .is_ready()
-            {
-                return Poll::Ready(Wake::Tick);
-            }
-            for read in [reads_first, !reads_first] {
-                if read {
-                    if read_gate.pass(cx)
-                        && let Poll::Ready(message) =
-                            socket.poll_next_unpin(&mut Context::from_waker(&read_waker))
-                    {
-                        // More may be buffered already: no wake would say so.
-                        read_gate.reopen();
-                        return Poll::Ready(Wake::Message(message));
-                    }
-                } else if let Poll::Ready(mail) = mailbox.poll_recv(cx, out) {
-                    return Poll::Ready(Wake::Mail(mail));
+/// refusal) is boxed and costs its memory only while it runs. (Not an `async fn`, for
+/// the reason given at [`run`].)
+fn drive<'a>(
+    ws: &'a LocalWebSocket,
+    connection: &'a Connection,
+    mailbox: &'a MailboxReceiver,
+    socket: &'a mut WebSocket,
+    out: &'a mut VecDeque<Frame>,
+) -> impl Future<Output = Close> + Send + 'a {
+    async move {
+        let config = &ws.config;
+        let id = &connection.id;
+        let mut expires_at = connection.expires_at;
+        let start = Instant::now();
+        let mut heard_at = start;
+        let mut spoke_at = start;
+        let mut guard = FloodGuard::new(config.rate_limit, start);
+        let mut next_check = start + config.check_every();
+        let mut next_ping = start + config.ping_every();
+        // One timer for everything periodic; a frame written or read never touches it.
+        let tick = sleep_until(next_check.min(next_ping));
+        tokio::pin!(tick);
+        // The socket's read side and the timer are polled only when their wakers fired.
+        let (read_gate, tick_gate) = (Gate::new(), Gate::new());
+        let (read_waker, tick_waker) = (read_gate.waker(), tick_gate.waker());
+        let mut reads_first = false;
+        loop {
+            let wake = std::future::poll_fn(|cx| {
+                // The timer first (its gate makes that free until it fires), then mail and
+                // the client's frames in turn, so neither a stream of broadcasts nor a
+                // chatty client keeps the other waiting.
+                if tick_gate.pass(cx)
+                    && tick
+                        .as_mut()
+                        .poll(&mut Context::from_waker(&tick_waker))
+                        .is_ready()
+                {
+                    return Poll::Ready(Wake::Tick);
                 }
-            }
-            Poll::Pending
-        })
-        .await;
-        reads_first = matches!(wake, Wake::Mail(_));
-        match wake {
-            Wake::Mail(Mail::Close(why)) => return why,
-            Wake::Mail(Mail::Frames) => {
-                if let Err(why) = write(socket, out, config.write_timeout, id).await {
-                    return why;
-                }
-            }
-            Wake::Tick => {
-                let now = Instant::now();
-                if now >= next_check {
-                    next_check = now + check_every;
-                    if ws.service.now() >= expires_at {
-                        tracing::info!(connection = %id, "token expired");
-                        return Close::TOKEN_EXPIRED;
-                    }
-                    if now.duration_since(spoke_at) >= config.idle_timeout {
-                        tracing::info!(connection = %id, "idle");
-                        return Close::IDLE;
-                    }
-                    if now.duration_since(heard_at) >= config.pong_timeout {
-                        tracing::info!(connection = %id, "unresponsive");
-                        return Close::UNRESPONSIVE;
+                for read in [reads_first, !reads_first] {
+                    if read {
+                        if read_gate.pass(cx)
+                            && let Poll::Ready(message) =
+                                socket.poll_next_unpin(&mut Context::from_waker(&read_waker))
+                        {
+                            // More may be buffered already: no wake would say so.
+                            read_gate.reopen();
+                            return Poll::Ready(Wake::Message(message));
+                        }
+                    } else if let Poll::Ready(mail) = mailbox.poll_recv(cx, out) {
+                        return Poll::Ready(Wake::Mail(mail));
                     }
                 }
-                if now >= next_ping {
-                    next_ping = now + ping_every;
-                    if let Err(why) = Box::pin(send(
-                        socket,
-                        Message::Ping(Default::default()),
-                        config.write_timeout,
-                        id,
-                    ))
-                    .await
-                    {
+                Poll::Pending
+            })
+            .await;
+            reads_first = matches!(wake, Wake::Mail(_));
+            match wake {
+                Wake::Mail(Mail::Close(why)) => return why,
+                Wake::Mail(Mail::Frames) => {
+                    if let Err(why) = write(socket, out, config.write_timeout, id).await {
                         return why;
                     }
                 }
-                tick.as_mut().reset(next_check.min(next_ping));
-                tick_gate.reopen();
-            }
-            Wake::Message(message) => {
-                let message = match message {
-                    Some(Ok(message)) => message,
-                    Some(Err(e)) => {
-                        tracing::debug!(connection = %id, error = %e, "read failed");
-                        return if is_too_big(&e) {
-                            Close::TOO_BIG
-                        } else {
-                            CLIENT_GONE
-                        };
+                Wake::Tick => {
+                    let now = Instant::now();
+                    if now >= next_check {
+                        next_check = now + config.check_every();
+                        if ws.service.now() >= expires_at {
+                            tracing::info!(connection = %id, "token expired");
+                            return Close::TOKEN_EXPIRED;
+                        }
+                        if now.duration_since(spoke_at) >= config.idle_timeout {
+                            tracing::info!(connection = %id, "idle");
+                            return Close::IDLE;
+                        }
+                        if now.duration_since(heard_at) >= config.pong_timeout {
+                            tracing::info!(connection = %id, "unresponsive");
+                            return Close::UNRESPONSIVE;
+                        }
                     }
-                    None => return CLIENT_GONE,
-                };
-                let now = Instant::now();
-                heard_at = now;
-                let text = match message {
-                    Message::Text(text) => Some(text),
-                    Message::Binary(_) => None,
-                    Message::Ping(_) => {
-                        // The library queued the pong: out with it now.
-                        if let Err(why) = verdict(
-                            Box::pin(timeout(config.write_timeout, socket.flush())).await,
+                    if now >= next_ping {
+                        next_ping = now + config.ping_every();
+                        if let Err(why) = Box::pin(send(
+                            socket,
+                            Message::Ping(Default::default()),
+                            config.write_timeout,
                             id,
-                        ) {
+                        ))
+                        .await
+                        {
                             return why;
                         }
-                        continue;
                     }
-                    Message::Pong(_) => continue,
-                    Message::Close(_) => return CLIENT_GONE,
-                };
-                spoke_at = now;
-                match guard.check(now) {
-                    Verdict::Accept => {}
-                    Verdict::Refuse => {
+                    tick.as_mut().reset(next_check.min(next_ping));
+                    tick_gate.reopen();
+                }
+                Wake::Message(message) => {
+                    let message = match message {
+                        Some(Ok(message)) => message,
+                        Some(Err(e)) => {
+                            tracing::debug!(connection = %id, error = %e, "read failed");
+                            return if is_too_big(&e) {
+                                Close::TOO_BIG
+                            } else {
+                                CLIENT_GONE
+                            };
+                        }
+                        None => return CLIENT_GONE,
+                    };
+                    let now = Instant::now();
+                    heard_at = now;
+                    let text = match message {
+                        Message::Text(text) => Some(text),
+                        Message::Binary(_) => None,
+                        Message::Ping(_) => {
+                            // The library queued the pong: out with it now.
+                            if let Err(why) = verdict(
+                                Box::pin(timeout(config.write_timeout, socket.flush())).await,
+                                id,
+                            ) {
+                                return why;
+                            }
+                            continue;
+                        }
+                        Message::Pong(_) => continue,
+                        Message::Close(_) => return CLIENT_GONE,
+                    };
+                    spoke_at = now;
+                    match guard.check(now) {
+                        Verdict::Accept => {}
+                        Verdict::Refuse => {
+                            ws.service.metrics().frames_received.inc();
+                            ws.service.metrics().frames_refused.inc();
+                            let refusal = frames::error(
+                                ErrorCode::RateLimited,
+                                "too many frames: slow down",
+                                None,
+                            );
+                            if Box::pin(ws.outbox.send(id, refusal)).await.is_err() {
+                                return Close::TOO_SLOW;
+                            }
+                            continue;
+                        }
+                        Verdict::Close => {
+                            tracing::info!(connection = %id, "closing a flooding connection");
+                            return Close::RATE_LIMITED;
+                        }
+                    }
+                    let Some(text) = text else {
                         ws.service.metrics().frames_received.inc();
                         ws.service.metrics().frames_refused.inc();
                         let refusal = frames::error(
-                            ErrorCode::RateLimited,
-                            "too many frames: slow down",
+                            ErrorCode::MalformedFrame,
+                            "binary frames are not supported: send JSON text",
                             None,
                         );
                         if Box::pin(ws.outbox.send(id, refusal)).await.is_err() {
                             return Close::TOO_SLOW;
                         }
                         continue;
+                    };
+                    match Box::pin(handle(ws, connection, mailbox, socket, out, text.as_str()))
+                        .await
+                    {
+                        Ok(FrameOutcome::Continue) => {}
+                        Ok(FrameOutcome::Refreshed(at)) => expires_at = at,
+                        Ok(FrameOutcome::Close(why)) | Err(why) => return why,
                     }
-                    Verdict::Close => {
-                        tracing::info!(connection = %id, "closing a flooding connection");
-                        return Close::RATE_LIMITED;
-                    }
-                }
-                let Some(text) = text else {
-                    ws.service.metrics().frames_received.inc();
-                    ws.service.metrics().frames_refused.inc();
-                    let refusal = frames::error(
-                        ErrorCode::MalformedFrame,
-                        "binary frames are not supported: send JSON text",
-                        None,
-                    );
-                    if Box::pin(ws.outbox.send(id, refusal)).await.is_err() {
-                        return Close::TOO_SLOW;
-                    }
-                    continue;
-                };
-                match Box::pin(handle(ws, connection, mailbox, socket, out, text.as_str())).await {
-                    Ok(FrameOutcome::Continue) => {}
-                    Ok(FrameOutcome::Refreshed(at)) => expires_at = at,
-                    Ok(FrameOutcome::Close(why)) | Err(why) => return why,
                 }
             }
         }
@@ -242,7 +262,7 @@ async fn handle(
     connection: &Connection,
     mailbox: &MailboxReceiver,
     socket: &mut WebSocket,
-    out: &mut Vec<Frame>,
+    out: &mut VecDeque<Frame>,
     text: &str,
 ) -> Result<FrameOutcome, Close> {
     let id = &connection.id;
@@ -262,24 +282,36 @@ async fn handle(
     }
 }
 
-/// Writes the frames in `out` (then empties it), flushing once, within `limit`.
-async fn write(
-    socket: &mut WebSocket,
-    out: &mut Vec<Frame>,
+/// Writes the frames in `out` (then frees it), flushing once, within `limit`.
+///
+/// Polled by hand rather than through `feed` and `flush`: this future sits in every
+/// connection's task, and their futures would double its size.
+fn write<'a>(
+    socket: &'a mut WebSocket,
+    out: &'a mut VecDeque<Frame>,
     limit: Duration,
-    id: &ConnectionId,
-) -> Result<(), Close> {
-    let written = timeout(limit, async {
-        for frame in out.drain(..) {
-            if let Ok(text) = Utf8Bytes::try_from(frame.bytes()) {
-                socket.feed(Message::Text(text)).await?;
-            }
-        }
-        socket.flush().await
-    })
-    .await;
-    out.clear();
-    verdict(written, id)
+    id: &'a ConnectionId,
+) -> impl Future<Output = Result<(), Close>> + Send + 'a {
+    async move {
+        let mut next = 0;
+        let written = timeout(
+            limit,
+            std::future::poll_fn(|cx| {
+                while let Some(frame) = out.get(next) {
+                    ready!(socket.poll_ready_unpin(cx))?;
+                    next += 1;
+                    if let Ok(text) = Utf8Bytes::try_from(frame.bytes()) {
+                        socket.start_send_unpin(Message::Text(text))?;
+                    }
+                }
+                socket.poll_flush_unpin(cx)
+            }),
+        )
+        .await;
+        // Dropped, not cleared: an idle connection keeps no buffer.
+        *out = VecDeque::new();
+        verdict(written, id)
+    }
 }
 
 /// Writes one message within `limit`.
@@ -324,13 +356,13 @@ async fn finish(
     id: &ConnectionId,
     mailbox: &MailboxReceiver,
     mut socket: WebSocket,
-    mut out: Vec<Frame>,
+    mut out: VecDeque<Frame>,
     why: Close,
 ) {
     let config = &ws.config;
     if why != CLIENT_GONE && why != Close::TOO_SLOW {
         while let Some(frame) = mailbox.try_recv() {
-            out.push(frame);
+            out.push_back(frame);
         }
         let _ = write(&mut socket, &mut out, config.close_timeout, id).await;
     }

@@ -101,6 +101,21 @@ impl Default for LocalConfig {
     }
 }
 
+/// The shortest tick accepted from the configuration (a zero interval would spin).
+const MIN_TICK: Duration = Duration::from_millis(1);
+
+impl LocalConfig {
+    /// How often a connection checks idleness and expiry.
+    fn check_every(&self) -> Duration {
+        self.check_interval.max(MIN_TICK)
+    }
+
+    /// How often a connection pings.
+    fn ping_every(&self) -> Duration {
+        self.ping_interval.max(MIN_TICK)
+    }
+}
+
 /// The ports the local WebSocket needs; the outbox is its own.
 #[derive(Clone)]
 pub struct LocalPorts {
@@ -230,7 +245,7 @@ async fn upgrade(
             return rejection.into_response();
         }
     };
-    let id = ConnectionId(format!("local-{}", uuid::Uuid::new_v4().simple()));
+    let id = ConnectionId(format!("local-{}", uuid::Uuid::new_v4().simple()).into());
     let mailbox = ws.outbox.open(id.clone(), ws.config.outgoing_queue);
     let connection = match ws.service.connect(id.clone(), &token).await {
         Ok(connection) => connection,
@@ -279,9 +294,16 @@ async fn upgrade(
     };
     let on_failure = ws.clone();
     let failed_id = id.clone();
+    let max_message_bytes = ws.config.max_message_bytes;
+    let session = Box::new(connection::Session {
+        ws,
+        connection,
+        mailbox,
+        _slot: slot,
+    });
     upgrade
-        .max_message_size(ws.config.max_message_bytes)
-        .max_frame_size(ws.config.max_message_bytes)
+        .max_message_size(max_message_bytes)
+        .max_frame_size(max_message_bytes)
         // The socket's buffers are allocated per connection up front; the defaults
         // (128 KiB each) would cost ~140 KB per idle connection. They grow on demand for
         // larger messages.
@@ -292,10 +314,7 @@ async fn upgrade(
             on_failure.outbox.remove(&failed_id);
             tokio::spawn(async move { on_failure.service.disconnect(&failed_id).await });
         })
-        .on_upgrade(move |socket| async move {
-            connection::run(ws, connection, mailbox, socket).await;
-            drop(slot);
-        })
+        .on_upgrade(move |socket| connection::run(session, socket))
 }
 
 fn problem(status: StatusCode, kind: &str, title: &str, detail: &str) -> Response {

@@ -123,13 +123,13 @@ pub struct MailboxReceiver {
 impl MailboxReceiver {
     /// Waits for mail: a close request first, else every queued frame, appended to
     /// `into`.
-    pub async fn recv(&self, into: &mut Vec<Frame>) -> Mail {
+    pub async fn recv(&self, into: &mut VecDeque<Frame>) -> Mail {
         std::future::poll_fn(|cx| self.poll_recv(cx, into)).await
     }
 
     /// [`recv`](MailboxReceiver::recv) as a poll: `cx`'s waker is woken when mail
     /// arrives.
-    pub fn poll_recv(&self, cx: &mut Context<'_>, into: &mut Vec<Frame>) -> Poll<Mail> {
+    pub fn poll_recv(&self, cx: &mut Context<'_>, into: &mut VecDeque<Frame>) -> Poll<Mail> {
         self.mailbox.task.register(cx.waker());
         match self.take(into) {
             Some(mail) => Poll::Ready(mail),
@@ -137,7 +137,7 @@ impl MailboxReceiver {
         }
     }
 
-    fn take(&self, into: &mut Vec<Frame>) -> Option<Mail> {
+    fn take(&self, into: &mut VecDeque<Frame>) -> Option<Mail> {
         let mut queue = self.mailbox.state.lock().expect("mailbox lock");
         if let Some(why) = queue.close {
             return Some(Mail::Close(why));
@@ -145,7 +145,13 @@ impl MailboxReceiver {
         if queue.frames.is_empty() {
             return None;
         }
-        into.extend(queue.frames.drain(..));
+        if into.is_empty() {
+            // The queue itself, buffer and all: an idle connection then holds no
+            // buffer here, and the next push makes a small one.
+            *into = std::mem::take(&mut queue.frames);
+        } else {
+            into.extend(queue.frames.drain(..));
+        }
         let room_wanted = std::mem::take(&mut queue.room_wanted);
         drop(queue);
         if room_wanted {
@@ -380,7 +386,7 @@ mod tests {
         });
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(!waiting.is_finished(), "the queue is full: the send waits");
-        let mut taken = Vec::new();
+        let mut taken = VecDeque::new();
         assert_eq!(mailbox.recv(&mut taken).await, Mail::Frames);
         assert_eq!(taken, [frames::pong()]);
         waiting.await.unwrap().unwrap();
@@ -406,7 +412,7 @@ mod tests {
                     .await
             }
         });
-        let mut taken = Vec::new();
+        let mut taken = VecDeque::new();
         assert_eq!(mailbox.recv(&mut taken).await, Mail::Frames);
         assert_eq!(taken, [frames::pong()]);
         assert_eq!(pusher.await.unwrap(), [Ok(()), Err(SendError::Gone)]);
