@@ -169,7 +169,7 @@ mod tests {
             .iter()
             .map(|d| {
                 (
-                    d.subscriber.connection.0.as_str(),
+                    d.subscriber.connection.as_str(),
                     d.frame.to_json().get("document").is_some(),
                 )
             })
