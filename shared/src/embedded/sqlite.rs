@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode, OpenFlags};
+use tokio::sync::Semaphore;
 
 use crate::Error;
 
@@ -109,6 +110,9 @@ pub fn map_sqlite_error(err: rusqlite::Error) -> Error {
 pub struct Db {
     path: PathBuf,
     conn: Arc<Mutex<Connection>>,
+    /// One call at a time holds a blocking thread: the others wait here, as tasks, not
+    /// as threads blocked on the connection's lock.
+    turn: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for Db {
@@ -129,6 +133,7 @@ impl Db {
         Ok(Self {
             path: path.to_owned(),
             conn: Arc::new(Mutex::new(conn)),
+            turn: Arc::new(Semaphore::new(1)),
         })
     }
 
@@ -143,7 +148,9 @@ impl Db {
         F: FnOnce(&mut Connection) -> crate::Result<R> + Send + 'static,
     {
         let conn = Arc::clone(&self.conn);
+        let turn = Arc::clone(&self.turn).acquire_owned().await;
         tokio::task::spawn_blocking(move || {
+            let _turn = turn;
             let mut conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             f(&mut conn)
         })
@@ -152,11 +159,19 @@ impl Db {
     }
 }
 
+/// Connections a [`ConnectionPool`] uses at once (and keeps open when idle).
+pub const POOL_SIZE: usize = 8;
+
 /// A small pool of connections for reads and small writes outside the group-commit path.
+///
+/// At most [`POOL_SIZE`] calls run at once, each on a blocking thread with a connection;
+/// the rest wait as tasks. Unbounded, a burst of calls (10,000 WebSocket subscriptions
+/// opening) would take a thread and open a connection, with its page cache, for each.
 pub struct ConnectionPool {
     path: PathBuf,
     durability: Durability,
     idle: Mutex<Vec<Connection>>,
+    permits: Arc<Semaphore>,
 }
 
 impl ConnectionPool {
@@ -170,6 +185,7 @@ impl ConnectionPool {
             path: path.to_owned(),
             durability,
             idle: Mutex::new(Vec::new()),
+            permits: Arc::new(Semaphore::new(POOL_SIZE)),
         }
     }
 
@@ -181,7 +197,9 @@ impl ConnectionPool {
         F: FnOnce(&Connection) -> crate::Result<R> + Send + 'static,
     {
         let pool = Arc::clone(self);
+        let permit = Arc::clone(&self.permits).acquire_owned().await;
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let conn = pool.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
             let conn = match conn {
                 Some(conn) => conn,
@@ -191,7 +209,7 @@ impl ConnectionPool {
             };
             let result = f(&conn);
             let mut idle = pool.idle.lock().unwrap_or_else(|p| p.into_inner());
-            if idle.len() < 8 {
+            if idle.len() < POOL_SIZE {
                 idle.push(conn);
             }
             result
@@ -229,5 +247,50 @@ mod tests {
             .block_on(pool.call(|conn| Ok(synchronous(conn))))
             .unwrap();
         assert_eq!(in_pool, 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_burst_of_calls_runs_at_most_a_pool_at_once() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.db");
+        let pool = Arc::new(ConnectionPool::new(&path));
+        let db = Db::open(&dir.path().join("e.db")).unwrap();
+        let running = Arc::new(AtomicUsize::new(0));
+        let (most_in_pool, most_in_db) =
+            (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let call = |running: Arc<AtomicUsize>, most: Arc<AtomicUsize>| {
+            move || {
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(5));
+                running.fetch_sub(1, Ordering::SeqCst);
+                Ok(())
+            }
+        };
+        let pooled = (0..64).map(|_| {
+            let f = call(running.clone(), most_in_pool.clone());
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.call(move |_| f()).await })
+        });
+        for task in pooled.collect::<Vec<_>>() {
+            task.await.unwrap().unwrap();
+        }
+        let one = (0..16).map(|_| {
+            let f = call(running.clone(), most_in_db.clone());
+            let db = db.clone();
+            tokio::spawn(async move { db.call(move |_| f()).await })
+        });
+        for task in one.collect::<Vec<_>>() {
+            task.await.unwrap().unwrap();
+        }
+        let most = most_in_pool.load(Ordering::SeqCst);
+        assert!((2..=POOL_SIZE).contains(&most), "{most} calls ran at once");
+        assert_eq!(
+            pool.idle.lock().unwrap().len(),
+            most,
+            "one connection per concurrent call, kept"
+        );
+        assert_eq!(most_in_db.load(Ordering::SeqCst), 1);
     }
 }
