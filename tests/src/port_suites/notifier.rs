@@ -108,7 +108,11 @@ pub async fn run(h: NotifierHarness) {
         "error",
         "a stranger cannot subscribe"
     );
-    let mut expected = vec![ann_old_tab.to_string(), ann_tab.to_string(), bob_tab.to_string()];
+    let mut expected = vec![
+        ann_old_tab.to_string(),
+        ann_tab.to_string(),
+        bob_tab.to_string(),
+    ];
     expected.sort();
     assert_eq!(subscribers(&h, &v1.id).await, expected);
 
@@ -144,7 +148,11 @@ pub async fn run(h: NotifierHarness) {
     }
     assert_eq!(received(&h, &cat_tab).await.len(), 1);
     assert_eq!(h.registry.get(&ann_old_tab).await.unwrap(), None);
-    assert!(!subscribers(&h, &v1.id).await.contains(&ann_old_tab.to_string()));
+    assert!(
+        !subscribers(&h, &v1.id)
+            .await
+            .contains(&ann_old_tab.to_string())
+    );
 
     // Removing bob revokes his subscription; he hears of it and of nothing after.
     let v3 = next_version(&v2, &ann, |d| {

@@ -257,7 +257,11 @@ async fn concurrent_posts_are_bounded_and_all_arrive() {
     recorder.delay_posts(std::time::Duration::from_millis(20));
     let sends = (0..50).map(|i| {
         let pusher = pusher.clone();
-        async move { pusher.post(&ConnectionId(format!("c{i}").into()), b"{}").await }
+        async move {
+            pusher
+                .post(&ConnectionId(format!("c{i}").into()), b"{}")
+                .await
+        }
     });
     for result in futures_util::future::join_all(sends).await {
         result.unwrap();
