@@ -98,7 +98,7 @@ impl ConnectionRegistry for InProcessRegistry {
         let mut state = self.state.write().expect("registry lock");
         let (connection, documents) = state.connections.get_mut(id).ok_or(Error::NotFound)?;
         connection.expires_at = expires_at;
-        let documents: Vec<DocumentId> = documents.iter().copied().collect();
+        let documents = documents.clone();
         for document in documents {
             if let Some(subscription) = state
                 .by_document
@@ -248,7 +248,7 @@ impl ConnectionRegistry for InProcessRegistry {
         Ok(state
             .connections
             .get(id)
-            .map(|(_, documents)| documents.iter().copied().collect())
+            .map(|(_, documents)| documents.clone())
             .unwrap_or_default())
     }
 }

@@ -68,7 +68,11 @@ pub async fn handle_request(
     request: &ApiGatewayWebsocketProxyRequest,
 ) -> ApiGatewayProxyResponse {
     let context = &request.request_context;
-    let Some(id) = context.connection_id.clone().map(ConnectionId) else {
+    let Some(id) = context
+        .connection_id
+        .as_deref()
+        .map(|id| ConnectionId(id.into()))
+    else {
         return response(400, "the event has no connectionId");
     };
     let route = context.route_key.as_deref().unwrap_or("$default");

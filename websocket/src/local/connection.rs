@@ -47,6 +47,10 @@ pub(super) struct Session {
 /// Not an `async fn`: one would keep its arguments twice in its future (as passed and
 /// as bound), and this future is most of an idle connection's memory. The block uses
 /// what it captured in place.
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an async fn would hold its arguments twice"
+)]
 pub(super) fn run(session: Box<Session>, mut socket: WebSocket) -> impl Future<Output = ()> + Send {
     async move {
         let Session {
@@ -82,6 +86,10 @@ enum Wake {
 /// path (writing mail) is awaited in place; what is rare (a client frame, a ping, a
 /// refusal) is boxed and costs its memory only while it runs. (Not an `async fn`, for
 /// the reason given at [`run`].)
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an async fn would hold its arguments twice"
+)]
 fn drive<'a>(
     ws: &'a LocalWebSocket,
     connection: &'a Connection,
@@ -286,6 +294,10 @@ async fn handle(
 ///
 /// Polled by hand rather than through `feed` and `flush`: this future sits in every
 /// connection's task, and their futures would double its size.
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an async fn would hold its arguments twice"
+)]
 fn write<'a>(
     socket: &'a mut WebSocket,
     out: &'a mut VecDeque<Frame>,
