@@ -75,9 +75,12 @@ fn clock_ticks_per_second() -> u64 {
         .unwrap_or(100)
 }
 
-/// Counts every `document.updated` frame the sockets read; wakes waiters on each.
+/// Counts every `document.updated` frame the sockets read (waking waiters on each), and
+/// every text frame of any kind: a server's CPU is compared per frame it sent too, since
+/// docfan sends more than the edits' frames (`analysis.completed` after a burst of them).
 struct Frames {
     seen: AtomicUsize,
+    all: AtomicUsize,
     arrived: Notify,
 }
 
@@ -85,22 +88,29 @@ impl Frames {
     fn read(sockets: Vec<Socket>) -> Arc<Self> {
         let frames = Arc::new(Self {
             seen: AtomicUsize::new(0),
+            all: AtomicUsize::new(0),
             arrived: Notify::new(),
         });
         for mut socket in sockets {
             let frames = Arc::clone(&frames);
             tokio::spawn(async move {
                 while let Some(Ok(message)) = socket.next().await {
-                    if let Message::Text(text) = message
-                        && text.as_str().contains("document.updated")
-                    {
-                        frames.seen.fetch_add(1, Ordering::SeqCst);
-                        frames.arrived.notify_waiters();
+                    if let Message::Text(text) = message {
+                        frames.all.fetch_add(1, Ordering::SeqCst);
+                        if text.as_str().contains("document.updated") {
+                            frames.seen.fetch_add(1, Ordering::SeqCst);
+                            frames.arrived.notify_waiters();
+                        }
                     }
                 }
             });
         }
         frames
+    }
+
+    /// Text frames of any kind read so far.
+    fn all(&self) -> usize {
+        self.all.load(Ordering::SeqCst)
     }
 
     /// Waits until `total` frames were read in all.
@@ -121,6 +131,8 @@ impl Frames {
 /// What one run measured.
 struct Spent {
     edits: usize,
+    /// Frames the clients read meanwhile, of any kind.
+    frames: usize,
     cpu: Duration,
     elapsed: Duration,
 }
@@ -128,8 +140,11 @@ struct Spent {
 impl Spent {
     fn case(&self, label: &str, subscribers: usize) -> Case {
         let per_edit_ms = self.cpu.as_secs_f64() * 1000.0 / self.edits as f64;
+        let frames_per_edit = self.frames as f64 / self.edits as f64;
+        let per_frame_us = self.cpu.as_secs_f64() * 1e6 / self.frames.max(1) as f64;
         println!(
-            "  {label:<36} {}: {per_edit_ms:.2} ms of server CPU per edit ({} edits in {:.1} s)",
+            "  {label:<36} {}: {per_edit_ms:.2} ms of server CPU per edit ({} edits in {:.1} s); \
+             {frames_per_edit:.0} frames per edit, {per_frame_us:.1} µs per frame",
             count(subscribers, "subscriber"),
             self.edits,
             self.elapsed.as_secs_f64()
@@ -139,6 +154,8 @@ impl Spent {
             .param("edits", self.edits)
             .throughput(self.edits as f64 / self.elapsed.as_secs_f64(), "edits/s")
             .figure("server_cpu_ms_per_edit", per_edit_ms)
+            .figure("frames_per_edit", frames_per_edit)
+            .figure("server_cpu_us_per_frame", per_frame_us)
     }
 }
 
@@ -172,11 +189,14 @@ pub async fn floor(mode: Mode, frame_bytes: usize) -> anyhow::Result<Scenario> {
             broadcast(&mut driver).await?;
         }
         let (cpu_before, started) = (cpu_time(pid)?, Instant::now());
+        let frames_before = frames.all();
         for _ in 0..edits {
             broadcast(&mut driver).await?;
         }
         let spent = Spent {
             edits,
+            // The driver's own copy of each broadcast is a frame sent too.
+            frames: frames.all() - frames_before + edits,
             cpu: cpu_time(pid)? - cpu_before,
             elapsed: started.elapsed(),
         };
@@ -225,11 +245,13 @@ pub async fn run(mode: Mode, floor: &Scenario) -> anyhow::Result<Scenario> {
             type_one().await?;
         }
         let (cpu_before, started) = (cpu_time(pid)?, Instant::now());
+        let frames_before = frames.all();
         for _ in 0..edits {
             type_one().await?;
         }
         let spent = Spent {
             edits,
+            frames: frames.all() - frames_before,
             cpu: cpu_time(pid)? - cpu_before,
             elapsed: started.elapsed(),
         };
@@ -250,7 +272,9 @@ pub async fn run(mode: Mode, floor: &Scenario) -> anyhow::Result<Scenario> {
              subscriber; the server's CPU time (user + system, /proc) over the measured \
              edits, after {WARM_UP} to warm up: HTTP, the durable commit, both consumers of \
              the change log (live frames; search, audit, analysis and the analysis \
-             worker). The clients run in the bench process."
+             worker). The clients run in the bench process. Per frame: the same CPU over \
+             every text frame the clients read meanwhile (edits' frames and the \
+             `analysis.completed` the worker sends after a burst of them)."
         ),
         floor: Some(FLOOR.into()),
         load_average: 0.0,
