@@ -13,8 +13,9 @@
 //! frame is [`Admission::Untracked`] and sent, and clients drop versions they have seen,
 //! as the contract allows.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
+
+use rustc_hash::FxHashMap;
 
 use shared::domain::DocumentId;
 use shared::ports::ConnectionId;
@@ -67,7 +68,9 @@ pub(crate) enum Drain {
 
 #[derive(Default)]
 pub(crate) struct Cursors {
-    by_connection: Mutex<HashMap<ConnectionId, Subscriptions>>,
+    /// A fast hash: every broadcast looks up each subscriber here, and the keys are ids
+    /// the server (or API Gateway) made, not a client's input.
+    by_connection: Mutex<FxHashMap<ConnectionId, Subscriptions>>,
 }
 
 /// One connection's cursors, by document. A list, not a map: a connection follows one
@@ -231,7 +234,7 @@ impl Cursors {
 }
 
 fn admit(
-    all: &mut HashMap<ConnectionId, Subscriptions>,
+    all: &mut FxHashMap<ConnectionId, Subscriptions>,
     connection: &ConnectionId,
     document: &DocumentId,
     version: u64,

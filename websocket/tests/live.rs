@@ -538,6 +538,42 @@ async fn a_client_that_never_reads_does_not_delay_a_hundred_others() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_that_stops_draining_is_closed_after_the_write_timeout() {
+    let world = World::new();
+    let server = Server::start_with(
+        &world,
+        ServiceConfig::default(),
+        LocalConfig {
+            // Room for every frame: only the write timeout can end this connection.
+            outgoing_queue: 100_000,
+            write_timeout: Duration::from_millis(300),
+            ..LocalConfig::default()
+        },
+        Some(4096),
+    )
+    .await;
+    let notifier = server.ws.notifier();
+    let big: String = "lorem ipsum ".repeat(5000);
+    let created = world.create("ann", &[("bob", Role::Viewer)]).await;
+    let id = created.document_id;
+    let mut stuck = Client::connect(&server.url(&world.token("bob")), Some(4096)).await;
+    stuck.subscribe_with_document(&id).await;
+    // ~60 KB frames until the socket stops taking them and the write times out.
+    let mut n = 0;
+    while server.ws.open_connections() == 1 {
+        assert!(
+            n < 2_000,
+            "a socket nobody reads still took {n} frames of 60 KB"
+        );
+        let change = world.edit("ann", &id, &format!("{n} {big}")).await;
+        world.fan_out(&notifier, &change).await;
+        n += 1;
+    }
+    assert_eq!(server.ws.open_connections(), 0);
+    assert_eq!(world.registry.connection_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_subscribers_all_receive_every_edit() {
     let world = World::new();
     // Five hundred connections each for ann and bob.

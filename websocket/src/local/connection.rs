@@ -73,10 +73,11 @@ pub(super) fn run(session: Box<Session>, mut socket: WebSocket) -> impl Future<O
     }
 }
 
-/// What woke the connection's task.
+/// What woke the connection's task. A client's message is boxed: it is rare beside the
+/// mail, and unboxed it would size the task for the whole of every write.
 enum Wake {
     Mail(Mail),
-    Message(Option<Result<Message, axum::Error>>),
+    Message(Box<Option<Result<Message, axum::Error>>>),
     Tick,
 }
 
@@ -135,7 +136,7 @@ fn drive<'a>(
                         {
                             // More may be buffered already: no wake would say so.
                             read_gate.reopen();
-                            return Poll::Ready(Wake::Message(message));
+                            return Poll::Ready(Wake::Message(Box::new(message)));
                         }
                     } else if let Poll::Ready(mail) = mailbox.poll_recv(cx, out) {
                         return Poll::Ready(Wake::Mail(mail));
@@ -186,7 +187,7 @@ fn drive<'a>(
                     tick_gate.reopen();
                 }
                 Wake::Message(message) => {
-                    let message = match message {
+                    let message = match *message {
                         Some(Ok(message)) => message,
                         Some(Err(e)) => {
                             tracing::debug!(connection = %id, error = %e, "read failed");
@@ -293,7 +294,8 @@ async fn handle(
 /// Writes the frames in `out` (then frees it), flushing once, within `limit`.
 ///
 /// Polled by hand rather than through `feed` and `flush`: this future sits in every
-/// connection's task, and their futures would double its size.
+/// connection's task, and their futures would double its size. Most writes finish at
+/// their first poll, so the timer is set only for one that has to wait.
 #[allow(
     clippy::manual_async_fn,
     reason = "an async fn would hold its arguments twice"
@@ -306,20 +308,20 @@ fn write<'a>(
 ) -> impl Future<Output = Result<(), Close>> + Send + 'a {
     async move {
         let mut next = 0;
-        let written = timeout(
-            limit,
-            std::future::poll_fn(|cx| {
-                while let Some(frame) = out.get(next) {
-                    ready!(socket.poll_ready_unpin(cx))?;
-                    next += 1;
-                    if let Ok(text) = Utf8Bytes::try_from(frame.bytes()) {
-                        socket.start_send_unpin(Message::Text(text))?;
-                    }
+        let mut flush = |cx: &mut Context<'_>| {
+            while let Some(frame) = out.get(next) {
+                ready!(socket.poll_ready_unpin(cx))?;
+                next += 1;
+                if let Ok(text) = Utf8Bytes::try_from(frame.bytes()) {
+                    socket.start_send_unpin(Message::Text(text))?;
                 }
-                socket.poll_flush_unpin(cx)
-            }),
-        )
-        .await;
+            }
+            socket.poll_flush_unpin(cx)
+        };
+        let written = match std::future::poll_fn(|cx| Poll::Ready(flush(cx))).await {
+            Poll::Ready(done) => Ok(done),
+            Poll::Pending => timeout(limit, std::future::poll_fn(&mut flush)).await,
+        };
         // Dropped, not cleared: an idle connection keeps no buffer.
         *out = VecDeque::new();
         verdict(written, id)

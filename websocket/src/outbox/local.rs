@@ -1,13 +1,14 @@
 //! The embedded [`Outbox`]: a bounded mailbox per connection, in process, drained by
 //! the connection's own task.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, RwLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::task::AtomicWaker;
+use rustc_hash::FxHashMap;
 use shared::ports::ConnectionId;
 use tokio::sync::Notify;
 
@@ -196,7 +197,9 @@ impl Drop for MailboxReceiver {
 
 /// The embedded [`Outbox`]: a bounded queue per connection, in process.
 pub struct LocalOutbox {
-    mailboxes: RwLock<HashMap<ConnectionId, Arc<Mailbox>>>,
+    /// A fast hash, like the cursors': looked up once per subscriber of a broadcast,
+    /// keyed by ids the server made.
+    mailboxes: RwLock<FxHashMap<ConnectionId, Arc<Mailbox>>>,
     wait_limit: Duration,
 }
 
@@ -205,7 +208,7 @@ impl LocalOutbox {
     /// that long is closed as too slow.
     pub fn new(wait_limit: Duration) -> Self {
         Self {
-            mailboxes: RwLock::new(HashMap::new()),
+            mailboxes: RwLock::new(FxHashMap::default()),
             wait_limit,
         }
     }
