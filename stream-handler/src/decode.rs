@@ -20,6 +20,7 @@
 //! its old image keeps the empty stand-in.
 
 use chrono::{DateTime, Utc};
+use serde::Deserialize;
 use serde_dynamo::Item;
 use serde_json::Value;
 use shared::codec::{self, EventName};
@@ -88,8 +89,9 @@ fn image(change: &Value, name: &str) -> Result<Option<codec::DocumentImage>, Dec
     let Some(raw) = change.get(name).filter(|v| !v.is_null()) else {
         return Ok(None);
     };
-    let item: Item = serde_json::from_value(raw.clone())
-        .map_err(|e| fail(format!("{name} is not a DynamoDB item: {e}")))?;
+    // Read in place: a copy of the image's tree would cost as much as the read.
+    let item =
+        Item::deserialize(raw).map_err(|e| fail(format!("{name} is not a DynamoDB item: {e}")))?;
     if item.is_empty() {
         return Ok(None);
     }
