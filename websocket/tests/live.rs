@@ -468,6 +468,23 @@ async fn wait_until(mut done: impl FnMut() -> bool) {
     .expect("the condition holds in time");
 }
 
+/// A body of ~60 KB, so each frame that carries it is big.
+fn big_body() -> String {
+    "lorem ipsum ".repeat(5000)
+}
+
+/// A document ann shares with bob, and bob's client subscribed to it with the whole
+/// document in every frame (so frames stay big), reading nothing unless told to.
+async fn stuck_subscriber(world: &World, server: &Server) -> (DocumentId, Client) {
+    let id = world
+        .create("ann", &[("bob", Role::Viewer)])
+        .await
+        .document_id;
+    let mut stuck = Client::connect(&server.url(&world.token("bob")), Some(4096)).await;
+    stuck.subscribe_with_document(&id).await;
+    (id, stuck)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_reads_does_not_delay_a_hundred_others() {
     let world = World::new();
@@ -485,13 +502,8 @@ async fn a_client_that_never_reads_does_not_delay_a_hundred_others() {
     )
     .await;
     let notifier = server.ws.notifier();
-    let big: String = "lorem ipsum ".repeat(5000);
-    let created = world.create("ann", &[("bob", Role::Viewer)]).await;
-    let id = created.document_id;
-
-    // With the whole document in every frame, so frames stay big.
-    let mut stuck = Client::connect(&server.url(&world.token("bob")), Some(4096)).await;
-    stuck.subscribe_with_document(&id).await;
+    let big = big_body();
+    let (id, mut stuck) = stuck_subscriber(&world, &server).await;
     let mut readers = Vec::new();
     for _ in 0..100 {
         let mut client = server.connect(&world.token("bob")).await;
@@ -553,11 +565,8 @@ async fn a_socket_that_stops_draining_is_closed_after_the_write_timeout() {
     )
     .await;
     let notifier = server.ws.notifier();
-    let big: String = "lorem ipsum ".repeat(5000);
-    let created = world.create("ann", &[("bob", Role::Viewer)]).await;
-    let id = created.document_id;
-    let mut stuck = Client::connect(&server.url(&world.token("bob")), Some(4096)).await;
-    stuck.subscribe_with_document(&id).await;
+    let big = big_body();
+    let (id, _stuck) = stuck_subscriber(&world, &server).await;
     // ~60 KB frames until the socket stops taking them and the write times out.
     let mut n = 0;
     while server.ws.open_connections() == 1 {

@@ -148,7 +148,10 @@ impl Db {
         F: FnOnce(&mut Connection) -> crate::Result<R> + Send + 'static,
     {
         let conn = Arc::clone(&self.conn);
-        let turn = Arc::clone(&self.turn).acquire_owned().await;
+        let turn = Arc::clone(&self.turn)
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
         tokio::task::spawn_blocking(move || {
             let _turn = turn;
             let mut conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -197,7 +200,10 @@ impl ConnectionPool {
         F: FnOnce(&Connection) -> crate::Result<R> + Send + 'static,
     {
         let pool = Arc::clone(self);
-        let permit = Arc::clone(&self.permits).acquire_owned().await;
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let conn = pool.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
@@ -249,6 +255,13 @@ mod tests {
         assert_eq!(in_pool, 1);
     }
 
+    /// Starts every task, then waits for each to succeed.
+    async fn all_succeed(tasks: impl Iterator<Item = tokio::task::JoinHandle<crate::Result<()>>>) {
+        for task in tasks.collect::<Vec<_>>() {
+            task.await.unwrap().unwrap();
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_burst_of_calls_runs_at_most_a_pool_at_once() {
         use std::sync::atomic::{AtomicUsize, Ordering};
@@ -273,17 +286,13 @@ mod tests {
             let pool = pool.clone();
             tokio::spawn(async move { pool.call(move |_| f()).await })
         });
-        for task in pooled.collect::<Vec<_>>() {
-            task.await.unwrap().unwrap();
-        }
+        all_succeed(pooled).await;
         let one = (0..16).map(|_| {
             let f = call(running.clone(), most_in_db.clone());
             let db = db.clone();
             tokio::spawn(async move { db.call(move |_| f()).await })
         });
-        for task in one.collect::<Vec<_>>() {
-            task.await.unwrap().unwrap();
-        }
+        all_succeed(one).await;
         let most = most_in_pool.load(Ordering::SeqCst);
         assert!((2..=POOL_SIZE).contains(&most), "{most} calls ran at once");
         assert_eq!(
