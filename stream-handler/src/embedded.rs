@@ -83,9 +83,16 @@ impl Default for FanoutConfig {
             search: SearchSinkConfig {
                 commit: CommitPolicy::by_time_and_size(Duration::from_millis(200), 5_000),
             },
-            audit: AuditSinkConfig::default(),
+            // The embedded trail and queue fail as a whole, never one entry: a batch's
+            // entries and jobs are committed together.
+            audit: AuditSinkConfig {
+                append_at_flush: true,
+                ..AuditSinkConfig::default()
+            },
             notifications: NotificationSinkConfig::default(),
-            analysis: AnalysisSinkConfig::default(),
+            analysis: AnalysisSinkConfig {
+                enqueue_at_flush: true,
+            },
             events: None,
         }
     }

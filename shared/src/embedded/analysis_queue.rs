@@ -84,6 +84,26 @@ fn insert_job(conn: &rusqlite::Connection, job: &AnalysisJob, now_ms: i64) -> ru
     Ok(())
 }
 
+/// Enqueues the job unless one for its (document, version) was ever enqueued.
+fn insert_fresh_job(
+    tx: &rusqlite::Connection,
+    job: &AnalysisJob,
+    now_ms: i64,
+) -> Result<WriteOutcome> {
+    let fresh = tx
+        .prepare_cached(
+            "INSERT INTO analysis_job_keys (document_id, version) VALUES (?1, ?2)
+             ON CONFLICT DO NOTHING",
+        )
+        .and_then(|mut s| s.execute(params![job.document_id.to_string(), job.version as i64]))
+        .map_err(map_sqlite_error)?;
+    if fresh == 0 {
+        return Ok(WriteOutcome::AlreadyApplied);
+    }
+    insert_job(tx, job, now_ms).map_err(map_sqlite_error)?;
+    Ok(WriteOutcome::Applied)
+}
+
 #[async_trait]
 impl AnalysisQueue for SqliteAnalysisQueue {
     async fn enqueue(&self, job: &AnalysisJob) -> Result<WriteOutcome> {
@@ -91,27 +111,34 @@ impl AnalysisQueue for SqliteAnalysisQueue {
         let now = self.now_ms();
         let outcome = self
             .writer
-            .write(move |tx| {
-                let fresh = tx
-                    .prepare_cached(
-                        "INSERT INTO analysis_job_keys (document_id, version) VALUES (?1, ?2)
-                         ON CONFLICT DO NOTHING",
-                    )
-                    .and_then(|mut s| {
-                        s.execute(params![job.document_id.to_string(), job.version as i64])
-                    })
-                    .map_err(map_sqlite_error)?;
-                if fresh == 0 {
-                    return Ok(WriteOutcome::AlreadyApplied);
-                }
-                insert_job(tx, &job, now).map_err(map_sqlite_error)?;
-                Ok(WriteOutcome::Applied)
-            })
+            .write(move |tx| insert_fresh_job(tx, &job, now))
             .await?;
         if outcome == WriteOutcome::Applied {
             self.enqueued.notify_one();
         }
         Ok(outcome)
+    }
+
+    async fn enqueue_all(&self, jobs: &[AnalysisJob]) -> Result<()> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let jobs = jobs.to_vec();
+        let now = self.now_ms();
+        let applied = self
+            .writer
+            .write(move |tx| {
+                let mut applied = false;
+                for job in &jobs {
+                    applied |= insert_fresh_job(tx, job, now)? == WriteOutcome::Applied;
+                }
+                Ok(applied)
+            })
+            .await?;
+        if applied {
+            self.enqueued.notify_one();
+        }
+        Ok(())
     }
 
     async fn requeue(&self, job: &AnalysisJob) -> Result<()> {
@@ -248,6 +275,32 @@ mod tests {
     use crate::embedded::SqliteDeadLetterQueue;
     use crate::ports::DeadLetterQueue;
     use chrono::{TimeDelta, Utc};
+
+    #[tokio::test]
+    async fn a_batch_of_jobs_is_enqueued_together_each_once_and_wakes_the_worker() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = SqliteAnalysisQueue::open(
+            &dir.path().join("db"),
+            Arc::new(ManualClock::new(Utc::now())),
+        )
+        .unwrap();
+        let doc = DocumentId::generate();
+        let job = |version| AnalysisJob {
+            document_id: doc,
+            version,
+        };
+        queue.enqueue(&job(1)).await.unwrap();
+        let woken = queue.enqueued();
+        // The permit that enqueue left.
+        woken.notified().await;
+        let notified = woken.notified();
+        queue.enqueue_all(&[job(1), job(2), job(3)]).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), notified)
+            .await
+            .expect("the worker is woken");
+        queue.enqueue_all(&[job(2), job(3)]).await.unwrap();
+        assert_eq!(queue.depth().await.unwrap(), 3, "each job once");
+    }
 
     #[tokio::test]
     async fn jobs_are_deduplicated_hidden_while_taken_and_dead_lettered() {

@@ -34,6 +34,39 @@ impl SqliteAuditLog {
     }
 }
 
+/// An entry as it is stored.
+struct Row {
+    document_id: String,
+    version: i64,
+    json: String,
+}
+
+impl Row {
+    fn of(entry: &AuditEntry) -> Result<Self> {
+        Ok(Self {
+            document_id: entry.document_id.to_string(),
+            version: entry.version as i64,
+            json: serde_json::to_string(entry).map_err(|e| Error::Unknown(e.into()))?,
+        })
+    }
+
+    /// Inserts the row unless its (document, version) has one.
+    fn insert(&self, conn: &rusqlite::Connection) -> Result<WriteOutcome> {
+        let inserted = conn
+            .prepare_cached(
+                "INSERT INTO audit_log (document_id, version, entry) VALUES (?1, ?2, ?3)
+                 ON CONFLICT DO NOTHING",
+            )
+            .and_then(|mut s| s.execute(params![self.document_id, self.version, self.json]))
+            .map_err(map_sqlite_error)?;
+        Ok(if inserted == 0 {
+            WriteOutcome::AlreadyApplied
+        } else {
+            WriteOutcome::Applied
+        })
+    }
+}
+
 fn decode(json: &str) -> Result<AuditEntry> {
     serde_json::from_str(json)
         .map_err(|e| Error::Unknown(anyhow::anyhow!("stored audit entry does not decode: {e}")))
@@ -42,23 +75,21 @@ fn decode(json: &str) -> Result<AuditEntry> {
 #[async_trait]
 impl AuditLog for SqliteAuditLog {
     async fn append(&self, entry: &AuditEntry) -> Result<WriteOutcome> {
-        let id = entry.document_id.to_string();
-        let version = entry.version as i64;
-        let json = serde_json::to_string(entry).map_err(|e| Error::Unknown(e.into()))?;
+        let row = Row::of(entry)?;
+        self.writer.write(move |conn| row.insert(conn)).await
+    }
+
+    async fn append_all(&self, entries: &[AuditEntry]) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let rows = entries.iter().map(Row::of).collect::<Result<Vec<_>>>()?;
         self.writer
             .write(move |conn| {
-                let inserted = conn
-                    .prepare_cached(
-                        "INSERT INTO audit_log (document_id, version, entry) VALUES (?1, ?2, ?3)
-                         ON CONFLICT DO NOTHING",
-                    )
-                    .and_then(|mut s| s.execute(params![id, version, json]))
-                    .map_err(map_sqlite_error)?;
-                Ok(if inserted == 0 {
-                    WriteOutcome::AlreadyApplied
-                } else {
-                    WriteOutcome::Applied
-                })
+                for row in rows {
+                    row.insert(conn)?;
+                }
+                Ok(())
             })
             .await
     }
@@ -152,5 +183,23 @@ mod tests {
         assert_eq!(log.list(&doc, Some(1), 10).await.unwrap().len(), 1);
         assert_eq!(log.get(&doc, 1).await.unwrap().unwrap().event_id, "b");
         assert!(log.get(&doc, 3).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_batch_of_entries_is_appended_together_and_again_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = SqliteAuditLog::open(&dir.path().join("db")).unwrap();
+        let doc = DocumentId::generate();
+        log.append(&entry(doc, 2, "first")).await.unwrap();
+        let batch = [entry(doc, 1, "a"), entry(doc, 2, "b"), entry(doc, 3, "c")];
+        log.append_all(&batch).await.unwrap();
+        log.append_all(&batch).await.unwrap();
+        log.append_all(&[]).await.unwrap();
+        let all = log.list(&doc, None, 10).await.unwrap();
+        let kept: Vec<_> = all
+            .iter()
+            .map(|e| (e.version, e.event_id.as_str()))
+            .collect();
+        assert_eq!(kept, [(1, "a"), (2, "first"), (3, "c")]);
     }
 }

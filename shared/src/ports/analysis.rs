@@ -37,6 +37,16 @@ pub trait AnalysisQueue: Send + Sync + 'static {
     /// Errors: [`Error::Unavailable`](crate::Error::Unavailable).
     async fn enqueue(&self, job: &AnalysisJob) -> Result<WriteOutcome>;
 
+    /// Enqueues every job as [`AnalysisQueue::enqueue`] enqueues one; a queue that can
+    /// commit them together does (the embedded one: one transaction). Errors:
+    /// `Unavailable`, after which some of them may have been enqueued.
+    async fn enqueue_all(&self, jobs: &[AnalysisJob]) -> Result<()> {
+        for job in jobs {
+            self.enqueue(job).await?;
+        }
+        Ok(())
+    }
+
     /// Enqueues the job again even though it was enqueued before: an operator's redrive
     /// of a dead job. Errors: `Unavailable`.
     async fn requeue(&self, job: &AnalysisJob) -> Result<()>;

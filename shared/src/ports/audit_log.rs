@@ -13,6 +13,17 @@ pub trait AuditLog: Send + Sync + 'static {
     /// Errors: [`Error::Unavailable`](crate::Error::Unavailable) on a transient failure.
     async fn append(&self, entry: &AuditEntry) -> Result<WriteOutcome>;
 
+    /// Appends every entry as [`AuditLog::append`] appends one; a log that can commit
+    /// them together does (the embedded one: one transaction). Errors: `Unavailable`,
+    /// after which some of them may have been appended (appending them again changes
+    /// nothing).
+    async fn append_all(&self, entries: &[AuditEntry]) -> Result<()> {
+        for entry in entries {
+            self.append(entry).await?;
+        }
+        Ok(())
+    }
+
     /// Entries of a document with a version above `after_version`, oldest first, at most
     /// `limit` of them. Errors: `Unavailable`.
     async fn list(

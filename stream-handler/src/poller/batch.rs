@@ -12,7 +12,8 @@
 //! - a record retried more than `maximum_retry_attempts` times, or older than
 //!   `maximum_record_age`, is dead-lettered and the batch goes on without it.
 
-use std::collections::VecDeque;
+use std::ops::{Deref, Range};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -36,11 +37,33 @@ pub struct Rules {
     pub maximum_record_age: Option<Duration>,
 }
 
+/// The records of an attempt: a run of the batch's pending records, shared with the
+/// batch (not copied), so the handler can take them to a task of its own.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    records: Arc<[Value]>,
+    range: Range<usize>,
+}
+
+impl Deref for Attempt {
+    type Target = [Value];
+
+    fn deref(&self) -> &[Value] {
+        &self.records[self.range.clone()]
+    }
+}
+
+impl PartialEq for Attempt {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
 /// What to do next.
 #[derive(Debug, PartialEq)]
 pub enum Next<'a> {
     /// Hand these records to the handler.
-    Attempt(Vec<&'a Value>),
+    Attempt(Attempt),
     /// Dead-letter the first pending record with this reason and attempt count, then
     /// call [`BatchState::dead_lettered`].
     DeadLetter {
@@ -66,7 +89,12 @@ pub struct AfterAttempt {
 /// The state of one batch.
 #[derive(Debug)]
 pub struct BatchState {
-    pending: VecDeque<Item>,
+    /// Each record's sequence number and commit time, by index.
+    items: Vec<(u64, DateTime<Utc>)>,
+    /// The records, by index.
+    records: Arc<[Value]>,
+    /// The index of the first pending record: those before it are done.
+    first: usize,
     rules: Rules,
     /// How many pending records the next attempt covers (smaller after a bisect).
     limit: usize,
@@ -79,9 +107,15 @@ pub struct BatchState {
 impl BatchState {
     /// A batch of `items` (in sequence order) read after `checkpoint`.
     pub fn new(items: Vec<Item>, checkpoint: u64, rules: Rules) -> Self {
+        let (items, records): (Vec<_>, Vec<_>) = items
+            .into_iter()
+            .map(|i| ((i.seq, i.committed_at), i.record))
+            .unzip();
         Self {
             limit: items.len(),
-            pending: items.into(),
+            items,
+            records: records.into(),
+            first: 0,
             rules,
             failures: 0,
             last_reason: None,
@@ -96,11 +130,12 @@ impl BatchState {
 
     /// What to do next, at time `now`.
     pub fn next(&self, now: DateTime<Utc>) -> Next<'_> {
-        let Some(first) = self.pending.front() else {
+        let Some(&(_, committed_at)) = self.items.get(self.first) else {
             return Next::Done;
         };
+        let record = &self.records[self.first];
         if let Some(max_age) = self.rules.maximum_record_age {
-            let age = (now - first.committed_at).to_std().unwrap_or_default();
+            let age = (now - committed_at).to_std().unwrap_or_default();
             if age > max_age {
                 let reason = match &self.last_reason {
                     None => format!("record older than the maximum age ({max_age:?})"),
@@ -109,7 +144,7 @@ impl BatchState {
                     ),
                 };
                 return Next::DeadLetter {
-                    record: &first.record,
+                    record,
                     reason,
                     attempts: self.failures,
                 };
@@ -120,34 +155,40 @@ impl BatchState {
         {
             let last = self.last_reason.as_deref().unwrap_or("failed");
             return Next::DeadLetter {
-                record: &first.record,
+                record,
                 reason: format!("retries exhausted after {} attempts: {last}", self.failures),
                 attempts: self.failures,
             };
         }
-        let n = self.limit.clamp(1, self.pending.len());
-        Next::Attempt(self.pending.iter().take(n).map(|i| &i.record).collect())
+        let n = self.limit.clamp(1, self.pending());
+        Next::Attempt(Attempt {
+            records: Arc::clone(&self.records),
+            range: self.first..self.first + n,
+        })
+    }
+
+    /// How many records are neither handled nor dead-lettered.
+    fn pending(&self) -> usize {
+        self.items.len() - self.first
     }
 
     /// The first pending record was dead-lettered ([`Next::DeadLetter`]).
     pub fn dead_lettered(&mut self) {
-        if let Some(item) = self.pending.pop_front() {
-            self.done_to = item.seq;
-        }
+        self.pop(1);
         self.failures = 0;
         self.last_reason = None;
-        self.limit = self.pending.len();
+        self.limit = self.pending();
     }
 
     /// Records what the handler made of the `attempted` first pending records.
     pub fn attempted(&mut self, attempted: usize, outcome: BatchOutcome) -> AfterAttempt {
-        let attempted = attempted.min(self.pending.len());
+        let attempted = attempted.min(self.pending());
         let (done, reason, whole) = match outcome {
             BatchOutcome::Succeeded => {
                 self.pop(attempted);
                 self.failures = 0;
                 self.last_reason = None;
-                self.limit = self.pending.len();
+                self.limit = self.pending();
                 return AfterAttempt {
                     progressed: attempted > 0,
                     backoff_after: None,
@@ -155,11 +196,9 @@ impl BatchState {
             }
             BatchOutcome::FailedFrom { seq, reason } => {
                 // A failure outside what was attempted says nothing of where to resume.
-                let done = self
-                    .pending
+                let done = self.items[self.first..self.first + attempted]
                     .iter()
-                    .take(attempted)
-                    .position(|i| i.seq == seq)
+                    .position(|&(s, _)| s == seq)
                     .unwrap_or(0);
                 (done, reason, false)
             }
@@ -192,10 +231,10 @@ impl BatchState {
     }
 
     fn pop(&mut self, n: usize) {
-        for _ in 0..n {
-            if let Some(item) = self.pending.pop_front() {
-                self.done_to = item.seq;
-            }
+        let n = n.min(self.pending());
+        if n > 0 {
+            self.first += n;
+            self.done_to = self.items[self.first - 1].0;
         }
     }
 }

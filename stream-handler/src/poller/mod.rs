@@ -530,7 +530,7 @@ impl Partition {
         let mut state = BatchState::new(items, checkpoint, rules);
         let mut flushed = None;
         loop {
-            let batch: Vec<Value> = match state.next(self.clock.now()) {
+            let batch = match state.next(self.clock.now()) {
                 Next::Done => return Ok((Handled::All, flushed)),
                 Next::DeadLetter {
                     record,
@@ -543,7 +543,7 @@ impl Partition {
                     state.dead_lettered();
                     continue;
                 }
-                Next::Attempt(records) => records.into_iter().cloned().collect(),
+                Next::Attempt(records) => records,
             };
             let attempted = batch.len();
             let fanout = Arc::clone(&self.fanout);

@@ -11,6 +11,7 @@
 pub mod analysis;
 pub mod audit;
 pub mod events;
+mod held;
 pub mod notifications;
 pub mod search;
 

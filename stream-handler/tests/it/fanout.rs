@@ -22,7 +22,7 @@ use stream_handler::handler::{Fanout, RetryPolicy};
 use stream_handler::poller::{Poller, PollerConfig, handled_through};
 use stream_handler::sinks::Sink;
 use stream_handler::sinks::analysis::AnalysisSink;
-use stream_handler::sinks::audit::AuditSink;
+use stream_handler::sinks::audit::{AuditSink, AuditSinkConfig};
 use stream_handler::sinks::notifications::NotificationSink;
 use stream_handler::sinks::search::SearchSink;
 use stream_handler::{EmbeddedFanout, FanoutConfig};
@@ -90,6 +90,15 @@ fn env_with(config: FanoutConfig) -> Env {
 impl Env {
     /// A fan-out over the embedded ports, with `audit` in front of the audit trail.
     fn fanout_with_audit(&self, audit: Arc<dyn AuditLog>) -> Arc<Fanout> {
+        self.fanout_with_audit_as(audit, AuditSinkConfig::default())
+    }
+
+    /// [`Env::fanout_with_audit`], its audit sink configured by `config`.
+    fn fanout_with_audit_as(
+        &self,
+        audit: Arc<dyn AuditLog>,
+        config: AuditSinkConfig,
+    ) -> Arc<Fanout> {
         let e = &self.embedded;
         let sinks: Vec<Arc<dyn Sink>> = vec![
             Arc::new(SearchSink::new(e.search.clone(), Default::default())),
@@ -97,7 +106,7 @@ impl Env {
                 self.notifier.clone(),
                 Default::default(),
             )),
-            Arc::new(AuditSink::new(audit, Default::default())),
+            Arc::new(AuditSink::new(audit, config)),
             Arc::new(AnalysisSink::new(
                 e.analysis_queue.clone(),
                 Default::default(),
@@ -376,6 +385,19 @@ async fn a_batch_delivered_twice_changes_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sink_failing_for_a_while_loses_nothing_and_nothing_overtakes() {
+    a_trail_failing_for_a_while_loses_nothing(AuditSinkConfig::default()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trail_failing_while_it_appends_a_batch_at_its_flush_loses_nothing() {
+    a_trail_failing_for_a_while_loses_nothing(AuditSinkConfig {
+        append_at_flush: true,
+        ..AuditSinkConfig::default()
+    })
+    .await;
+}
+
+async fn a_trail_failing_for_a_while_loses_nothing(config: AuditSinkConfig) {
     let env = env();
     // The audit trail is down for appends 2 to 12: longer than the handler's
     // in-process retries, so the poller has to retry batches too.
@@ -387,7 +409,7 @@ async fn a_sink_failing_for_a_while_loses_nothing_and_nothing_overtakes() {
                 .then(|| Error::Unavailable("audit down".into()))
         }),
     );
-    let fanout = env.fanout_with_audit(audit.clone());
+    let fanout = env.fanout_with_audit_as(audit.clone(), config);
     let mut running = Running::start(&env, fanout, fast_poller(2, 4));
     let mut docs = Vec::new();
     for i in 0..3 {

@@ -1,6 +1,9 @@
 //! The analysis sink: puts a job for (document, version) on the [`AnalysisQueue`] when
 //! a change touched the title or the body. The queue deduplicates by that key, so a
 //! redelivered change enqueues nothing; the worker ([`crate::analysis`]) does the rest.
+//!
+//! With [`AnalysisSinkConfig::enqueue_at_flush`] the jobs of a batch are held until its
+//! flush and enqueued in one commit ([`super::held`]).
 
 use std::sync::Arc;
 
@@ -9,21 +12,31 @@ use shared::domain::{ChangeEvent, Field};
 use shared::ports::{AnalysisJob, AnalysisQueue};
 use shared::{Error, Result};
 
-use super::Sink;
+use super::held::Held;
+use super::{Flush, Flushed, Sink};
 use crate::decode::RecordMeta;
 
 /// How the analysis sink behaves.
 #[derive(Debug, Clone, Default)]
-pub struct AnalysisSinkConfig {}
+pub struct AnalysisSinkConfig {
+    /// Whether a batch's jobs are held until its flush and enqueued together (one commit
+    /// per batch on the embedded queue), rather than each as its change is delivered.
+    pub enqueue_at_flush: bool,
+}
 
 pub struct AnalysisSink {
     queue: Arc<dyn AnalysisQueue>,
     config: AnalysisSinkConfig,
+    held: Held<AnalysisJob>,
 }
 
 impl AnalysisSink {
     pub fn new(queue: Arc<dyn AnalysisQueue>, config: AnalysisSinkConfig) -> Self {
-        Self { queue, config }
+        Self {
+            queue,
+            config,
+            held: Held::default(),
+        }
     }
 
     pub fn config(&self) -> &AnalysisSinkConfig {
@@ -47,13 +60,22 @@ impl Sink for AnalysisSink {
         if !needs_analysis(change) || record.body_superseded {
             return Ok(());
         }
-        self.queue
-            .enqueue(&AnalysisJob {
-                document_id: change.document_id,
-                version: change.version,
-            })
-            .await?;
+        let job = AnalysisJob {
+            document_id: change.document_id,
+            version: change.version,
+        };
+        if self.config.enqueue_at_flush {
+            self.held.push(job);
+            return Ok(());
+        }
+        self.queue.enqueue(&job).await?;
         Ok(())
+    }
+
+    async fn flush(&self, _when: Flush) -> Result<Flushed> {
+        let taken = self.held.take().await;
+        let written = self.queue.enqueue_all(taken.items()).await;
+        taken.settle(written).map(|()| Flushed::Durable)
     }
 
     fn is_retriable(&self, err: &Error) -> bool {

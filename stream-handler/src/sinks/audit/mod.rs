@@ -3,17 +3,23 @@
 //! and the collaborators added, removed or given another role.
 //!
 //! The log ignores a second entry for the same key, so redelivery changes nothing.
+//!
+//! With [`AuditSinkConfig::append_at_flush`] the entries of a batch are held until its
+//! flush and appended in one commit ([`super::held`]).
 
 mod diff;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use shared::domain::{AuditDetail, AuditEntry, ChangeEvent, CollaboratorChange, Field, TextChange};
+use shared::domain::{
+    AuditDetail, AuditEntry, ChangeEvent, ChangeKind, CollaboratorChange, Field, TextChange,
+};
 use shared::ports::AuditLog;
 use shared::{Error, Result};
 
-use super::Sink;
+use super::held::Held;
+use super::{Flush, Flushed, Sink};
 use crate::decode::RecordMeta;
 
 pub use diff::{MAX_BODY_DIFF_BYTES, body_diff};
@@ -23,12 +29,21 @@ pub use diff::{MAX_BODY_DIFF_BYTES, body_diff};
 pub struct AuditSinkConfig {
     /// The largest body diff kept in an entry, in bytes (see [`MAX_BODY_DIFF_BYTES`]).
     pub max_body_diff_bytes: usize,
+    /// Whether a batch's entries are held until its flush and appended together, rather
+    /// than each as its change is delivered. Right for a trail whose failures are its
+    /// own, never one entry's (the embedded one: a commit per batch instead of one per
+    /// change); a trail that may refuse one entry (DynamoDB, over its item size) takes
+    /// each on its own, so that change alone is dead-lettered. A deletion's entry is
+    /// always appended at once: a delivered deletion may forget the bodies a retry of
+    /// it would need.
+    pub append_at_flush: bool,
 }
 
 impl Default for AuditSinkConfig {
     fn default() -> Self {
         Self {
             max_body_diff_bytes: MAX_BODY_DIFF_BYTES,
+            append_at_flush: false,
         }
     }
 }
@@ -36,11 +51,16 @@ impl Default for AuditSinkConfig {
 pub struct AuditSink {
     log: Arc<dyn AuditLog>,
     config: AuditSinkConfig,
+    held: Held<AuditEntry>,
 }
 
 impl AuditSink {
     pub fn new(log: Arc<dyn AuditLog>, config: AuditSinkConfig) -> Self {
-        Self { log, config }
+        Self {
+            log,
+            config,
+            held: Held::default(),
+        }
     }
 }
 
@@ -117,8 +137,18 @@ impl Sink for AuditSink {
 
     async fn deliver(&self, change: &ChangeEvent, record: &RecordMeta) -> Result<()> {
         let entry = entry_for(change, &record.event_id, self.config.max_body_diff_bytes);
+        if self.config.append_at_flush && change.kind != ChangeKind::Deleted {
+            self.held.push(entry);
+            return Ok(());
+        }
         self.log.append(&entry).await?;
         Ok(())
+    }
+
+    async fn flush(&self, _when: Flush) -> Result<Flushed> {
+        let taken = self.held.take().await;
+        let written = self.log.append_all(taken.items()).await;
+        taken.settle(written).map(|()| Flushed::Durable)
     }
 
     fn is_retriable(&self, err: &Error) -> bool {
