@@ -146,7 +146,7 @@ pub async fn run(mode: Mode) -> anyhow::Result<Scenario> {
              notifier without subscribers; the analysis worker runs beside it. Write → \
              searchable: from an edit's commit being acknowledged to the checkpoint that \
              follows the index commit that covers it (the index commits every 200 ms or \
-             5,000 writes; parallelization 2). One writer: 300 sequential edits of one \
+             5,000 writes; parallelization 2). One writer: 1,000 sequential edits of one \
              document through the document service (the REST handler's path, without \
              HTTP), first with the store alone, then while the fan-out drains a backlog \
              of the same size at parallelization 4.",
@@ -479,7 +479,7 @@ async fn writer_beside_a_drain(
     sizes: &Sizes,
     metrics: &shared::metrics::Metrics,
 ) -> anyhow::Result<(Timed, Timed)> {
-    const EDITS: usize = 300;
+    const EDITS: usize = 1000;
     let env = env(metrics)?;
     write_backlog(&env, sizes).await?;
     let latest = env.store.change_feed().latest_seq().await?;
