@@ -207,7 +207,12 @@ impl EmbeddedFanout {
         if !rules.is_empty() {
             sinks.push(Arc::new(EventsSink::new(
                 webhook_outbox.clone(),
-                EventsSinkConfig::default(),
+                // The outbox fails as a whole, never one event: a batch's events are
+                // committed together.
+                EventsSinkConfig {
+                    publish_at_flush: true,
+                    ..EventsSinkConfig::default()
+                },
             )));
         }
         let fanout = Arc::new(

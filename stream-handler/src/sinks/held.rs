@@ -25,6 +25,12 @@ impl OfChange for shared::domain::AuditEntry {
     }
 }
 
+impl OfChange for shared::events::DocumentEvent {
+    fn change(&self) -> (DocumentId, u64) {
+        (self.detail.document_id, self.detail.version)
+    }
+}
+
 impl OfChange for shared::ports::AnalysisJob {
     fn change(&self) -> (DocumentId, u64) {
         (self.document_id, self.version)

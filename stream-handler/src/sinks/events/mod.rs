@@ -2,6 +2,9 @@
 //! to the [`EventBus`] — an EventBridge bus on AWS, webhook rules on one machine — for
 //! consumers outside docfan. The event's id is derived from the change, so a redelivery
 //! publishes the same id again.
+//!
+//! With [`EventsSinkConfig::publish_at_flush`] the events of a batch are held until its
+//! flush and published together ([`super::held`]).
 
 use std::sync::Arc;
 
@@ -12,7 +15,8 @@ use shared::ports::EventBus;
 use shared::{Error, Result};
 
 use self::batcher::Batcher;
-use super::Sink;
+use super::held::Held;
+use super::{Flush, Flushed, Sink};
 use crate::decode::RecordMeta;
 
 mod batcher;
@@ -24,6 +28,12 @@ pub struct EventsSinkConfig {
     pub max_batch: usize,
     /// The most publishes in flight at once.
     pub in_flight: usize,
+    /// Whether a batch's events are held until its flush and published together (one
+    /// commit per batch into the webhook outbox), rather than each as its change is
+    /// delivered. Right for a bus whose failures are its own, never one event's (the
+    /// embedded outbox); a bus that may refuse one event (EventBridge) takes each on its
+    /// own, so that change alone is dead-lettered.
+    pub publish_at_flush: bool,
 }
 
 impl Default for EventsSinkConfig {
@@ -31,6 +41,7 @@ impl Default for EventsSinkConfig {
         Self {
             max_batch: 10,
             in_flight: 4,
+            publish_at_flush: false,
         }
     }
 }
@@ -43,6 +54,7 @@ pub struct EventsSink {
     bus: Arc<dyn EventBus>,
     batcher: Batcher,
     config: EventsSinkConfig,
+    held: Held<DocumentEvent>,
 }
 
 impl EventsSink {
@@ -52,6 +64,7 @@ impl EventsSink {
             bus,
             batcher: Batcher::new(config.max_batch, config.in_flight),
             config,
+            held: Held::default(),
         }
     }
 
@@ -68,9 +81,21 @@ impl Sink for EventsSink {
     }
 
     async fn deliver(&self, change: &ChangeEvent, _record: &RecordMeta) -> Result<()> {
-        self.batcher
-            .publish(self.bus.as_ref(), DocumentEvent::from_change(change))
-            .await
+        let event = DocumentEvent::from_change(change);
+        if self.config.publish_at_flush {
+            self.held.push(event);
+            return Ok(());
+        }
+        self.batcher.publish(self.bus.as_ref(), event).await
+    }
+
+    async fn flush(&self, _when: Flush) -> Result<Flushed> {
+        let taken = self.held.take().await;
+        let published = match taken.items() {
+            [] => Ok(()),
+            events => self.bus.publish(events).await,
+        };
+        taken.settle(published).map(|()| Flushed::Durable)
     }
 
     fn is_retriable(&self, err: &Error) -> bool {
