@@ -13,7 +13,7 @@
 
 use std::future::Future;
 use std::io;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -262,9 +262,22 @@ impl AdminSocket {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
-        let listener = UnixListener::bind(&path)?;
+        // Bound in a directory only its owner can enter, made private there, then moved
+        // into place: at no moment can another user connect to it.
+        let private = data_dir.join(format!(".{ADMIN_SOCKET}.{}", std::process::id()));
+        // One left by a server of the same process id that was killed while binding.
+        let _ = std::fs::remove_dir_all(&private);
+        std::fs::DirBuilder::new().mode(0o700).create(&private)?;
+        let bound = (|| {
+            let staged = private.join(ADMIN_SOCKET);
+            let listener = UnixListener::bind(&staged)?;
+            std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o600))?;
+            std::fs::rename(&staged, &path)?;
+            io::Result::Ok(listener)
+        })();
+        let _ = std::fs::remove_dir_all(&private);
+        let listener = bound?;
         let file = SocketFile(path);
-        std::fs::set_permissions(&file.0, std::fs::Permissions::from_mode(0o600))?;
         let owner = std::fs::metadata(&file.0)?.uid();
         Ok(Self {
             listener,
@@ -402,6 +415,15 @@ mod tests {
         let meta = std::fs::symlink_metadata(socket.path()).unwrap();
         assert!(meta.file_type().is_socket());
         assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            left,
+            [ADMIN_SOCKET],
+            "the private directory it was bound in is gone"
+        );
         drop(socket);
         assert!(!path.exists());
 
