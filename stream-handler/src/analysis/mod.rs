@@ -8,6 +8,7 @@
 //! job. A job that fails is left to reappear after its visibility timeout, and moves to
 //! the dead-letter store once it has been received `max_attempts` times.
 
+mod gathering;
 pub mod text;
 
 use std::future::Future;
@@ -19,6 +20,7 @@ use shared::ports::{AnalysisQueue, AnalysisStore, DocumentStore, Notifier, Recei
 use shared::{Error, Result};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tracing::Instrument;
 
 use shared::metrics::FanoutMetrics;
@@ -35,11 +37,16 @@ pub struct AnalysisWorkerConfig {
     /// How often an idle worker looks for jobs whose visibility timeout ended (new jobs
     /// wake it at once).
     pub idle_poll: Duration,
-    /// How long a woken worker lets jobs gather before it takes them. Someone typing
-    /// queues a job per keystroke; each job analyses the document as it is by then, so
-    /// the jobs that gathered meanwhile are answered by one analysis (and one
-    /// `analysis.completed` frame to every subscriber) instead of one per keystroke.
+    /// How long a document must have been quiet (no newer job for it) before the
+    /// running worker ([`AnalysisWorker::spawn`]) analyses it. Someone typing queues a
+    /// job per keystroke; the jobs that gather meanwhile are answered by one analysis
+    /// (and one `analysis.completed` frame to every subscriber) instead of one per
+    /// keystroke ([`gathering`]).
     pub settle: Duration,
+    /// The longest a taken job waits for its document to be quiet: a document edited
+    /// without pause is still analysed this often. Keep it well below
+    /// `visibility_timeout`.
+    pub max_wait: Duration,
 }
 
 impl Default for AnalysisWorkerConfig {
@@ -50,6 +57,7 @@ impl Default for AnalysisWorkerConfig {
             max_attempts: 5,
             idle_poll: Duration::from_secs(5),
             settle: Duration::from_millis(250),
+            max_wait: Duration::from_secs(2),
         }
     }
 }
@@ -205,7 +213,9 @@ impl AnalysisWorker {
         Ok(JobOutcome::Completed)
     }
 
-    /// Runs the worker until `shutdown` completes.
+    /// Runs the worker until `shutdown` completes: takes jobs as they are enqueued,
+    /// holds each document's until it is quiet ([`AnalysisWorkerConfig::settle`]), then
+    /// works them. Jobs held when it stops reappear after their visibility timeout.
     pub fn spawn(self, shutdown: impl Future<Output = ()> + Send + 'static) -> JoinHandle<()> {
         let (stop_tx, mut stop) = watch::channel(false);
         tokio::spawn(async move {
@@ -213,39 +223,53 @@ impl AnalysisWorker {
             let _ = stop_tx.send(true);
         });
         tokio::spawn(async move {
+            let mut gathering = gathering::Gathering::new(self.config.settle, self.config.max_wait);
             loop {
                 if *stop.borrow() {
                     break;
                 }
-                let worked = tokio::select! {
+                let taken = tokio::select! {
                     _ = stop.changed() => break,
-                    result = self.run_once() => match result {
-                        Ok(outcomes) => !outcomes.is_empty(),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "analysis queue unavailable");
-                            false
-                        }
-                    },
+                    taken = self.queue.receive(self.config.batch_size, self.config.visibility_timeout) => taken,
                 };
-                if worked {
+                let full = match taken {
+                    Ok(jobs) => {
+                        let full = jobs.len() >= self.config.batch_size;
+                        let now = Instant::now();
+                        for job in jobs {
+                            gathering.add(job, now);
+                        }
+                        full
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "analysis queue unavailable");
+                        false
+                    }
+                };
+                for job in gathering.take_due(Instant::now()) {
+                    tokio::select! {
+                        _ = stop.changed() => return,
+                        _ = self.work(job) => {}
+                    }
+                }
+                if full {
+                    // More may be visible already.
                     continue;
                 }
+                let wait_until = gathering
+                    .next_due()
+                    .unwrap_or_else(|| Instant::now() + self.config.idle_poll)
+                    .min(Instant::now() + self.config.idle_poll);
                 let wake = self.wake.clone();
-                let woken = tokio::select! {
+                tokio::select! {
                     _ = stop.changed() => break,
                     _ = async move {
                         match wake {
                             Some(n) => n.notified().await,
                             None => std::future::pending().await,
                         }
-                    } => true,
-                    _ = tokio::time::sleep(self.config.idle_poll) => false,
-                };
-                if woken && !self.config.settle.is_zero() {
-                    tokio::select! {
-                        _ = stop.changed() => break,
-                        _ = tokio::time::sleep(self.config.settle) => {}
-                    }
+                    } => {}
+                    _ = tokio::time::sleep_until(wait_until) => {}
                 }
             }
             tracing::info!("analysis worker stopped");

@@ -897,8 +897,9 @@ async fn live_notifications_do_not_wait_for_a_stuck_index_sink() {
     assert_eq!(env.notifier.changes().len(), 2, "each change notified once");
 }
 
-/// Someone typing queues a job per keystroke: a woken worker lets them gather for its
-/// `settle` time, then answers them all with one analysis of the document as it is.
+/// Someone typing queues a job per keystroke: the worker holds them until the document
+/// has been quiet for its `settle` time, then answers them all with one analysis of the
+/// document as it is.
 #[tokio::test]
 async fn keystrokes_in_a_burst_are_answered_by_one_analysis() {
     let AnalysisRig {
@@ -946,6 +947,76 @@ async fn keystrokes_in_a_burst_are_answered_by_one_analysis() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(notifier.analyses.lock().unwrap().clone(), [(doc.id, 6)]);
     assert_eq!(analyses.get(&doc.id).await.unwrap().unwrap().word_count, 1);
+    let _ = stop.send(());
+    worker.await.unwrap();
+}
+
+/// Someone typing without pause still sees the analysis refreshed (every `max_wait`),
+/// with far fewer analyses than keystrokes, and the last one is of what they typed last.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typing_without_pause_is_analysed_every_longest_wait_and_once_it_stops() {
+    let AnalysisRig {
+        _dir,
+        store,
+        clock,
+        queue,
+        analyses,
+        notifier,
+        docs,
+        mut doc,
+        ..
+    } = analysis_rig("t").await;
+    let config = AnalysisWorkerConfig {
+        settle: Duration::from_millis(500),
+        max_wait: Duration::from_millis(800),
+        ..AnalysisWorkerConfig::default()
+    };
+    let (stop, stopped) = oneshot::channel::<()>();
+    let worker = AnalysisWorker::new(
+        queue.clone(),
+        analyses.clone(),
+        store.clone(),
+        notifier.clone(),
+        clock.clone(),
+        config,
+    )
+    .with_wake(queue.enqueued())
+    .spawn(async move {
+        let _ = stopped.await;
+    });
+    let id = doc.id;
+    let job = |version| shared::ports::AnalysisJob {
+        document_id: id,
+        version,
+    };
+    let started = tokio::time::Instant::now();
+    let mut keystrokes = 0;
+    let mut text = String::from("t");
+    // Typing for at least twice the longest wait, a keystroke every 100 ms.
+    while started.elapsed() < Duration::from_millis(2000) {
+        text.push('y');
+        doc = rewrite(&docs, "ann", &doc, &text).await;
+        queue.enqueue(&job(doc.version)).await.unwrap();
+        keystrokes += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let while_typing = notifier.analyses.lock().unwrap().len();
+    assert!(while_typing >= 1, "analysed while the typing went on");
+    // Once the typing stops, the last text is analysed (by the longest wait, if it came
+    // just then, or once the document is quiet).
+    loop {
+        let analysed = notifier.analyses.lock().unwrap().clone();
+        if analysed.last() == Some(&(doc.id, doc.version)) {
+            break;
+        }
+        notifier.wait_for_analyses(analysed.len() + 1).await;
+    }
+    let analysed = notifier.analyses.lock().unwrap().clone();
+    assert!(
+        analysed.len() * 3 <= keystrokes,
+        "{} analyses for {keystrokes} keystrokes",
+        analysed.len()
+    );
     let _ = stop.send(());
     worker.await.unwrap();
 }
