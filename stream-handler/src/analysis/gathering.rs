@@ -72,7 +72,7 @@ impl Gathering {
         let mut jobs = Vec::new();
         for id in due {
             if let Some(mut held) = self.held.remove(&id) {
-                held.jobs.sort_by(|a, b| b.job.version.cmp(&a.job.version));
+                held.jobs.sort_by_key(|j| std::cmp::Reverse(j.job.version));
                 jobs.extend(held.jobs);
             }
         }
