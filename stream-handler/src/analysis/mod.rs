@@ -224,7 +224,7 @@ impl AnalysisWorker {
         });
         tokio::spawn(async move {
             let mut gathering = gathering::Gathering::new(self.config.settle, self.config.max_wait);
-            loop {
+            'run: loop {
                 if *stop.borrow() {
                     break;
                 }
@@ -248,7 +248,7 @@ impl AnalysisWorker {
                 };
                 for job in gathering.take_due(Instant::now()) {
                     tokio::select! {
-                        _ = stop.changed() => return,
+                        _ = stop.changed() => break 'run,
                         _ = self.work(job) => {}
                     }
                 }

@@ -606,6 +606,36 @@ async fn analysis_rig(body: &str) -> AnalysisRig {
     }
 }
 
+/// An analysis worker running over `rig` until its sender is dropped or sent to.
+struct RunningWorker {
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningWorker {
+    fn start(rig: &AnalysisRig, config: AnalysisWorkerConfig) -> Self {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = AnalysisWorker::new(
+            rig.queue.clone(),
+            rig.analyses.clone(),
+            rig.store.clone(),
+            rig.notifier.clone(),
+            rig.clock.clone(),
+            config,
+        )
+        .with_wake(rig.queue.enqueued())
+        .spawn(async move {
+            let _ = stopped.await;
+        });
+        Self { stop, task }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.unwrap();
+    }
+}
+
 #[tokio::test]
 async fn the_worker_skips_superseded_versions_and_dead_letters_after_max_attempts() {
     let AnalysisRig {
@@ -902,34 +932,22 @@ async fn live_notifications_do_not_wait_for_a_stuck_index_sink() {
 /// document as it is.
 #[tokio::test]
 async fn keystrokes_in_a_burst_are_answered_by_one_analysis() {
+    let rig = analysis_rig("t").await;
+    let worker = RunningWorker::start(
+        &rig,
+        AnalysisWorkerConfig {
+            settle: Duration::from_secs(2),
+            ..AnalysisWorkerConfig::default()
+        },
+    );
     let AnalysisRig {
-        _dir,
-        store,
-        clock,
         queue,
         analyses,
         notifier,
         docs,
-        mut doc,
+        doc,
         ..
-    } = analysis_rig("t").await;
-    let config = AnalysisWorkerConfig {
-        settle: Duration::from_secs(2),
-        ..AnalysisWorkerConfig::default()
-    };
-    let (stop, stopped) = oneshot::channel::<()>();
-    let worker = AnalysisWorker::new(
-        queue.clone(),
-        analyses.clone(),
-        store.clone(),
-        notifier.clone(),
-        clock.clone(),
-        config,
-    )
-    .with_wake(queue.enqueued())
-    .spawn(async move {
-        let _ = stopped.await;
-    });
+    } = &rig;
     let id = doc.id;
     let job = |version| shared::ports::AnalysisJob {
         document_id: id,
@@ -938,8 +956,9 @@ async fn keystrokes_in_a_burst_are_answered_by_one_analysis() {
     // The worker has found nothing to do and waits.
     tokio::time::sleep(Duration::from_millis(100)).await;
     queue.enqueue(&job(1)).await.unwrap();
+    let mut doc = doc.clone();
     for typed in ["ty", "typ", "typi", "typin", "typing"] {
-        doc = rewrite(&docs, "ann", &doc, typed).await;
+        doc = rewrite(docs, "ann", &doc, typed).await;
         queue.enqueue(&job(doc.version)).await.unwrap();
     }
     notifier.wait_for_analyses(1).await;
@@ -947,43 +966,30 @@ async fn keystrokes_in_a_burst_are_answered_by_one_analysis() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(notifier.analyses.lock().unwrap().clone(), [(doc.id, 6)]);
     assert_eq!(analyses.get(&doc.id).await.unwrap().unwrap().word_count, 1);
-    let _ = stop.send(());
-    worker.await.unwrap();
+    worker.stop().await;
 }
 
 /// Someone typing without pause still sees the analysis refreshed (every `max_wait`),
 /// with far fewer analyses than keystrokes, and the last one is of what they typed last.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typing_without_pause_is_analysed_every_longest_wait_and_once_it_stops() {
+    let rig = analysis_rig("t").await;
+    let worker = RunningWorker::start(
+        &rig,
+        AnalysisWorkerConfig {
+            settle: Duration::from_millis(500),
+            max_wait: Duration::from_millis(800),
+            ..AnalysisWorkerConfig::default()
+        },
+    );
     let AnalysisRig {
-        _dir,
-        store,
-        clock,
         queue,
-        analyses,
         notifier,
         docs,
-        mut doc,
+        doc,
         ..
-    } = analysis_rig("t").await;
-    let config = AnalysisWorkerConfig {
-        settle: Duration::from_millis(500),
-        max_wait: Duration::from_millis(800),
-        ..AnalysisWorkerConfig::default()
-    };
-    let (stop, stopped) = oneshot::channel::<()>();
-    let worker = AnalysisWorker::new(
-        queue.clone(),
-        analyses.clone(),
-        store.clone(),
-        notifier.clone(),
-        clock.clone(),
-        config,
-    )
-    .with_wake(queue.enqueued())
-    .spawn(async move {
-        let _ = stopped.await;
-    });
+    } = &rig;
+    let mut doc = doc.clone();
     let id = doc.id;
     let job = |version| shared::ports::AnalysisJob {
         document_id: id,
@@ -995,7 +1001,7 @@ async fn typing_without_pause_is_analysed_every_longest_wait_and_once_it_stops()
     // Typing for at least twice the longest wait, a keystroke every 100 ms.
     while started.elapsed() < Duration::from_millis(2000) {
         text.push('y');
-        doc = rewrite(&docs, "ann", &doc, &text).await;
+        doc = rewrite(docs, "ann", &doc, &text).await;
         queue.enqueue(&job(doc.version)).await.unwrap();
         keystrokes += 1;
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -1017,6 +1023,5 @@ async fn typing_without_pause_is_analysed_every_longest_wait_and_once_it_stops()
         "{} analyses for {keystrokes} keystrokes",
         analysed.len()
     );
-    let _ = stop.send(());
-    worker.await.unwrap();
+    worker.stop().await;
 }

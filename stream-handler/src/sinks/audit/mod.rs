@@ -34,8 +34,8 @@ pub struct AuditSinkConfig {
     /// own, never one entry's (the embedded one: a commit per batch instead of one per
     /// change); a trail that may refuse one entry (DynamoDB, over its item size) takes
     /// each on its own, so that change alone is dead-lettered. A deletion's entry is
-    /// always appended at once: a delivered deletion may forget the bodies a retry of
-    /// it would need.
+    /// appended at once, with the entries held before it: a delivered deletion may
+    /// forget the bodies a retry of it would need.
     pub append_at_flush: bool,
 }
 
@@ -137,12 +137,21 @@ impl Sink for AuditSink {
 
     async fn deliver(&self, change: &ChangeEvent, record: &RecordMeta) -> Result<()> {
         let entry = entry_for(change, &record.event_id, self.config.max_body_diff_bytes);
-        if self.config.append_at_flush && change.kind != ChangeKind::Deleted {
+        if !self.config.append_at_flush {
+            self.log.append(&entry).await?;
+            return Ok(());
+        }
+        if change.kind != ChangeKind::Deleted {
             self.held.push(entry);
             return Ok(());
         }
-        self.log.append(&entry).await?;
-        Ok(())
+        // A deletion's entry is appended at once, with the entries held before it: a
+        // delivered deletion may forget the bodies a retry of it would need.
+        let taken = self.held.take().await;
+        let mut entries = taken.items().to_vec();
+        entries.push(entry);
+        let appended = self.log.append_all(&entries).await;
+        taken.settle(appended)
     }
 
     async fn flush(&self, _when: Flush) -> Result<Flushed> {

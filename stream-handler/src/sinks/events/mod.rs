@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use shared::domain::ChangeEvent;
+use shared::domain::{ChangeEvent, ChangeKind};
 use shared::events::DocumentEvent;
 use shared::ports::EventBus;
 use shared::{Error, Result};
@@ -32,7 +32,9 @@ pub struct EventsSinkConfig {
     /// commit per batch into the webhook outbox), rather than each as its change is
     /// delivered. Right for a bus whose failures are its own, never one event's (the
     /// embedded outbox); a bus that may refuse one event (EventBridge) takes each on its
-    /// own, so that change alone is dead-lettered.
+    /// own, so that change alone is dead-lettered. A deletion's event is published at
+    /// once, with the events held before it: a delivered deletion may forget the bodies
+    /// a retry of it would need.
     pub publish_at_flush: bool,
 }
 
@@ -82,11 +84,20 @@ impl Sink for EventsSink {
 
     async fn deliver(&self, change: &ChangeEvent, _record: &RecordMeta) -> Result<()> {
         let event = DocumentEvent::from_change(change);
-        if self.config.publish_at_flush {
+        if !self.config.publish_at_flush {
+            return self.batcher.publish(self.bus.as_ref(), event).await;
+        }
+        if change.kind != ChangeKind::Deleted {
             self.held.push(event);
             return Ok(());
         }
-        self.batcher.publish(self.bus.as_ref(), event).await
+        // A deletion leaves at once, after what is held (each document's events stay in
+        // order): a delivered deletion may forget the bodies a retry of it would need.
+        let taken = self.held.take().await;
+        let mut events = taken.items().to_vec();
+        events.push(event);
+        let published = self.bus.publish(&events).await;
+        taken.settle(published)
     }
 
     async fn flush(&self, _when: Flush) -> Result<Flushed> {
