@@ -161,7 +161,8 @@ pub async fn run(mode: Mode) -> anyhow::Result<Scenario> {
         notes: vec![format!(
             "Where the time goes (means over this scenario, from the fan-out's metrics): \
              index commit {:.1} ms; a batch's audit entries {:.1} ms and analysis jobs \
-             {:.1} ms (each one commit at the batch's flush, in its own database file); \
+             {:.1} ms (each one commit at the batch's flush, beside the users' writes in the \
+             same database file); \
              index write {:.1} ms per record.",
             spent.per(
                 "docfan_sink_flush_seconds_total{sink=\"search\"}",

@@ -256,10 +256,10 @@ impl AnalysisWorker {
                     // More may be visible already.
                     continue;
                 }
+                let idle_until = Instant::now() + self.config.idle_poll;
                 let wait_until = gathering
                     .next_due()
-                    .unwrap_or_else(|| Instant::now() + self.config.idle_poll)
-                    .min(Instant::now() + self.config.idle_poll);
+                    .map_or(idle_until, |due| due.min(idle_until));
                 let wake = self.wake.clone();
                 tokio::select! {
                     _ = stop.changed() => break,

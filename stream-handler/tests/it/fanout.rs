@@ -606,6 +606,23 @@ async fn analysis_rig(body: &str) -> AnalysisRig {
     }
 }
 
+impl AnalysisRig {
+    /// The job for `version` of the rig's document.
+    fn job(&self, version: u64) -> shared::ports::AnalysisJob {
+        shared::ports::AnalysisJob {
+            document_id: self.doc.id,
+            version,
+        }
+    }
+
+    /// Someone typed: `doc`'s body is now `text`, and the new version's job is queued.
+    async fn typed(&self, doc: &Document, text: &str) -> Document {
+        let doc = rewrite(&self.docs, "ann", doc, text).await;
+        self.queue.enqueue(&self.job(doc.version)).await.unwrap();
+        doc
+    }
+}
+
 /// An analysis worker running over `rig` until its sender is dropped or sent to.
 struct RunningWorker {
     stop: oneshot::Sender<()>,
@@ -944,22 +961,14 @@ async fn keystrokes_in_a_burst_are_answered_by_one_analysis() {
         queue,
         analyses,
         notifier,
-        docs,
-        doc,
         ..
     } = &rig;
-    let id = doc.id;
-    let job = |version| shared::ports::AnalysisJob {
-        document_id: id,
-        version,
-    };
     // The worker has found nothing to do and waits.
     tokio::time::sleep(Duration::from_millis(100)).await;
-    queue.enqueue(&job(1)).await.unwrap();
-    let mut doc = doc.clone();
+    queue.enqueue(&rig.job(1)).await.unwrap();
+    let mut doc = rig.doc.clone();
     for typed in ["ty", "typ", "typi", "typin", "typing"] {
-        doc = rewrite(docs, "ann", &doc, typed).await;
-        queue.enqueue(&job(doc.version)).await.unwrap();
+        doc = rig.typed(&doc, typed).await;
     }
     notifier.wait_for_analyses(1).await;
     // Long enough for any further analysis to have been published.
@@ -982,27 +991,15 @@ async fn typing_without_pause_is_analysed_every_longest_wait_and_once_it_stops()
             ..AnalysisWorkerConfig::default()
         },
     );
-    let AnalysisRig {
-        queue,
-        notifier,
-        docs,
-        doc,
-        ..
-    } = &rig;
-    let mut doc = doc.clone();
-    let id = doc.id;
-    let job = |version| shared::ports::AnalysisJob {
-        document_id: id,
-        version,
-    };
+    let notifier = &rig.notifier;
+    let mut doc = rig.doc.clone();
     let started = tokio::time::Instant::now();
     let mut keystrokes = 0;
     let mut text = String::from("t");
     // Typing for at least twice the longest wait, a keystroke every 100 ms.
     while started.elapsed() < Duration::from_millis(2000) {
         text.push('y');
-        doc = rewrite(docs, "ann", &doc, &text).await;
-        queue.enqueue(&job(doc.version)).await.unwrap();
+        doc = rig.typed(&doc, &text).await;
         keystrokes += 1;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

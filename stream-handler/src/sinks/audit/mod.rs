@@ -141,17 +141,13 @@ impl Sink for AuditSink {
             self.log.append(&entry).await?;
             return Ok(());
         }
-        if change.kind != ChangeKind::Deleted {
-            self.held.push(entry);
-            return Ok(());
+        self.held.push(entry);
+        if change.kind == ChangeKind::Deleted {
+            // A delivered deletion may forget the bodies a retry of it would need: its
+            // entry is appended now, with those held before it.
+            self.flush(Flush::Now).await?;
         }
-        // A deletion's entry is appended at once, with the entries held before it: a
-        // delivered deletion may forget the bodies a retry of it would need.
-        let taken = self.held.take().await;
-        let mut entries = taken.items().to_vec();
-        entries.push(entry);
-        let appended = self.log.append_all(&entries).await;
-        taken.settle(appended)
+        Ok(())
     }
 
     async fn flush(&self, _when: Flush) -> Result<Flushed> {

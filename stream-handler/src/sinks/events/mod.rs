@@ -87,17 +87,13 @@ impl Sink for EventsSink {
         if !self.config.publish_at_flush {
             return self.batcher.publish(self.bus.as_ref(), event).await;
         }
-        if change.kind != ChangeKind::Deleted {
-            self.held.push(event);
-            return Ok(());
+        self.held.push(event);
+        if change.kind == ChangeKind::Deleted {
+            // A delivered deletion may forget the bodies a retry of it would need: its
+            // event is published now, after those held before it.
+            self.flush(Flush::Now).await?;
         }
-        // A deletion leaves at once, after what is held (each document's events stay in
-        // order): a delivered deletion may forget the bodies a retry of it would need.
-        let taken = self.held.take().await;
-        let mut events = taken.items().to_vec();
-        events.push(event);
-        let published = self.bus.publish(&events).await;
-        taken.settle(published)
+        Ok(())
     }
 
     async fn flush(&self, _when: Flush) -> Result<Flushed> {
