@@ -3,18 +3,20 @@
 //! Each row is one stream record, exactly as Lambda would receive it, written by the
 //! document store in the transaction of the mutation it describes. Sequence numbers grow
 //! strictly (AUTOINCREMENT never reuses one, even after old rows are trimmed). The
-//! stream poller reads it through a [`ChangeFeed`], which also wakes it on every commit
-//! and keeps its per-partition checkpoints.
+//! stream poller reads it through a [`ChangeFeed`], which also wakes it on every commit,
+//! keeps its per-partition checkpoints, and answers a reader that keeps up from the
+//! log's [tail](super::change_tail) in memory.
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use aws_lambda_events::dynamodb::EventRecord;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::watch;
 
+use super::change_tail::Tail;
 use super::sqlite::{ConnectionPool, Durability, map_sqlite_error, open_database};
 use crate::Result;
 use crate::codec;
@@ -52,27 +54,36 @@ pub fn partition_of(document_id: &str, factor: u32) -> u32 {
 }
 
 /// Appends `record` with the next sequence number; returns that number.
+/// Appends `record` about `document` as the next row; returns the row as a reader of
+/// the log gets it.
 pub(crate) fn append(
     conn: &Connection,
     document: &DocumentId,
     mut record: EventRecord,
     committed_at: DateTime<Utc>,
-) -> rusqlite::Result<u64> {
+) -> rusqlite::Result<ChangeRecord> {
     let seq = next_seq(conn)?;
     record.change.sequence_number = Some(codec::format_sequence_number(seq));
     let json = codec::record_to_json(&record).to_string();
+    let document_id = document.to_string();
+    let committed_at_ms = committed_at.timestamp_millis();
     conn.prepare_cached(
         "INSERT INTO change_log (seq, document_id, record, committed_at_ms, shard)
          VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
     .execute(params![
         seq as i64,
-        document.to_string(),
+        document_id,
         json,
-        committed_at.timestamp_millis(),
-        shard_of(&document.to_string()) as i64
+        committed_at_ms,
+        shard_of(&document_id) as i64
     ])?;
-    Ok(seq)
+    Ok(ChangeRecord {
+        seq,
+        document_id,
+        record: Arc::from(json),
+        committed_at: DateTime::from_timestamp_millis(committed_at_ms).unwrap_or_default(),
+    })
 }
 
 fn next_seq(conn: &Connection) -> rusqlite::Result<u64> {
@@ -94,8 +105,8 @@ pub struct ChangeRecord {
     pub seq: u64,
     /// The document the record is about (its partition key).
     pub document_id: String,
-    /// The DynamoDB stream record, as JSON.
-    pub record: String,
+    /// The DynamoDB stream record, as JSON (shared by every reader of it).
+    pub record: Arc<str>,
     /// When the mutation was committed.
     pub committed_at: DateTime<Utc>,
 }
@@ -104,7 +115,7 @@ fn record_of(row: &rusqlite::Row<'_>) -> rusqlite::Result<ChangeRecord> {
     Ok(ChangeRecord {
         seq: row.get::<_, i64>(0)? as u64,
         document_id: row.get(1)?,
-        record: row.get(2)?,
+        record: Arc::from(row.get::<_, String>(2)?),
         committed_at: DateTime::from_timestamp_millis(row.get(3)?).unwrap_or_default(),
     })
 }
@@ -114,11 +125,36 @@ fn record_of(row: &rusqlite::Row<'_>) -> rusqlite::Result<ChangeRecord> {
 pub struct ChangeFeed {
     pool: Arc<ConnectionPool>,
     wake: watch::Receiver<u64>,
+    /// The newest records, kept by the document store of this process as it commits
+    /// them (none in a process that does not write documents).
+    tail: Option<Arc<Mutex<Tail>>>,
 }
 
 impl ChangeFeed {
+    /// A feed whose records come from the database only.
     pub(crate) fn new(pool: Arc<ConnectionPool>, wake: watch::Receiver<u64>) -> Self {
-        Self { pool, wake }
+        Self {
+            pool,
+            wake,
+            tail: None,
+        }
+    }
+
+    /// A feed that also keeps the newest records [`remember`](Self::remember)ed:
+    /// the feed of the process's document store, whose commits `wake` announces.
+    pub(crate) fn with_tail(pool: Arc<ConnectionPool>, wake: watch::Receiver<u64>) -> Self {
+        Self {
+            tail: Some(Arc::default()),
+            ..Self::new(pool, wake)
+        }
+    }
+
+    /// Keeps a record just committed, for the readers that keep up (before its commit is
+    /// announced, so a reader woken by it finds it here).
+    pub(crate) fn remember(&self, record: ChangeRecord) {
+        if let Some(tail) = &self.tail {
+            tail.lock().unwrap_or_else(|p| p.into_inner()).push(record);
+        }
     }
 
     /// A feed on the database at `path` for a process that does not write documents
@@ -169,6 +205,19 @@ impl ChangeFeed {
         limit: usize,
     ) -> Result<(Vec<ChangeRecord>, u64)> {
         let factor = factor.clamp(1, 10);
+        if let Some(tail) = &self.tail {
+            // Up to the latest commit announced: what a reader woken by it was told.
+            let through = *self.wake.borrow();
+            let kept =
+                tail.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .read(after, through, limit, |r| {
+                        partition_of(&r.document_id, factor) == partition
+                    });
+            if let Some(read) = kept {
+                return Ok(read);
+            }
+        }
         self.pool
             .call(move |conn| {
                 // One snapshot for both reads: nothing committed between them is missed.
@@ -295,7 +344,9 @@ mod tests {
         }
         for id in unsharded {
             // A row as docfan wrote it before shards were stored.
-            let seq = append(&conn, id, EventRecord::default(), Utc::now()).unwrap();
+            let seq = append(&conn, id, EventRecord::default(), Utc::now())
+                .unwrap()
+                .seq;
             conn.execute(
                 "UPDATE change_log SET shard = NULL WHERE seq = ?1",
                 [seq as i64],

@@ -22,7 +22,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::watch;
 
-use super::change_log::{self, ChangeFeed};
+use super::change_log::{self, ChangeFeed, ChangeRecord};
 use super::group_commit::GroupCommit;
 use super::sqlite::{ConnectionPool, Durability, map_sqlite_error, open_database};
 use crate::codec::{self, EventName, RecordBuilder};
@@ -58,7 +58,7 @@ impl SqliteDocumentStore {
         let (committed, wake) = watch::channel(latest);
         let reads = Arc::new(ConnectionPool::new(path));
         // The feed writes the consumers' checkpoints: the fan-out's state.
-        let feed = ChangeFeed::new(
+        let feed = ChangeFeed::with_tail(
             Arc::new(ConnectionPool::with_durability(path, Durability::Ordered)),
             wake,
         );
@@ -123,7 +123,7 @@ impl SqliteDocumentStore {
     }
 
     async fn write(&self, mutation: Mutation) -> Result<()> {
-        let seq = self
+        let record = self
             .writer
             .write(move |conn| {
                 let builder = RecordBuilder {
@@ -133,7 +133,10 @@ impl SqliteDocumentStore {
                 apply(conn, &builder, &mutation)
             })
             .await?;
-        // Durable now: wake the poller. Groups may answer out of order; keep the highest.
+        // Durable now: keep the record for the readers that keep up, then wake them.
+        // Groups may answer out of order; keep the highest.
+        let seq = record.seq;
+        self.feed.remember(record);
         self.committed.send_if_modified(|latest| {
             let newer = seq > *latest;
             if newer {
@@ -392,7 +395,11 @@ fn read_document(conn: &Connection, id: &str) -> rusqlite::Result<Option<(u64, D
     }))
 }
 
-fn apply(tx: &Connection, builder: &RecordBuilder<'_>, mutation: &Mutation) -> Result<u64> {
+fn apply(
+    tx: &Connection,
+    builder: &RecordBuilder<'_>,
+    mutation: &Mutation,
+) -> Result<ChangeRecord> {
     let now = Utc::now();
     match mutation {
         Mutation::Create(doc) => {
@@ -554,5 +561,93 @@ mod tests {
             .collect();
         live.sort();
         assert_eq!(read, live);
+    }
+
+    /// A store with one document written `edits` times after its creation, then
+    /// deleted.
+    async fn written(path: &Path, edits: usize) -> Arc<SqliteDocumentStore> {
+        let store = Arc::new(SqliteDocumentStore::open(path).unwrap());
+        let docs = DocumentService::new(store.clone(), Arc::new(SystemClock));
+        let ann = UserId::parse("ann").unwrap();
+        let mut doc = docs
+            .create(
+                &ann,
+                NewDocument {
+                    title: Title::parse("Note").unwrap(),
+                    body: Body::parse("v1").unwrap(),
+                    collaborators: Default::default(),
+                },
+            )
+            .await
+            .unwrap();
+        for i in 0..edits {
+            let replacement = crate::service::Replacement {
+                title: doc.title.clone(),
+                body: Body::parse(format!("v{}", i + 2)).unwrap(),
+            };
+            doc = docs
+                .replace(&ann, &doc.id, Some(doc.version), replacement)
+                .await
+                .unwrap();
+        }
+        docs.delete(&ann, &doc.id, Some(doc.version)).await.unwrap();
+        store
+    }
+
+    fn as_read(records: &[ChangeRecord]) -> Vec<(u64, String, String, i64)> {
+        records
+            .iter()
+            .map(|r| {
+                let at = r.committed_at.timestamp_millis();
+                (r.seq, r.document_id.clone(), r.record.to_string(), at)
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_reader_that_keeps_up_gets_the_commits_from_memory_as_the_database_has_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("docfan.db");
+        let store = written(&path, 3).await;
+        let feed = store.change_feed();
+        let database = ChangeFeed::open(&path).unwrap();
+
+        let (kept, read_to) = feed.read_partition_after(0, 0, 1, 100).await.unwrap();
+        let (stored, stored_to) = database.read_partition_after(0, 0, 1, 100).await.unwrap();
+        assert_eq!(kept.len(), 5, "create, three updates, delete");
+        assert_eq!(as_read(&kept), as_read(&stored));
+        assert_eq!(read_to, stored_to);
+        let (page, page_to) = feed.read_partition_after(1, 0, 1, 2).await.unwrap();
+        assert_eq!(as_read(&page), as_read(&stored[1..3]));
+        assert_eq!(page_to, stored[2].seq);
+
+        // Gone from the database, the records are still answered: from memory.
+        open_database(&path)
+            .unwrap()
+            .execute("DELETE FROM change_log", [])
+            .unwrap();
+        let (kept, _) = feed.read_partition_after(2, 0, 1, 100).await.unwrap();
+        assert_eq!(as_read(&kept), as_read(&stored[2..]));
+        let (stored, _) = database.read_partition_after(2, 0, 1, 100).await.unwrap();
+        assert!(stored.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_reader_behind_what_this_process_committed_reads_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("docfan.db");
+        drop(written(&path, 2).await);
+        // A new process: nothing in memory, four records in the database.
+        let store = written(&path, 1).await;
+        let (all, read_to) = store
+            .change_feed()
+            .read_partition_after(0, 0, 1, 100)
+            .await
+            .unwrap();
+        assert_eq!(
+            all.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            (1..=7).collect::<Vec<_>>()
+        );
+        assert_eq!(read_to, 7);
     }
 }

@@ -519,7 +519,8 @@ impl Partition {
             .map(|r| Item {
                 seq: r.seq,
                 committed_at: r.committed_at,
-                record: serde_json::from_str(&r.record).unwrap_or(Value::String(r.record)),
+                record: serde_json::from_str(&r.record)
+                    .unwrap_or_else(|_| Value::String(r.record.to_string())),
             })
             .collect();
         let rules = Rules {
