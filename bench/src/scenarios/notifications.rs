@@ -17,17 +17,10 @@ use anyhow::{Context, ensure};
 use serde_json::{Value, json};
 use tests::{TestApp, token_for};
 
-use super::delivery::{FLOOR, edit_body};
+use super::delivery::{FLOOR, edit_body, sizes};
 use super::live::{self, Sequential};
 use super::{Mode, count};
 use crate::report::{Case, Kind, Scenario};
-
-fn sizes(mode: Mode) -> [(usize, usize); 3] {
-    mode.pick(
-        [(1, 200), (100, 100), (1000, 30)],
-        [(1, 10), (10, 5), (50, 3)],
-    )
-}
 
 pub async fn run(mode: Mode, floor: &Scenario) -> anyhow::Result<Scenario> {
     let mut cases = Vec::new();

@@ -13,11 +13,12 @@ use std::collections::VecDeque;
 
 use super::change_log::ChangeRecord;
 
-/// How many of the newest records are kept, at most.
-const MAX_RECORDS: usize = 4096;
+/// How many of the newest records are kept, at most: a few batches of every consumer
+/// (the index consumer reads 100 a partition).
+const MAX_RECORDS: usize = 1024;
 /// How many bytes of records are kept, at most (a record carries its document's old and
 /// new image).
-const MAX_BYTES: usize = 16 * 1024 * 1024;
+const MAX_BYTES: usize = 4 * 1024 * 1024;
 
 /// The newest committed records, in sequence order, within a budget.
 #[derive(Debug)]
