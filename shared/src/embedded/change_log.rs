@@ -53,7 +53,6 @@ pub fn partition_of(document_id: &str, factor: u32) -> u32 {
     (shard_of(document_id) % u64::from(factor.clamp(1, 10))) as u32
 }
 
-/// Appends `record` with the next sequence number; returns that number.
 /// Appends `record` about `document` as the next row; returns the row as a reader of
 /// the log gets it.
 pub(crate) fn append(
@@ -196,7 +195,9 @@ impl ChangeFeed {
     /// above `after`, in order, and the sequence number up to which the log was read
     /// for them: the last record's when `limit` came back, else the latest committed
     /// (nothing of the partition lies between). The other partitions' records are
-    /// never read out of the database.
+    /// never read out of the database. A reader that keeps up is answered from the
+    /// tail in memory, up to the latest commit announced; the database answers the
+    /// rest.
     pub async fn read_partition_after(
         &self,
         after: u64,
