@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::watch;
 
-use super::change_tail::Tail;
+use super::change_tail::{Logged, Tail};
 use super::sqlite::{ConnectionPool, Durability, map_sqlite_error, open_database};
 use crate::Result;
 use crate::codec;
@@ -110,6 +110,16 @@ pub struct ChangeRecord {
     pub committed_at: DateTime<Utc>,
 }
 
+impl Logged for ChangeRecord {
+    fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    fn size(&self) -> usize {
+        self.record.len()
+    }
+}
+
 fn record_of(row: &rusqlite::Row<'_>) -> rusqlite::Result<ChangeRecord> {
     Ok(ChangeRecord {
         seq: row.get::<_, i64>(0)? as u64,
@@ -126,7 +136,7 @@ pub struct ChangeFeed {
     wake: watch::Receiver<u64>,
     /// The newest records, kept by the document store of this process as it commits
     /// them (none in a process that does not write documents).
-    tail: Option<Arc<Mutex<Tail>>>,
+    tail: Option<Arc<Mutex<Tail<ChangeRecord>>>>,
 }
 
 impl ChangeFeed {

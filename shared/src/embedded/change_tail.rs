@@ -11,8 +11,6 @@
 
 use std::collections::VecDeque;
 
-use super::change_log::ChangeRecord;
-
 /// How many of the newest records are kept, at most: a few batches of every consumer
 /// (the index consumer reads 100 a partition).
 const MAX_RECORDS: usize = 1024;
@@ -20,22 +18,28 @@ const MAX_RECORDS: usize = 1024;
 /// new image).
 const MAX_BYTES: usize = 4 * 1024 * 1024;
 
+/// What the tail needs to know of a record: its place in the log and its size.
+pub(crate) trait Logged: Clone {
+    fn seq(&self) -> u64;
+    fn size(&self) -> usize;
+}
+
 /// The newest committed records, in sequence order, within a budget.
 #[derive(Debug)]
-pub(crate) struct Tail {
-    records: VecDeque<ChangeRecord>,
+pub(crate) struct Tail<R> {
+    records: VecDeque<R>,
     bytes: usize,
     max_records: usize,
     max_bytes: usize,
 }
 
-impl Default for Tail {
+impl<R: Logged> Default for Tail<R> {
     fn default() -> Self {
         Self::with_budget(MAX_RECORDS, MAX_BYTES)
     }
 }
 
-impl Tail {
+impl<R: Logged> Tail<R> {
     pub(crate) fn with_budget(max_records: usize, max_bytes: usize) -> Self {
         Self {
             records: VecDeque::new(),
@@ -49,21 +53,22 @@ impl Tail {
     /// Records usually come in order; one whose writer came back late is put in its
     /// place. One older than everything kept is not kept (a reader that needs it reads
     /// the database).
-    pub(crate) fn push(&mut self, record: ChangeRecord) {
-        let at = self.records.partition_point(|r| r.seq < record.seq);
-        if self.records.get(at).is_some_and(|r| r.seq == record.seq) {
+    pub(crate) fn push(&mut self, record: R) {
+        let seq = record.seq();
+        let at = self.records.partition_point(|r| r.seq() < seq);
+        if self.records.get(at).is_some_and(|r| r.seq() == seq) {
             return;
         }
         if at == 0 && self.records.len() >= self.max_records {
             return;
         }
-        self.bytes += record.record.len();
+        self.bytes += record.size();
         self.records.insert(at, record);
         while self.records.len() > self.max_records
             || (self.bytes > self.max_bytes && !self.records.is_empty())
         {
             if let Some(old) = self.records.pop_front() {
-                self.bytes -= old.record.len();
+                self.bytes -= old.size();
             }
         }
     }
@@ -77,26 +82,26 @@ impl Tail {
         after: u64,
         through: u64,
         limit: usize,
-        keep: impl Fn(&ChangeRecord) -> bool,
-    ) -> Option<(Vec<ChangeRecord>, u64)> {
+        keep: impl Fn(&R) -> bool,
+    ) -> Option<(Vec<R>, u64)> {
         if through <= after {
             return Some((Vec::new(), after));
         }
-        let start = self.records.partition_point(|r| r.seq <= after);
+        let start = self.records.partition_point(|r| r.seq() <= after);
         let mut expected = after + 1;
         let mut own = Vec::new();
         for record in self.records.range(start..) {
-            if record.seq > through {
+            if record.seq() > through {
                 break;
             }
-            if record.seq != expected {
+            if record.seq() != expected {
                 return None;
             }
             expected += 1;
             if keep(record) {
                 own.push(record.clone());
                 if own.len() == limit.max(1) {
-                    return Some((own, record.seq));
+                    return Some((own, record.seq()));
                 }
             }
         }
@@ -106,26 +111,36 @@ impl Tail {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
-    use chrono::Utc;
-
     use super::*;
 
-    fn record(seq: u64) -> ChangeRecord {
-        ChangeRecord {
-            seq,
-            document_id: format!("doc-{}", seq % 3),
-            record: Arc::from(format!("{{\"seq\":{seq}}}")),
-            committed_at: Utc::now(),
+    /// A record of document `seq % 3`, 16 bytes long.
+    #[derive(Debug, Clone)]
+    struct Record {
+        seq: u64,
+        document: u64,
+    }
+
+    impl Logged for Record {
+        fn seq(&self) -> u64 {
+            self.seq
+        }
+        fn size(&self) -> usize {
+            16
         }
     }
 
-    fn seqs(records: &[ChangeRecord]) -> Vec<u64> {
+    fn record(seq: u64) -> Record {
+        Record {
+            seq,
+            document: seq % 3,
+        }
+    }
+
+    fn seqs(records: &[Record]) -> Vec<u64> {
         records.iter().map(|r| r.seq).collect()
     }
 
-    fn tail_of(range: std::ops::RangeInclusive<u64>) -> Tail {
+    fn tail_of(range: std::ops::RangeInclusive<u64>) -> Tail<Record> {
         let mut tail = Tail::default();
         for seq in range {
             tail.push(record(seq));
@@ -152,7 +167,7 @@ mod tests {
     #[test]
     fn a_partition_takes_its_own_records_and_is_read_through_the_others() {
         let tail = tail_of(1..=9);
-        let (own, read_to) = tail.read(0, 9, 100, |r| r.document_id == "doc-1").unwrap();
+        let (own, read_to) = tail.read(0, 9, 100, |r| r.document == 1).unwrap();
         assert_eq!(seqs(&own), vec![1, 4, 7]);
         assert_eq!(read_to, 9, "nothing of the partition is left unread");
     }
@@ -167,7 +182,7 @@ mod tests {
 
     #[test]
     fn nothing_new_is_an_empty_answer_without_the_database() {
-        let tail = Tail::default();
+        let tail = Tail::<Record>::default();
         let (own, read_to) = tail.read(7, 7, 100, |_| true).unwrap();
         assert!(own.is_empty());
         assert_eq!(read_to, 7);
@@ -179,7 +194,9 @@ mod tests {
         assert!(tail.read(2, 10, 100, |_| true).is_none());
         assert!(tail.read(4, 10, 100, |_| true).is_some());
         assert!(
-            Tail::default().read(0, 3, 100, |_| true).is_none(),
+            Tail::<Record>::default()
+                .read(0, 3, 100, |_| true)
+                .is_none(),
             "just started"
         );
     }
@@ -210,7 +227,7 @@ mod tests {
         tail.push(record(2));
         assert_eq!(tail.records.len(), 4, "older than all kept: not kept");
 
-        let size = record(1).record.len();
+        let size = record(1).size();
         let mut tail = Tail::with_budget(100, size * 2);
         for seq in 1..=5 {
             tail.push(record(seq));
