@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use shared::Error;
 use shared::clock::{ManualClock, SystemClock};
-use shared::domain::{Body, Collaborators, Document, DocumentId, Role, Title, UserId};
+use shared::domain::{Body, ChangeEvent, Collaborators, Document, DocumentId, Role, Title, UserId};
 use shared::embedded::SqliteDocumentStore;
 use shared::ports::{
     AnalysisQueue, AnalysisStore, AuditLog, DeadLetterQueue, DeadLetterSource, SearchIndex,
@@ -18,6 +18,7 @@ use shared::ports::{
 };
 use shared::service::{DocumentService, NewDocument, Replacement};
 use stream_handler::analysis::{AnalysisWorker, AnalysisWorkerConfig, JobOutcome};
+use stream_handler::decode::RecordMeta;
 use stream_handler::handler::{Fanout, RetryPolicy};
 use stream_handler::poller::{Poller, PollerConfig, handled_through};
 use stream_handler::sinks::Sink;
@@ -395,6 +396,45 @@ async fn a_trail_failing_while_it_appends_a_batch_at_its_flush_loses_nothing() {
         ..AuditSinkConfig::default()
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_trail_that_appends_at_the_flush_appends_a_deletion_at_once_after_what_it_held() {
+    let env = env();
+    let sink = AuditSink::new(
+        env.embedded.audit.clone(),
+        AuditSinkConfig {
+            append_at_flush: true,
+            ..AuditSinkConfig::default()
+        },
+    );
+    let v1 = env.create("ann", "Doc", "v1", &[]).await;
+    let v2 = env.edit("ann", &v1, "v2").await;
+    let meta = |seq: u64| RecordMeta {
+        sequence_number: Some(seq.to_string()),
+        event_id: format!("event-{seq}"),
+        document_id: Some(v1.id),
+        superseded: false,
+        body_superseded: false,
+    };
+    let changes = [
+        ChangeEvent::written(None, v1.clone(), "1".into()),
+        ChangeEvent::written(Some(v1.clone()), v2.clone(), "2".into()),
+    ];
+    for (seq, change) in (1..).zip(&changes) {
+        sink.deliver(change, &meta(seq)).await.unwrap();
+    }
+    assert!(
+        env.audit_versions(&v1.id).await.is_empty(),
+        "held until the batch's flush"
+    );
+    let deletion = ChangeEvent::deleted(v2.clone(), 3, user("ann"), v2.updated_at, "3".into());
+    sink.deliver(&deletion, &meta(3)).await.unwrap();
+    assert_eq!(
+        env.audit_versions(&v1.id).await,
+        [1, 2, 3],
+        "the deletion is appended at once, after the entries held before it"
+    );
 }
 
 async fn a_trail_failing_for_a_while_loses_nothing(config: AuditSinkConfig) {
