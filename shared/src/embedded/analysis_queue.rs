@@ -20,7 +20,8 @@ use tokio::sync::Notify;
 
 use super::dead_letter;
 use super::group_commit::GroupCommit;
-use super::sqlite::{Db, Durability, map_sqlite_error};
+use super::sqlite::{Db, Durability};
+use super::sqlite_error::map_sqlite_error;
 use crate::Result;
 use crate::clock::Clock;
 use crate::domain::DocumentId;

@@ -7,7 +7,8 @@ use std::path::Path;
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 
-use super::sqlite::{Db, Durability, map_sqlite_error};
+use super::sqlite::{Db, Durability};
+use super::sqlite_error::map_sqlite_error;
 use crate::domain::{Analysis, DocumentId};
 use crate::ports::{AnalysisStore, WriteOutcome};
 use crate::{Error, Result};

@@ -11,7 +11,8 @@ use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 
 use super::group_commit::GroupCommit;
-use super::sqlite::{Db, Durability, map_sqlite_error};
+use super::sqlite::{Db, Durability};
+use super::sqlite_error::map_sqlite_error;
 use crate::domain::{AuditEntry, DocumentId};
 use crate::ports::{AuditLog, WriteOutcome};
 use crate::{Error, Result};

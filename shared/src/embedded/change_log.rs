@@ -17,7 +17,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::watch;
 
 use super::change_tail::{Logged, Tail};
-use super::sqlite::{ConnectionPool, Durability, map_sqlite_error, open_database};
+use super::sqlite::{ConnectionPool, Durability, open_database};
+use super::sqlite_error::map_sqlite_error;
 use crate::Result;
 use crate::codec;
 use crate::domain::DocumentId;

@@ -12,7 +12,8 @@ use async_trait::async_trait;
 use chrono::DateTime;
 use rusqlite::{Connection, params};
 
-use super::sqlite::{Db, Durability, map_sqlite_error};
+use super::sqlite::{Db, Durability};
+use super::sqlite_error::map_sqlite_error;
 use crate::ports::{DeadLetter, DeadLetterQueue, DeadLetterSource};
 use crate::{Error, Result};
 

@@ -24,7 +24,8 @@ use tokio::sync::watch;
 
 use super::change_log::{self, ChangeFeed, ChangeRecord};
 use super::group_commit::GroupCommit;
-use super::sqlite::{ConnectionPool, Durability, map_sqlite_error, open_database};
+use super::sqlite::{ConnectionPool, Durability, open_database};
+use super::sqlite_error::map_sqlite_error;
 use crate::codec::{self, EventName, RecordBuilder};
 use crate::domain::{
     Body, Document, DocumentId, DocumentVersion, TextOperation, Title, UserId, keeps_snapshot,

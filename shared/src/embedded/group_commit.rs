@@ -10,7 +10,8 @@ use std::path::Path;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-use super::sqlite::{Durability, map_sqlite_error, open_database_with};
+use super::sqlite::{Durability, open_database_with};
+use super::sqlite_error::map_sqlite_error;
 use crate::{Error, Result};
 
 /// The most writes one group commits.

@@ -16,6 +16,7 @@ pub mod lock;
 pub mod schema;
 pub mod search_index;
 pub mod sqlite;
+pub mod sqlite_error;
 pub mod webhook_outbox;
 
 pub use analysis_queue::SqliteAnalysisQueue;

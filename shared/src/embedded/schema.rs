@@ -17,7 +17,7 @@
 
 use rusqlite::{Connection, TransactionBehavior};
 
-use super::sqlite::map_sqlite_error;
+use super::sqlite_error::map_sqlite_error;
 use crate::{Error, Result};
 
 /// One numbered step of the schema.

@@ -1,6 +1,6 @@
-//! SQLite plumbing shared by the embedded adapters: opening a connection the durable way,
-//! running blocking SQLite work off the async runtime, and translating SQLite failures
-//! into domain errors.
+//! SQLite plumbing shared by the embedded adapters: opening a connection the durable way
+//! and running blocking SQLite work off the async runtime. SQLite's failures become
+//! domain errors in [`sqlite_error`](super::sqlite_error).
 //!
 //! Every adapter keeps its tables in the same database file (`docfan.db` in the data
 //! directory) but opens its own connections, so one adapter's work does not queue behind
@@ -14,9 +14,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rusqlite::{Connection, ErrorCode, OpenFlags};
+use rusqlite::{Connection, OpenFlags};
 use tokio::sync::Semaphore;
 
+use super::sqlite_error::map_sqlite_error;
 use crate::Error;
 
 /// The database file's name in the data directory.
@@ -82,27 +83,6 @@ pub fn open_database_with(path: &Path, durability: Durability) -> crate::Result<
     let mut conn = open_connection_with(path, durability).map_err(map_sqlite_error)?;
     super::schema::migrate(&mut conn)?;
     Ok(conn)
-}
-
-/// Translates a SQLite failure: contention and I/O errors may pass (`Unavailable`); a
-/// full disk (`StorageFull`) and a read-only database (`StorageReadOnly`) pass once an
-/// operator acts; everything else is a bug or corruption (`Unknown`).
-pub fn map_sqlite_error(err: rusqlite::Error) -> Error {
-    if let rusqlite::Error::SqliteFailure(e, ref msg) = err {
-        let detail = msg.clone().unwrap_or_else(|| e.to_string());
-        match e.code {
-            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => {
-                return Error::Unavailable(format!("database busy: {detail}"));
-            }
-            ErrorCode::DiskFull => return Error::StorageFull(detail),
-            ErrorCode::ReadOnly => return Error::StorageReadOnly(detail),
-            ErrorCode::SystemIoFailure | ErrorCode::CannotOpen => {
-                return Error::Unavailable(format!("database I/O error: {detail}"));
-            }
-            _ => {}
-        }
-    }
-    Error::Unknown(anyhow::Error::new(err).context("sqlite"))
 }
 
 /// One connection, used from async code through [`Db::call`].

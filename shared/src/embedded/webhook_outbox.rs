@@ -29,7 +29,8 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 
 use super::dead_letter;
-use super::sqlite::{Db, Durability, map_sqlite_error};
+use super::sqlite::{Db, Durability};
+use super::sqlite_error::map_sqlite_error;
 use crate::clock::Clock;
 use crate::events::{DocumentEvent, EventRules, RuleName};
 use crate::ports::{DeadLetter, DeadLetterSource, EventBus};
