@@ -3,27 +3,29 @@
 
 use axum::http::{HeaderMap, HeaderValue, header};
 
-use super::problem::{ApiError, Problem};
-
 /// The strong entity tag of a version.
 pub fn etag(version: u64) -> HeaderValue {
     HeaderValue::from_str(&format!("\"{version}\"")).expect("digits are a valid header")
 }
 
+/// An `If-Match` header that does not name exactly one version (a 400 problem on the
+/// `If-Match` field, see [`ApiError`](super::problem::ApiError)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvalidIfMatch;
+
+impl InvalidIfMatch {
+    /// What the client is told.
+    pub const DETAIL: &str = "If-Match must name exactly one version, e.g. If-Match: \"3\"";
+}
+
 /// The version named by `If-Match`, if the header is present. Accepts `"3"` (and, to be
 /// forgiving, a bare `3`); refuses lists, weak tags and `*`, which would make a lost
 /// update possible.
-pub fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+pub fn if_match(headers: &HeaderMap) -> Result<Option<u64>, InvalidIfMatch> {
     let Some(raw) = headers.get(header::IF_MATCH) else {
         return Ok(None);
     };
-    let invalid = || -> ApiError {
-        Problem::invalid(
-            "If-Match",
-            "If-Match must name exactly one version, e.g. If-Match: \"3\"",
-        )
-        .into()
-    };
+    let invalid = || InvalidIfMatch;
     let text = raw.to_str().map_err(|_| invalid())?.trim();
     let unquoted = text
         .strip_prefix('"')
@@ -39,7 +41,7 @@ pub fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
 mod tests {
     use super::*;
 
-    fn parse(value: &str) -> Result<Option<u64>, ApiError> {
+    fn parse(value: &str) -> Result<Option<u64>, InvalidIfMatch> {
         let mut headers = HeaderMap::new();
         headers.insert(header::IF_MATCH, HeaderValue::from_str(value).unwrap());
         if_match(&headers)
@@ -58,7 +60,7 @@ mod tests {
             "\"99999999999999999999\"",
             "abc",
         ] {
-            assert!(parse(bad).is_err(), "{bad} accepted");
+            assert_eq!(parse(bad), Err(InvalidIfMatch), "{bad} accepted");
         }
         assert_eq!(if_match(&HeaderMap::new()).unwrap(), None);
     }

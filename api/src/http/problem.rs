@@ -9,6 +9,8 @@ use shared::Error;
 use shared::auth::AuthError;
 use utoipa::ToSchema;
 
+use super::precondition::{InvalidIfMatch, etag};
+
 /// A problem details object.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Problem {
@@ -146,7 +148,7 @@ impl IntoResponse for Problem {
             .get("currentVersion")
             .and_then(Value::as_u64)
         {
-            headers.insert(header::ETAG, crate::http::precondition::etag(current));
+            headers.insert(header::ETAG, etag(current));
         }
         response
     }
@@ -165,6 +167,12 @@ impl IntoResponse for ApiError {
 impl From<Problem> for ApiError {
     fn from(p: Problem) -> Self {
         Self(p)
+    }
+}
+
+impl From<InvalidIfMatch> for ApiError {
+    fn from(_: InvalidIfMatch) -> Self {
+        Self(Problem::invalid("If-Match", InvalidIfMatch::DETAIL))
     }
 }
 
