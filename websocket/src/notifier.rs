@@ -16,7 +16,7 @@ use tracing::Instrument;
 use crate::cursors::Admission;
 use crate::frames::Frame;
 use crate::outbox::SendError;
-use crate::service::Inner;
+use crate::service::state::Inner;
 
 /// Delivers changes and analyses to subscribed connections. Made by
 /// [`ConnectionService::notifier`](crate::ConnectionService::notifier).

@@ -1,86 +1,29 @@
 //! The connection service: API Gateway's routes (`$connect`, the frames, `$disconnect`)
 //! as plain async methods, over ports only, so the local `/ws` driver and the WebSocket
-//! Lambda share it. Replies go out through the [`Outbox`], in order with the
-//! notifications the [`LiveNotifier`](crate::LiveNotifier) sends.
+//! Lambda share it. Replies go out through the [`Outbox`](crate::Outbox), in order with the
+//! notifications the [`LiveNotifier`] sends.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use shared::auth::{AuthError, Identity, TokenAuthority};
-use shared::clock::Clock;
+use shared::auth::{AuthError, Identity};
 use shared::domain::DocumentId;
 use shared::metrics::LiveMetrics;
-use shared::ports::{
-    AuditLog, Connection, ConnectionId, ConnectionRegistry, DocumentStore, SubscribeOptions,
-};
+use shared::ports::{Connection, ConnectionId, SubscribeOptions};
 use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::cursors::{Cursors, Drain};
-use crate::frames::{self, ClientFrame, ErrorCode, Frame, MAX_FRAME_BYTES};
+use crate::frames::{self, ClientFrame, ErrorCode, Frame};
 use crate::notifier::LiveNotifier;
-use crate::outbox::{Close, Outbox};
-use crate::presence::{self, PresenceLimit, PresenceLimiter};
+use crate::outbox::Close;
+use crate::presence::{self, limit::PresenceLimiter};
 
-/// The service's knobs.
-#[derive(Debug, Clone)]
-pub struct ServiceConfig {
-    /// The largest client frame accepted. Default: 128 KiB, API Gateway's limit.
-    pub max_frame_bytes: usize,
-    /// Audit entries read per page during a replay. Default: 100.
-    pub replay_page: usize,
-    /// How long a replay waits for the audit trail to catch up with the document (the
-    /// audit sink may lag the notifier) before reporting `replay_incomplete`.
-    /// Default: 5 seconds.
-    pub replay_wait: Duration,
-    /// How many subscriptions a change that ends them (a revocation, a deletion) ends
-    /// at once: each unsubscribes, then is pushed its frame. Broadcasts go through
-    /// [`Outbox::send_to_each`](crate::outbox::Outbox::send_to_each), whose adapter sets
-    /// its own concurrency. Default: 64.
-    pub send_concurrency: usize,
-    /// The most documents one connection may be subscribed to. Default: 100.
-    pub max_subscriptions: usize,
-    /// How often one connection may share its cursor.
-    pub presence_limit: PresenceLimit,
-    /// Connections one user may hold, counted in the registry at `$connect` (the next
-    /// is refused with [`ConnectError::TooMany`]). `None`: not counted here. The Lambda
-    /// driver sets it; the local driver counts its own sockets before it upgrades one
-    /// and leaves it unset. Default: `None`.
-    pub max_connections_per_user: Option<usize>,
-    /// Whether this process's notifier delivers to its connections (the local server),
-    /// so a live subscription keeps its replay cursor to admit frames. `false` for the
-    /// websocket Lambda, whose notifications are another function's: a subscription's
-    /// cursor is dropped once its replay is done, so a long-lived container holds none
-    /// (its `$disconnect` may reach another one). Default: `true`.
-    pub notifies_here: bool,
-}
+pub(crate) mod state;
 
-impl Default for ServiceConfig {
-    fn default() -> Self {
-        Self {
-            max_frame_bytes: MAX_FRAME_BYTES,
-            replay_page: 100,
-            replay_wait: Duration::from_secs(5),
-            send_concurrency: 64,
-            max_subscriptions: 100,
-            presence_limit: PresenceLimit::default(),
-            max_connections_per_user: None,
-            notifies_here: true,
-        }
-    }
-}
-
-/// What the service needs from the outside world.
-#[derive(Clone)]
-pub struct ServicePorts {
-    pub registry: Arc<dyn ConnectionRegistry>,
-    pub documents: Arc<dyn DocumentStore>,
-    pub audit: Arc<dyn AuditLog>,
-    pub outbox: Arc<dyn Outbox>,
-    pub tokens: TokenAuthority,
-    pub clock: Arc<dyn Clock>,
-}
+use state::Inner;
+pub use state::{ServiceConfig, ServicePorts};
 
 /// Why a connection was refused.
 #[derive(Debug, thiserror::Error)]
@@ -105,14 +48,6 @@ pub enum FrameOutcome {
     Refreshed(DateTime<Utc>),
     /// Close the connection.
     Close(Close),
-}
-
-pub(crate) struct Inner {
-    pub ports: ServicePorts,
-    pub config: ServiceConfig,
-    pub cursors: Cursors,
-    pub metrics: LiveMetrics,
-    pub presence: PresenceLimiter,
 }
 
 /// Connect, frames, disconnect: the connection logic, free of any transport.
