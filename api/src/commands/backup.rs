@@ -26,27 +26,21 @@
 //! smaller; the price is a reindex at restore time.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
-use clap::Args;
 use serde::{Deserialize, Serialize};
 use shared::auth::SECRET_FILE;
 use shared::embedded::DATABASE_FILE;
 use shared::embedded::backup::copy_database;
 
+use super::cli::BackupArgs;
+
 /// The manifest's name in a backup directory.
 pub const MANIFEST_FILE: &str = "docfan-backup.json";
 /// The manifest's `format`, for a restore to recognise what it reads.
 pub const FORMAT: &str = "docfan-backup/1";
-
-#[derive(Debug, Clone, Args)]
-pub struct BackupArgs {
-    /// The directory to write the backup to: new (its parent must exist) or empty.
-    #[arg(long, value_name = "DIR")]
-    pub to: PathBuf,
-}
 
 /// What a backup directory holds; its [`MANIFEST_FILE`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

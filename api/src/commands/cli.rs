@@ -109,17 +109,17 @@ pub enum Command {
     #[command(after_help = ENVIRONMENT_HELP)]
     Token(TokenArgs),
     /// Dead letters: list them, or redrive them once the cause is fixed.
-    Dlq(super::dlq::DlqArgs),
+    Dlq(DlqArgs),
     /// Rebuild the search index from the documents (a running server rebuilds its own).
     Reindex,
     /// Copy the data directory (database and secret) into a new directory, consistently,
     /// while the server runs.
     #[command(long_about = BACKUP_ABOUT)]
-    Backup(super::backup::BackupArgs),
+    Backup(BackupArgs),
     /// Restore a backup into a stopped data directory (--data-dir), rebuilding its
     /// search index.
     #[command(long_about = RESTORE_ABOUT)]
-    Restore(super::restore::RestoreArgs),
+    Restore(RestoreArgs),
 }
 
 const BACKUP_ABOUT: &str = "\
@@ -320,6 +320,57 @@ pub fn parse_ttl(raw: &str) -> Result<chrono::TimeDelta, String> {
         return Err("the ttl must be between 1 second and a year".into());
     }
     Ok(chrono::TimeDelta::seconds(seconds))
+}
+
+/// `docfan dlq`.
+#[derive(Debug, Clone, Args)]
+pub struct DlqArgs {
+    #[command(subcommand)]
+    pub command: DlqCommand,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum DlqCommand {
+    /// List the dead letters, oldest first.
+    List {
+        /// At most this many (1 to 10,000).
+        #[arg(long, default_value_t = 100,
+              value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000))]
+        limit: usize,
+        /// Print each letter as a JSON line, payload included.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Handle dead letters again; those that succeed leave the queue.
+    Redrive {
+        /// Only this letter.
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// AWS only: read back from the stream the batches its mappings gave up on (their
+    /// on-failure queue holds only metadata, `DOCFAN_STREAM_FAILURE_QUEUE_URL`) and
+    /// handle them again, while the stream still holds them (24 hours).
+    Replay,
+}
+
+/// `docfan backup`.
+#[derive(Debug, Clone, Args)]
+pub struct BackupArgs {
+    /// The directory to write the backup to: new (its parent must exist) or empty.
+    #[arg(long, value_name = "DIR")]
+    pub to: PathBuf,
+}
+
+/// `docfan restore`.
+#[derive(Debug, Clone, Args)]
+pub struct RestoreArgs {
+    /// The backup directory (`docfan backup --to DIR`).
+    #[arg(long, value_name = "DIR")]
+    pub from: PathBuf,
+    /// Replace the docfan data directory that is there: its documents, index and
+    /// secret are deleted. Without it, the data directory must be new or empty.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[cfg(test)]

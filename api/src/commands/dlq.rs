@@ -15,7 +15,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::{Args, Subcommand};
 use shared::clock::SystemClock;
 use shared::embedded::{
     DATABASE_FILE, SqliteDeadLetterQueue, SqliteDocumentStore, SqliteWebhookOutbox,
@@ -26,38 +25,8 @@ use stream_handler::redrive::RedriveOutcome;
 use stream_handler::sinks::notifications::NoSubscribers;
 use stream_handler::{EmbeddedFanout, FanoutConfig};
 
-use super::cli::Backend;
+use super::cli::{Backend, DlqArgs, DlqCommand};
 use crate::admin::client::{AdminClient, Reach, reach};
-
-#[derive(Debug, Clone, Args)]
-pub struct DlqArgs {
-    #[command(subcommand)]
-    pub command: DlqCommand,
-}
-
-#[derive(Debug, Clone, Subcommand)]
-pub enum DlqCommand {
-    /// List the dead letters, oldest first.
-    List {
-        /// At most this many (1 to 10,000).
-        #[arg(long, default_value_t = 100,
-              value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000))]
-        limit: usize,
-        /// Print each letter as a JSON line, payload included.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Handle dead letters again; those that succeed leave the queue.
-    Redrive {
-        /// Only this letter.
-        #[arg(long)]
-        id: Option<String>,
-    },
-    /// AWS only: read back from the stream the batches its mappings gave up on (their
-    /// on-failure queue holds only metadata, `DOCFAN_STREAM_FAILURE_QUEUE_URL`) and
-    /// handle them again, while the stream still holds them (24 hours).
-    Replay,
-}
 
 /// `docfan dlq …`, on the embedded dead-letter store or, with the AWS backend, on the
 /// SQS poison-record queue.

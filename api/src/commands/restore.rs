@@ -22,7 +22,6 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use clap::Args;
 use shared::auth::SECRET_FILE;
 use shared::embedded::backup::{DatabaseSummary, inspect_database};
 use shared::embedded::schema::LATEST;
@@ -34,18 +33,8 @@ use stream_handler::PollerConfig;
 use stream_handler::poller::backlog;
 
 use super::backup::{FORMAT, MANIFEST_FILE, Manifest, sync_dir, write_private};
+use super::cli::RestoreArgs;
 use super::serve::SERVER_FILE;
-
-#[derive(Debug, Clone, Args)]
-pub struct RestoreArgs {
-    /// The backup directory (`docfan backup --to DIR`).
-    #[arg(long, value_name = "DIR")]
-    pub from: PathBuf,
-    /// Replace the docfan data directory that is there: its documents, index and
-    /// secret are deleted. Without it, the data directory must be new or empty.
-    #[arg(long)]
-    pub force: bool,
-}
 
 /// What a data directory may hold that is docfan's own; `--force` replaces a directory
 /// that holds nothing else.
