@@ -25,16 +25,15 @@ pub fn if_match(headers: &HeaderMap) -> Result<Option<u64>, InvalidIfMatch> {
     let Some(raw) = headers.get(header::IF_MATCH) else {
         return Ok(None);
     };
-    let invalid = || InvalidIfMatch;
-    let text = raw.to_str().map_err(|_| invalid())?.trim();
+    let text = raw.to_str().map_err(|_| InvalidIfMatch)?.trim();
     let unquoted = text
         .strip_prefix('"')
         .and_then(|t| t.strip_suffix('"'))
         .unwrap_or(text);
     if unquoted.is_empty() || !unquoted.bytes().all(|b| b.is_ascii_digit()) || unquoted.len() > 19 {
-        return Err(invalid());
+        return Err(InvalidIfMatch);
     }
-    unquoted.parse().map(Some).map_err(|_| invalid())
+    unquoted.parse().map(Some).map_err(|_| InvalidIfMatch)
 }
 
 #[cfg(test)]

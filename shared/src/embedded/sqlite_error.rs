@@ -26,3 +26,43 @@ pub fn map_sqlite_error(err: rusqlite::Error) -> Error {
     }
     Error::Unknown(anyhow::Error::new(err).context("sqlite"))
 }
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::ffi;
+
+    use super::*;
+
+    fn failure(code: i32) -> rusqlite::Error {
+        rusqlite::Error::SqliteFailure(ffi::Error::new(code), Some(format!("code {code}")))
+    }
+
+    #[test]
+    fn each_failure_says_who_can_end_it() {
+        for code in [
+            ffi::SQLITE_BUSY,
+            ffi::SQLITE_LOCKED,
+            ffi::SQLITE_IOERR,
+            ffi::SQLITE_CANTOPEN,
+        ] {
+            assert!(
+                matches!(map_sqlite_error(failure(code)), Error::Unavailable(_)),
+                "code {code} may pass"
+            );
+        }
+        assert!(matches!(
+            map_sqlite_error(failure(ffi::SQLITE_FULL)),
+            Error::StorageFull(detail) if detail == "code 13"
+        ));
+        assert!(matches!(
+            map_sqlite_error(failure(ffi::SQLITE_READONLY)),
+            Error::StorageReadOnly(_)
+        ));
+        for err in [
+            failure(ffi::SQLITE_CORRUPT),
+            rusqlite::Error::QueryReturnedNoRows,
+        ] {
+            assert!(matches!(map_sqlite_error(err), Error::Unknown(_)));
+        }
+    }
+}

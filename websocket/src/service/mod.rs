@@ -1,7 +1,7 @@
 //! The connection service: API Gateway's routes (`$connect`, the frames, `$disconnect`)
 //! as plain async methods, over ports only, so the local `/ws` driver and the WebSocket
-//! Lambda share it. Replies go out through the [`Outbox`](crate::Outbox), in order with the
-//! notifications the [`LiveNotifier`] sends.
+//! Lambda share it. Replies go out through the [`Outbox`](crate::Outbox), in order with
+//! the notifications the [`LiveNotifier`] sends.
 
 use std::sync::Arc;
 use std::time::Duration;

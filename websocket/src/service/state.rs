@@ -36,9 +36,9 @@ pub struct ServiceConfig {
     /// How often one connection may share its cursor.
     pub presence_limit: PresenceLimit,
     /// Connections one user may hold, counted in the registry at `$connect` (the next
-    /// is refused with [`ConnectError::TooMany`](super::ConnectError::TooMany)). `None`: not counted here. The Lambda
-    /// driver sets it; the local driver counts its own sockets before it upgrades one
-    /// and leaves it unset. Default: `None`.
+    /// is refused with [`ConnectError::TooMany`](super::ConnectError::TooMany)).
+    /// `None`: not counted here. The Lambda driver sets it; the local driver counts its
+    /// own sockets before it upgrades one and leaves it unset. Default: `None`.
     pub max_connections_per_user: Option<usize>,
     /// Whether this process's notifier delivers to its connections (the local server),
     /// so a live subscription keeps its replay cursor to admit frames. `false` for the
