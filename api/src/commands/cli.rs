@@ -1,5 +1,6 @@
-//! Argument parsing (clap). Every flag of the server also reads an environment
-//! variable; `docfan --help` lists them all, with the ones that have no flag.
+//! Argument parsing (clap): every command's arguments, which the command's module takes
+//! from here. Every flag of the server also reads an environment variable;
+//! `docfan --help` lists them all, with the ones that have no flag.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
