@@ -11,6 +11,10 @@
 //!   frame of the same size to as many connections, asked by one of them (`broadcast`).
 //!
 //! The clients run in this process: their CPU is not the server's.
+//!
+//! Both servers run side by side and are measured in alternating rounds (the floor's
+//! edits, then docfan's, and again), so that a change in the machine's load during the
+//! run weighs on both alike.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -32,14 +36,18 @@ use crate::report::{Case, Kind, Scenario};
 
 pub const FLOOR: &str = "floor-cpu";
 
-/// (subscribers, measured edits).
+/// (subscribers, measured edits of each server).
 fn sizes(mode: Mode) -> Vec<(usize, usize)> {
-    let most = open_files_limit().saturating_sub(256) as usize;
-    mode.pick(vec![(1, 300), (1000, 100)], vec![(1, 20), (20, 10)])
+    // Two servers' connections are open at once, each seen from both ends here.
+    let most = (open_files_limit().saturating_sub(256) / 2) as usize;
+    mode.pick(vec![(1, 300), (1000, 300)], vec![(1, 20), (20, 10)])
         .into_iter()
         .map(|(n, edits)| (n.min(most), edits))
         .collect()
 }
+
+/// The measured edits of each server are made in this many rounds, alternating.
+const ROUNDS: usize = 6;
 
 /// Edits made before the measured ones: connections, caches and the index warm.
 const WARM_UP: usize = 10;
@@ -128,7 +136,8 @@ impl Frames {
     }
 }
 
-/// What one run measured.
+/// What one server's measured edits cost.
+#[derive(Default)]
 struct Spent {
     edits: usize,
     /// Frames the clients read meanwhile, of any kind.
@@ -159,51 +168,120 @@ impl Spent {
     }
 }
 
-pub async fn floor(mode: Mode, frame_bytes: usize) -> anyhow::Result<Scenario> {
-    let mut cases = Vec::new();
+/// One server under measurement: its process, the frames its clients read, and how
+/// to make one edit (waited for at every subscriber).
+struct Measured<F> {
+    pid: u32,
+    frames: Arc<Frames>,
+    /// Frames a step sends that no reader counts (the floor's driver reads its own).
+    uncounted_per_edit: usize,
+    edit: F,
+    spent: Spent,
+}
+
+impl<F: AsyncFnMut() -> anyhow::Result<()>> Measured<F> {
+    async fn warm_up(&mut self) -> anyhow::Result<()> {
+        for _ in 0..WARM_UP {
+            (self.edit)().await?;
+        }
+        Ok(())
+    }
+
+    /// Makes `edits` edits, adding what they cost to `spent`.
+    async fn round(&mut self, edits: usize) -> anyhow::Result<()> {
+        let (cpu_before, frames_before, started) =
+            (cpu_time(self.pid)?, self.frames.all(), Instant::now());
+        for _ in 0..edits {
+            (self.edit)().await?;
+        }
+        self.spent.cpu += cpu_time(self.pid)? - cpu_before;
+        self.spent.elapsed += started.elapsed();
+        self.spent.frames += self.frames.all() - frames_before + edits * self.uncounted_per_edit;
+        self.spent.edits += edits;
+        Ok(())
+    }
+}
+
+/// The floor and docfan, measured in alternating rounds: returns the floor's scenario
+/// and docfan's.
+pub async fn run(mode: Mode, frame_bytes: usize) -> anyhow::Result<(Scenario, Scenario)> {
+    let (mut floor_cases, mut docfan_cases) = (Vec::new(), Vec::new());
     for (subscribers, edits) in sizes(mode) {
-        let server = ChildServer::bare(frame_bytes).await?;
-        let pid = server.pid().context("the bare server's pid")?;
-        let url = format!("ws://{}/", server.addr);
+        // The floor: the bare server; one of its connections asks for each broadcast.
+        let bare = ChildServer::bare(frame_bytes).await?;
+        let url = format!("ws://{}/", bare.addr);
         let mut sockets = live::subscribers(&url, bare::SUBSCRIBE, subscribers).await?;
         let mut driver = sockets.remove(0);
-        let frames = Frames::read(sockets);
+        let bare_frames = Frames::read(sockets);
         let others = subscribers - 1;
         let mut driven = 0;
-        let mut broadcast = async |driver: &mut Socket| -> anyhow::Result<()> {
-            driver.send(Message::text(bare::BROADCAST)).await?;
-            // The driver reads its own copy too.
-            loop {
-                match tokio::time::timeout(Duration::from_secs(60), driver.next()).await {
-                    Ok(Some(Ok(Message::Text(t)))) if t.as_str().contains("document.updated") => {
-                        break;
+        let mut floor = Measured {
+            pid: bare.pid().context("the bare server's pid")?,
+            frames: Arc::clone(&bare_frames),
+            uncounted_per_edit: 1,
+            edit: async || -> anyhow::Result<()> {
+                driver.send(Message::text(bare::BROADCAST)).await?;
+                // The driver reads its own copy too.
+                loop {
+                    match tokio::time::timeout(Duration::from_secs(60), driver.next()).await {
+                        Ok(Some(Ok(Message::Text(t))))
+                            if t.as_str().contains("document.updated") =>
+                        {
+                            break;
+                        }
+                        Ok(Some(Ok(_))) => continue,
+                        other => anyhow::bail!("the driver's frame: {other:?}"),
                     }
-                    Ok(Some(Ok(_))) => continue,
-                    other => anyhow::bail!("the driver's frame: {other:?}"),
                 }
-            }
-            driven += 1;
-            frames.wait_for(driven * others).await
+                driven += 1;
+                bare_frames.wait_for(driven * others).await
+            },
+            spent: Spent::default(),
         };
-        for _ in 0..WARM_UP {
-            broadcast(&mut driver).await?;
-        }
-        let (cpu_before, started) = (cpu_time(pid)?, Instant::now());
-        let frames_before = frames.all();
-        for _ in 0..edits {
-            broadcast(&mut driver).await?;
-        }
-        let spent = Spent {
-            edits,
-            // The driver's own copy of each broadcast is a frame sent too.
-            frames: frames.all() - frames_before + edits,
-            cpu: cpu_time(pid)? - cpu_before,
-            elapsed: started.elapsed(),
+
+        // docfan: "ann" types into a document "bob"'s connections follow.
+        let dir = tempfile::tempdir()?;
+        let server = ChildServer::docfan(dir.path()).await?;
+        let base = format!("http://{}", server.addr);
+        let http = reqwest::Client::new();
+        let id = &notifications::create_shared(&http, &base, "CPU", "").await?;
+        let url = format!("ws://{}/ws?token={}", server.addr, token_for("bob"));
+        let subscribe = json!({"action": "subscribe", "documentId": id}).to_string();
+        let docfan_frames = Frames::read(live::subscribers(&url, &subscribe, subscribers).await?);
+        let ann = token_for("ann");
+        let mut version = 1u64;
+        let mut docfan = Measured {
+            pid: server.pid().context("docfan's pid")?,
+            frames: Arc::clone(&docfan_frames),
+            uncounted_per_edit: 0,
+            edit: async || -> anyhow::Result<()> {
+                notifications::type_one(&base, &http, &ann, id, version).await?;
+                docfan_frames
+                    .wait_for(version as usize * subscribers)
+                    .await?;
+                version += 1;
+                Ok(())
+            },
+            spent: Spent::default(),
         };
+
+        floor.warm_up().await?;
+        docfan.warm_up().await?;
+        let per_round = edits.div_ceil(ROUNDS);
+        for _ in 0..ROUNDS {
+            floor.round(per_round).await?;
+            docfan.round(per_round).await?;
+        }
+        let (floor_spent, docfan_spent) = (floor.spent, docfan.spent);
+        bare.kill().await;
         server.kill().await;
-        cases.push(spent.case("bare tokio-tungstenite", subscribers));
+        let floor_case = floor_spent.case("bare tokio-tungstenite", subscribers);
+        let mut docfan_case = docfan_spent.case("docfan serve", subscribers);
+        docfan_case.compare_with(&floor_case);
+        floor_cases.push(floor_case);
+        docfan_cases.push(docfan_case);
     }
-    Ok(Scenario {
+    let floor = Scenario {
         name: FLOOR.into(),
         kind: Kind::Floor,
         title: "Floor: server CPU per broadcast frame".into(),
@@ -211,58 +289,16 @@ pub async fn floor(mode: Mode, frame_bytes: usize) -> anyhow::Result<Scenario> {
             "The bare tokio-tungstenite server in a child process broadcasts a \
              {frame_bytes}-byte frame to every connection, one broadcast at a time, each \
              waited for at every connection; its CPU time (user + system, /proc) over \
-             the measured broadcasts, after {WARM_UP} to warm up."
+             the measured broadcasts, after {WARM_UP} to warm up. Measured in {ROUNDS} \
+             rounds alternating with docfan's, both servers running."
         ),
         floor: None,
         load_average: 0.0,
         seconds: 0.0,
-        cases,
+        cases: floor_cases,
         notes: vec![],
-    })
-}
-
-pub async fn run(mode: Mode, floor: &Scenario) -> anyhow::Result<Scenario> {
-    let mut cases = Vec::new();
-    for (subscribers, edits) in sizes(mode) {
-        let dir = tempfile::tempdir()?;
-        let server = ChildServer::docfan(dir.path()).await?;
-        let pid = server.pid().context("docfan's pid")?;
-        let base = format!("http://{}", server.addr);
-        let http = reqwest::Client::new();
-        let id = &notifications::create_shared(&http, &base, "CPU", "").await?;
-        let url = format!("ws://{}/ws?token={}", server.addr, token_for("bob"));
-        let subscribe = json!({"action": "subscribe", "documentId": id}).to_string();
-        let frames = Frames::read(live::subscribers(&url, &subscribe, subscribers).await?);
-        let ann = token_for("ann");
-        let mut version = 1u64;
-        let mut type_one = async || -> anyhow::Result<()> {
-            notifications::type_one(&base, &http, &ann, id, version).await?;
-            frames.wait_for(version as usize * subscribers).await?;
-            version += 1;
-            Ok(())
-        };
-        for _ in 0..WARM_UP {
-            type_one().await?;
-        }
-        let (cpu_before, started) = (cpu_time(pid)?, Instant::now());
-        let frames_before = frames.all();
-        for _ in 0..edits {
-            type_one().await?;
-        }
-        let spent = Spent {
-            edits,
-            frames: frames.all() - frames_before,
-            cpu: cpu_time(pid)? - cpu_before,
-            elapsed: started.elapsed(),
-        };
-        server.kill().await;
-        let mut case = spent.case("docfan serve", subscribers);
-        if let Some(f) = floor.case_where("subscribers", subscribers as f64) {
-            case.compare_with(f);
-        }
-        cases.push(case);
-    }
-    Ok(Scenario {
+    };
+    let docfan = Scenario {
         name: "cpu".into(),
         kind: Kind::Docfan,
         title: "Server CPU per edit".into(),
@@ -272,16 +308,18 @@ pub async fn run(mode: Mode, floor: &Scenario) -> anyhow::Result<Scenario> {
              subscriber; the server's CPU time (user + system, /proc) over the measured \
              edits, after {WARM_UP} to warm up: HTTP, the durable commit, both consumers of \
              the change log (live frames; search, audit, analysis and the analysis \
-             worker). The clients run in the bench process. Per frame: the same CPU over \
-             every text frame the clients read meanwhile (edits' frames and the \
+             worker). The clients run in the bench process. Measured in {ROUNDS} rounds \
+             alternating with the floor's, both servers running. Per frame: the same CPU \
+             over every text frame the clients read meanwhile (edits' frames and the \
              `analysis.completed` the worker sends after a burst of them)."
         ),
         floor: Some(FLOOR.into()),
         load_average: 0.0,
         seconds: 0.0,
-        cases,
+        cases: docfan_cases,
         notes: vec![],
-    })
+    };
+    Ok((floor, docfan))
 }
 
 #[cfg(test)]

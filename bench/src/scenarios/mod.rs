@@ -119,8 +119,7 @@ pub async fn run(mode: Mode, only: &[String]) -> anyhow::Result<Vec<Scenario>> {
         if selected("cpu") {
             // The frame of one typed character, as docfan sends it.
             let (edit_frame, _) = edits::sample_frames().await?;
-            let floor = timed(cpu::FLOOR, cpu::floor(mode, edit_frame.len())).await?;
-            let docfan = timed("cpu", cpu::run(mode, &floor)).await?;
+            let (floor, docfan) = timed_pair("cpu", cpu::run(mode, edit_frame.len())).await?;
             out.extend([floor, docfan]);
         }
     }
@@ -140,6 +139,24 @@ pub fn count(n: usize, thing: &str) -> String {
 }
 
 /// Runs a scenario, noting how long it took and how busy the machine was.
+/// [`timed`] for a floor and docfan measured together.
+async fn timed_pair(
+    name: &str,
+    scenarios: impl Future<Output = anyhow::Result<(Scenario, Scenario)>>,
+) -> anyhow::Result<(Scenario, Scenario)> {
+    let load = load_average()[0];
+    println!("{name} (load average {load:.2})");
+    let started = Instant::now();
+    let (mut floor, mut docfan) = scenarios.await?;
+    let seconds = started.elapsed().as_secs_f64();
+    for s in [&mut floor, &mut docfan] {
+        s.load_average = load;
+        s.seconds = seconds;
+    }
+    println!("  {seconds:.1} s");
+    Ok((floor, docfan))
+}
+
 async fn timed(
     name: &str,
     scenario: impl Future<Output = anyhow::Result<Scenario>>,
