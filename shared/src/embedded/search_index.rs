@@ -141,8 +141,12 @@ impl TantivySearchIndex {
         let directory = MmapDirectory::open(dir)
             .map_err(|e| Error::Unavailable(format!("search index folder: {e}")))?;
         let (schema, fields) = schema();
-        let index =
+        let mut index =
             Index::open_or_create(directory, schema).map_err(unavailable("opening the index"))?;
+        // tantivy starts a thread per segment to compress its stored documents; with a
+        // commit every few hundred milliseconds that is several threads a second, each
+        // with fresh memory. The indexing thread compresses them itself instead.
+        index.settings_mut().docstore_compress_dedicated_thread = false;
         let writer = index
             .writer_with_num_threads(1, WRITER_MEMORY)
             .map_err(unavailable("opening the index writer"))?;
