@@ -19,38 +19,100 @@ pub const MAX_FRAME_BYTES: usize = 128 * 1024;
 
 /// A serialized server frame: UTF-8 JSON, cheap to clone, so one change's frame is
 /// shared by every connection that receives it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Frame(Bytes);
+///
+/// It is kept as it goes on a WebSocket from a server: the text frame's header (final,
+/// unmasked), then the JSON. The local driver writes [`wire`](Frame::wire) to every
+/// socket as it is, encoding nothing per connection; API Gateway's push takes the JSON
+/// alone ([`bytes`](Frame::bytes)).
+#[derive(Clone)]
+pub struct Frame {
+    wire: Bytes,
+    /// Where the JSON starts in `wire`.
+    header: u8,
+}
+
+/// The longest header of a WebSocket frame a server sends (no mask): two bytes and an
+/// eight-byte length.
+const MAX_HEADER: usize = 10;
+
+/// The header of a final, unmasked text frame of `len` bytes (RFC 6455 §5.2), right-
+/// aligned in the array; returns it and its length.
+fn text_frame_header(len: usize) -> ([u8; MAX_HEADER], usize) {
+    const FIN_TEXT: u8 = 0x81;
+    let mut header = [0; MAX_HEADER];
+    let used = if len < 126 {
+        header[8] = FIN_TEXT;
+        header[9] = len as u8;
+        2
+    } else if let Ok(len) = u16::try_from(len) {
+        header[6] = FIN_TEXT;
+        header[7] = 126;
+        header[8..].copy_from_slice(&len.to_be_bytes());
+        4
+    } else {
+        header[0] = FIN_TEXT;
+        header[1] = 127;
+        header[2..].copy_from_slice(&(len as u64).to_be_bytes());
+        10
+    };
+    (header, used)
+}
 
 impl Frame {
     pub(crate) fn from_json(value: &impl Serialize) -> Self {
-        let text = serde_json::to_string(value).expect("frames serialize");
-        Self(Bytes::from(text.into_bytes()))
+        // Room for the longest header first, so the JSON is written once, in place.
+        let mut wire = Vec::with_capacity(256);
+        wire.resize(MAX_HEADER, 0);
+        serde_json::to_writer(&mut wire, value).expect("frames serialize");
+        let (header, used) = text_frame_header(wire.len() - MAX_HEADER);
+        let start = MAX_HEADER - used;
+        wire[start..MAX_HEADER].copy_from_slice(&header[start..]);
+        Self {
+            wire: Bytes::from(wire).slice(start..),
+            header: used as u8,
+        }
     }
 
     /// The frame's bytes (UTF-8 JSON), shared, not copied.
     pub fn bytes(&self) -> Bytes {
-        self.0.clone()
+        self.wire.slice(usize::from(self.header)..)
+    }
+
+    /// The whole WebSocket text frame as a server sends it: header, then the JSON.
+    pub fn wire(&self) -> &[u8] {
+        &self.wire
+    }
+
+    fn json(&self) -> &[u8] {
+        &self.wire[usize::from(self.header)..]
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.json().len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.json().is_empty()
     }
 
     /// The frame as text.
     pub fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.0).expect("frames are built from strings")
+        std::str::from_utf8(self.json()).expect("frames are built from strings")
     }
 
     /// The frame as a JSON value (for tests and logs).
     pub fn to_json(&self) -> Value {
-        serde_json::from_slice(&self.0).expect("frames are JSON")
+        serde_json::from_slice(self.json()).expect("frames are JSON")
     }
 }
+
+impl PartialEq for Frame {
+    fn eq(&self, other: &Self) -> bool {
+        self.json() == other.json()
+    }
+}
+
+impl Eq for Frame {}
 
 impl std::fmt::Debug for Frame {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -264,4 +326,39 @@ pub fn analysis_completed(analysis: &Analysis) -> Frame {
         "version": analysis.version,
         "analysis": analysis,
     }))
+}
+
+#[cfg(test)]
+mod wire_tests {
+    use super::*;
+
+    /// A frame whose JSON is exactly `len` bytes (a string of `len - 2` letters).
+    fn frame_of(len: usize) -> Frame {
+        Frame::from_json(&"a".repeat(len - 2))
+    }
+
+    #[test]
+    fn the_wire_form_is_a_final_unmasked_text_frame_with_the_shortest_length() {
+        for (len, header) in [
+            (2, vec![0x81, 2]),
+            (125, vec![0x81, 125]),
+            (126, vec![0x81, 126, 0, 126]),
+            (65_535, vec![0x81, 126, 0xff, 0xff]),
+            (65_536, vec![0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0]),
+        ] {
+            let frame = frame_of(len);
+            assert_eq!(frame.len(), len);
+            assert_eq!(&frame.wire()[..header.len()], &header[..], "{len} bytes");
+            assert_eq!(&frame.wire()[header.len()..], frame.as_str().as_bytes());
+            assert_eq!(frame.bytes().len(), len);
+            assert_eq!(frame.bytes(), frame.as_str().as_bytes());
+        }
+    }
+
+    #[test]
+    fn frames_are_equal_by_their_json() {
+        assert_eq!(frame_of(300), frame_of(300));
+        assert_ne!(frame_of(300), frame_of(301));
+        assert_eq!(frame_of(10).to_json(), Value::String("a".repeat(8)));
+    }
 }

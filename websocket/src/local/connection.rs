@@ -9,19 +9,21 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures_util::{SinkExt, StreamExt};
 use shared::ports::{Connection, ConnectionId};
 use tokio::time::{Instant, sleep_until, timeout};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Error as SocketError, Message};
 use tracing::Instrument;
 
 use super::LocalWebSocket;
-use super::gate::Gate;
+use super::gate::{Gate, waker_changed};
 use super::rate_limit::{FloodGuard, Verdict};
 use super::slots::Slot;
+use super::socket::Socket;
 use crate::frames::{self, ErrorCode, Frame};
 use crate::outbox::{Close, Mail, MailboxReceiver, Outbox};
 use crate::service::FrameOutcome;
@@ -51,7 +53,7 @@ pub(super) struct Session {
     clippy::manual_async_fn,
     reason = "an async fn would hold its arguments twice"
 )]
-pub(super) fn run(session: Box<Session>, mut socket: WebSocket) -> impl Future<Output = ()> + Send {
+pub(super) fn run(session: Box<Session>, mut socket: Socket) -> impl Future<Output = ()> + Send {
     async move {
         let Session {
             ws,
@@ -77,7 +79,7 @@ pub(super) fn run(session: Box<Session>, mut socket: WebSocket) -> impl Future<O
 /// mail, and unboxed it would size the task for the whole of every write.
 enum Wake {
     Mail(Mail),
-    Message(Box<Option<Result<Message, axum::Error>>>),
+    Message(Box<Option<Result<Message, SocketError>>>),
     Tick,
 }
 
@@ -95,7 +97,7 @@ fn drive<'a>(
     ws: &'a LocalWebSocket,
     connection: &'a Connection,
     mailbox: &'a MailboxReceiver,
-    socket: &'a mut WebSocket,
+    socket: &'a mut Socket,
     out: &'a mut VecDeque<Frame>,
 ) -> impl Future<Output = Close> + Send + 'a {
     async move {
@@ -115,12 +117,17 @@ fn drive<'a>(
         let (read_gate, tick_gate) = (Gate::new(), Gate::new());
         let (read_waker, tick_waker) = (read_gate.waker(), tick_gate.waker());
         let mut reads_first = false;
+        let mut task_waker = None;
         loop {
             let wake = std::future::poll_fn(|cx| {
+                if waker_changed(cx, &mut task_waker) {
+                    tick_gate.watch(cx.waker());
+                    read_gate.watch(cx.waker());
+                }
                 // The timer first (its gate makes that free until it fires), then mail and
                 // the client's frames in turn, so neither a stream of broadcasts nor a
                 // chatty client keeps the other waiting.
-                if tick_gate.pass(cx)
+                if tick_gate.pass()
                     && tick
                         .as_mut()
                         .poll(&mut Context::from_waker(&tick_waker))
@@ -130,9 +137,9 @@ fn drive<'a>(
                 }
                 for read in [reads_first, !reads_first] {
                     if read {
-                        if read_gate.pass(cx)
+                        if read_gate.pass()
                             && let Poll::Ready(message) =
-                                socket.poll_next_unpin(&mut Context::from_waker(&read_waker))
+                                socket.poll_next(&mut Context::from_waker(&read_waker))
                         {
                             // More may be buffered already: no wake would say so.
                             read_gate.reopen();
@@ -214,7 +221,7 @@ fn drive<'a>(
                             }
                             continue;
                         }
-                        Message::Pong(_) => continue,
+                        Message::Pong(_) | Message::Frame(_) => continue,
                         Message::Close(_) => return CLIENT_GONE,
                     };
                     spoke_at = now;
@@ -270,7 +277,7 @@ async fn handle(
     ws: &LocalWebSocket,
     connection: &Connection,
     mailbox: &MailboxReceiver,
-    socket: &mut WebSocket,
+    socket: &mut Socket,
     out: &mut VecDeque<Frame>,
     text: &str,
 ) -> Result<FrameOutcome, Close> {
@@ -291,33 +298,24 @@ async fn handle(
     }
 }
 
-/// Writes the frames in `out` (then frees it), flushing once, within `limit`.
+/// Writes the frames in `out` (then frees it) within `limit`.
 ///
-/// Polled by hand rather than through `feed` and `flush`: this future sits in every
-/// connection's task, and their futures would double its size. Most writes finish at
-/// their first poll, so the timer is set only for one that has to wait.
+/// Polled by hand rather than as an `async fn`: this future sits in every connection's
+/// task. Most writes finish at their first poll, so the timer is set only for one that
+/// has to wait.
 #[allow(
     clippy::manual_async_fn,
     reason = "an async fn would hold its arguments twice"
 )]
 fn write<'a>(
-    socket: &'a mut WebSocket,
+    socket: &'a mut Socket,
     out: &'a mut VecDeque<Frame>,
     limit: Duration,
     id: &'a ConnectionId,
 ) -> impl Future<Output = Result<(), Close>> + Send + 'a {
     async move {
-        let mut next = 0;
-        let mut flush = |cx: &mut Context<'_>| {
-            while let Some(frame) = out.get(next) {
-                ready!(socket.poll_ready_unpin(cx))?;
-                next += 1;
-                if let Ok(text) = Utf8Bytes::try_from(frame.bytes()) {
-                    socket.start_send_unpin(Message::Text(text))?;
-                }
-            }
-            socket.poll_flush_unpin(cx)
-        };
+        let mut at = (0, 0);
+        let mut flush = |cx: &mut Context<'_>| socket.poll_write_frames(cx, out, &mut at);
         let written = match std::future::poll_fn(|cx| Poll::Ready(flush(cx))).await {
             Poll::Ready(done) => Ok(done),
             Poll::Pending => timeout(limit, std::future::poll_fn(&mut flush)).await,
@@ -330,7 +328,7 @@ fn write<'a>(
 
 /// Writes one message within `limit`.
 async fn send(
-    socket: &mut WebSocket,
+    socket: &mut Socket,
     message: Message,
     limit: Duration,
     id: &ConnectionId,
@@ -338,8 +336,8 @@ async fn send(
     verdict(timeout(limit, socket.send(message)).await, id)
 }
 
-fn verdict(
-    written: Result<Result<(), axum::Error>, tokio::time::error::Elapsed>,
+fn verdict<E: std::fmt::Display>(
+    written: Result<Result<(), E>, tokio::time::error::Elapsed>,
     id: &ConnectionId,
 ) -> Result<(), Close> {
     match written {
@@ -355,11 +353,8 @@ fn verdict(
     }
 }
 
-fn is_too_big(e: &axum::Error) -> bool {
-    let text = e.to_string();
-    text.contains("Space limit exceeded")
-        || text.contains("too long")
-        || text.contains("Message too big")
+fn is_too_big(e: &SocketError) -> bool {
+    matches!(e, SocketError::Capacity(_))
 }
 
 /// Ends the connection: what was queued before the close (replies, error frames)
@@ -369,7 +364,7 @@ async fn finish(
     ws: &LocalWebSocket,
     id: &ConnectionId,
     mailbox: &MailboxReceiver,
-    mut socket: WebSocket,
+    mut socket: Socket,
     mut out: VecDeque<Frame>,
     why: Close,
 ) {
@@ -383,8 +378,8 @@ async fn finish(
     if why != CLIENT_GONE {
         tracing::info!(connection = %id, code = why.code, reason = why.reason, "closing");
         let frame = CloseFrame {
-            code: why.code,
-            reason: Utf8Bytes::from_static(why.reason),
+            code: CloseCode::from(why.code),
+            reason: why.reason.into(),
         };
         let _ = timeout(
             config.close_timeout,

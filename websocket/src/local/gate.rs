@@ -3,16 +3,18 @@
 //! not free: a WebSocket read that is not ready still clears a 4 KiB buffer and
 //! registers wakers. With one gate per source, a frame to write wakes the connection's
 //! task without touching its socket's read side.
+//!
+//! Passing a closed gate costs one atomic load: the task's waker is handed over only
+//! when it changes (a spawned task keeps the same one), not at every poll.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Wake, Waker};
-
-use futures_util::task::AtomicWaker;
 
 pub(super) struct Gate {
     open: AtomicBool,
-    task: AtomicWaker,
+    /// The task waiting behind the gate; woken (not taken) at every wake.
+    task: Mutex<Option<Waker>>,
 }
 
 impl Gate {
@@ -20,7 +22,7 @@ impl Gate {
     pub fn new() -> Arc<Self> {
         Arc::new(Self {
             open: AtomicBool::new(true),
-            task: AtomicWaker::new(),
+            task: Mutex::new(None),
         })
     }
 
@@ -29,11 +31,15 @@ impl Gate {
         Waker::from(Arc::clone(self))
     }
 
-    /// Passes `cx`'s waker on to the task waiting behind the gate, and closes the gate
-    /// if it was open: returns whether the source must be polled now.
-    pub fn pass(&self, cx: &Context<'_>) -> bool {
-        self.task.register(cx.waker());
-        self.open.swap(false, Ordering::AcqRel)
+    /// Hands the gate the waker of the task waiting behind it (call it again only when
+    /// that waker changes: see [`waker_changed`]).
+    pub fn watch(&self, task: &Waker) {
+        *self.task.lock().expect("gate lock") = Some(task.clone());
+    }
+
+    /// Closes the gate if it was open: returns whether the source must be polled now.
+    pub fn pass(&self) -> bool {
+        self.open.load(Ordering::Acquire) && self.open.swap(false, Ordering::AcqRel)
     }
 
     /// Opens the gate without a wake: the source has more to give (a read that
@@ -51,7 +57,21 @@ impl Wake for Gate {
 
     fn wake_by_ref(self: &Arc<Self>) {
         self.open.store(true, Ordering::Release);
-        self.task.wake();
+        if let Some(task) = &*self.task.lock().expect("gate lock") {
+            task.wake_by_ref();
+        }
+    }
+}
+
+/// Whether `cx`'s waker differs from `last`, the one the task remembers from its last
+/// poll (and keeps it there if so): the task then hands it to its gates.
+pub(super) fn waker_changed(cx: &Context<'_>, last: &mut Option<Waker>) -> bool {
+    match last {
+        Some(waker) if waker.will_wake(cx.waker()) => false,
+        _ => {
+            *last = Some(cx.waker().clone());
+            true
+        }
     }
 }
 
@@ -64,15 +84,36 @@ mod tests {
         let gate = Gate::new();
         let woken = Arc::new(Counter::default());
         let task = Waker::from(woken.clone());
-        let cx = Context::from_waker(&task);
-        assert!(gate.pass(&cx), "open at first");
-        assert!(!gate.pass(&cx), "closed until woken");
+        gate.watch(&task);
+        assert!(gate.pass(), "open at first");
+        assert!(!gate.pass(), "closed until woken");
         gate.waker().wake_by_ref();
         assert_eq!(woken.count(), 1);
-        assert!(gate.pass(&cx));
+        assert!(gate.pass());
         gate.reopen();
-        assert!(gate.pass(&cx));
-        assert!(!gate.pass(&cx));
+        assert!(gate.pass());
+        assert!(!gate.pass());
+        // Every wake reaches the task, not only the first after a pass.
+        gate.waker().wake_by_ref();
+        gate.waker().wake_by_ref();
+        assert_eq!(woken.count(), 3);
+    }
+
+    #[test]
+    fn a_task_hands_over_its_waker_only_when_it_changes() {
+        let gate = Gate::new();
+        let (first, second) = (Arc::new(Counter::default()), Arc::new(Counter::default()));
+        let (first_waker, second_waker) = (Waker::from(first.clone()), Waker::from(second.clone()));
+        let mut last = None;
+        let cx = Context::from_waker(&first_waker);
+        assert!(waker_changed(&cx, &mut last));
+        gate.watch(cx.waker());
+        assert!(!waker_changed(&cx, &mut last));
+        let cx = Context::from_waker(&second_waker);
+        assert!(waker_changed(&cx, &mut last));
+        gate.watch(cx.waker());
+        gate.waker().wake_by_ref();
+        assert_eq!((first.count(), second.count()), (0, 1));
     }
 
     #[derive(Default)]

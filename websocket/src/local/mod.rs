@@ -3,24 +3,27 @@
 //!
 //! - `mod.rs`: the configuration, the shared state and the upgrade handler (the token is
 //!   checked before upgrading: a bad one gets a plain 401);
+//! - `handshake.rs`: the opening handshake, checked and answered;
 //! - `connection.rs`: one connection's task, owning its socket (pings, idle and expiry
 //!   timeouts, flood control, slow clients);
+//! - `socket.rs`: the upgraded socket: tungstenite reads and writes control frames, the
+//!   server's frames go out as they were built, several to a `writev`;
 //! - `gate.rs`: wakers that remember they fired, so the task polls only what woke it;
 //! - `rate_limit.rs`: the per-connection token bucket;
 //! - `slots.rs`: how many connections one user, and the server, may hold open.
 
 mod connection;
 mod gate;
+mod handshake;
 mod rate_limit;
 mod slots;
+mod socket;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -30,6 +33,7 @@ use shared::auth::{AuthError, TokenAuthority};
 use shared::clock::Clock;
 use shared::metrics::LiveMetrics;
 use shared::ports::{AuditLog, ConnectionId, ConnectionRegistry, DocumentStore};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 pub use rate_limit::RateLimit;
 
@@ -37,6 +41,8 @@ use crate::notifier::LiveNotifier;
 use crate::outbox::{Close, LocalOutbox};
 use crate::registry::InProcessRegistry;
 use crate::service::{ConnectError, ConnectionService, ServiceConfig, ServicePorts};
+use handshake::{Handshake, NotAHandshake};
+use socket::Socket;
 
 /// The initial read and write buffer of each socket.
 const SOCKET_BUFFER_BYTES: usize = 4 * 1024;
@@ -232,11 +238,11 @@ struct TokenQuery {
 async fn upgrade(
     State(ws): State<LocalWebSocket>,
     query: Result<Query<TokenQuery>, QueryRejection>,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    handshake: Result<Handshake, NotAHandshake>,
 ) -> Response {
     let token = query.map(|Query(q)| q.token).unwrap_or_default();
-    let upgrade = match upgrade {
-        Ok(upgrade) => upgrade,
+    let handshake = match handshake {
+        Ok(handshake) => handshake,
         Err(rejection) => {
             // Authentication first: a request without a valid token learns nothing more.
             if let Err(e) = ws.service.authenticate(&token).await {
@@ -292,29 +298,37 @@ async fn upgrade(
             };
         }
     };
-    let on_failure = ws.clone();
-    let failed_id = id.clone();
     let max_message_bytes = ws.config.max_message_bytes;
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(max_message_bytes))
+        .max_frame_size(Some(max_message_bytes))
+        // The socket's buffers are allocated per connection up front; the defaults
+        // (128 KiB each) would cost ~140 KB per idle connection. They grow on demand for
+        // larger messages.
+        .read_buffer_size(SOCKET_BUFFER_BYTES)
+        .write_buffer_size(SOCKET_BUFFER_BYTES);
     let session = Box::new(connection::Session {
         ws,
         connection,
         mailbox,
         _slot: slot,
     });
-    upgrade
-        .max_message_size(max_message_bytes)
-        .max_frame_size(max_message_bytes)
-        // The socket's buffers are allocated per connection up front; the defaults
-        // (128 KiB each) would cost ~140 KB per idle connection. They grow on demand for
-        // larger messages.
-        .read_buffer_size(SOCKET_BUFFER_BYTES)
-        .write_buffer_size(SOCKET_BUFFER_BYTES)
-        .on_failed_upgrade(move |e| {
-            tracing::debug!(error = %e, "websocket upgrade failed");
-            on_failure.outbox.remove(&failed_id);
-            tokio::spawn(async move { on_failure.service.disconnect(&failed_id).await });
-        })
-        .on_upgrade(move |socket| connection::run(session, socket))
+    let (response, upgraded) = handshake.accept();
+    tokio::spawn(async move {
+        match upgraded.await {
+            Ok(upgraded) => {
+                let socket = Socket::new(upgraded, config).await;
+                connection::run(session, socket).await;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "websocket upgrade failed");
+                let connection::Session { ws, connection, .. } = *session;
+                ws.outbox.remove(&connection.id);
+                ws.service.disconnect(&connection.id).await;
+            }
+        }
+    });
+    response
 }
 
 fn problem(status: StatusCode, kind: &str, title: &str, detail: &str) -> Response {

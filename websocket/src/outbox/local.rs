@@ -3,11 +3,10 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, RwLock};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures_util::task::AtomicWaker;
 use rustc_hash::FxHashMap;
 use shared::ports::ConnectionId;
 use tokio::sync::Notify;
@@ -17,12 +16,12 @@ use crate::frames::Frame;
 
 /// One local connection's mailbox: the frames waiting for its socket and, once asked,
 /// why it must close. Pushers (the notifier, replies) lock it briefly; the connection's
-/// task is woken through one waker, and pushers waiting for room (replies, replays)
-/// through `room`. No channel, no second task: an idle connection holds this and an
-/// empty queue.
+/// task is woken, under the same lock, when a frame finds the queue empty (a fuller
+/// queue means the task is already woken and has not taken it yet), and pushers waiting
+/// for room (replies, replays) through `room`. No channel, no second task: an idle
+/// connection holds this and an empty queue.
 struct Mailbox {
     state: Mutex<Queue>,
-    task: AtomicWaker,
     room: Notify,
     capacity: usize,
 }
@@ -30,6 +29,8 @@ struct Mailbox {
 #[derive(Default)]
 struct Queue {
     frames: VecDeque<Frame>,
+    /// The connection's task, as it last polled; woken, not taken, by a push.
+    task: Option<Waker>,
     close: Option<Close>,
     /// The connection's task has finished: nothing will read the queue any more.
     finished: bool,
@@ -48,25 +49,26 @@ impl Mailbox {
     fn new(capacity: usize) -> Self {
         Self {
             state: Mutex::new(Queue::default()),
-            task: AtomicWaker::new(),
             room: Notify::new(),
             capacity: capacity.max(1),
         }
     }
 
     fn push(&self, frame: Frame) -> Result<(), Refused> {
-        {
-            let mut queue = self.state.lock().expect("mailbox lock");
-            if queue.close.is_some() || queue.finished {
-                return Err(Refused::Closed);
-            }
-            if queue.frames.len() >= self.capacity {
-                queue.room_wanted = true;
-                return Err(Refused::Full(frame));
-            }
-            queue.frames.push_back(frame);
+        let mut queue = self.state.lock().expect("mailbox lock");
+        if queue.close.is_some() || queue.finished {
+            return Err(Refused::Closed);
         }
-        self.task.wake();
+        if queue.frames.len() >= self.capacity {
+            queue.room_wanted = true;
+            return Err(Refused::Full(frame));
+        }
+        queue.frames.push_back(frame);
+        if queue.frames.len() == 1
+            && let Some(task) = &queue.task
+        {
+            task.wake_by_ref();
+        }
         Ok(())
     }
 
@@ -96,11 +98,13 @@ impl Mailbox {
             let won = queue.close.is_none();
             if won {
                 queue.close = Some(why);
+                if let Some(task) = &queue.task {
+                    task.wake_by_ref();
+                }
             }
             won
         };
         if won {
-            self.task.wake();
             self.room.notify_waiters();
         }
         won
@@ -131,15 +135,21 @@ impl MailboxReceiver {
     /// [`recv`](MailboxReceiver::recv) as a poll: `cx`'s waker is woken when mail
     /// arrives.
     pub fn poll_recv(&self, cx: &mut Context<'_>, into: &mut VecDeque<Frame>) -> Poll<Mail> {
-        self.mailbox.task.register(cx.waker());
-        match self.take(into) {
+        match self.take(cx, into) {
             Some(mail) => Poll::Ready(mail),
             None => Poll::Pending,
         }
     }
 
-    fn take(&self, into: &mut VecDeque<Frame>) -> Option<Mail> {
+    fn take(&self, cx: &Context<'_>, into: &mut VecDeque<Frame>) -> Option<Mail> {
         let mut queue = self.mailbox.state.lock().expect("mailbox lock");
+        if !queue
+            .task
+            .as_ref()
+            .is_some_and(|task| task.will_wake(cx.waker()))
+        {
+            queue.task = Some(cx.waker().clone());
+        }
         if let Some(why) = queue.close {
             return Some(Mail::Close(why));
         }
@@ -190,6 +200,7 @@ impl Drop for MailboxReceiver {
         let mut queue = self.mailbox.state.lock().expect("mailbox lock");
         queue.finished = true;
         queue.frames = VecDeque::new();
+        queue.task = None;
         drop(queue);
         self.mailbox.room.notify_waiters();
     }
@@ -425,5 +436,45 @@ mod tests {
         assert_eq!(mailbox.recv(&mut taken).await, Mail::Close(Close::IDLE));
         assert_eq!(mailbox.try_recv(), Some(frames::pong()));
         assert_eq!(outbox.send(&id, frames::pong()).await, Err(SendError::Gone));
+    }
+
+    #[tokio::test]
+    async fn the_task_is_woken_once_per_batch_it_has_not_taken_yet() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        #[derive(Default)]
+        struct Counter(AtomicUsize);
+        impl std::task::Wake for Counter {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let outbox = LocalOutbox::new(Duration::from_millis(10));
+        let id = ConnectionId("c1".into());
+        let mailbox = outbox.open(id.clone(), 8);
+        let woken = Arc::new(Counter::default());
+        let waker = Waker::from(woken.clone());
+        let mut cx = Context::from_waker(&waker);
+        let count = || woken.0.load(Ordering::SeqCst);
+        let mut taken = VecDeque::new();
+        // Pushed before the task first looked: found at its first poll.
+        outbox.send(&id, frames::pong()).await.unwrap();
+        assert_eq!(
+            mailbox.poll_recv(&mut cx, &mut taken),
+            Poll::Ready(Mail::Frames)
+        );
+        assert_eq!(mailbox.poll_recv(&mut cx, &mut taken), Poll::Pending);
+        outbox.send(&id, frames::pong()).await.unwrap();
+        outbox.send(&id, frames::pong()).await.unwrap();
+        assert_eq!(count(), 1, "the second frame finds the task woken already");
+        taken.clear();
+        assert_eq!(
+            mailbox.poll_recv(&mut cx, &mut taken),
+            Poll::Ready(Mail::Frames)
+        );
+        assert_eq!(taken.len(), 2);
+        outbox.send(&id, frames::pong()).await.unwrap();
+        assert_eq!(count(), 2, "taken: the next frame wakes again");
+        mailbox.close(Close::IDLE);
+        assert_eq!(count(), 3, "a close always wakes");
     }
 }
