@@ -118,6 +118,8 @@ fn drive<'a>(
         let (read_waker, tick_waker) = (read_gate.waker(), tick_gate.waker());
         let mut reads_first = false;
         let mut task_waker = None;
+        // Whether frames were written since the last periodic check.
+        let mut wrote = false;
         loop {
             let wake = std::future::poll_fn(|cx| {
                 if waker_changed(cx, &mut task_waker) {
@@ -156,6 +158,7 @@ fn drive<'a>(
             match wake {
                 Wake::Mail(Mail::Close(why)) => return why,
                 Wake::Mail(Mail::Frames) => {
+                    wrote = true;
                     if let Err(why) = write(socket, out, config.write_timeout, id).await {
                         return why;
                     }
@@ -164,6 +167,11 @@ fn drive<'a>(
                     let now = Instant::now();
                     if now >= next_check {
                         next_check = now + config.check_every();
+                        // Nothing written since the last check: idle, it keeps no buffer.
+                        if !std::mem::take(&mut wrote) {
+                            *out = VecDeque::new();
+                            mailbox.shrink();
+                        }
                         if ws.service.now() >= expires_at {
                             tracing::info!(connection = %id, "token expired");
                             return Close::TOKEN_EXPIRED;
@@ -320,8 +328,8 @@ fn write<'a>(
             Poll::Ready(done) => Ok(done),
             Poll::Pending => timeout(limit, std::future::poll_fn(&mut flush)).await,
         };
-        // Dropped, not cleared: an idle connection keeps no buffer.
-        *out = VecDeque::new();
+        // Kept for the next frames; an idle connection frees it at its next check.
+        out.clear();
         verdict(written, id)
     }
 }

@@ -157,9 +157,9 @@ impl MailboxReceiver {
             return None;
         }
         if into.is_empty() {
-            // The queue itself, buffer and all: an idle connection then holds no
-            // buffer here, and the next push makes a small one.
-            *into = std::mem::take(&mut queue.frames);
+            // The queue itself, buffer and all, for the task's empty one: while frames
+            // keep coming the two buffers take turns and no push allocates.
+            std::mem::swap(&mut queue.frames, into);
         } else {
             into.extend(queue.frames.drain(..));
         }
@@ -169,6 +169,15 @@ impl MailboxReceiver {
             self.mailbox.room.notify_waiters();
         }
         Some(Mail::Frames)
+    }
+
+    /// Frees the queue's buffer if it is empty (the connection is idle: it keeps no
+    /// buffer).
+    pub fn shrink(&self) {
+        let mut queue = self.mailbox.state.lock().expect("mailbox lock");
+        if queue.frames.is_empty() {
+            queue.frames = VecDeque::new();
+        }
     }
 
     /// The oldest queued frame, if any, whether or not a close was asked.
