@@ -192,6 +192,44 @@ async fn the_upgrade_needs_a_valid_token() {
 }
 
 #[tokio::test]
+async fn a_request_that_is_not_a_handshake_is_told_why() {
+    let app = TestApp::spawn().await;
+    let http = reqwest::Client::new();
+    let url = format!("{}?token={}", app.url("/ws"), tests::token_for("ann"));
+    // A plain GET: no `Connection: upgrade`.
+    let response = http.get(&url).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    let problem: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(problem["type"], "/problems/not-a-websocket-handshake");
+    // An upgrade to something else, and an unsupported version.
+    for (upgrade, version) in [("h2c", "13"), ("websocket", "8")] {
+        let response = http
+            .get(&url)
+            .header("connection", "upgrade")
+            .header("upgrade", upgrade)
+            .header("sec-websocket-version", version)
+            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::BAD_REQUEST,
+            "{upgrade} {version}"
+        );
+    }
+    // Another method is not a route here; without a token, 401 comes first.
+    let response = http.post(&url).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let response = http.get(app.url("/ws")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
 async fn a_rest_edit_reaches_the_other_collaborators_and_no_stranger() {
     let app = TestApp::spawn().await;
     let doc = app
