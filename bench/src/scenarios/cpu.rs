@@ -38,7 +38,7 @@ pub const FLOOR: &str = "floor-cpu";
 
 /// (subscribers, measured edits of each server).
 fn sizes(mode: Mode) -> Vec<(usize, usize)> {
-    // Two servers' connections are open at once, each seen from both ends here.
+    // Both servers' subscribers are open at once, their client ends all in this process.
     let most = (open_files_limit().saturating_sub(256) / 2) as usize;
     mode.pick(vec![(1, 300), (1000, 300)], vec![(1, 20), (20, 10)])
         .into_iter()

@@ -118,7 +118,8 @@ fn drive<'a>(
         let (read_waker, tick_waker) = (read_gate.waker(), tick_gate.waker());
         let mut reads_first = false;
         let mut task_waker = None;
-        // Whether frames were written since the last periodic check.
+        // Whether mail was written since the last periodic check (the replies written
+        // while a client's frame is handled do not count: at worst a buffer is freed early).
         let mut wrote = false;
         loop {
             let wake = std::future::poll_fn(|cx| {
@@ -306,7 +307,7 @@ async fn handle(
     }
 }
 
-/// Writes the frames in `out` (then frees it) within `limit`.
+/// Writes the frames in `out` within `limit`, then empties it (keeping its buffer).
 ///
 /// Polled by hand rather than as an `async fn`: this future sits in every connection's
 /// task. Most writes finish at their first poll, so the timer is set only for one that
