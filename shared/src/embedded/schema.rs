@@ -47,6 +47,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "the webhook outbox",
         sql: include_str!("migrations/0003_webhook_outbox.sql"),
     },
+    Migration {
+        version: 4,
+        name: "the tables of whole documents as rowid tables",
+        sql: include_str!("migrations/0004_rowid_tables.sql"),
+    },
 ];
 
 /// The schema version this docfan writes.
@@ -223,6 +228,62 @@ mod tests {
             )
             .unwrap();
         assert_eq!(words, 0, "the failed migration's table was rolled back");
+    }
+
+    #[test]
+    fn version_4_keeps_every_row_of_the_whole_document_tables_and_gives_them_rowids() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = open_connection(&dir.path().join("d.db")).unwrap();
+        migrate_with(&mut conn, &MIGRATIONS[..3]).unwrap();
+        let big = "x".repeat(20_000);
+        conn.execute_batch(&format!(
+            "INSERT INTO documents (id, version, doc) VALUES ('d1', 2, '{big}'), ('d2', 1, '{{}}');
+             INSERT INTO document_versions (document_id, version, actor, at, title, ops, snapshot)
+                 VALUES ('d1', 1, 'ann', 't1', 'T', NULL, '{big}'), ('d1', 2, 'ann', 't2', 'T', '[]', NULL);
+             INSERT INTO audit_log (document_id, version, entry)
+                 VALUES ('d1', 1, '{big}'), ('d1', 2, 'e2'), ('d2', 1, 'e1');"
+        ))
+        .unwrap();
+        let rows = |conn: &Connection, sql: &str| -> Vec<String> {
+            let mut stmt = conn.prepare(sql).unwrap();
+            stmt.query_map([], |r| r.get::<_, String>(0))
+                .unwrap()
+                .map(|r| r.unwrap())
+                .collect()
+        };
+        let queries = [
+            "SELECT id || '/' || version || '/' || doc FROM documents ORDER BY id",
+            "SELECT document_id || '/' || version || '/' || actor || '/' || at || '/' || title
+                 || '/' || IFNULL(ops, '-') || '/' || IFNULL(snapshot, '-')
+             FROM document_versions ORDER BY document_id, version",
+            "SELECT document_id || '/' || version || '/' || entry FROM audit_log
+             ORDER BY document_id, version",
+        ];
+        let before: Vec<Vec<String>> = queries.iter().map(|q| rows(&conn, q)).collect();
+
+        assert_eq!(migrate(&mut conn).unwrap(), 3);
+        let after: Vec<Vec<String>> = queries.iter().map(|q| rows(&conn, q)).collect();
+        assert_eq!(after, before);
+        for (_, name, sql) in schema_of(&conn) {
+            let sql = sql.unwrap_or_default();
+            if ["documents", "document_versions", "audit_log"].contains(&name.as_str()) {
+                assert!(!sql.contains("WITHOUT ROWID"), "{name}: {sql}");
+            }
+        }
+        // The keys are still unique.
+        let again = conn.execute(
+            "INSERT INTO audit_log (document_id, version, entry) VALUES ('d1', 2, 'again')
+             ON CONFLICT DO NOTHING",
+            [],
+        );
+        assert_eq!(again.unwrap(), 0);
+        assert!(
+            conn.execute(
+                "INSERT INTO documents (id, version, doc) VALUES ('d2', 5, '{}')",
+                []
+            )
+            .is_err()
+        );
     }
 
     #[test]
