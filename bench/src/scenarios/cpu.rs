@@ -16,6 +16,7 @@
 //! edits, then docfan's, and again), so that a change in the machine's load during the
 //! run weighs on both alike.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -70,6 +71,57 @@ fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
     let total = ticks(11)? + ticks(12)?;
     let per_second = clock_ticks_per_second();
     Ok(Duration::from_secs_f64(total as f64 / per_second as f64))
+}
+
+/// The time each thread of a process has run so far (`/proc/…/task/*/schedstat`, in
+/// nanoseconds), by thread id, with the thread's name less any trailing number (the
+/// numbered threads of a pool count as one).
+fn thread_times(pid: u32) -> HashMap<u32, (String, Duration)> {
+    let mut times = HashMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return times;
+    };
+    for task in tasks.flatten() {
+        let Some(tid) = task
+            .file_name()
+            .to_str()
+            .and_then(|t| t.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let path = task.path();
+        let (Ok(name), Ok(schedstat)) = (
+            std::fs::read_to_string(path.join("comm")),
+            std::fs::read_to_string(path.join("schedstat")),
+        ) else {
+            continue; // ended meanwhile
+        };
+        let Some(ran) = schedstat
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        let name = name.trim().trim_end_matches(|c: char| c.is_ascii_digit());
+        times.insert(tid, (name.to_owned(), Duration::from_nanos(ran)));
+    }
+    times
+}
+
+/// What each kind of thread ran between two readings of [`thread_times`]: a thread
+/// started meanwhile counts whole; one that ended meanwhile is not there to read (its
+/// time is in the process's total only).
+fn ran_between(
+    before: &HashMap<u32, (String, Duration)>,
+    after: &HashMap<u32, (String, Duration)>,
+) -> BTreeMap<String, Duration> {
+    let mut ran: BTreeMap<String, Duration> = BTreeMap::new();
+    for (tid, (name, now)) in after {
+        let earlier = before.get(tid).map_or(Duration::ZERO, |(_, t)| *t);
+        *ran.entry(name.clone()).or_default() += now.saturating_sub(earlier);
+    }
+    ran
 }
 
 /// The kernel's clock ticks per second for /proc times (`getconf CLK_TCK`).
@@ -143,6 +195,8 @@ struct Spent {
     /// Frames the clients read meanwhile, of any kind.
     frames: usize,
     cpu: Duration,
+    /// Of `cpu`, what each kind of thread ran (by name).
+    threads: BTreeMap<String, Duration>,
     elapsed: Duration,
 }
 
@@ -158,13 +212,34 @@ impl Spent {
             self.edits,
             self.elapsed.as_secs_f64()
         );
-        Case::new(format!("{label}, {}", count(subscribers, "subscriber")))
+        let ms_per_edit = |d: Duration| d.as_secs_f64() * 1000.0 / self.edits as f64;
+        let mut threads: Vec<(String, f64)> = self
+            .threads
+            .iter()
+            .map(|(name, ran)| (name.clone(), ms_per_edit(*ran)))
+            .filter(|(_, ms)| *ms >= 0.005)
+            .collect();
+        threads.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let read: Duration = self.threads.values().sum();
+        let ended = ms_per_edit(self.cpu.saturating_sub(read));
+        let listed: Vec<String> = threads
+            .iter()
+            .map(|(name, ms)| format!("{name} {ms:.2}"))
+            .chain(std::iter::once(format!("threads that ended {ended:.2}")))
+            .collect();
+        println!("    by thread, ms per edit: {}", listed.join(", "));
+        let mut case = Case::new(format!("{label}, {}", count(subscribers, "subscriber")))
             .param("subscribers", subscribers)
             .param("edits", self.edits)
             .throughput(self.edits as f64 / self.elapsed.as_secs_f64(), "edits/s")
             .figure("server_cpu_ms_per_edit", per_edit_ms)
             .figure("frames_per_edit", frames_per_edit)
             .figure("server_cpu_us_per_frame", per_frame_us)
+            .figure("threads_that_ended_cpu_ms_per_edit", ended);
+        for (name, ms) in threads {
+            case = case.figure(&format!("thread_{name}_cpu_ms_per_edit"), ms);
+        }
+        case
     }
 }
 
@@ -189,12 +264,16 @@ impl<F: AsyncFnMut() -> anyhow::Result<()>> Measured<F> {
 
     /// Makes `edits` edits, adding what they cost to `spent`.
     async fn round(&mut self, edits: usize) -> anyhow::Result<()> {
+        let threads_before = thread_times(self.pid);
         let (cpu_before, frames_before, started) =
             (cpu_time(self.pid)?, self.frames.all(), Instant::now());
         for _ in 0..edits {
             (self.edit)().await?;
         }
         self.spent.cpu += cpu_time(self.pid)? - cpu_before;
+        for (name, ran) in ran_between(&threads_before, &thread_times(self.pid)) {
+            *self.spent.threads.entry(name).or_default() += ran;
+        }
         self.spent.elapsed += started.elapsed();
         self.spent.frames += self.frames.all() - frames_before + edits * self.uncounted_per_edit;
         self.spent.edits += edits;
@@ -337,5 +416,29 @@ mod cpu_time_tests {
         std::hint::black_box(x);
         let after = cpu_time(pid).unwrap();
         assert!(after > before, "{before:?} → {after:?}");
+    }
+
+    #[test]
+    fn a_busy_thread_is_found_by_its_name_less_its_number() {
+        let pid = std::process::id();
+        let before = thread_times(pid);
+        let busy = std::thread::Builder::new()
+            .name("cpu-test-busy-7".into())
+            .spawn(|| {
+                let mut x = 0u64;
+                for i in 0..20_000_000u64 {
+                    x = x.wrapping_add(i * i);
+                }
+                std::hint::black_box(x);
+                // Still alive when the second reading is taken.
+                std::thread::park();
+            })
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let ran = ran_between(&before, &thread_times(pid));
+        busy.thread().unpark();
+        busy.join().unwrap();
+        let busy_ran = ran.get("cpu-test-busy-").copied().unwrap_or_default();
+        assert!(busy_ran > Duration::from_millis(1), "{ran:?}");
     }
 }
