@@ -30,13 +30,11 @@ const SAMPLE_EVERY: Duration = Duration::from_secs(5);
 /// up before the run counts what is missing.
 const GRACE: Duration = Duration::from_secs(60);
 
-/// (subscribers, how long the writers write). Five minutes: the resident memory (the
-/// heap; files and shared memory hold still) grows for the first two or so, then
-/// holds, so whether it is flat is read over the second half.
+/// (subscribers, how long the writers write).
 fn load(mode: Mode) -> (usize, Duration) {
     let most = open_files_limit().saturating_sub(256) as usize;
     let (subscribers, duration) = mode.pick(
-        (1000, Duration::from_secs(300)),
+        (1000, Duration::from_secs(120)),
         (20, Duration::from_secs(5)),
     );
     (subscribers.min(most), duration)
@@ -296,8 +294,8 @@ pub async fn run(mode: Mode) -> anyhow::Result<Scenario> {
              stop: how long until every lag is 0 and every subscriber has its document's \
              last version (at most {} s), then the frames counted: each subscriber must \
              read every version once, in order. No floor: the targets are absolute (lag \
-             under 1 s, nothing missed, RSS flat over the second half: the memory grows \
-             while the allocator and the caches warm up, for about two minutes).",
+             under 1 s, nothing missed, RSS flat; the memory at half-time and the second \
+             half's highest show whether it still grows once warm).",
             duration.as_secs(),
             SAMPLE_EVERY.as_secs(),
             GRACE.as_secs()
