@@ -77,6 +77,17 @@ struct Fields {
     reader: Field,
 }
 
+impl Fields {
+    /// The state an entry holds.
+    fn state_of(&self, stored: &TantivyDocument) -> IndexedVersion {
+        let number = |field: Field| stored.get_first(field).and_then(|v| v.as_u64());
+        IndexedVersion {
+            version: number(self.version).unwrap_or(0),
+            deleted: number(self.deleted) == Some(1),
+        }
+    }
+}
+
 fn schema() -> (Schema, Fields) {
     let mut builder = Schema::builder();
     let fields = Fields {
@@ -97,6 +108,21 @@ pub struct IndexedVersion {
     /// Whether that state is a tombstone.
     pub deleted: bool,
 }
+
+/// Which state already indexed for a document a write replaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Replaces {
+    /// Only an older one: the fan-out's writes, so a redelivered or late record never
+    /// replaces what a later one wrote.
+    Older,
+    /// An older one or one at the same version: a rebuild's, which writes each entry
+    /// again from the store.
+    OlderOrSame,
+}
+
+/// Blocks of stored documents [`TantivySearchIndex::entries`] keeps decompressed per
+/// segment (it reads them in order, so one would do).
+const ENTRIES_CACHED_BLOCKS: usize = 4;
 
 struct Writer {
     writer: IndexWriter,
@@ -196,23 +222,68 @@ impl TantivySearchIndex {
         .await
     }
 
-    /// Removes everything, tombstones included, and commits (before a rebuild from the
-    /// documents).
-    pub async fn clear(&self) -> Result<()> {
+    /// Rewrites a document's entry from the store's copy, as a rebuild does: it
+    /// replaces an entry at the same version as well as an older one (so a damaged or
+    /// stale entry is written again), never a newer one (a write of a later version,
+    /// made meanwhile by the fan-out, stands).
+    pub async fn rewrite(&self, doc: &SearchDocument) -> Result<WriteOutcome> {
+        let doc = doc.clone();
+        self.blocking(move |inner| {
+            let entry = inner.live_entry(&doc);
+            let state = IndexedVersion {
+                version: doc.version,
+                deleted: false,
+            };
+            inner.write(doc.id, state, entry, Replaces::OlderOrSame)
+        })
+        .await
+    }
+
+    /// Replaces a document's live entry at `version` with a tombstone at the same
+    /// version: for a document a rebuild found in the index but not in the store. A
+    /// later write of the document stands.
+    pub async fn bury(&self, id: &DocumentId, version: u64) -> Result<WriteOutcome> {
+        let id = *id;
+        self.blocking(move |inner| {
+            let state = IndexedVersion {
+                version,
+                deleted: true,
+            };
+            inner.write(
+                id,
+                state,
+                inner.tombstone(&id, version),
+                Replaces::OlderOrSame,
+            )
+        })
+        .await
+    }
+
+    /// Every committed entry: its document and the state it holds, read from the
+    /// stored fields (a rebuild's look for entries the store no longer has).
+    pub async fn entries(&self) -> Result<Vec<(DocumentId, IndexedVersion)>> {
         self.blocking(|inner| {
-            let mut writer = inner.lock_writer();
-            writer
-                .writer
-                .delete_all_documents()
-                .map_err(unavailable("clearing the index"))?;
-            // Committed at once: the version guard reads the committed index.
-            writer
-                .writer
-                .commit()
-                .map_err(unavailable("clearing the index"))?;
-            inner.reader.reload().map_err(unavailable("reloading"))?;
-            writer.pending.clear();
-            Ok(())
+            let searcher = inner.reader.searcher();
+            let mut entries = Vec::new();
+            for segment in searcher.segment_readers() {
+                let store = segment
+                    .get_store_reader(ENTRIES_CACHED_BLOCKS)
+                    .map_err(|e| Error::Unavailable(format!("reading the entries: {e}")))?;
+                for address in segment.doc_ids_alive() {
+                    let stored: TantivyDocument = store
+                        .get(address)
+                        .map_err(unavailable("reading an entry"))?;
+                    let Some(id) = stored
+                        .get_first(inner.fields.id)
+                        .and_then(|v| v.as_str())
+                        .and_then(|id| DocumentId::parse(id).ok())
+                    else {
+                        continue;
+                    };
+                    entries.push((id, inner.fields.state_of(&stored)));
+                }
+            }
+            Ok(entries)
         })
         .await
     }
@@ -258,16 +329,33 @@ impl Inner {
         let stored: TantivyDocument = searcher
             .doc(*address)
             .map_err(unavailable("reading a version"))?;
-        let version = stored
-            .get_first(self.fields.version)
-            .and_then(|v| v.as_u64())
-            .unwrap_or(0);
-        let deleted = stored
-            .get_first(self.fields.deleted)
-            .and_then(|v| v.as_u64())
-            .unwrap_or(0)
-            == 1;
-        Ok(Some(IndexedVersion { version, deleted }))
+        Ok(Some(self.fields.state_of(&stored)))
+    }
+
+    /// A document's entry: its text and readers.
+    fn live_entry(&self, doc: &SearchDocument) -> TantivyDocument {
+        let f = self.fields;
+        let mut entry = doc!(
+            f.id => doc.id.to_string(),
+            f.version => doc.version,
+            f.deleted => 0u64,
+            f.title => doc.title.clone(),
+            f.body => doc.body.clone(),
+        );
+        for reader in &doc.readers {
+            entry.add_text(f.reader, reader.as_str());
+        }
+        entry
+    }
+
+    /// A deleted document's entry: its id and the deletion's version, nothing to match.
+    fn tombstone(&self, id: &DocumentId, version: u64) -> TantivyDocument {
+        let f = self.fields;
+        doc!(
+            f.id => id.to_string(),
+            f.version => version,
+            f.deleted => 1u64,
+        )
     }
 
     fn write(
@@ -275,12 +363,18 @@ impl Inner {
         id: DocumentId,
         state: IndexedVersion,
         replacement: TantivyDocument,
+        replaces: Replaces,
     ) -> Result<WriteOutcome> {
         let mut writer = self.lock_writer();
         if let Some(current) = self.current(&writer, &id)? {
             // A tombstone at the same version as a write means the write lost: the
-            // deletion is the later event of the two.
-            if current.version >= state.version {
+            // deletion is the later event of the two. A rebuild writes the store's
+            // state, which is the truth at its version.
+            let stands = match replaces {
+                Replaces::Older => current.version >= state.version,
+                Replaces::OlderOrSame => current.version > state.version,
+            };
+            if stands {
                 return Ok(WriteOutcome::AlreadyApplied);
             }
         }
@@ -520,25 +614,11 @@ impl SearchIndex for TantivySearchIndex {
     async fn upsert(&self, doc: &SearchDocument) -> Result<WriteOutcome> {
         let doc = doc.clone();
         self.blocking(move |inner| {
-            let f = inner.fields;
-            let mut indexed = doc!(
-                f.id => doc.id.to_string(),
-                f.version => doc.version,
-                f.deleted => 0u64,
-                f.title => doc.title,
-                f.body => doc.body,
-            );
-            for reader in &doc.readers {
-                indexed.add_text(f.reader, reader.as_str());
-            }
-            inner.write(
-                doc.id,
-                IndexedVersion {
-                    version: doc.version,
-                    deleted: false,
-                },
-                indexed,
-            )
+            let state = IndexedVersion {
+                version: doc.version,
+                deleted: false,
+            };
+            inner.write(doc.id, state, inner.live_entry(&doc), Replaces::Older)
         })
         .await
     }
@@ -546,20 +626,11 @@ impl SearchIndex for TantivySearchIndex {
     async fn delete(&self, id: &DocumentId, version: u64) -> Result<WriteOutcome> {
         let id = *id;
         self.blocking(move |inner| {
-            let f = inner.fields;
-            let tombstone = doc!(
-                f.id => id.to_string(),
-                f.version => version,
-                f.deleted => 1u64,
-            );
-            inner.write(
-                id,
-                IndexedVersion {
-                    version,
-                    deleted: true,
-                },
-                tombstone,
-            )
+            let state = IndexedVersion {
+                version,
+                deleted: true,
+            };
+            inner.write(id, state, inner.tombstone(&id, version), Replaces::Older)
         })
         .await
     }
