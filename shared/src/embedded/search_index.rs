@@ -223,9 +223,9 @@ impl TantivySearchIndex {
     }
 
     /// Rewrites a document's entry from the store's copy, as a rebuild does: it
-    /// replaces an entry at the same version as well as an older one (so a damaged or
-    /// stale entry is written again), never a newer one (a write of a later version,
-    /// made meanwhile by the fan-out, stands).
+    /// replaces a live entry at the same version as well as an older entry (so a
+    /// damaged or stale entry is written again), never a newer one or a tombstone at
+    /// its version (a write of a later version, made meanwhile by the fan-out, stands).
     pub async fn rewrite(&self, doc: &SearchDocument) -> Result<WriteOutcome> {
         let doc = doc.clone();
         self.blocking(move |inner| {
@@ -368,11 +368,14 @@ impl Inner {
         let mut writer = self.lock_writer();
         if let Some(current) = self.current(&writer, &id)? {
             // A tombstone at the same version as a write means the write lost: the
-            // deletion is the later event of the two. A rebuild writes the store's
-            // state, which is the truth at its version.
+            // deletion is the later event of the two. A rebuild's write replaces the
+            // entry at its version too, but a live state never replaces a tombstone.
             let stands = match replaces {
                 Replaces::Older => current.version >= state.version,
-                Replaces::OlderOrSame => current.version > state.version,
+                Replaces::OlderOrSame => {
+                    current.version > state.version
+                        || (current.version == state.version && current.deleted && !state.deleted)
+                }
             };
             if stands {
                 return Ok(WriteOutcome::AlreadyApplied);
@@ -878,6 +881,91 @@ mod tests {
             })
         );
         assert_eq!(index.live_documents().await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_rewrite_replaces_a_live_entry_at_its_version_but_no_tombstone_or_newer_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = TantivySearchIndex::open(dir.path()).unwrap();
+        let (same, newer, deleted) = (
+            DocumentId::generate(),
+            DocumentId::generate(),
+            DocumentId::generate(),
+        );
+        index
+            .upsert(&doc(same, 2, "mangled", &["ann"]))
+            .await
+            .unwrap();
+        index
+            .upsert(&doc(newer, 3, "newer", &["ann"]))
+            .await
+            .unwrap();
+        index.delete(&deleted, 2).await.unwrap();
+        index.flush().await.unwrap();
+
+        let rewrite = |id, version, body| {
+            let index = index.clone();
+            async move {
+                index
+                    .rewrite(&doc(id, version, body, &["ann"]))
+                    .await
+                    .unwrap()
+            }
+        };
+        assert_eq!(rewrite(same, 2, "walrus").await, WriteOutcome::Applied);
+        assert_eq!(
+            rewrite(newer, 2, "older").await,
+            WriteOutcome::AlreadyApplied
+        );
+        assert_eq!(
+            rewrite(deleted, 2, "risen").await,
+            WriteOutcome::AlreadyApplied
+        );
+        // A tombstone at the version of a live entry replaces it; a second changes nothing.
+        assert_eq!(index.bury(&same, 2).await.unwrap(), WriteOutcome::Applied);
+        assert_eq!(
+            index.bury(&newer, 2).await.unwrap(),
+            WriteOutcome::AlreadyApplied
+        );
+        index.flush().await.unwrap();
+
+        let state = |version, deleted| Some(IndexedVersion { version, deleted });
+        assert_eq!(index.indexed_version(&same).await.unwrap(), state(2, true));
+        assert_eq!(
+            index.indexed_version(&newer).await.unwrap(),
+            state(3, false)
+        );
+        assert_eq!(
+            index.indexed_version(&deleted).await.unwrap(),
+            state(2, true)
+        );
+        let mut entries = index.entries().await.unwrap();
+        entries.sort_by_key(|(id, _)| *id);
+        let mut expected = vec![
+            (
+                same,
+                IndexedVersion {
+                    version: 2,
+                    deleted: true,
+                },
+            ),
+            (
+                newer,
+                IndexedVersion {
+                    version: 3,
+                    deleted: false,
+                },
+            ),
+            (
+                deleted,
+                IndexedVersion {
+                    version: 2,
+                    deleted: true,
+                },
+            ),
+        ];
+        expected.sort_by_key(|(id, _)| *id);
+        assert_eq!(entries, expected);
     }
 
     #[tokio::test]
