@@ -220,6 +220,8 @@ impl Spent {
             .filter(|(_, ms)| *ms >= 0.005)
             .collect();
         threads.sort_by(|a, b| b.1.total_cmp(&a.1));
+        // The rest of the process's total: the threads that ended during a round, and
+        // the total's rounding to clock ticks (10 ms a round at most).
         let read: Duration = self.threads.values().sum();
         let ended = ms_per_edit(self.cpu.saturating_sub(read));
         let listed: Vec<String> = threads
@@ -422,19 +424,21 @@ mod cpu_time_tests {
     fn a_busy_thread_is_found_by_its_name_less_its_number() {
         let pid = std::process::id();
         let before = thread_times(pid);
+        let (worked, done) = std::sync::mpsc::channel();
         let busy = std::thread::Builder::new()
             .name("cpu-test-busy-7".into())
-            .spawn(|| {
+            .spawn(move || {
                 let mut x = 0u64;
                 for i in 0..20_000_000u64 {
                     x = x.wrapping_add(i * i);
                 }
                 std::hint::black_box(x);
+                worked.send(()).unwrap();
                 // Still alive when the second reading is taken.
                 std::thread::park();
             })
             .unwrap();
-        std::thread::sleep(Duration::from_millis(300));
+        done.recv().unwrap();
         let ran = ran_between(&before, &thread_times(pid));
         busy.thread().unpark();
         busy.join().unwrap();
