@@ -227,34 +227,44 @@ impl TantivySearchIndex {
     /// damaged or stale entry is written again), never a newer one or a tombstone at
     /// its version (a write of a later version, made meanwhile by the fan-out, stands).
     pub async fn rewrite(&self, doc: &SearchDocument) -> Result<WriteOutcome> {
-        let doc = doc.clone();
-        self.blocking(move |inner| {
-            let entry = inner.live_entry(&doc);
-            let state = IndexedVersion {
-                version: doc.version,
-                deleted: false,
-            };
-            inner.write(doc.id, state, entry, Replaces::OlderOrSame)
-        })
-        .await
+        self.write_live(doc, Replaces::OlderOrSame).await
     }
 
     /// Replaces a document's live entry at `version` with a tombstone at the same
     /// version: for a document a rebuild found in the index but not in the store. A
     /// later write of the document stands.
     pub async fn bury(&self, id: &DocumentId, version: u64) -> Result<WriteOutcome> {
+        self.write_tombstone(id, version, Replaces::OlderOrSame)
+            .await
+    }
+
+    /// Writes a document's entry, over the state that `replaces` allows.
+    async fn write_live(&self, doc: &SearchDocument, replaces: Replaces) -> Result<WriteOutcome> {
+        let doc = doc.clone();
+        self.blocking(move |inner| {
+            let state = IndexedVersion {
+                version: doc.version,
+                deleted: false,
+            };
+            inner.write(doc.id, state, inner.live_entry(&doc), replaces)
+        })
+        .await
+    }
+
+    /// Writes a deleted document's tombstone, over the state that `replaces` allows.
+    async fn write_tombstone(
+        &self,
+        id: &DocumentId,
+        version: u64,
+        replaces: Replaces,
+    ) -> Result<WriteOutcome> {
         let id = *id;
         self.blocking(move |inner| {
             let state = IndexedVersion {
                 version,
                 deleted: true,
             };
-            inner.write(
-                id,
-                state,
-                inner.tombstone(&id, version),
-                Replaces::OlderOrSame,
-            )
+            inner.write(id, state, inner.tombstone(&id, version), replaces)
         })
         .await
     }
@@ -615,27 +625,11 @@ fn snippet_words(query: &search_query::Query) -> BTreeMap<String, Score> {
 #[async_trait]
 impl SearchIndex for TantivySearchIndex {
     async fn upsert(&self, doc: &SearchDocument) -> Result<WriteOutcome> {
-        let doc = doc.clone();
-        self.blocking(move |inner| {
-            let state = IndexedVersion {
-                version: doc.version,
-                deleted: false,
-            };
-            inner.write(doc.id, state, inner.live_entry(&doc), Replaces::Older)
-        })
-        .await
+        self.write_live(doc, Replaces::Older).await
     }
 
     async fn delete(&self, id: &DocumentId, version: u64) -> Result<WriteOutcome> {
-        let id = *id;
-        self.blocking(move |inner| {
-            let state = IndexedVersion {
-                version,
-                deleted: true,
-            };
-            inner.write(id, state, inner.tombstone(&id, version), Replaces::Older)
-        })
-        .await
+        self.write_tombstone(id, version, Replaces::Older).await
     }
 
     async fn flush(&self) -> Result<()> {
