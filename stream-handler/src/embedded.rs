@@ -64,7 +64,9 @@ pub struct FanoutConfig {
     /// The live consumer (notifications).
     pub live: PollerConfig,
     pub worker: AnalysisWorkerConfig,
-    /// Commits the index by time and size: a write is searchable within about 200 ms.
+    /// Commits the index by time and size: a write is searchable within about 200 ms;
+    /// while nobody searches, the index is committed every second (the first search
+    /// commits what waits).
     pub search: SearchSinkConfig,
     pub audit: AuditSinkConfig,
     pub notifications: NotificationSinkConfig,
@@ -81,7 +83,8 @@ impl Default for FanoutConfig {
             live: PollerConfig::live(),
             worker: AnalysisWorkerConfig::default(),
             search: SearchSinkConfig {
-                commit: CommitPolicy::by_time_and_size(Duration::from_millis(200), 5_000),
+                commit: CommitPolicy::by_time_and_size(Duration::from_millis(200), 5_000)
+                    .when_search_idle(Duration::from_secs(1)),
             },
             // The embedded trail and queue fail as a whole, never one entry: a batch's
             // entries and jobs are committed together.

@@ -8,7 +8,12 @@
 //! Writes are version-guarded against the newest state known for the id: the versions
 //! written since the last commit (kept in memory, since tantivy cannot read its own
 //! uncommitted writes), else the committed index. [`SearchIndex::flush`] commits, which
-//! is the expensive part, so the stream handler calls it once per batch.
+//! is the expensive part, so the search sink calls it by time and size.
+//!
+//! An index nobody has searched for [`SEARCH_IDLE_AFTER`] is search idle (as an
+//! OpenSearch shard is): the search sink then commits less often, and the first search
+//! that finds it idle commits what is waiting before it runs, so it sees every write
+//! made before it.
 //!
 //! Every search is a conjunction of the caller's query with `reader:<caller>`, so a
 //! document is only ever a candidate for the users it names. The caller's query comes
@@ -60,6 +65,9 @@ const WRITER_MEMORY: usize = 32 * 1024 * 1024;
 const SNIPPET_CHARS: usize = 160;
 /// How long one search may run, unless set with [`TantivySearchIndex::with_time_budget`].
 pub const SEARCH_TIME_BUDGET: Duration = Duration::from_secs(2);
+/// How long after the last search the index is search idle, unless set with
+/// [`TantivySearchIndex::with_search_idle_after`] (OpenSearch's default too).
+pub const SEARCH_IDLE_AFTER: Duration = Duration::from_secs(30);
 /// How many documents a scorer visits between two looks at the clock.
 pub const BUDGET_CHECK_EVERY: u32 = 4096;
 /// How many indexed words a `prefix*` stands for at most (per segment).
@@ -139,6 +147,8 @@ struct Inner {
     reader: IndexReader,
     fields: Fields,
     writer: Mutex<Writer>,
+    /// When the last search started; `None` before the first.
+    searched: Mutex<Option<Instant>>,
 }
 
 /// The search index on tantivy. Cheap to clone.
@@ -146,6 +156,7 @@ struct Inner {
 pub struct TantivySearchIndex {
     inner: Arc<Inner>,
     time_budget: Duration,
+    search_idle_after: Duration,
 }
 
 fn unavailable(context: &str) -> impl FnOnce(tantivy::TantivyError) -> Error + '_ {
@@ -190,8 +201,10 @@ impl TantivySearchIndex {
                     writer,
                     pending: HashMap::new(),
                 }),
+                searched: Mutex::new(None),
             }),
             time_budget: SEARCH_TIME_BUDGET,
+            search_idle_after: SEARCH_IDLE_AFTER,
         })
     }
 
@@ -199,6 +212,23 @@ impl TantivySearchIndex {
     pub fn with_time_budget(mut self, budget: Duration) -> Self {
         self.time_budget = budget;
         self
+    }
+
+    /// Sets how long after the last search the index is search idle.
+    pub fn with_search_idle_after(mut self, after: Duration) -> Self {
+        self.search_idle_after = after;
+        self
+    }
+
+    fn searched(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
+        self.inner
+            .searched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn idle_since(&self, searched: Option<Instant>) -> bool {
+        searched.is_none_or(|at| at.elapsed() >= self.search_idle_after)
     }
 
     async fn blocking<R, F>(&self, f: F) -> Result<R>
@@ -664,6 +694,16 @@ impl SearchIndex for TantivySearchIndex {
     }
 
     async fn search(&self, query: &SearchQuery) -> Result<SearchPage> {
+        let was_idle = {
+            let mut searched = self.searched();
+            let idle = self.idle_since(*searched);
+            *searched = Some(Instant::now());
+            idle
+        };
+        if was_idle && let Err(e) = self.flush().await {
+            // The search still answers, from what the last commit holds.
+            tracing::warn!(error = %e, "committing the writes waiting in an idle index before a search");
+        }
         let query = query.clone();
         let cancelled = Arc::new(AtomicBool::new(false));
         let _cancel_on_drop = CancelOnDrop(cancelled.clone());
@@ -745,6 +785,10 @@ impl SearchIndex for TantivySearchIndex {
             Ok(SearchPage { hits, more })
         })
         .await
+    }
+
+    fn is_search_idle(&self) -> bool {
+        self.idle_since(*self.searched())
     }
 
     async fn health(&self) -> Result<()> {
@@ -960,6 +1004,50 @@ mod tests {
         ];
         expected.sort_by_key(|(id, _)| *id);
         assert_eq!(entries, expected);
+    }
+
+    #[tokio::test]
+    async fn a_search_that_finds_the_index_idle_commits_what_waits_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let idle_after = Duration::from_secs(1);
+        let index = TantivySearchIndex::open(dir.path())
+            .unwrap()
+            .with_search_idle_after(idle_after);
+        let found = |page: SearchPage| page.hits.iter().map(|h| h.id).collect::<Vec<_>>();
+        assert!(index.is_search_idle(), "never searched");
+
+        let first = DocumentId::generate();
+        index
+            .upsert(&doc(first, 1, "alpha", &["ann"]))
+            .await
+            .unwrap();
+        assert_eq!(
+            found(index.search(&query("alpha", "ann")).await.unwrap()),
+            [first],
+            "the search that ended the quiet spell committed the write first"
+        );
+        assert!(!index.is_search_idle(), "just searched");
+
+        let second = DocumentId::generate();
+        index
+            .upsert(&doc(second, 1, "beta", &["ann"]))
+            .await
+            .unwrap();
+        assert_eq!(
+            found(index.search(&query("beta", "ann")).await.unwrap()),
+            Vec::<DocumentId>::new(),
+            "while people search, a write waits for the writer's commit"
+        );
+        tokio::time::sleep(idle_after + Duration::from_millis(100)).await;
+        assert!(
+            index.is_search_idle(),
+            "no search for longer than idle_after"
+        );
+        assert_eq!(
+            found(index.search(&query("beta", "ann")).await.unwrap()),
+            [second]
+        );
+        assert_eq!(index.live_documents().await.unwrap(), 2);
     }
 
     #[tokio::test]

@@ -95,6 +95,14 @@ pub trait SearchIndex: Send + Sync + 'static {
     /// Errors: `Unavailable` when the index cannot serve or the search ran out of time.
     async fn search(&self, query: &SearchQuery) -> Result<SearchPage>;
 
+    /// Whether nobody has searched the index for a while (OpenSearch calls such a shard
+    /// "search idle"). An index that says so makes a search that finds it idle see
+    /// every write made before it, flushing them first; so its writer may flush less
+    /// often meanwhile, since nobody is looking. By default never idle.
+    fn is_search_idle(&self) -> bool {
+        false
+    }
+
     /// Errors: `Unavailable` when the index cannot serve.
     async fn health(&self) -> Result<()>;
 }

@@ -11,6 +11,7 @@ use shared::domain::{Body, Title, UserId};
 use shared::embedded::{
     DATABASE_FILE, SEARCH_INDEX_DIR, SqliteDeadLetterQueue, SqliteDocumentStore, TantivySearchIndex,
 };
+use shared::ports::SearchIndex;
 use shared::service::{DocumentService, NewDocument};
 use stream_handler::handler::Fanout;
 use stream_handler::poller::{Poller, PollerConfig, handled_through};
@@ -229,4 +230,41 @@ async fn stopping_commits_what_is_held_and_checkpoints_it() {
     task.await.unwrap().unwrap();
     assert_eq!(index.live_documents().await.unwrap(), 12);
     assert_eq!(env.saved_through().await, latest);
+}
+
+#[tokio::test]
+async fn writes_wait_longer_while_nobody_searches() {
+    let env = env();
+    env.create(1).await;
+    let index = env.index();
+    let policy =
+        CommitPolicy::by_time_and_size(Duration::from_secs(60), 1000).when_search_idle(HOUR);
+    let fanout = env.fanout(index.clone(), policy);
+    let records = env.records().await;
+    let due_in = |flushed| match flushed {
+        Flushed::Deferred(due_in) => due_in,
+        other => panic!("held for a later commit, got {other:?}"),
+    };
+
+    assert!(index.is_search_idle(), "nobody has searched");
+    let report = fanout.handle_detailed(&records, Flush::IfDue).await;
+    assert!(!report.failed());
+    let idle = due_in(report.flushed);
+    assert!(idle > Duration::from_secs(3500), "{idle:?}");
+
+    // A search ends the quiet spell: the same write is now due within the interval.
+    let page = index
+        .search(&shared::ports::SearchQuery {
+            query: shared::domain::search_query::parse("policy").unwrap(),
+            reader: UserId::parse("ann").unwrap(),
+            limit: 10,
+            offset: 0,
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.hits.len(), 1, "the search committed the write first");
+    assert!(!index.is_search_idle());
+    let report = fanout.handle_detailed(&records, Flush::IfDue).await;
+    let searched = due_in(report.flushed);
+    assert!(searched <= Duration::from_secs(60), "{searched:?}");
 }

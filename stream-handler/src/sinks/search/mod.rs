@@ -8,7 +8,9 @@
 //! uncommitted write has waited `interval` or `max_writes` are waiting, not after every
 //! batch (an index commit costs milliseconds whatever it holds). Until then a flush
 //! answers [`Flushed::Deferred`], and the consumer keeps its checkpoint below the
-//! uncommitted writes, so a crash redelivers them.
+//! uncommitted writes, so a crash redelivers them. While nobody searches (the index
+//! [is search idle](SearchIndex::is_search_idle)) the writes wait `idle_interval`
+//! instead: the search that ends the quiet spell commits them itself.
 
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -30,6 +32,9 @@ pub struct CommitPolicy {
     pub interval: Duration,
     /// Commit at the end of a batch once this many writes wait, whatever their age.
     pub max_writes: usize,
+    /// The longest an uncommitted write waits while the index is search idle (at least
+    /// `interval`).
+    pub idle_interval: Duration,
 }
 
 impl CommitPolicy {
@@ -38,6 +43,7 @@ impl CommitPolicy {
     pub const EVERY_BATCH: CommitPolicy = CommitPolicy {
         interval: Duration::ZERO,
         max_writes: 1,
+        idle_interval: Duration::ZERO,
     };
 
     /// By time and size, for a long-running consumer: a write is searchable within
@@ -46,6 +52,25 @@ impl CommitPolicy {
         Self {
             interval,
             max_writes,
+            idle_interval: interval,
+        }
+    }
+
+    /// The same, with writes waiting up to `idle_interval` while the index is search
+    /// idle.
+    pub const fn when_search_idle(self, idle_interval: Duration) -> Self {
+        Self {
+            idle_interval,
+            ..self
+        }
+    }
+
+    /// The longest a write waits, given whether the index is search idle.
+    fn interval(&self, search_idle: bool) -> Duration {
+        if search_idle {
+            self.idle_interval.max(self.interval)
+        } else {
+            self.interval
         }
     }
 }
@@ -98,10 +123,11 @@ impl SearchSink {
         let waiting = self.uncommitted();
         let policy = self.config.commit;
         let age = waiting.since.map_or(Duration::ZERO, |t| t.elapsed());
-        if when == Flush::Now || waiting.writes >= policy.max_writes || age >= policy.interval {
+        let interval = policy.interval(self.index.is_search_idle());
+        if when == Flush::Now || waiting.writes >= policy.max_writes || age >= interval {
             None
         } else {
-            Some(policy.interval - age)
+            Some(interval - age)
         }
     }
 }
