@@ -12,9 +12,12 @@
 //!
 //! The clients run in this process: their CPU is not the server's.
 //!
-//! Both servers run side by side and are measured in alternating rounds (the floor's
-//! edits, then docfan's, and again), so that a change in the machine's load during the
-//! run weighs on both alike.
+//! Both servers run side by side and make their edits in alternating rounds (the
+//! floor's edits, then docfan's, and again), so that a change in the machine's load
+//! during the run weighs on both alike. Each server's CPU is read over the same span,
+//! from before the first round to a few seconds after the last: what an edit leaves for
+//! later (docfan commits its search index every second while nobody searches, and
+//! analyses a document once typing pauses) counts, wherever it falls.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -52,6 +55,12 @@ const ROUNDS: usize = 6;
 
 /// Edits made before the measured ones: connections, caches and the index warm.
 const WARM_UP: usize = 10;
+
+/// Longer than any work an edit leaves for later (the index's commit while nobody
+/// searches, 1 s; the analysis once typing pauses, 250 ms): waited before the measured
+/// span, so the warm-up's work stays out of it, and before its end, so the measured
+/// edits' work is in.
+const SETTLE: Duration = Duration::from_secs(3);
 
 /// CPU time (user + system) a process has used so far.
 fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
@@ -188,7 +197,7 @@ impl Frames {
     }
 }
 
-/// What one server's measured edits cost.
+/// What one server's measured edits cost: its spending over the whole measured span.
 #[derive(Default)]
 struct Spent {
     edits: usize,
@@ -220,8 +229,8 @@ impl Spent {
             .filter(|(_, ms)| *ms >= 0.005)
             .collect();
         threads.sort_by(|a, b| b.1.total_cmp(&a.1));
-        // The rest of the process's total: the threads that ended during a round, and
-        // the total's rounding to clock ticks (10 ms a round at most).
+        // The rest of the process's total: the threads that ended during the span, and
+        // the total's rounding to clock ticks (10 ms at most).
         let read: Duration = self.threads.values().sum();
         let ended = ms_per_edit(self.cpu.saturating_sub(read));
         let listed: Vec<String> = threads
@@ -253,7 +262,26 @@ struct Measured<F> {
     /// Frames a step sends that no reader counts (the floor's driver reads its own).
     uncounted_per_edit: usize,
     edit: F,
+    /// Where the measured span began ([`Measured::start`]).
+    started: Option<Reading>,
     spent: Spent,
+}
+
+/// What a server had spent at one moment.
+struct Reading {
+    cpu: Duration,
+    threads: HashMap<u32, (String, Duration)>,
+    frames: usize,
+}
+
+impl Reading {
+    fn take(pid: u32, frames: &Frames) -> anyhow::Result<Self> {
+        Ok(Self {
+            threads: thread_times(pid),
+            cpu: cpu_time(pid)?,
+            frames: frames.all(),
+        })
+    }
 }
 
 impl<F: AsyncFnMut() -> anyhow::Result<()>> Measured<F> {
@@ -264,21 +292,34 @@ impl<F: AsyncFnMut() -> anyhow::Result<()>> Measured<F> {
         Ok(())
     }
 
-    /// Makes `edits` edits, adding what they cost to `spent`.
+    /// Starts the measured span: everything the server spends from here to
+    /// [`Measured::finish`] counts, including the work an edit leaves for later (the
+    /// index's commit, the analysis once typing pauses) when it falls between its
+    /// rounds.
+    fn start(&mut self) -> anyhow::Result<()> {
+        self.started = Some(Reading::take(self.pid, &self.frames)?);
+        Ok(())
+    }
+
+    /// Makes `edits` edits.
     async fn round(&mut self, edits: usize) -> anyhow::Result<()> {
-        let threads_before = thread_times(self.pid);
-        let (cpu_before, frames_before, started) =
-            (cpu_time(self.pid)?, self.frames.all(), Instant::now());
+        let started = Instant::now();
         for _ in 0..edits {
             (self.edit)().await?;
         }
-        self.spent.cpu += cpu_time(self.pid)? - cpu_before;
-        for (name, ran) in ran_between(&threads_before, &thread_times(self.pid)) {
-            *self.spent.threads.entry(name).or_default() += ran;
-        }
         self.spent.elapsed += started.elapsed();
-        self.spent.frames += self.frames.all() - frames_before + edits * self.uncounted_per_edit;
         self.spent.edits += edits;
+        Ok(())
+    }
+
+    /// Ends the measured span: what the server spent over it.
+    fn finish(&mut self) -> anyhow::Result<()> {
+        let before = self.started.take().context("a measured span started")?;
+        let after = Reading::take(self.pid, &self.frames)?;
+        self.spent.cpu = after.cpu.saturating_sub(before.cpu);
+        self.spent.threads = ran_between(&before.threads, &after.threads);
+        self.spent.frames =
+            after.frames - before.frames + self.spent.edits * self.uncounted_per_edit;
         Ok(())
     }
 }
@@ -317,6 +358,7 @@ pub async fn run(mode: Mode, frame_bytes: usize) -> anyhow::Result<(Scenario, Sc
                 driven += 1;
                 bare_frames.wait_for(driven * others).await
             },
+            started: None,
             spent: Spent::default(),
         };
 
@@ -343,16 +385,23 @@ pub async fn run(mode: Mode, frame_bytes: usize) -> anyhow::Result<(Scenario, Sc
                 version += 1;
                 Ok(())
             },
+            started: None,
             spent: Spent::default(),
         };
 
         floor.warm_up().await?;
         docfan.warm_up().await?;
+        tokio::time::sleep(SETTLE).await;
         let per_round = edits.div_ceil(ROUNDS);
+        floor.start()?;
+        docfan.start()?;
         for _ in 0..ROUNDS {
             floor.round(per_round).await?;
             docfan.round(per_round).await?;
         }
+        tokio::time::sleep(SETTLE).await;
+        floor.finish()?;
+        docfan.finish()?;
         let (floor_spent, docfan_spent) = (floor.spent, docfan.spent);
         bare.kill().await;
         server.kill().await;
@@ -370,8 +419,11 @@ pub async fn run(mode: Mode, frame_bytes: usize) -> anyhow::Result<(Scenario, Sc
             "The bare tokio-tungstenite server in a child process broadcasts a \
              {frame_bytes}-byte frame to every connection, one broadcast at a time, each \
              waited for at every connection; its CPU time (user + system, /proc) over \
-             the measured broadcasts, after {WARM_UP} to warm up. Measured in {ROUNDS} \
-             rounds alternating with docfan's, both servers running."
+             the measured broadcasts, after {WARM_UP} to warm up. The broadcasts are made \
+             in {ROUNDS} rounds alternating with docfan's edits, both servers running, and \
+             each server's CPU is read over the same span: from before the first round to \
+             {} s after the last.",
+            SETTLE.as_secs()
         ),
         floor: None,
         load_average: 0.0,
@@ -389,10 +441,14 @@ pub async fn run(mode: Mode, frame_bytes: usize) -> anyhow::Result<(Scenario, Sc
              subscriber; the server's CPU time (user + system, /proc) over the measured \
              edits, after {WARM_UP} to warm up: HTTP, the durable commit, both consumers of \
              the change log (live frames; search, audit, analysis and the analysis \
-             worker). The clients run in the bench process. Measured in {ROUNDS} rounds \
-             alternating with the floor's, both servers running. Per frame: the same CPU \
-             over every text frame the clients read meanwhile (edits' frames and the \
-             `analysis.completed` the worker sends after a burst of them)."
+             worker), and the work the edits leave for later (the index's commit, the \
+             analysis once typing pauses). The clients run in the bench process. The edits \
+             are made in {ROUNDS} rounds alternating with the floor's, and each server's \
+             CPU is read over the same span, from before the first round to {} s after the \
+             last. Per frame: the same CPU over every text frame the clients read meanwhile \
+             (edits' frames and the `analysis.completed` the worker sends after a burst of \
+             them).",
+            SETTLE.as_secs()
         ),
         floor: Some(FLOOR.into()),
         load_average: 0.0,
