@@ -218,6 +218,24 @@ impl AnalysisQueue for SqliteAnalysisQueue {
             .await
     }
 
+    async fn ack_all(&self, receipts: &[String]) -> Result<()> {
+        if receipts.is_empty() {
+            return Ok(());
+        }
+        let receipts = receipts.to_vec();
+        self.writer
+            .write(move |tx| {
+                let mut delete = tx
+                    .prepare_cached("DELETE FROM analysis_jobs WHERE receipt = ?1")
+                    .map_err(map_sqlite_error)?;
+                for receipt in &receipts {
+                    delete.execute([receipt]).map_err(map_sqlite_error)?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
     async fn dead_letter(&self, receipt: &str, reason: &str) -> Result<()> {
         let receipt = receipt.to_owned();
         let reason = reason.to_owned();
@@ -301,6 +319,40 @@ mod tests {
             .expect("the worker is woken");
         queue.enqueue_all(&[job(2), job(3)]).await.unwrap();
         assert_eq!(queue.depth().await.unwrap(), 3, "each job once");
+    }
+
+    #[tokio::test]
+    async fn jobs_are_acknowledged_together_and_a_stale_receipt_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(Utc::now()));
+        let queue = SqliteAnalysisQueue::open(&dir.path().join("db"), clock.clone()).unwrap();
+        let doc = DocumentId::generate();
+        let jobs: Vec<AnalysisJob> = (1..=4)
+            .map(|version| AnalysisJob {
+                document_id: doc,
+                version,
+            })
+            .collect();
+        queue.enqueue_all(&jobs).await.unwrap();
+        let visibility = Duration::from_secs(30);
+        let taken = queue.receive(3, visibility).await.unwrap();
+        assert_eq!(taken.len(), 3);
+        let receipts: Vec<String> = taken.iter().map(|j| j.receipt.clone()).collect();
+
+        queue.ack_all(&[]).await.unwrap();
+        queue.ack_all(&receipts[..2]).await.unwrap();
+        assert_eq!(queue.depth().await.unwrap(), 2, "two of four acknowledged");
+
+        // The third's visibility ends and someone else takes it: its old receipt is
+        // stale, so acknowledging with it (and the two already gone) removes nothing.
+        clock.advance(TimeDelta::seconds(31));
+        let again = queue.receive(10, visibility).await.unwrap();
+        assert_eq!(again.len(), 2);
+        queue.ack_all(&receipts).await.unwrap();
+        assert_eq!(queue.depth().await.unwrap(), 2);
+        let again: Vec<String> = again.into_iter().map(|j| j.receipt).collect();
+        queue.ack_all(&again).await.unwrap();
+        assert_eq!(queue.depth().await.unwrap(), 0);
     }
 
     #[tokio::test]

@@ -57,6 +57,16 @@ pub trait AnalysisQueue: Send + Sync + 'static {
     /// The job is done: remove it. Errors: `Unavailable`.
     async fn ack(&self, receipt: &str) -> Result<()>;
 
+    /// Every job is done, as [`AnalysisQueue::ack`] says of one; a queue that can remove
+    /// them together does (the embedded one: one transaction). Errors: `Unavailable`,
+    /// after which some of them may have been removed.
+    async fn ack_all(&self, receipts: &[String]) -> Result<()> {
+        for receipt in receipts {
+            self.ack(receipt).await?;
+        }
+        Ok(())
+    }
+
     /// Moves the job to the queue's dead-letter store with the reason. Errors: `Unavailable`.
     async fn dead_letter(&self, receipt: &str, reason: &str) -> Result<()>;
 

@@ -60,8 +60,9 @@ impl Gathering {
         held.last = now;
     }
 
-    /// The jobs due at `now`, each document's newest first; they are no longer held.
-    pub(super) fn take_due(&mut self, now: Instant) -> Vec<ReceivedJob> {
+    /// The jobs due at `now`, by document, each document's newest first; they are no
+    /// longer held.
+    pub(super) fn take_due(&mut self, now: Instant) -> Vec<Vec<ReceivedJob>> {
         let (settle, max_wait) = (self.settle, self.max_wait);
         let due: Vec<DocumentId> = self
             .held
@@ -73,7 +74,7 @@ impl Gathering {
         for id in due {
             if let Some(mut held) = self.held.remove(&id) {
                 held.jobs.sort_by_key(|j| std::cmp::Reverse(j.job.version));
-                jobs.extend(held.jobs);
+                jobs.push(held.jobs);
             }
         }
         jobs
@@ -108,8 +109,12 @@ mod tests {
         }
     }
 
-    fn versions(jobs: &[ReceivedJob]) -> Vec<u64> {
-        jobs.iter().map(|j| j.job.version).collect()
+    /// Each document's versions, as taken.
+    fn versions(taken: &[Vec<ReceivedJob>]) -> Vec<Vec<u64>> {
+        taken
+            .iter()
+            .map(|jobs| jobs.iter().map(|j| j.job.version).collect())
+            .collect()
     }
 
     #[test]
@@ -129,7 +134,7 @@ mod tests {
             "still typing"
         );
         let due = gathering.take_due(start + Duration::from_millis(100) + SETTLE);
-        assert_eq!(versions(&due), [2, 1], "newest first");
+        assert_eq!(versions(&due), [[2, 1]], "one document's, newest first");
         assert_eq!(gathering.next_due(), None, "no longer held");
     }
 
@@ -146,7 +151,9 @@ mod tests {
             now += Duration::from_millis(50);
         }
         assert_eq!(gathering.next_due(), Some(start + MAX_WAIT));
-        assert_eq!(gathering.take_due(start + MAX_WAIT).len(), version as usize);
+        let due = gathering.take_due(start + MAX_WAIT);
+        assert_eq!(due.len(), 1, "one document");
+        assert_eq!(due[0].len(), version as usize);
     }
 
     #[test]
@@ -156,14 +163,14 @@ mod tests {
         let mut gathering = Gathering::new(SETTLE, MAX_WAIT);
         gathering.add(job(a, 1), start);
         gathering.add(job(b, 7), start + Duration::from_millis(200));
-        assert_eq!(versions(&gathering.take_due(start + SETTLE)), [1]);
+        assert_eq!(versions(&gathering.take_due(start + SETTLE)), [[1]]);
         assert_eq!(
             gathering.next_due(),
             Some(start + Duration::from_millis(200) + SETTLE)
         );
         assert_eq!(
             versions(&gathering.take_due(start + Duration::from_millis(450))),
-            [7]
+            [[7]]
         );
     }
 }

@@ -47,6 +47,11 @@ pub struct AnalysisWorkerConfig {
     /// without pause is still analysed this often. Keep it well below
     /// `visibility_timeout`.
     pub max_wait: Duration,
+    /// The least time between two receives of the running worker while jobs keep
+    /// coming (an SQS event source mapping's batching window): a burst of keystrokes is
+    /// taken by a few receives, not one each. A full batch is followed by the next
+    /// receive at once.
+    pub receive_window: Duration,
 }
 
 impl Default for AnalysisWorkerConfig {
@@ -58,6 +63,7 @@ impl Default for AnalysisWorkerConfig {
             idle_poll: Duration::from_secs(5),
             settle: Duration::from_millis(250),
             max_wait: Duration::from_secs(2),
+            receive_window: Duration::from_millis(100),
         }
     }
 }
@@ -213,9 +219,46 @@ impl AnalysisWorker {
         Ok(JobOutcome::Completed)
     }
 
-    /// Runs the worker until `shutdown` completes: takes jobs as they are enqueued,
-    /// holds each document's until it is quiet ([`AnalysisWorkerConfig::settle`]), then
-    /// works them. Jobs held when it stops reappear after their visibility timeout.
+    /// Works one document's held jobs, newest first: the newest is worked; when the
+    /// document is then analysed at its version or later (or gone), the older ones are
+    /// superseded and acknowledged together, without looking at the document again.
+    async fn work_held(&self, mut jobs: Vec<ReceivedJob>) {
+        if jobs.is_empty() {
+            return;
+        }
+        let newest = jobs.remove(0);
+        let outcome = self.work(newest).await;
+        if jobs.is_empty() {
+            return;
+        }
+        if !matches!(outcome, JobOutcome::Completed | JobOutcome::Superseded) {
+            // Each older job is tried on its own (and fails or is dead-lettered alike).
+            for job in jobs {
+                self.work(job).await;
+            }
+            return;
+        }
+        let receipts: Vec<String> = jobs.iter().map(|job| job.receipt.clone()).collect();
+        match self.queue.ack_all(&receipts).await {
+            Ok(()) => {
+                for _ in &jobs {
+                    self.metrics.record_analysis("superseded");
+                }
+            }
+            // They reappear after their visibility timeout and are found analysed then.
+            Err(e) => tracing::warn!(
+                error = %e,
+                jobs = jobs.len(),
+                "acknowledging superseded analysis jobs failed"
+            ),
+        }
+    }
+
+    /// Runs the worker until `shutdown` completes: takes jobs as they are enqueued (at
+    /// most one receive per [`AnalysisWorkerConfig::receive_window`] while they keep
+    /// coming), holds each document's until it is quiet
+    /// ([`AnalysisWorkerConfig::settle`]), then works them. Jobs held when it stops
+    /// reappear after their visibility timeout.
     pub fn spawn(self, shutdown: impl Future<Output = ()> + Send + 'static) -> JoinHandle<()> {
         let (stop_tx, mut stop) = watch::channel(false);
         tokio::spawn(async move {
@@ -224,14 +267,22 @@ impl AnalysisWorker {
         });
         tokio::spawn(async move {
             let mut gathering = gathering::Gathering::new(self.config.settle, self.config.max_wait);
+            let mut next_receive = Instant::now();
             'run: loop {
                 if *stop.borrow() {
                     break;
+                }
+                if next_receive > Instant::now() {
+                    tokio::select! {
+                        _ = stop.changed() => break,
+                        _ = tokio::time::sleep_until(next_receive) => {}
+                    }
                 }
                 let taken = tokio::select! {
                     _ = stop.changed() => break,
                     taken = self.queue.receive(self.config.batch_size, self.config.visibility_timeout) => taken,
                 };
+                next_receive = Instant::now() + self.config.receive_window;
                 let full = match taken {
                     Ok(jobs) => {
                         let full = jobs.len() >= self.config.batch_size;
@@ -246,14 +297,15 @@ impl AnalysisWorker {
                         false
                     }
                 };
-                for job in gathering.take_due(Instant::now()) {
+                for held in gathering.take_due(Instant::now()) {
                     tokio::select! {
                         _ = stop.changed() => break 'run,
-                        _ = self.work(job) => {}
+                        _ = self.work_held(held) => {}
                     }
                 }
                 if full {
                     // More may be visible already.
+                    next_receive = Instant::now();
                     continue;
                 }
                 let idle_until = Instant::now() + self.config.idle_poll;

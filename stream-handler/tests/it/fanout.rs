@@ -671,9 +671,19 @@ struct RunningWorker {
 
 impl RunningWorker {
     fn start(rig: &AnalysisRig, config: AnalysisWorkerConfig) -> Self {
+        Self::start_over(rig, rig.queue.clone(), config)
+    }
+
+    /// A worker taking its jobs through `queue` (the rig's queue, seen through another
+    /// adapter), woken by the rig's queue.
+    fn start_over(
+        rig: &AnalysisRig,
+        queue: Arc<dyn AnalysisQueue>,
+        config: AnalysisWorkerConfig,
+    ) -> Self {
         let (stop, stopped) = oneshot::channel::<()>();
         let task = AnalysisWorker::new(
-            rig.queue.clone(),
+            queue,
             rig.analyses.clone(),
             rig.store.clone(),
             rig.notifier.clone(),
@@ -1061,4 +1071,130 @@ async fn typing_without_pause_is_analysed_every_longest_wait_and_once_it_stops()
         analysed.len()
     );
     worker.stop().await;
+}
+
+/// The rig's queue, counting what the worker asks of it.
+struct CountingQueue {
+    inner: Arc<shared::embedded::SqliteAnalysisQueue>,
+    receives: std::sync::atomic::AtomicUsize,
+    acks: std::sync::atomic::AtomicUsize,
+    /// How many jobs each `ack_all` acknowledged.
+    acked_together: std::sync::Mutex<Vec<usize>>,
+}
+
+#[async_trait::async_trait]
+impl AnalysisQueue for CountingQueue {
+    async fn enqueue(
+        &self,
+        job: &shared::ports::AnalysisJob,
+    ) -> shared::Result<shared::ports::WriteOutcome> {
+        self.inner.enqueue(job).await
+    }
+
+    async fn requeue(&self, job: &shared::ports::AnalysisJob) -> shared::Result<()> {
+        self.inner.requeue(job).await
+    }
+
+    async fn receive(
+        &self,
+        max: usize,
+        visibility: Duration,
+    ) -> shared::Result<Vec<shared::ports::ReceivedJob>> {
+        self.receives.fetch_add(1, Ordering::SeqCst);
+        self.inner.receive(max, visibility).await
+    }
+
+    async fn ack(&self, receipt: &str) -> shared::Result<()> {
+        self.acks.fetch_add(1, Ordering::SeqCst);
+        self.inner.ack(receipt).await
+    }
+
+    async fn ack_all(&self, receipts: &[String]) -> shared::Result<()> {
+        self.acked_together.lock().unwrap().push(receipts.len());
+        self.inner.ack_all(receipts).await
+    }
+
+    async fn dead_letter(&self, receipt: &str, reason: &str) -> shared::Result<()> {
+        self.inner.dead_letter(receipt, reason).await
+    }
+
+    async fn depth(&self) -> shared::Result<u64> {
+        self.inner.depth().await
+    }
+}
+
+/// A burst of keystrokes is taken by a few receives (at most one per receive window),
+/// and the jobs that one analysis answers are acknowledged together, not one by one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_is_taken_by_few_receives_and_its_jobs_acknowledged_together() {
+    let rig = analysis_rig("t").await;
+    let queue = Arc::new(CountingQueue {
+        inner: rig.queue.clone(),
+        receives: Default::default(),
+        acks: Default::default(),
+        acked_together: Default::default(),
+    });
+    let window = Duration::from_millis(200);
+    let worker = RunningWorker::start_over(
+        &rig,
+        queue.clone(),
+        AnalysisWorkerConfig {
+            settle: Duration::from_millis(300),
+            max_wait: Duration::from_secs(30),
+            receive_window: window,
+            // Room for a window's jobs: a full batch is followed by a receive at once.
+            batch_size: 100,
+            ..AnalysisWorkerConfig::default()
+        },
+    );
+    // The worker has found nothing to do and waits.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let receives_before = queue.receives.load(Ordering::SeqCst);
+    let started = tokio::time::Instant::now();
+    let mut doc = rig.doc.clone();
+    let mut text = String::from("t");
+    let keystrokes = 30;
+    for _ in 0..keystrokes {
+        text.push('y');
+        doc = rig.typed(&doc, &text).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    loop {
+        let analysed = rig.notifier.analyses.lock().unwrap().clone();
+        if analysed.last() == Some(&(doc.id, doc.version)) {
+            break;
+        }
+        rig.notifier.wait_for_analyses(analysed.len() + 1).await;
+    }
+    let elapsed = started.elapsed();
+    let receives = queue.receives.load(Ordering::SeqCst) - receives_before;
+    assert!(
+        receives as u128 <= elapsed.as_millis() / window.as_millis() + 2,
+        "{receives} receives in {elapsed:?} for {keystrokes} keystrokes"
+    );
+    // The analysis is announced before its jobs are acknowledged.
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while rig.queue.depth().await.unwrap() > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("every job acknowledged");
+    worker.stop().await;
+
+    let acks = queue.acks.load(Ordering::SeqCst);
+    let together = queue.acked_together.lock().unwrap().clone();
+    assert_eq!(
+        acks + together.iter().sum::<usize>(),
+        keystrokes,
+        "every job acknowledged once"
+    );
+    assert!(
+        together.iter().any(|n| *n > 1),
+        "superseded jobs acknowledged together: {together:?}"
+    );
+    assert!(
+        acks * 3 <= keystrokes,
+        "{acks} jobs acknowledged one by one of {keystrokes}"
+    );
 }
