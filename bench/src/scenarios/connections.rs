@@ -60,9 +60,11 @@ impl Held {
     }
 }
 
-/// How long a server is left to settle before its memory is read.
+/// How long a server is left to settle before its memory is read: longer than the work
+/// the document's creation leaves for later (docfan commits its search index every
+/// second while nobody searches), so that none of it falls between the two readings.
 fn settle(mode: Mode) -> Duration {
-    mode.pick(Duration::from_secs(1), Duration::from_millis(200))
+    mode.pick(Duration::from_secs(3), Duration::from_millis(200))
 }
 
 pub async fn floor(mode: Mode, payload_bytes: usize) -> anyhow::Result<Scenario> {
