@@ -1,5 +1,5 @@
-//! The [`AnalysisQueue`] contract: jobs are received with a visibility timeout, acked,
-//! or dead-lettered whole with their reason.
+//! The [`AnalysisQueue`] contract: jobs are received with a visibility timeout, acked
+//! (one or several at once), or dead-lettered whole with their reason.
 //!
 //! Deduplication of `enqueue` differs by design: the embedded queue remembers every
 //! (document, version) ever enqueued, while the SQS queue is a standard queue whose
@@ -66,10 +66,15 @@ pub async fn run(
     );
     assert_eq!(queue.depth().await.unwrap(), 3, "hidden jobs still count");
 
-    // Ack removes; dead-lettering moves the job, with its reason, to the dead letters.
+    // Ack removes (several at once too); dead-lettering moves the job, with its reason,
+    // to the dead letters.
     let by_version = |v: u64| received.iter().find(|r| r.job.version == v).unwrap();
-    queue.ack(&by_version(1).receipt).await.unwrap();
-    queue.ack(&by_version(2).receipt).await.unwrap();
+    queue.ack_all(&[]).await.unwrap();
+    queue
+        .ack_all(&[by_version(1).receipt.clone(), by_version(2).receipt.clone()])
+        .await
+        .unwrap();
+    assert_eq!(queue.depth().await.unwrap(), 1, "two acked together");
     queue
         .dead_letter(&by_version(3).receipt, "the text would not analyse")
         .await
