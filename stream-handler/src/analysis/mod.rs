@@ -222,15 +222,12 @@ impl AnalysisWorker {
     /// Works one document's held jobs, newest first: the newest is worked; when the
     /// document is then analysed at its version or later (or gone), the older ones are
     /// superseded and acknowledged together, without looking at the document again.
-    async fn work_held(&self, mut jobs: Vec<ReceivedJob>) {
-        if jobs.is_empty() {
+    async fn work_held(&self, jobs: Vec<ReceivedJob>) {
+        let mut jobs = jobs.into_iter();
+        let Some(newest) = jobs.next() else {
             return;
-        }
-        let newest = jobs.remove(0);
+        };
         let outcome = self.work(newest).await;
-        if jobs.is_empty() {
-            return;
-        }
         if !matches!(outcome, JobOutcome::Completed | JobOutcome::Superseded) {
             // Each older job is tried on its own (and fails or is dead-lettered alike).
             for job in jobs {
@@ -238,17 +235,20 @@ impl AnalysisWorker {
             }
             return;
         }
-        let receipts: Vec<String> = jobs.iter().map(|job| job.receipt.clone()).collect();
+        let receipts: Vec<String> = jobs.map(|job| job.receipt).collect();
+        if receipts.is_empty() {
+            return;
+        }
         match self.queue.ack_all(&receipts).await {
             Ok(()) => {
-                for _ in &jobs {
+                for _ in &receipts {
                     self.metrics.record_analysis("superseded");
                 }
             }
             // They reappear after their visibility timeout and are found analysed then.
             Err(e) => tracing::warn!(
                 error = %e,
-                jobs = jobs.len(),
+                jobs = receipts.len(),
                 "acknowledging superseded analysis jobs failed"
             ),
         }
