@@ -23,6 +23,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::watch;
 
 use super::change_log::{self, ChangeFeed, ChangeRecord};
+use super::checkpointer::{CHECKPOINT_EVERY, Checkpointer};
 use super::group_commit::GroupCommit;
 use super::sqlite::{ConnectionPool, Durability, open_database};
 use super::sqlite_error::map_sqlite_error;
@@ -46,6 +47,8 @@ pub struct SqliteDocumentStore {
     committed: watch::Sender<u64>,
     reads: Arc<ConnectionPool>,
     feed: ChangeFeed,
+    /// Copies the log the writer appends to into the database, off the writer's path.
+    _checkpointer: Checkpointer,
 }
 
 impl SqliteDocumentStore {
@@ -68,6 +71,7 @@ impl SqliteDocumentStore {
             committed,
             reads,
             feed,
+            _checkpointer: Checkpointer::start(path, CHECKPOINT_EVERY)?,
         })
     }
 

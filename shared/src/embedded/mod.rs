@@ -9,6 +9,7 @@ pub mod audit_log;
 pub mod backup;
 pub mod change_log;
 mod change_tail;
+pub mod checkpointer;
 pub mod dead_letter;
 pub mod document_store;
 pub mod group_commit;

@@ -67,6 +67,11 @@ pub fn open_connection_with(path: &Path, durability: Durability) -> rusqlite::Re
         Durability::Ordered => "NORMAL",
     };
     conn.pragma_update(None, "synchronous", synchronous)?;
+    if durability == Durability::Full {
+        // A user's commit never copies the log into the database: the
+        // [`Checkpointer`](super::checkpointer::Checkpointer) does, on a thread of its own.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    }
     conn.pragma_update(None, "foreign_keys", "ON")?;
     Ok(conn)
 }
