@@ -1,14 +1,16 @@
-//! Copies the write-ahead log into the database from a thread of its own, so no
-//! user's commit ever does it.
+//! Copies the write-ahead log into the database from a thread of its own, so users'
+//! commits do not.
 //!
 //! SQLite's automatic checkpoint runs inside the commit that finds the log past its
-//! threshold: that commit copies a thousand pages into the database file and syncs it
-//! before it returns, a stall of several milliseconds in one user's write. The user's
-//! connections ([`Durability::Full`](super::sqlite::Durability::Full)) never
-//! checkpoint; this thread runs a passive checkpoint every [`CHECKPOINT_EVERY`], which
-//! copies what no reader still needs and never blocks a writer or a reader. The
-//! fan-out's connections keep SQLite's automatic checkpoint: they write in the
-//! background, where the stall holds up nobody.
+//! threshold (1,000 pages): that commit copies the pages into the database file and
+//! syncs it before it returns, several milliseconds in one user's write. This thread
+//! runs a passive checkpoint every [`CHECKPOINT_EVERY`], which copies what no reader
+//! still needs and blocks neither writers nor readers. The users' connections
+//! ([`Durability::Full`](super::sqlite::Durability::Full)) checkpoint only past
+//! [`USERS_CHECKPOINT_PAST`](super::sqlite::USERS_CHECKPOINT_PAST) pages, when the log
+//! kept growing under this thread (the log starts over only when a checkpoint finishes
+//! before the next commit). The fan-out's connections keep SQLite's threshold: they
+//! write in the background, where the copying holds up nobody.
 
 use std::path::Path;
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -20,8 +22,10 @@ use super::sqlite::{Durability, open_connection_with};
 use super::sqlite_error::map_sqlite_error;
 use crate::{Error, Result};
 
-/// How often the log is copied into the database.
-pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+/// How often the log is copied into the database: at most four checkpoints (each two
+/// syncs) a second while users type, where SQLite's threshold would take one every few
+/// seconds.
+pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 
 /// The thread that checkpoints one database; it stops when this is dropped.
 #[derive(Debug)]
@@ -60,35 +64,26 @@ fn checkpoint(conn: &Connection) -> Result<(i64, i64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::embedded::sqlite::{open_connection, open_database};
+    use crate::embedded::sqlite::{USERS_CHECKPOINT_PAST, open_connection, open_database};
 
-    /// The log's frame count and how many of them are checkpointed.
+    /// How many frames the log holds, and how many of them are in the database.
     fn log(path: &Path) -> (i64, i64) {
-        checkpoint_counts(&open_connection(path).unwrap())
+        checkpoint(&open_connection(path).unwrap()).unwrap()
     }
 
-    /// Reads the counts without copying anything (a passive checkpoint of nothing new).
-    fn checkpoint_counts(conn: &Connection) -> (i64, i64) {
-        checkpoint(conn).unwrap()
+    fn autocheckpoint(conn: &Connection) -> i64 {
+        conn.query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))
+            .unwrap()
     }
 
     #[test]
-    fn a_users_commit_never_copies_the_log_into_the_database() {
+    fn a_users_commit_copies_the_log_only_once_it_is_far_past_sqlites_threshold() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("docfan.db");
-        let conn = open_database(&path).unwrap();
-        let auto: i64 = conn
-            .query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(
-            auto, 0,
-            "a user's connection leaves checkpoints to the thread"
-        );
-        let ordered = open_connection_with(&path, Durability::Ordered).unwrap();
-        let auto: i64 = ordered
-            .query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(auto, 1000, "the fan-out's connections keep SQLite's own");
+        let users = open_database(&path).unwrap();
+        assert_eq!(autocheckpoint(&users), USERS_CHECKPOINT_PAST);
+        let fanout = open_connection_with(&path, Durability::Ordered).unwrap();
+        assert_eq!(autocheckpoint(&fanout), 1000, "SQLite's own threshold");
     }
 
     #[test]
@@ -98,7 +93,8 @@ mod tests {
         let conn = open_connection(&path).unwrap();
         conn.execute_batch("CREATE TABLE rows (n INTEGER PRIMARY KEY, pad TEXT)")
             .unwrap();
-        // Well past SQLite's own threshold of 1,000 pages: no commit copied any.
+        // Past SQLite's own threshold of 1,000 pages, within the users' 4,000: no
+        // commit copied any.
         for n in 0..300 {
             conn.execute(
                 "INSERT INTO rows (n, pad) VALUES (?1, ?2)",

@@ -26,6 +26,11 @@ pub const DATABASE_FILE: &str = "docfan.db";
 /// How long a connection waits for a lock before reporting the database busy.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How many pages of log make a user's commit checkpoint: four times SQLite's default,
+/// a backstop for when the [`Checkpointer`](super::checkpointer::Checkpointer) cannot
+/// finish one (a writer that never pauses keeps appending to the log it copies).
+pub const USERS_CHECKPOINT_PAST: i64 = 4_000;
+
 /// How durable a connection's commits are when they return.
 ///
 /// The database is in WAL mode: every commit is appended to one log, in commit order,
@@ -68,9 +73,9 @@ pub fn open_connection_with(path: &Path, durability: Durability) -> rusqlite::Re
     };
     conn.pragma_update(None, "synchronous", synchronous)?;
     if durability == Durability::Full {
-        // A user's commit never copies the log into the database: the
-        // [`Checkpointer`](super::checkpointer::Checkpointer) does, on a thread of its own.
-        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        // A user's commit copies the log into the database only when the
+        // [`Checkpointer`](super::checkpointer::Checkpointer) has fallen far behind.
+        conn.pragma_update(None, "wal_autocheckpoint", USERS_CHECKPOINT_PAST)?;
     }
     conn.pragma_update(None, "foreign_keys", "ON")?;
     Ok(conn)
