@@ -41,14 +41,77 @@ impl Checkpointer {
         std::thread::Builder::new()
             .name("docfan-checkpointer".into())
             .spawn(move || {
+                let mut failures = Failures::new(every);
                 while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
-                    if let Err(e) = checkpoint(&conn) {
-                        tracing::warn!(error = %e, "copying the write-ahead log into the database failed");
+                    let result = checkpoint(&conn);
+                    match failures.record(result.as_ref().err().map(ToString::to_string)) {
+                        Some(Report::Failing { error, times }) => tracing::warn!(
+                            %error,
+                            times,
+                            "copying the write-ahead log into the database failed"
+                        ),
+                        Some(Report::Recovered { times }) => tracing::info!(
+                            times,
+                            "copying the write-ahead log into the database works again"
+                        ),
+                        None => {}
                     }
                 }
             })
             .map_err(|e| Error::Unknown(e.into()))?;
         Ok(Self { _stop: stop })
+    }
+}
+
+/// How often a checkpoint that keeps failing is reported again.
+const REPORT_AGAIN_EVERY: Duration = Duration::from_secs(60);
+
+/// What the thread logs of its checkpoints' failures.
+#[derive(Debug, PartialEq, Eq)]
+enum Report {
+    /// A checkpoint failed: the first of a run of failures, or one a minute after it.
+    Failing { error: String, times: u64 },
+    /// A checkpoint worked after `times` failed in a row.
+    Recovered { times: u64 },
+}
+
+/// A run of failed checkpoints, reported when it starts, once a minute while it lasts
+/// and when it ends, instead of at every checkpoint: a disk that refuses writes for an
+/// hour gives some sixty warnings, not fourteen thousand.
+#[derive(Debug)]
+struct Failures {
+    /// Failures in a row before the next report.
+    report_every: u64,
+    times: u64,
+}
+
+impl Failures {
+    /// For a checkpoint every `every`.
+    fn new(every: Duration) -> Self {
+        let every = every.as_millis().max(1);
+        Self {
+            report_every: (REPORT_AGAIN_EVERY.as_millis() / every).max(1) as u64,
+            times: 0,
+        }
+    }
+
+    /// Records one checkpoint's outcome (its error, if it failed); returns what to log.
+    fn record(&mut self, error: Option<String>) -> Option<Report> {
+        match error {
+            Some(error) => {
+                self.times += 1;
+                (self.times - 1)
+                    .is_multiple_of(self.report_every)
+                    .then_some(Report::Failing {
+                        error,
+                        times: self.times,
+                    })
+            }
+            None => {
+                let times = std::mem::take(&mut self.times);
+                (times > 0).then_some(Report::Recovered { times })
+            }
+        }
     }
 }
 
@@ -74,6 +137,56 @@ mod tests {
     fn autocheckpoint(conn: &Connection) -> i64 {
         conn.query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))
             .unwrap()
+    }
+
+    #[test]
+    fn a_run_of_failures_is_reported_when_it_starts_once_a_minute_and_when_it_ends() {
+        // A checkpoint every 250 ms: 240 failures make a minute.
+        let mut failures = Failures::new(Duration::from_millis(250));
+        let failed = || Some("disk I/O error".to_string());
+        assert_eq!(
+            failures.record(None),
+            None,
+            "nothing to say while all is well"
+        );
+        assert_eq!(
+            failures.record(failed()),
+            Some(Report::Failing {
+                error: "disk I/O error".into(),
+                times: 1
+            })
+        );
+        let quiet = (2..=240).filter_map(|_| failures.record(failed())).count();
+        assert_eq!(quiet, 0, "no report within the minute");
+        assert_eq!(
+            failures.record(failed()),
+            Some(Report::Failing {
+                error: "disk I/O error".into(),
+                times: 241
+            })
+        );
+        assert_eq!(
+            failures.record(None),
+            Some(Report::Recovered { times: 241 })
+        );
+        assert_eq!(failures.record(None), None);
+        assert!(
+            matches!(
+                failures.record(failed()),
+                Some(Report::Failing { times: 1, .. })
+            ),
+            "a new run starts its own count"
+        );
+    }
+
+    #[test]
+    fn checkpoints_further_apart_than_a_minute_report_every_failure() {
+        let mut failures = Failures::new(Duration::from_secs(120));
+        assert!(failures.record(Some("e".into())).is_some());
+        assert!(
+            failures.record(Some("e".into())).is_some(),
+            "each failure, at that pace"
+        );
     }
 
     #[test]
