@@ -225,6 +225,18 @@ mod tests {
     }
 
     #[test]
+    fn sqlite_is_built_to_sync_its_files_with_fdatasync() {
+        // The workspace's `.cargo/config.toml` hands the flag to every build, SQLite's
+        // (libsqlite3-sys) among them; without it SQLite calls fsync(2), and each user's
+        // commit makes ext4 commit its journal with every other file's pending writes.
+        let flags = option_env!("LIBSQLITE3_FLAGS").unwrap_or_default();
+        assert!(
+            flags.split_whitespace().any(|f| f == "-DHAVE_FDATASYNC=1"),
+            "SQLite was built with LIBSQLITE3_FLAGS = {flags:?}"
+        );
+    }
+
+    #[test]
     fn users_writes_are_synced_and_the_fan_outs_are_ordered() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("d.db");
