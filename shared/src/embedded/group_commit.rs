@@ -3,13 +3,18 @@
 //! its own savepoint (so one failing write does not undo its neighbours). A caller is
 //! answered only once the transaction holding its write is durable, so under concurrency
 //! one fsync carries many writes. The document store, the audit trail and the analysis
-//! queue write through it.
+//! queue write through it. While users write, the fan-out's writers space their commits
+//! ([`foreground`](super::foreground)).
 
 use std::path::Path;
+
+use std::sync::Arc;
+use std::time::Instant;
 
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
+use super::foreground::Foreground;
 use super::sqlite::{Durability, open_database_with};
 use super::sqlite_error::map_sqlite_error;
 use crate::{Error, Result};
@@ -115,10 +120,11 @@ impl GroupCommit {
     /// [`GroupCommit::open`] with commits as durable as `durability` says.
     pub(crate) fn open_with(path: &Path, name: &str, durability: Durability) -> Result<Self> {
         let conn = open_database_with(path, durability)?;
+        let foreground = Foreground::of(path);
         let (queue, rx) = mpsc::channel(MAX_GROUP * 4);
         std::thread::Builder::new()
             .name(format!("docfan-{name}-writer"))
-            .spawn(move || run_group_writer(conn, rx))
+            .spawn(move || run_group_writer(conn, rx, durability, foreground))
             .map_err(|e| Error::Unknown(e.into()))?;
         Ok(Self { queue })
     }
@@ -140,8 +146,20 @@ impl GroupCommit {
     }
 }
 
-fn run_group_writer(conn: Connection, mut rx: mpsc::Receiver<Box<dyn GroupOp>>) {
+fn run_group_writer(
+    conn: Connection,
+    mut rx: mpsc::Receiver<Box<dyn GroupOp>>,
+    durability: Durability,
+    foreground: Arc<Foreground>,
+) {
+    let mut last_commit = None;
     while let Some(first) = rx.blocking_recv() {
+        if durability == Durability::Ordered
+            && let Some(pause) = foreground.wait_before_commit(last_commit)
+        {
+            // The group gathers what comes meanwhile.
+            std::thread::sleep(pause);
+        }
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
             match rx.try_recv() {
@@ -181,6 +199,10 @@ fn run_group_writer(conn: Connection, mut rx: mpsc::Receiver<Box<dyn GroupOp>>) 
                 map_sqlite_error(e)
             }),
         };
+        last_commit = Some(Instant::now());
+        if durability == Durability::Full {
+            foreground.users_committed();
+        }
         for complete in completions {
             complete(failure.as_ref());
         }
@@ -276,5 +298,27 @@ mod tests {
         // The writer goes on.
         writer.write(insert(4)).await.unwrap();
         assert_eq!(stored(&path), vec![1, 4]);
+    }
+
+    #[tokio::test]
+    async fn while_users_write_a_fan_out_writer_spaces_its_commits() {
+        use crate::embedded::foreground::SPACING;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("group.db");
+        database(&path);
+        let users = GroupCommit::open(&path, "users").unwrap();
+        let fanout = GroupCommit::open_with(&path, "fanout", Durability::Ordered).unwrap();
+
+        fanout.write(insert(1)).await.unwrap();
+        users.write(insert(2)).await.unwrap();
+        let first_after = Instant::now();
+        fanout.write(insert(3)).await.unwrap();
+        fanout.write(insert(4)).await.unwrap();
+        assert!(
+            first_after.elapsed() >= SPACING,
+            "two commits of the fan-out's while a user writes are {SPACING:?} apart: {:?}",
+            first_after.elapsed()
+        );
+        assert_eq!(stored(&path), vec![1, 2, 3, 4]);
     }
 }

@@ -12,6 +12,7 @@ mod change_tail;
 pub mod checkpointer;
 pub mod dead_letter;
 pub mod document_store;
+pub mod foreground;
 pub mod group_commit;
 pub mod lock;
 pub mod schema;
