@@ -7,7 +7,6 @@
 //! ([`foreground`](super::foreground)).
 
 use std::path::Path;
-
 use std::sync::Arc;
 use std::time::Instant;
 
