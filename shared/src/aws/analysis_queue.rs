@@ -8,7 +8,8 @@
 //! while the stream may redeliver a change later, and redrives requeue on purpose), and
 //! it would cap throughput and hold a document's later jobs behind a failing one. So
 //! `enqueue` always sends and reports `Applied`: unlike the embedded queue, it does not
-//! remember every (document, version) ever enqueued.
+//! remember the newest version enqueued of each document, nor fold a document's waiting
+//! jobs into one.
 //!
 //! In Lambda the event source mapping receives the messages: [`SqsEventBatch`] is the
 //! queue as the worker sees it during one invocation, and makes its partial batch

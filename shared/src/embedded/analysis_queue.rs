@@ -1,10 +1,15 @@
 //! The embedded [`AnalysisQueue`]: a durable SQLite queue with SQS's delivery rules.
 //!
-//! - `analysis_job_keys` remembers every (document, version) ever enqueued, so a
-//!   redelivered change does not enqueue its job twice, even after the job is done;
+//! - `analysis_enqueued` remembers the newest version enqueued of each document, so a
+//!   redelivered change (or an older one) does not enqueue its job again, even after the
+//!   job is done; it holds a row per document, not per change;
 //! - `analysis_jobs` holds the waiting jobs; taking one hides it until its visibility
 //!   timeout (measured on the [`Clock`]) and gives it a fresh receipt, so a worker that
 //!   dies mid-job only delays it;
+//! - a document's job that no worker has taken yet is one row, moved to the newest
+//!   version as changes come: the worker analyses the document as it is then, so the
+//!   versions in between would only be superseded (a taken job stays as it is: its
+//!   receipt's holder acknowledges that row);
 //! - a dead job moves to the `dead_letters` table in the transaction that removes it.
 //!
 //! Enqueuing signals a [`Notify`] so an in-process worker wakes at once instead of
@@ -85,23 +90,37 @@ fn insert_job(conn: &rusqlite::Connection, job: &AnalysisJob, now_ms: i64) -> ru
     Ok(())
 }
 
-/// Enqueues the job unless one for its (document, version) was ever enqueued.
+/// Enqueues the job unless its document enqueued this version or a newer one before:
+/// into the document's job that no worker has taken yet when there is one, as a new job
+/// otherwise.
 fn insert_fresh_job(
     tx: &rusqlite::Connection,
     job: &AnalysisJob,
     now_ms: i64,
 ) -> Result<WriteOutcome> {
-    let fresh = tx
+    let id = job.document_id.to_string();
+    let version = job.version as i64;
+    let newer = tx
         .prepare_cached(
-            "INSERT INTO analysis_job_keys (document_id, version) VALUES (?1, ?2)
-             ON CONFLICT DO NOTHING",
+            "INSERT INTO analysis_enqueued (document_id, version) VALUES (?1, ?2)
+             ON CONFLICT (document_id) DO UPDATE SET version = excluded.version
+             WHERE excluded.version > analysis_enqueued.version",
         )
-        .and_then(|mut s| s.execute(params![job.document_id.to_string(), job.version as i64]))
+        .and_then(|mut s| s.execute(params![id, version]))
         .map_err(map_sqlite_error)?;
-    if fresh == 0 {
+    if newer == 0 {
         return Ok(WriteOutcome::AlreadyApplied);
     }
-    insert_job(tx, job, now_ms).map_err(map_sqlite_error)?;
+    let moved = tx
+        .prepare_cached(
+            "UPDATE analysis_jobs SET version = ?2
+             WHERE document_id = ?1 AND receipt IS NULL AND version < ?2",
+        )
+        .and_then(|mut s| s.execute(params![id, version]))
+        .map_err(map_sqlite_error)?;
+    if moved == 0 {
+        insert_job(tx, job, now_ms).map_err(map_sqlite_error)?;
+    }
     Ok(WriteOutcome::Applied)
 }
 
@@ -318,7 +337,64 @@ mod tests {
             .await
             .expect("the worker is woken");
         queue.enqueue_all(&[job(2), job(3)]).await.unwrap();
-        assert_eq!(queue.depth().await.unwrap(), 3, "each job once");
+        assert_eq!(
+            queue.depth().await.unwrap(),
+            1,
+            "one job for the document, which no worker took"
+        );
+        let taken = queue.receive(10, Duration::from_secs(30)).await.unwrap();
+        assert_eq!(taken.len(), 1);
+        assert_eq!(taken[0].job, job(3), "at its newest version");
+    }
+
+    #[tokio::test]
+    async fn a_waiting_job_moves_to_the_newest_version_and_a_taken_one_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(Utc::now()));
+        let queue = SqliteAnalysisQueue::open(&dir.path().join("db"), clock.clone()).unwrap();
+        let (doc, other) = (DocumentId::generate(), DocumentId::generate());
+        let job = |document_id, version| AnalysisJob {
+            document_id,
+            version,
+        };
+        let visibility = Duration::from_secs(30);
+        queue.enqueue(&job(doc, 1)).await.unwrap();
+        let taken = queue.receive(10, visibility).await.unwrap();
+        assert_eq!(taken.len(), 1);
+
+        // The taken job keeps its version: its holder acknowledges that row.
+        for version in 2..=4 {
+            assert_eq!(
+                queue.enqueue(&job(doc, version)).await.unwrap(),
+                WriteOutcome::Applied
+            );
+        }
+        queue.enqueue(&job(other, 7)).await.unwrap();
+        assert_eq!(queue.depth().await.unwrap(), 3);
+        // Older than what the document enqueued: not again.
+        assert_eq!(
+            queue.enqueue(&job(doc, 3)).await.unwrap(),
+            WriteOutcome::AlreadyApplied
+        );
+        let waiting = queue.receive(10, visibility).await.unwrap();
+        let mut jobs: Vec<AnalysisJob> = waiting.iter().map(|r| r.job.clone()).collect();
+        jobs.sort_by_key(|j| j.version);
+        assert_eq!(jobs, [job(doc, 4), job(other, 7)]);
+
+        queue.ack(&taken[0].receipt).await.unwrap();
+        assert_eq!(
+            queue.depth().await.unwrap(),
+            2,
+            "the newer job is still there"
+        );
+        // Its visibility over, the version-1 job's receipt is stale; it comes back as
+        // it was, beside the later ones.
+        clock.advance(TimeDelta::seconds(31));
+        queue.enqueue(&job(doc, 5)).await.unwrap();
+        let again = queue.receive(10, visibility).await.unwrap();
+        let mut versions: Vec<u64> = again.iter().map(|r| r.job.version).collect();
+        versions.sort();
+        assert_eq!(versions, [4, 5, 7], "a job taken before is not moved");
     }
 
     #[tokio::test]
@@ -326,10 +402,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let clock = Arc::new(ManualClock::new(Utc::now()));
         let queue = SqliteAnalysisQueue::open(&dir.path().join("db"), clock.clone()).unwrap();
-        let doc = DocumentId::generate();
         let jobs: Vec<AnalysisJob> = (1..=4)
             .map(|version| AnalysisJob {
-                document_id: doc,
+                document_id: DocumentId::generate(),
                 version,
             })
             .collect();

@@ -52,6 +52,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "the tables of whole documents as rowid tables",
         sql: include_str!("migrations/0004_rowid_tables.sql"),
     },
+    Migration {
+        version: 5,
+        name: "the analysis queue's newest version of each document",
+        sql: include_str!("migrations/0005_analysis_enqueued.sql"),
+    },
 ];
 
 /// The schema version this docfan writes.

@@ -1,10 +1,11 @@
 //! The [`AnalysisQueue`] contract: jobs are received with a visibility timeout, acked
 //! (one or several at once), or dead-lettered whole with their reason.
 //!
-//! Deduplication of `enqueue` differs by design: the embedded queue remembers every
-//! (document, version) ever enqueued, while the SQS queue is a standard queue whose
-//! consumer is idempotent (see `shared::aws::analysis_queue`). The suite checks the
-//! first only where the adapter claims it.
+//! Deduplication of `enqueue` differs by design: the embedded queue remembers the newest
+//! version enqueued of each document and keeps one waiting job per document, while the
+//! SQS queue is a standard queue whose consumer is idempotent (see
+//! `shared::aws::analysis_queue`). The suite checks those only where the adapter claims
+//! them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,8 +16,12 @@ use shared::ports::{AnalysisJob, AnalysisQueue, DeadLetterQueue, DeadLetterSourc
 /// What an adapter promises beyond the common contract.
 #[derive(Debug, Clone, Copy)]
 pub struct QueueTraits {
-    /// `enqueue` of an already enqueued (document, version) is `AlreadyApplied`.
+    /// `enqueue` of a version no newer than one its document enqueued before is
+    /// `AlreadyApplied`, even once that job is done.
     pub deduplicates: bool,
+    /// A document's job that no receiver has taken yet is one job, at the newest
+    /// version enqueued.
+    pub coalesces: bool,
 }
 
 /// Runs the suite on a queue that starts empty; dead jobs must land in `dead_letters`.
@@ -26,10 +31,9 @@ pub async fn run(
     traits: QueueTraits,
 ) {
     let hide = Duration::from_secs(60);
-    let document = DocumentId::generate();
     let jobs: Vec<_> = (1..=3)
         .map(|version| AnalysisJob {
-            document_id: document,
+            document_id: DocumentId::generate(),
             version,
         })
         .collect();
@@ -58,7 +62,7 @@ pub async fn run(
     assert!(
         received
             .iter()
-            .all(|r| r.attempts == 1 && r.job.document_id == document)
+            .all(|r| r.attempts == 1 && jobs.contains(&r.job))
     );
     assert!(
         queue.receive(10, hide).await.unwrap().is_empty(),
@@ -93,5 +97,43 @@ pub async fn run(
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].job, jobs[2]);
     queue.ack(&again[0].receipt).await.unwrap();
+    assert_eq!(queue.depth().await.unwrap(), 0);
+
+    if traits.coalesces {
+        coalesces(queue.as_ref(), hide).await;
+    }
+}
+
+/// Three versions of a document enqueued while none is taken are one job, at the
+/// newest; once that job is taken, a newer version is a job of its own.
+async fn coalesces(queue: &dyn AnalysisQueue, hide: Duration) {
+    let document = DocumentId::generate();
+    let job = |version| AnalysisJob {
+        document_id: document,
+        version,
+    };
+    for version in 1..=3 {
+        assert_eq!(
+            queue.enqueue(&job(version)).await.unwrap(),
+            WriteOutcome::Applied
+        );
+    }
+    assert_eq!(queue.depth().await.unwrap(), 1);
+    let taken = queue.receive(10, hide).await.unwrap();
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0].job, job(3));
+    queue.enqueue(&job(4)).await.unwrap();
+    assert_eq!(
+        queue.depth().await.unwrap(),
+        2,
+        "the taken job is not moved"
+    );
+    let next = queue.receive(10, hide).await.unwrap();
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].job, job(4));
+    queue
+        .ack_all(&[taken[0].receipt.clone(), next[0].receipt.clone()])
+        .await
+        .unwrap();
     assert_eq!(queue.depth().await.unwrap(), 0);
 }

@@ -27,7 +27,6 @@ const KEPT_TABLES: &[&str] = &[
     "document_versions",
     "stream_checkpoints",
     "audit_log",
-    "analysis_job_keys",
     "analysis_jobs",
     "dead_letters",
     "analyses",
@@ -123,6 +122,8 @@ async fn a_data_directory_from_47fbc70_is_upgraded_with_every_row_intact() {
     let dir = made_by_47fbc70();
     let before = kept_rows(dir.path());
     let log_before = rows(dir.path(), "change_log");
+    let enqueued_before = rows(dir.path(), "analysis_job_keys");
+    assert!(!enqueued_before.is_empty());
     assert_eq!(checkpoints(dir.path()), vec![(0, 7), (1, 7)]);
 
     let server = ChildServer::start(dir.path()).await;
@@ -136,6 +137,18 @@ async fn a_data_directory_from_47fbc70_is_upgraded_with_every_row_intact() {
         vec![(0, 7), (1, 7)],
         "nothing fanned out again"
     );
+    // Migration 5 keeps the newest version the analysis queue enqueued of each document.
+    let mut newest: Vec<Vec<String>> = Vec::new();
+    for key in &enqueued_before {
+        match newest.iter_mut().find(|n| n[0] == key[0]) {
+            Some(n) if n[1].parse::<u64>().unwrap() < key[1].parse::<u64>().unwrap() => {
+                n[1].clone_from(&key[1]);
+            }
+            Some(_) => {}
+            None => newest.push(key.clone()),
+        }
+    }
+    assert_eq!(rows(dir.path(), "analysis_enqueued"), newest);
     // Migration 2 adds each record's shard, left NULL for the records from before.
     let log_after = rows(dir.path(), "change_log");
     assert!(

@@ -95,7 +95,11 @@ async fn analysis_queue_embedded() {
     let (_dir, db) = database();
     let queue = Arc::new(SqliteAnalysisQueue::open(&db, clock()).unwrap());
     let dead = Arc::new(SqliteDeadLetterQueue::open(&db).unwrap());
-    port_suites::analysis_queue::run(queue, dead, QueueTraits { deduplicates: true }).await;
+    let traits = QueueTraits {
+        deduplicates: true,
+        coalesces: true,
+    };
+    port_suites::analysis_queue::run(queue, dead, traits).await;
 }
 
 #[tokio::test]
@@ -108,6 +112,7 @@ async fn analysis_queue_sqs() {
         dead_letters(&clients),
         QueueTraits {
             deduplicates: false,
+            coalesces: false,
         },
     )
     .await;
