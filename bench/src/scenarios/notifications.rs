@@ -131,6 +131,18 @@ pub async fn type_one(
     } else {
         json!([typed, "x"])
     };
+    edit(base, http, token, id, version, ops).await
+}
+
+/// Applies `ops` to version `version` of `id` with `POST …/edits`.
+pub async fn edit(
+    base: &str,
+    http: &reqwest::Client,
+    token: &str,
+    id: &str,
+    version: u64,
+    ops: Value,
+) -> anyhow::Result<Value> {
     let response = http
         .post(format!("{base}/documents/{id}/edits"))
         .bearer_auth(token)

@@ -2,10 +2,12 @@
 //! subscribers read every frame. `docfan serve` runs in a child process; four writers
 //! ("ann") each type into a document of their own with `POST …/edits`, one edit
 //! waiting for the previous answer; the subscribers ("bob") are spread evenly over the
-//! four documents. Sampled every few seconds: each consumer's lag (its oldest
-//! unprocessed change, from `/metrics`) and the server's resident memory. After the
-//! writers stop: how long until every consumer has caught up, and whether every
-//! subscriber got every version of its document once, in order.
+//! four documents. A document grows to [`DOCUMENT_CHARS`] characters, then keeps that
+//! size: each edit deletes its first character as it types one at the end. Sampled
+//! every few seconds: each consumer's lag (its oldest unprocessed change, from
+//! `/metrics`) and the server's resident memory. After the writers stop: how long until
+//! every consumer has caught up, and whether every subscriber got every version of its
+//! document once, in order.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -22,6 +24,12 @@ use crate::child::{ChildServer, open_files_limit, rss_parts};
 use crate::report::{Case, Kind, Scenario};
 
 const WRITERS: usize = 4;
+
+/// The size the documents grow to (in about 15 s) and then keep, so the run is a steady
+/// state, as a long-lived document being edited is, rather than documents that grow
+/// without end (the memory of records and frames the server keeps by count would grow
+/// with them).
+const DOCUMENT_CHARS: u64 = 2_000;
 
 /// How often the lags and the memory are read.
 const SAMPLE_EVERY: Duration = Duration::from_secs(5);
@@ -113,7 +121,12 @@ async fn write(
     let ann = token_for("ann");
     let mut version = 1u64;
     while Instant::now() < until {
-        notifications::type_one(&base, &http, &ann, &id, version).await?;
+        if version <= DOCUMENT_CHARS {
+            notifications::type_one(&base, &http, &ann, &id, version).await?;
+        } else {
+            let ops = json!([-1, DOCUMENT_CHARS - 1, "x"]);
+            notifications::edit(&base, &http, &ann, &id, version, ops).await?;
+        }
         version += 1;
         acknowledged.fetch_add(1, Ordering::Relaxed);
     }
@@ -288,7 +301,9 @@ pub async fn run(mode: Mode) -> anyhow::Result<Scenario> {
         method: format!(
             "`docfan serve` in a child process; {WRITERS} writers each typing one character \
              at a time with `POST /documents/{{id}}/edits` into a document of their own, each \
-             edit waiting for the previous answer, for {} s; the subscribers spread evenly \
+             edit waiting for the previous answer, for {} s; a document grows to \
+             {DOCUMENT_CHARS} characters, then each edit also deletes its first one, so it \
+             keeps that size; the subscribers spread evenly \
              over the {WRITERS} documents, reading every frame. Every {} s: each consumer's \
              lag (`docfan_consumer_lag_seconds`) and the server's RSS. After the writers \
              stop: how long until every lag is 0 and every subscriber has its document's \
