@@ -28,7 +28,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use aws_sdk_sqs::Client;
-use aws_sdk_sqs::types::MessageSystemAttributeName;
+use aws_sdk_sqs::types::{
+    BatchResultErrorEntry, DeleteMessageBatchRequestEntry, MessageSystemAttributeName,
+    SendMessageBatchRequestEntry,
+};
 
 use super::dead_letter::queue_depth;
 use super::errors::sdk_error;
@@ -42,6 +45,9 @@ use crate::{Error, Result};
 /// Received jobs remembered for `dead_letter`, at most (older ones are forgotten; their
 /// messages then fall back to the queue's redrive policy).
 const REMEMBERED_RECEIPTS: usize = 10_000;
+
+/// Entries SQS takes in one `SendMessageBatch` or `DeleteMessageBatch`, at most.
+const BATCH_ENTRIES: usize = 10;
 
 /// Analysis jobs in an SQS standard queue.
 pub struct SqsAnalysisQueue {
@@ -109,6 +115,31 @@ impl SqsAnalysisQueue {
     }
 }
 
+/// A batch call's entries that failed, as one error naming each (`Unavailable`: the
+/// caller retries the whole batch, and a job sent twice costs at most one redundant
+/// analysis).
+fn batch_failures(what: &str, failed: &[BatchResultErrorEntry]) -> Result<()> {
+    if failed.is_empty() {
+        return Ok(());
+    }
+    let each: Vec<String> = failed
+        .iter()
+        .map(|f| {
+            format!(
+                "entry {}: {}{}",
+                f.id(),
+                f.code(),
+                f.message().map(|m| format!(" ({m})")).unwrap_or_default()
+            )
+        })
+        .collect();
+    Err(Error::Unavailable(format!(
+        "{what}: {} entries failed: {}",
+        failed.len(),
+        each.join("; ")
+    )))
+}
+
 fn parse_job(body: &str) -> Result<AnalysisJob> {
     serde_json::from_str(body)
         .map_err(|e| Error::invalid("body", format!("not an analysis job: {e}")))
@@ -123,6 +154,34 @@ impl AnalysisQueue for SqsAnalysisQueue {
     async fn enqueue(&self, job: &AnalysisJob) -> Result<WriteOutcome> {
         self.send(job).await?;
         Ok(WriteOutcome::Applied)
+    }
+
+    /// Ten jobs a call (`SendMessageBatch`).
+    async fn enqueue_all(&self, jobs: &[AnalysisJob]) -> Result<()> {
+        for chunk in jobs.chunks(BATCH_ENTRIES) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, job)| {
+                    let body = serde_json::to_string(job).map_err(|e| Error::Unknown(e.into()))?;
+                    SendMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .message_body(body)
+                        .build()
+                        .map_err(|e| Error::Unknown(e.into()))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let out = self
+                .client
+                .send_message_batch()
+                .queue_url(&self.url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| sdk_error("SendMessageBatch", e))?;
+            batch_failures("SendMessageBatch", out.failed())?;
+        }
+        Ok(())
     }
 
     async fn requeue(&self, job: &AnalysisJob) -> Result<()> {
@@ -171,6 +230,40 @@ impl AnalysisQueue for SqsAnalysisQueue {
 
     async fn ack(&self, receipt: &str) -> Result<()> {
         self.delete(receipt).await
+    }
+
+    /// Ten receipts a call (`DeleteMessageBatch`).
+    async fn ack_all(&self, receipts: &[String]) -> Result<()> {
+        for chunk in receipts.chunks(BATCH_ENTRIES) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, receipt)| {
+                    DeleteMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(receipt)
+                        .build()
+                        .map_err(|e| Error::Unknown(e.into()))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let out = self
+                .client
+                .delete_message_batch()
+                .queue_url(&self.url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| sdk_error("DeleteMessageBatch", e))?;
+            let mut received = self.received.lock().expect("receipts lock");
+            for done in out.successful() {
+                if let Some(receipt) = done.id().parse::<usize>().ok().and_then(|i| chunk.get(i)) {
+                    received.remove(receipt);
+                }
+            }
+            drop(received);
+            batch_failures("DeleteMessageBatch", out.failed())?;
+        }
+        Ok(())
     }
 
     async fn dead_letter(&self, receipt: &str, reason: &str) -> Result<()> {

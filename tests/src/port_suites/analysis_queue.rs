@@ -99,6 +99,7 @@ pub async fn run(
     queue.ack(&again[0].receipt).await.unwrap();
     assert_eq!(queue.depth().await.unwrap(), 0);
 
+    more_than_a_batch_call_takes(queue.as_ref(), hide).await;
     if traits.coalesces {
         coalesces(queue.as_ref(), hide).await;
     }
@@ -136,4 +137,37 @@ async fn coalesces(queue: &dyn AnalysisQueue, hide: Duration) {
         .await
         .unwrap();
     assert_eq!(queue.depth().await.unwrap(), 0);
+}
+
+/// More jobs than one batch call of a queue service carries (SQS takes ten), enqueued
+/// together, then acknowledged together: each once.
+async fn more_than_a_batch_call_takes(queue: &dyn AnalysisQueue, hide: Duration) {
+    let jobs: Vec<_> = (0..23)
+        .map(|_| AnalysisJob {
+            document_id: DocumentId::generate(),
+            version: 1,
+        })
+        .collect();
+    queue.enqueue_all(&jobs).await.unwrap();
+    assert_eq!(queue.depth().await.unwrap(), 23);
+    let mut taken = Vec::new();
+    for _ in 0..20 {
+        taken.extend(queue.receive(10, hide).await.unwrap());
+        if taken.len() >= jobs.len() {
+            break;
+        }
+    }
+    let ids = |jobs: &mut dyn Iterator<Item = &AnalysisJob>| {
+        let mut ids: Vec<String> = jobs.map(|j| j.document_id.to_string()).collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(
+        ids(&mut taken.iter().map(|r| &r.job)),
+        ids(&mut jobs.iter()),
+        "every job received once"
+    );
+    let receipts: Vec<String> = taken.iter().map(|r| r.receipt.clone()).collect();
+    queue.ack_all(&receipts).await.unwrap();
+    assert_eq!(queue.depth().await.unwrap(), 0, "every one acknowledged");
 }
