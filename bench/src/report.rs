@@ -293,6 +293,24 @@ impl Report {
                 ratio: "—".into(),
             });
         }
+        if let Some(s) = self.scenario("fanout")
+            && let Some(case) = s
+                .cases
+                .iter()
+                .find(|c| c.label == crate::scenarios::fanout::REST_WRITER_BESIDE_A_DRAIN)
+            && let Some(floor) = case
+                .compared_to
+                .as_ref()
+                .and_then(|label| s.cases.iter().find(|c| &c.label == label))
+        {
+            let p99 = |c: &Case| c.latency_ms.as_ref().map_or(0.0, |l| l.p99);
+            lines.push(Headline {
+                what: "one REST writer's `PUT` p99 ms while the fan-out drains a backlog".into(),
+                docfan: format!("{:.2}", p99(case)),
+                floor: format!("{:.2} (one writer, the store alone)", p99(floor)),
+                ratio: ratio(case, "latency_p99", 1),
+            });
+        }
         for (scenario, what) in [
             ("delivery", "live delivery p50 / p99 ms, notifier → frame"),
             (

@@ -65,6 +65,15 @@ impl TestApp {
         Self::spawn_configured(data_dir, |_| {}).await
     }
 
+    /// Starts the app over an existing data directory with the defaults changed by
+    /// `configure`.
+    pub async fn spawn_in_with(
+        data_dir: Arc<tempfile::TempDir>,
+        configure: impl FnOnce(&mut ServeConfig),
+    ) -> Self {
+        Self::spawn_configured(data_dir, configure).await
+    }
+
     async fn spawn_configured(
         data_dir: Arc<tempfile::TempDir>,
         configure: impl FnOnce(&mut ServeConfig),

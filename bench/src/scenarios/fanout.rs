@@ -8,13 +8,19 @@
 //!   for the word only that edit wrote finding it (each writer searches every
 //!   [`SEARCH_EVERY`]), one writer at a time and with 16 concurrent writers;
 //! - webhooks: the same drain with one webhook rule matching every change, POSTing to a
-//!   receiver on loopback: the drain's rate beside it, and the events delivered a second.
+//!   receiver on loopback: the drain's rate beside it, and the events delivered a second;
+//! - one writer beside a drain: its commits through the document service with the store
+//!   alone (the floor) and beside the poller draining a backlog; then `PUT`s over HTTP to
+//!   the whole app (both consumers running), with nothing else to fan out and while the
+//!   app drains a backlog it found at its start.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::ensure;
+use anyhow::{Context, ensure};
+use api::http::rate_limit::RateLimit;
+use serde_json::{Value, json};
 use shared::clock::SystemClock;
 use shared::domain::{Body, Document, Title, UserId};
 use shared::embedded::{DATABASE_FILE, SqliteDocumentStore};
@@ -24,9 +30,10 @@ use stream_handler::poller::{Poller, PollerConfig, handled_through};
 use stream_handler::sinks::notifications::NoSubscribers;
 use stream_handler::webhooks::{EventsConfig, WebhookDeliveryConfig};
 use stream_handler::{EmbeddedFanout, FanoutConfig};
+use tests::{TestApp, token_for};
 use tokio::sync::{oneshot, watch};
 
-use super::{Mode, count};
+use super::{Mode, count, soak};
 use crate::report::{Case, Kind, Scenario};
 use crate::stats::Latency;
 
@@ -102,19 +109,47 @@ pub async fn run(mode: Mode) -> anyhow::Result<Scenario> {
         during.p99,
         during.p99 / alone.p99.max(f64::EPSILON)
     );
-    cases.push(
-        Case::new("one writer, store alone (floor)")
-            .param("writers", 1)
-            .throughput(alone_rate, "edits/s")
-            .latency(alone),
+    let floor = Case::new("one writer, store alone (floor)")
+        .param("writers", 1)
+        .throughput(alone_rate, "edits/s")
+        .latency(alone);
+    let mut beside = Case::new("one writer while the fan-out drains a backlog (parallelization 4)")
+        .param("writers", 1)
+        .throughput(during_rate, "edits/s")
+        .latency(during);
+    beside.compare_with(&floor);
+    let (rest_alone, rest_during, draining) = rest_writer_beside_a_drain(&sizes).await?;
+    let (rest_alone_rate, rest_during_rate) = (rate(&rest_alone), rate(&rest_during));
+    let (rest_alone, rest_during) = (Latency::of(rest_alone.0), Latency::of(rest_during.0));
+    println!(
+        "  one REST writer: PUT with nothing else to fan out p50 {:.2} / p99 {:.2} ms; while the app drains a backlog p50 {:.2} / p99 {:.2} ms ({:.2}× the store alone's p99)",
+        rest_alone.p50,
+        rest_alone.p99,
+        rest_during.p50,
+        rest_during.p99,
+        rest_during.p99
+            / floor
+                .latency_ms
+                .as_ref()
+                .map_or(f64::EPSILON, |l| l.p99.max(f64::EPSILON))
     );
-    cases.push(
-        Case::new("one writer while the fan-out drains a backlog (parallelization 4)")
-            .param("writers", 1)
-            .param("parallelization", 4)
-            .throughput(during_rate, "edits/s")
-            .latency(during),
-    );
+    if !draining {
+        println!(
+            "  (the app's backlog drained before the REST writer finished: part of its PUTs ran beside no drain)"
+        );
+    }
+    let mut rest_idle = Case::new(REST_WRITER_ALONE)
+        .param("writers", 1)
+        .throughput(rest_alone_rate, "edits/s")
+        .latency(rest_alone);
+    rest_idle.compare_with(&floor);
+    let mut rest_beside = Case::new(REST_WRITER_BESIDE_A_DRAIN)
+        .param("writers", 1)
+        .param("backlog still draining when it finished", draining)
+        .throughput(rest_during_rate, "edits/s")
+        .latency(rest_during);
+    rest_beside.compare_with(&floor);
+    cases.extend([floor, beside, rest_idle, rest_beside]);
     for writers in [1, 16] {
         let (samples, elapsed) = latency(writers, sizes.latency_writes, &metrics).await?;
         let edits = samples.len();
@@ -148,8 +183,13 @@ pub async fn run(mode: Mode) -> anyhow::Result<Scenario> {
              commits every 200 ms or 5,000 writes while people search; parallelization 2). \
              One writer: 1,000 sequential edits of one \
              document through the document service (the REST handler's path, without \
-             HTTP), first with the store alone, then while the fan-out drains a backlog \
-             of the same size at parallelization 4.",
+             HTTP), first with the store alone (the floor), then while the fan-out drains \
+             a backlog of the same size at parallelization 4. One REST writer: 1,000 \
+             sequential `PUT`s of one document over loopback to the whole app (both \
+             consumers of the change log running, the index consumer at parallelization \
+             4), each answer read, first with nothing else to fan out, then on a data \
+             directory holding a backlog of the same size, which the app drains from its \
+             start; its ratio is to the store alone's p99.",
             sizes.docs * sizes.versions,
             sizes.docs,
             sizes.versions,
@@ -258,11 +298,11 @@ fn body(doc: usize, version: usize) -> String {
 }
 
 /// Writes `docs` documents with `versions` versions each, 16 writers at a time.
-async fn write_backlog(env: &Env, sizes: &Sizes) -> anyhow::Result<usize> {
+async fn write_backlog(docs: &DocumentService, sizes: &Sizes) -> anyhow::Result<usize> {
     let owner = UserId::parse("bench")?;
     let mut tasks = Vec::new();
     for writer in 0..16 {
-        let docs = env.docs.clone();
+        let docs = docs.clone();
         let owner = owner.clone();
         let (count, versions) = (sizes.docs, sizes.versions);
         tasks.push(tokio::spawn(async move {
@@ -373,7 +413,7 @@ async fn throughput(
     metrics: &shared::metrics::Metrics,
 ) -> anyhow::Result<(usize, Duration)> {
     let env = env(metrics)?;
-    let changes = write_backlog(&env, sizes).await?;
+    let changes = write_backlog(&env.docs, sizes).await?;
     let latest = env.store.change_feed().latest_seq().await?;
     let started = Instant::now();
     let mut running = start(&env, factor);
@@ -446,7 +486,7 @@ async fn throughput_with_webhooks(
         },
         metrics,
     )?;
-    let changes = write_backlog(&env, sizes).await?;
+    let changes = write_backlog(&env.docs, sizes).await?;
     let latest = env.store.change_feed().latest_seq().await?;
     let (stop_workers, workers_stopped) = watch::channel(false);
     let started = Instant::now();
@@ -481,9 +521,8 @@ async fn writer_beside_a_drain(
     sizes: &Sizes,
     metrics: &shared::metrics::Metrics,
 ) -> anyhow::Result<(Timed, Timed)> {
-    const EDITS: usize = 1000;
     let env = env(metrics)?;
-    write_backlog(&env, sizes).await?;
+    write_backlog(&env.docs, sizes).await?;
     let latest = env.store.change_feed().latest_seq().await?;
     let owner = UserId::parse("bench")?;
     let mut doc = env
@@ -512,10 +551,10 @@ async fn writer_beside_a_drain(
             anyhow::Ok((doc, (latencies, all.elapsed())))
         }
     };
-    let (next, alone) = edits(doc, EDITS).await?;
+    let (next, alone) = edits(doc, WRITER_EDITS).await?;
     doc = next;
     let mut running = start(&env, 4);
-    let (_, during) = edits(doc, EDITS).await?;
+    let (_, during) = edits(doc, WRITER_EDITS).await?;
     let drained = running
         .progress
         .borrow()
@@ -532,6 +571,95 @@ async fn writer_beside_a_drain(
         );
     }
     Ok((alone, during))
+}
+
+/// The REST writer's cases, by label (the report's headline finds the second).
+pub const REST_WRITER_ALONE: &str = "one REST writer, PUT answered, nothing else to fan out";
+pub const REST_WRITER_BESIDE_A_DRAIN: &str = "one REST writer, PUT answered, while the app drains a backlog (index consumer at parallelization 4)";
+
+/// Sequential edits one writer makes in each half of a comparison.
+const WRITER_EDITS: usize = 1000;
+
+/// One REST writer's `PUT` latencies (ms), answer read, against the whole app (HTTP, the
+/// documents writer, both consumers of the change log): first on a data directory with
+/// nothing to fan out but its own edits; then on one holding a backlog of `sizes`
+/// changes, which the app's index consumer starts draining as the app starts. Also
+/// whether that backlog was still draining when the writer finished.
+async fn rest_writer_beside_a_drain(sizes: &Sizes) -> anyhow::Result<(Timed, Timed, bool)> {
+    let app = writer_app(Arc::new(tempfile::tempdir()?)).await;
+    let alone = rest_edits(&app, WRITER_EDITS).await;
+    app.stop().await;
+    let dir = Arc::new(tempfile::tempdir()?);
+    {
+        let store = Arc::new(SqliteDocumentStore::open(&dir.path().join(DATABASE_FILE))?);
+        write_backlog(&DocumentService::new(store, Arc::new(SystemClock)), sizes).await?;
+    }
+    let app = writer_app(dir).await;
+    let started = Instant::now();
+    let during = rest_edits(&app, WRITER_EDITS).await;
+    let draining = still_draining(&app, started.elapsed()).await;
+    app.stop().await;
+    Ok((alone?, during?, draining?))
+}
+
+/// The app as the REST writer meets it: the index consumer at parallelization 4, and no
+/// per-user request budget (one user writing as fast as the server answers is what is
+/// measured, not the budget).
+async fn writer_app(dir: Arc<tempfile::TempDir>) -> TestApp {
+    TestApp::spawn_in_with(dir, |config| {
+        config.fanout.poller.parallelization_factor = 4;
+        config.rate_limit = RateLimit {
+            per_second: 1e6,
+            burst: 1_000_000,
+        };
+    })
+    .await
+}
+
+/// `edits` sequential `PUT`s of a new document, each from the version the previous one
+/// made.
+async fn rest_edits(app: &TestApp, edits: usize) -> anyhow::Result<Timed> {
+    let http = reqwest::Client::new();
+    let token = token_for("bench");
+    let title = "The lone writer";
+    let created: Value = http
+        .post(app.url("/documents"))
+        .bearer_auth(&token)
+        .json(&json!({"title": title, "body": body(0, 1)}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let id = created["id"].as_str().context("the document's id")?;
+    let url = app.url(&format!("/documents/{id}"));
+    let mut latencies = Vec::with_capacity(edits);
+    let all = Instant::now();
+    for i in 0..edits {
+        let started = Instant::now();
+        let response = http
+            .put(&url)
+            .bearer_auth(&token)
+            .header("If-Match", format!("\"{}\"", i + 1))
+            .json(&json!({"title": title, "body": body(0, i + 2)}))
+            .send()
+            .await?;
+        ensure!(response.status() == 200, "PUT: {}", response.status());
+        response.bytes().await?;
+        latencies.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    Ok((latencies, all.elapsed()))
+}
+
+/// Whether the app's index consumer is still behind the backlog it found when it
+/// started `since` ago: its oldest unprocessed change is older than that.
+async fn still_draining(app: &TestApp, since: Duration) -> anyhow::Result<bool> {
+    let lags = soak::lags(&reqwest::Client::new(), &app.base).await?;
+    let (_, index) = lags
+        .iter()
+        .find(|(consumer, _)| consumer == "index")
+        .context("the index consumer's lag in /metrics")?;
+    Ok(*index >= since.as_secs_f64())
 }
 
 /// How often a writer searches for its edit until it is found.

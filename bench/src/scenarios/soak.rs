@@ -92,7 +92,7 @@ fn read(mut socket: Socket, seen: Arc<Seen>, first: u64) {
 }
 
 /// Each consumer's lag in seconds, from the server's `/metrics`.
-async fn lags(http: &reqwest::Client, base: &str) -> anyhow::Result<Vec<(String, f64)>> {
+pub(super) async fn lags(http: &reqwest::Client, base: &str) -> anyhow::Result<Vec<(String, f64)>> {
     let text = http
         .get(format!("{base}/metrics"))
         .send()
