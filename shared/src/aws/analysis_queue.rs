@@ -33,8 +33,8 @@ use aws_sdk_sqs::types::{
     SendMessageBatchRequestEntry,
 };
 
-use super::dead_letter::queue_depth;
-use super::errors::sdk_error;
+use super::dead_letter::{SQS_BATCH_ENTRIES, queue_depth};
+use super::errors::{build_error, sdk_error};
 use crate::clock::Clock;
 use crate::ports::{
     AnalysisJob, AnalysisQueue, DeadLetter, DeadLetterQueue, DeadLetterSource, ReceivedJob,
@@ -45,9 +45,6 @@ use crate::{Error, Result};
 /// Received jobs remembered for `dead_letter`, at most (older ones are forgotten; their
 /// messages then fall back to the queue's redrive policy).
 const REMEMBERED_RECEIPTS: usize = 10_000;
-
-/// Entries SQS takes in one `SendMessageBatch` or `DeleteMessageBatch`, at most.
-const BATCH_ENTRIES: usize = 10;
 
 /// Analysis jobs in an SQS standard queue.
 pub struct SqsAnalysisQueue {
@@ -158,7 +155,7 @@ impl AnalysisQueue for SqsAnalysisQueue {
 
     /// Ten jobs a call (`SendMessageBatch`).
     async fn enqueue_all(&self, jobs: &[AnalysisJob]) -> Result<()> {
-        for chunk in jobs.chunks(BATCH_ENTRIES) {
+        for chunk in jobs.chunks(SQS_BATCH_ENTRIES) {
             let entries = chunk
                 .iter()
                 .enumerate()
@@ -168,7 +165,7 @@ impl AnalysisQueue for SqsAnalysisQueue {
                         .id(i.to_string())
                         .message_body(body)
                         .build()
-                        .map_err(|e| Error::Unknown(e.into()))
+                        .map_err(|e| build_error("an analysis job's message", e))
                 })
                 .collect::<Result<Vec<_>>>()?;
             let out = self
@@ -234,7 +231,7 @@ impl AnalysisQueue for SqsAnalysisQueue {
 
     /// Ten receipts a call (`DeleteMessageBatch`).
     async fn ack_all(&self, receipts: &[String]) -> Result<()> {
-        for chunk in receipts.chunks(BATCH_ENTRIES) {
+        for chunk in receipts.chunks(SQS_BATCH_ENTRIES) {
             let entries = chunk
                 .iter()
                 .enumerate()
@@ -243,7 +240,7 @@ impl AnalysisQueue for SqsAnalysisQueue {
                         .id(i.to_string())
                         .receipt_handle(receipt)
                         .build()
-                        .map_err(|e| Error::Unknown(e.into()))
+                        .map_err(|e| build_error("a message deletion", e))
                 })
                 .collect::<Result<Vec<_>>>()?;
             let out = self

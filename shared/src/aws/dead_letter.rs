@@ -211,7 +211,7 @@ impl DeadLetterQueue for SqsDeadLetterQueue {
             }
         }
         // Visible again at once: listing is not consuming.
-        for chunk in receipts.chunks(10) {
+        for chunk in receipts.chunks(SQS_BATCH_ENTRIES) {
             let entries = chunk
                 .iter()
                 .enumerate()
@@ -287,6 +287,10 @@ impl DeadLetterQueue for SqsDeadLetterQueue {
         queue_depth(&self.client, &self.url).await
     }
 }
+
+/// Entries SQS takes in one batch call (`SendMessageBatch`, `DeleteMessageBatch`,
+/// `ChangeMessageVisibilityBatch`), at most.
+pub(crate) const SQS_BATCH_ENTRIES: usize = 10;
 
 /// Messages waiting in a queue, visible or in flight.
 pub(crate) async fn queue_depth(client: &Client, url: &str) -> Result<u64> {
