@@ -365,9 +365,10 @@ fn start(env: &Env, factor: u32) -> Running {
     let wait = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
+    // The index consumer as the app configures it, at `factor`.
     let config = PollerConfig {
         parallelization_factor: factor,
-        ..PollerConfig::default()
+        ..FanoutConfig::default().poller
     };
     let (poller, progress) = Poller::spawn_observed(
         config,
