@@ -456,3 +456,36 @@ impl AnalysisQueue for SqsEventBatch {
         Ok(self.pending.lock().expect("batch lock").len() as u64)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_call_with_failed_entries_is_one_error_naming_each() {
+        assert!(batch_failures("DeleteMessageBatch", &[]).is_ok());
+        let failed = [
+            BatchResultErrorEntry::builder()
+                .id("3")
+                .sender_fault(true)
+                .code("ReceiptHandleIsInvalid")
+                .message("the receipt handle has expired")
+                .build()
+                .unwrap(),
+            BatchResultErrorEntry::builder()
+                .id("7")
+                .sender_fault(false)
+                .code("InternalError")
+                .build()
+                .unwrap(),
+        ];
+        let Err(Error::Unavailable(text)) = batch_failures("DeleteMessageBatch", &failed) else {
+            panic!("one Unavailable error");
+        };
+        assert_eq!(
+            text,
+            "DeleteMessageBatch: 2 entries failed: entry 3: ReceiptHandleIsInvalid \
+             (the receipt handle has expired); entry 7: InternalError"
+        );
+    }
+}
