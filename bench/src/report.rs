@@ -58,6 +58,10 @@ pub struct Scenario {
     pub notes: Vec<String>,
 }
 
+/// The `fanout` case the headline gives for one REST writer beside a drain.
+pub const REST_WRITER_BESIDE_A_DRAIN: &str = "one REST writer, PUT answered, while the app drains a backlog \
+     (index consumer at parallelization 4)";
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Case {
     pub label: String,
@@ -297,7 +301,7 @@ impl Report {
             && let Some(case) = s
                 .cases
                 .iter()
-                .find(|c| c.label == crate::scenarios::fanout::REST_WRITER_BESIDE_A_DRAIN)
+                .find(|c| c.label == REST_WRITER_BESIDE_A_DRAIN)
             && let Some(floor) = case
                 .compared_to
                 .as_ref()

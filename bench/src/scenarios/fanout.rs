@@ -34,7 +34,7 @@ use tests::{TestApp, token_for};
 use tokio::sync::{oneshot, watch};
 
 use super::{Mode, count, soak};
-use crate::report::{Case, Kind, Scenario};
+use crate::report::{Case, Kind, REST_WRITER_BESIDE_A_DRAIN, Scenario};
 use crate::stats::Latency;
 
 struct Sizes {
@@ -574,9 +574,9 @@ async fn writer_beside_a_drain(
     Ok((alone, during))
 }
 
-/// The REST writer's cases, by label (the report's headline finds the second).
-pub const REST_WRITER_ALONE: &str = "one REST writer, PUT answered, nothing else to fan out";
-pub const REST_WRITER_BESIDE_A_DRAIN: &str = "one REST writer, PUT answered, while the app drains a backlog (index consumer at parallelization 4)";
+/// The REST writer's case with nothing else to fan out (the one beside a drain is
+/// [`REST_WRITER_BESIDE_A_DRAIN`], which the report's headline finds).
+const REST_WRITER_ALONE: &str = "one REST writer, PUT answered, nothing else to fan out";
 
 /// Sequential edits one writer makes in each half of a comparison.
 const WRITER_EDITS: usize = 1000;
