@@ -14,7 +14,7 @@ use shared::ports::Notifier;
 use crate::give_up::{GiveUp, GiveUpRules};
 use crate::handler::{Fanout, HandlerConfig};
 use crate::sinks::Sink;
-use crate::sinks::analysis::AnalysisSink;
+use crate::sinks::analysis::{AnalysisSink, AnalysisSinkConfig};
 use crate::sinks::audit::AuditSink;
 use crate::sinks::events::EventsSink;
 use crate::sinks::notifications::NotificationSink;
@@ -128,9 +128,12 @@ fn sinks(
             Arc::new(clients.audit_log()),
             Default::default(),
         )),
+        // A batch's jobs go to SQS together at its flush, ten to a call.
         Arc::new(AnalysisSink::new(
             Arc::new(clients.analysis_queue(clock)?),
-            Default::default(),
+            AnalysisSinkConfig {
+                enqueue_at_flush: true,
+            },
         )),
     ];
     sinks.extend(events_sink(clients));
