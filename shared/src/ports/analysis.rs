@@ -26,14 +26,15 @@ pub struct ReceivedJob {
     pub attempts: u32,
 }
 
-/// The durable queue of analysis jobs, deduplicated by (document, version): the embedded
-/// queue refuses a second enqueue of the same job; an SQS standard queue cannot, and
-/// relies on its consumer being idempotent instead (the worker skips versions already
-/// superseded or analysed, and the result store only takes newer versions).
+/// The durable queue of analysis jobs. The embedded queue refuses a job no newer than
+/// one its document enqueued before, and keeps one waiting job per document, at the
+/// newest version; an SQS standard queue cannot, and relies on its consumer being
+/// idempotent instead (the worker skips versions already superseded or analysed, and the
+/// result store only takes newer versions).
 #[async_trait]
 pub trait AnalysisQueue: Send + Sync + 'static {
-    /// Enqueues the job; a queue that can deduplicate returns `AlreadyApplied` when one
-    /// for the same (document, version) was ever enqueued.
+    /// Enqueues the job; a queue that can deduplicate returns `AlreadyApplied` when its
+    /// document enqueued this version or a newer one before.
     /// Errors: [`Error::Unavailable`](crate::Error::Unavailable).
     async fn enqueue(&self, job: &AnalysisJob) -> Result<WriteOutcome>;
 

@@ -1,6 +1,7 @@
 //! The analysis sink: puts a job for (document, version) on the [`AnalysisQueue`] when
-//! a change touched the title or the body. The queue deduplicates by that key, so a
-//! redelivered change enqueues nothing; the worker ([`crate::analysis`]) does the rest.
+//! a change touched the title or the body. The embedded queue remembers the newest
+//! version each document enqueued, so a redelivered change enqueues nothing (SQS relies
+//! on the worker being idempotent); the worker ([`crate::analysis`]) does the rest.
 //!
 //! With [`AnalysisSinkConfig::enqueue_at_flush`] the jobs of a batch are held until its
 //! flush and enqueued in one commit ([`super::held`]).
