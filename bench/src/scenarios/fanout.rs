@@ -33,7 +33,7 @@ use stream_handler::{EmbeddedFanout, FanoutConfig};
 use tests::{TestApp, token_for};
 use tokio::sync::{oneshot, watch};
 
-use super::{Mode, count, soak};
+use super::{Mode, consumer_lags, count};
 use crate::report::{Case, Kind, REST_WRITER_BESIDE_A_DRAIN, Scenario};
 use crate::stats::Latency;
 
@@ -655,7 +655,7 @@ async fn rest_edits(app: &TestApp, edits: usize) -> anyhow::Result<Timed> {
 /// Whether the app's index consumer is still behind the backlog it found when it
 /// started `since` ago: its oldest unprocessed change is older than that.
 async fn still_draining(app: &TestApp, since: Duration) -> anyhow::Result<bool> {
-    let lags = soak::lags(&reqwest::Client::new(), &app.base).await?;
+    let lags = consumer_lags(&reqwest::Client::new(), &app.base).await?;
     let (_, index) = lags
         .iter()
         .find(|(consumer, _)| consumer == "index")

@@ -3,7 +3,7 @@
 //! | name | measures | floor |
 //! |---|---|---|
 //! | `writes` | durable writes: document store, REST | `floor-sqlite`: raw durable inserts |
-//! | `fanout` | changes/s through the built-in sinks; write → searchable | — |
+//! | `fanout` | changes/s through the built-in sinks; write → searchable; one writer (the store, then REST) beside a drain | the store alone, for the writer |
 //! | `delivery` | notifier → frame, 1/100/1000 subscribers | `floor-broadcast`: bare WebSocket broadcast |
 //! | `notifications` | REST write → frame, 1/100/1000 subscribers | `floor-broadcast` |
 //! | `sustained` | 20 edits/s for 10 s to 1,000 subscribers | `floor-sustained-broadcast` |
@@ -169,4 +169,25 @@ async fn timed(
     s.seconds = started.elapsed().as_secs_f64();
     println!("  {:.1} s", s.seconds);
     Ok(s)
+}
+
+/// Each consumer's lag in seconds, from the server's `/metrics`.
+pub async fn consumer_lags(
+    http: &reqwest::Client,
+    base: &str,
+) -> anyhow::Result<Vec<(String, f64)>> {
+    let text = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    Ok(text
+        .lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("docfan_consumer_lag_seconds{consumer=\"")?;
+            let (consumer, value) = rest.split_once("\"} ")?;
+            Some((consumer.to_owned(), value.trim().parse().ok()?))
+        })
+        .collect())
 }

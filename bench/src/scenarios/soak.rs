@@ -19,7 +19,7 @@ use tests::token_for;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::live::{self, Socket};
-use super::{Mode, notifications};
+use super::{Mode, consumer_lags, notifications};
 use crate::child::{ChildServer, open_files_limit, rss_parts};
 use crate::report::{Case, Kind, Scenario};
 
@@ -91,24 +91,6 @@ fn read(mut socket: Socket, seen: Arc<Seen>, first: u64) {
     });
 }
 
-/// Each consumer's lag in seconds, from the server's `/metrics`.
-pub(super) async fn lags(http: &reqwest::Client, base: &str) -> anyhow::Result<Vec<(String, f64)>> {
-    let text = http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await?
-        .text()
-        .await?;
-    Ok(text
-        .lines()
-        .filter_map(|line| {
-            let rest = line.strip_prefix("docfan_consumer_lag_seconds{consumer=\"")?;
-            let (consumer, value) = rest.split_once("\"} ")?;
-            Some((consumer.to_owned(), value.trim().parse().ok()?))
-        })
-        .collect())
-}
-
 /// A writer: types one character after another into `id` until `stop`; returns the
 /// last version acknowledged.
 async fn write(
@@ -170,7 +152,7 @@ pub async fn run(mode: Mode) -> anyhow::Result<Scenario> {
     let mut rss = Vec::new();
     while Instant::now() < until {
         tokio::time::sleep(SAMPLE_EVERY.min(until.saturating_duration_since(Instant::now()))).await;
-        for (consumer, lag) in lags(&http, &base).await.unwrap_or_default() {
+        for (consumer, lag) in consumer_lags(&http, &base).await.unwrap_or_default() {
             match worst_lag.iter_mut().find(|(c, _)| *c == consumer) {
                 Some((_, worst)) => *worst = worst.max(lag),
                 None => worst_lag.push((consumer, lag)),
@@ -206,7 +188,7 @@ pub async fn run(mode: Mode) -> anyhow::Result<Scenario> {
         && (consumers_caught_up.is_none() || subscribers_caught_up.is_none())
     {
         if consumers_caught_up.is_none()
-            && let Ok(now) = lags(&http, &base).await
+            && let Ok(now) = consumer_lags(&http, &base).await
             && !now.is_empty()
             && now.iter().all(|(_, lag)| *lag == 0.0)
         {
